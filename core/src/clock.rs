@@ -1,0 +1,20 @@
+//! Time, supplied by the host. The core never reads a clock of its own.
+
+use alloc::boxed::Box;
+
+use crate::send::MaybeSendSync;
+
+/// The host's clock and scheduler.
+///
+/// `yield_now` is how the compaction gives the foreground a turn: on the browser's one thread
+/// it must return to the event loop; on native it may be a no-op or a thread yield.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Clock: MaybeSendSync {
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> u64;
+    /// Completes no earlier than `millis` milliseconds from now.
+    async fn sleep(&self, millis: u64);
+    /// Lets other tasks run before continuing.
+    async fn yield_now(&self);
+}

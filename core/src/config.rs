@@ -1,0 +1,228 @@
+//! Configuration and the pure epoch arithmetic of the compaction schedule.
+
+use alloc::{format, vec::Vec};
+
+use crate::Error;
+
+/// What happens to blocks a compaction removes from the hot store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Purged blocks are dropped; the cold store is only read.
+    #[default]
+    Discard,
+    /// Every purged block is copied to the cold store first.
+    Universal,
+    /// Messages and receipts older than the retention window are copied; old state is dropped.
+    Messages,
+}
+
+impl Mode {
+    /// The name used in configuration files and the JS API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Discard => "discard",
+            Mode::Universal => "universal",
+            Mode::Messages => "messages",
+        }
+    }
+
+    /// Parses [`Mode::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "discard" => Some(Mode::Discard),
+            "universal" => Some(Mode::Universal),
+            "messages" => Some(Mode::Messages),
+            _ => None,
+        }
+    }
+}
+
+/// Store and compaction settings. Epoch counts are in chain epochs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Compaction mode.
+    pub mode: Mode,
+    /// Finality F (reference: 900).
+    pub finality: i64,
+    /// Compact when `head - base_epoch > threshold_finalities * F` (reference: 5).
+    pub threshold_finalities: i64,
+    /// State younger than `head - boundary_finalities * F` stays hot (reference: 4).
+    pub boundary_finalities: i64,
+    /// Messages and receipts are kept hot for this many finalities below the boundary.
+    pub message_retention: i64,
+    /// A head older than this is out of sync (reference: 60 s); `None` disables sync checks.
+    pub sync_gap_secs: Option<u64>,
+    /// A head younger than this is back in sync (reference: 30 s).
+    pub sync_wait_secs: u64,
+    /// Network-upgrade epochs; no automatic compaction within ±F of one.
+    pub upgrade_epochs: Vec<i64>,
+    /// Missing state inside the boundary is recorded instead of failing the compaction.
+    pub lenient_state: bool,
+    /// Objects per purge / move / collect batch (reference: 16384).
+    pub batch_size: usize,
+    /// Objects visited between yields in long loops.
+    pub yield_every: usize,
+    /// After this many ms of purge work the purge sleeps `purge_sleep_factor` × its work time.
+    pub purge_pace_after_ms: u64,
+    /// Sleep/work ratio once pacing starts (reference: 4).
+    pub purge_sleep_factor: u32,
+    /// Retries of missing references after collection, and the wait between them.
+    pub missing_retries: u32,
+    /// Milliseconds between missing-reference retries.
+    pub missing_retry_wait_ms: u64,
+    /// Check every block's hash on `put`.
+    pub verify_puts: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Discard,
+            finality: 900,
+            threshold_finalities: 5,
+            boundary_finalities: 4,
+            message_retention: 0,
+            sync_gap_secs: Some(60),
+            sync_wait_secs: 30,
+            upgrade_epochs: Vec::new(),
+            lenient_state: false,
+            batch_size: 16384,
+            yield_every: 1024,
+            purge_pace_after_ms: 1000,
+            purge_sleep_factor: 4,
+            missing_retries: 3,
+            missing_retry_wait_ms: 1000,
+            verify_puts: false,
+        }
+    }
+}
+
+/// The epochs that define one compaction's live set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Boundaries {
+    /// Height of the head the compaction walks from.
+    pub head: i64,
+    /// State of headers at or above this height stays hot.
+    pub boundary: i64,
+    /// Messages and receipts of headers at or above this height stay hot.
+    pub include_messages: i64,
+}
+
+impl Config {
+    /// Checks the settings for values the arithmetic cannot use.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |detail: &str| Err(Error::InvalidConfig { detail: detail.into() });
+        if self.finality < 1 {
+            return bad("finality must be at least 1");
+        }
+        if self.threshold_finalities < 1 || self.boundary_finalities < 1 {
+            return bad("threshold and boundary finalities must be at least 1");
+        }
+        if self.boundary_finalities > self.threshold_finalities {
+            return Err(Error::InvalidConfig {
+                detail: format!(
+                    "boundary ({}) must not exceed threshold ({}) finalities",
+                    self.boundary_finalities, self.threshold_finalities
+                ),
+            });
+        }
+        if self.message_retention < 0 {
+            return bad("message retention must not be negative");
+        }
+        if self.batch_size == 0 || self.yield_every == 0 {
+            return bad("batch size and yield interval must be positive");
+        }
+        Ok(())
+    }
+
+    /// `threshold_finalities * F`.
+    pub fn threshold(&self) -> i64 {
+        self.threshold_finalities.saturating_mul(self.finality)
+    }
+
+    /// The live-set epochs of a compaction from a head at `head`.
+    pub fn boundaries(&self, head: i64) -> Boundaries {
+        let boundary = head.saturating_sub(self.boundary_finalities.saturating_mul(self.finality));
+        let range = self.message_retention.saturating_mul(self.finality);
+        let include_messages = if range < boundary { boundary - range } else { 0 };
+        Boundaries { head, boundary, include_messages }
+    }
+
+    /// True when `epoch` is within ±F of a configured upgrade.
+    pub fn near_upgrade(&self, epoch: i64) -> bool {
+        self.upgrade_epochs.iter().any(|&u| epoch > u - self.finality && epoch < u + self.finality)
+    }
+}
+
+/// Whether a head change should start a compaction, and if not, why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Start one.
+    Compact(Boundaries),
+    /// Already compacting.
+    Busy,
+    /// The head is older than the sync gap.
+    OutOfSync,
+    /// Within ±F of a network upgrade.
+    NearUpgrade,
+    /// `head - base_epoch` has not passed the threshold.
+    NotDue,
+}
+
+/// The trigger rule, as a pure function of the state it reads.
+pub fn decide_trigger(cfg: &Config, compacting: bool, head: i64, head_ts_secs: u64, now_ms: u64, base_epoch: i64) -> Trigger {
+    if compacting {
+        return Trigger::Busy;
+    }
+    if let Some(gap) = cfg.sync_gap_secs {
+        if now_ms / 1000 > head_ts_secs.saturating_add(gap) {
+            return Trigger::OutOfSync;
+        }
+    }
+    if cfg.near_upgrade(head) {
+        return Trigger::NearUpgrade;
+    }
+    if head.saturating_sub(base_epoch) > cfg.threshold() {
+        Trigger::Compact(cfg.boundaries(head))
+    } else {
+        Trigger::NotDue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(f: i64, r: i64) -> Config {
+        Config { finality: f, message_retention: r, ..Config::default() }
+    }
+
+    #[test]
+    fn boundaries_follow_the_reference_arithmetic() {
+        let b = cfg(900, 0).boundaries(10_000);
+        assert_eq!(b.boundary, 10_000 - 3600);
+        assert_eq!(b.include_messages, b.boundary);
+        let b = cfg(900, 2).boundaries(10_000);
+        assert_eq!(b.include_messages, 10_000 - 3600 - 1800);
+        // A retention range reaching past genesis keeps every message.
+        let b = cfg(900, 10).boundaries(10_000);
+        assert_eq!(b.include_messages, 0);
+        // Early heads give a negative boundary: everything is inside it.
+        assert!(cfg(900, 0).boundaries(100).boundary < 0);
+    }
+
+    #[test]
+    fn trigger_rules() {
+        let c = Config { finality: 10, sync_gap_secs: Some(60), upgrade_epochs: alloc::vec![200], ..Config::default() };
+        let now = 1_000_000_000;
+        let fresh = now / 1000 - 5;
+        assert_eq!(decide_trigger(&c, false, 51, fresh, now, 0), Trigger::Compact(c.boundaries(51)));
+        assert_eq!(decide_trigger(&c, false, 50, fresh, now, 0), Trigger::NotDue);
+        assert_eq!(decide_trigger(&c, true, 51, fresh, now, 0), Trigger::Busy);
+        assert_eq!(decide_trigger(&c, false, 51, fresh - 61, now, 0), Trigger::OutOfSync);
+        assert_eq!(decide_trigger(&c, false, 195, fresh, now, 0), Trigger::NearUpgrade);
+        assert_eq!(decide_trigger(&c, false, 215, fresh, now, 0), Trigger::Compact(c.boundaries(215)));
+        let nocheck = Config { sync_gap_secs: None, ..c };
+        assert_eq!(decide_trigger(&nocheck, false, 51, 0, now, 0), Trigger::Compact(nocheck.boundaries(51)));
+    }
+}

@@ -1,0 +1,108 @@
+//! Block identity: the store keys blocks by multihash, not by full CID, so the same bytes
+//! stored under two codecs are one block.
+
+use alloc::vec::Vec;
+
+use cid::Cid;
+
+/// Multicodec of DAG-CBOR, the only codec whose blocks carry links.
+pub const DAG_CBOR: u64 = 0x71;
+/// Multicodec of raw bytes.
+pub const RAW: u64 = 0x55;
+/// Multicodec of Filecoin unsealed sector commitments.
+pub const FIL_COMMITMENT_UNSEALED: u64 = 0xf101;
+/// Multicodec of Filecoin sealed sector commitments.
+pub const FIL_COMMITMENT_SEALED: u64 = 0xf102;
+/// Multihash code of the identity "hash" (the digest is the data).
+pub const IDENTITY: u64 = 0x00;
+/// Multihash code of SHA2-256.
+pub const SHA2_256: u64 = 0x12;
+/// Multihash code of BLAKE2b-256.
+pub const BLAKE2B_256: u64 = 0xb220;
+
+/// The key of a block in every keyspace that holds blocks: its multihash bytes
+/// (`varint(code) varint(len) digest`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockKey(Vec<u8>);
+
+impl BlockKey {
+    /// The key of `cid`'s block.
+    pub fn of(cid: &Cid) -> Self {
+        BlockKey(cid.hash().to_bytes())
+    }
+
+    /// Wraps stored key bytes (as returned by a scan).
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        BlockKey(bytes)
+    }
+
+    /// The multihash bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Takes the bytes out.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// A raw-codec CIDv1 naming this block (the codec is not part of a block's identity, so
+    /// this is how keys read back from a scan are turned into CIDs for export or display).
+    pub fn to_raw_cid(&self) -> Option<Cid> {
+        let mh = multihash::Multihash::<64>::from_bytes(&self.0).ok()?;
+        Some(Cid::new_v1(RAW, mh))
+    }
+}
+
+impl core::fmt::Debug for BlockKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("BlockKey(")?;
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// True for identity-hash CIDs: never stored, `has` is true, `get` returns the digest.
+pub fn is_identity(cid: &Cid) -> bool {
+    cid.hash().code() == IDENTITY
+}
+
+/// True for objects that are never stored, walked, marked, tracked or fetched: identity CIDs
+/// and Filecoin sector commitments.
+pub fn is_unitary(cid: &Cid) -> bool {
+    is_identity(cid) || matches!(cid.codec(), FIL_COMMITMENT_UNSEALED | FIL_COMMITMENT_SEALED)
+}
+
+/// True when the block named by `cid` may contain links.
+pub fn may_have_links(cid: &Cid) -> bool {
+    cid.codec() == DAG_CBOR && !is_unitary(cid)
+}
+
+/// Checks that `bytes` hash to `cid`. Supports SHA2-256, BLAKE2b-256 and identity.
+pub fn verify(cid: &Cid, bytes: &[u8]) -> Result<(), crate::Error> {
+    let digest = cid.hash().digest();
+    let ok = match cid.hash().code() {
+        IDENTITY => digest == bytes,
+        SHA2_256 => {
+            use sha2::Digest;
+            sha2::Sha256::digest(bytes).as_slice() == digest
+        }
+        BLAKE2B_256 => blake2b_simd::Params::new().hash_length(32).hash(bytes).as_bytes() == digest,
+        _ => return Err(crate::Error::UnsupportedHash { cid: *cid }),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::HashMismatch { cid: *cid })
+    }
+}
+
+/// The CIDv1 of a DAG-CBOR block hashed with BLAKE2b-256 (Filecoin's chain objects).
+pub fn dag_cbor_blake2b_cid(bytes: &[u8]) -> Cid {
+    let digest = blake2b_simd::Params::new().hash_length(32).hash(bytes);
+    // A 32-byte digest always fits a 64-byte multihash.
+    let mh = multihash::Multihash::<64>::wrap(BLAKE2B_256, digest.as_bytes()).expect("32-byte digest fits");
+    Cid::new_v1(DAG_CBOR, mh)
+}

@@ -1,0 +1,233 @@
+//! The key-value contract every backend (memory, on-disk, IndexedDB) implements.
+//!
+//! Shaped for IndexedDB's worst case: no cursor or transaction outlives one call, scans are
+//! paged and resume *after* a key, and a [`WriteBatch`] spanning several keyspaces is applied
+//! atomically (all of it or none of it survives any crash).
+//!
+//! # Crash model
+//!
+//! Writes are applied in the order their futures complete. A crash loses a *suffix* of the
+//! writes that were not yet durable: a [`Durability::Strict`] write, or a [`Kv::flush`], makes
+//! itself and every earlier write durable before it returns. A batch is never partly applied.
+//! The compaction's safety argument (see `docs/design.md`) rests on exactly these two rules.
+
+use alloc::{boxed::Box, vec::Vec};
+
+use crate::{error::KvError, send::MaybeSendSync};
+
+/// A keyspace. Backends keep each in its own table / partition / object store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Space {
+    /// Block bytes keyed by multihash bytes ([`crate::BlockKey`]).
+    Blocks,
+    /// Store metadata: base epoch, head, compaction index, purge state.
+    Meta,
+    /// The durable dead list: multihashes of hot blocks the running compaction will purge.
+    Dead,
+    /// The durable cold list: multihashes of hot blocks to copy to the cold store.
+    ColdList,
+}
+
+impl Space {
+    /// Every keyspace, in a fixed order.
+    pub const ALL: [Space; 4] = [Space::Blocks, Space::Meta, Space::Dead, Space::ColdList];
+
+    /// A stable name, used for table / object-store names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Space::Blocks => "blocks",
+            Space::Meta => "meta",
+            Space::Dead => "dead",
+            Space::ColdList => "coldlist",
+        }
+    }
+}
+
+/// How durable a write must be when its future completes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// May be lost by a crash (together with every later write).
+    #[default]
+    Relaxed,
+    /// Durable, with every earlier write, when the call returns.
+    Strict,
+}
+
+/// One operation of a [`WriteBatch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Insert or overwrite.
+    Put {
+        /// Keyspace.
+        space: Space,
+        /// Key bytes.
+        key: Vec<u8>,
+        /// Value bytes.
+        value: Vec<u8>,
+    },
+    /// Remove; removing an absent key is not an error.
+    Delete {
+        /// Keyspace.
+        space: Space,
+        /// Key bytes.
+        key: Vec<u8>,
+    },
+}
+
+impl Op {
+    /// The keyspace this operation touches.
+    pub fn space(&self) -> Space {
+        match self {
+            Op::Put { space, .. } | Op::Delete { space, .. } => *space,
+        }
+    }
+}
+
+/// Puts and deletes over any keyspaces, applied atomically and in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    ops: Vec<Op>,
+    durability: Durability,
+}
+
+impl WriteBatch {
+    /// An empty, relaxed batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty batch with room for `n` operations.
+    pub fn with_capacity(n: usize) -> Self {
+        Self { ops: Vec::with_capacity(n), durability: Durability::Relaxed }
+    }
+
+    /// Adds an insert.
+    pub fn put(&mut self, space: Space, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::Put { space, key: key.into(), value: value.into() });
+        self
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, space: Space, key: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::Delete { space, key: key.into() });
+        self
+    }
+
+    /// Requires the batch to be durable when the write returns.
+    pub fn strict(&mut self) -> &mut Self {
+        self.durability = Durability::Strict;
+        self
+    }
+
+    /// Appends every operation of `other`; the result is strict if either was.
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+        if other.durability == Durability::Strict {
+            self.durability = Durability::Strict;
+        }
+    }
+
+    /// The requested durability.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// The operations, in order.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    /// Takes the operations out.
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// What a backend can do, so the engine can adapt batch sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Human-readable backend name (for reports).
+    pub name: &'static str,
+    /// Largest batch the backend handles well, in operations.
+    pub preferred_batch: usize,
+    /// True when [`Kv::reclaim`] actually returns disk space.
+    pub reclaims_space: bool,
+}
+
+/// Count and total value size of one keyspace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpaceStats {
+    /// Number of keys.
+    pub keys: u64,
+    /// Sum of value lengths in bytes.
+    pub bytes: u64,
+}
+
+/// An ordered key-value store with atomic multi-keyspace batches.
+///
+/// Keys within a space are ordered bytewise. Implementations must be safe to call
+/// concurrently (on native) and must not hold any transaction or cursor between calls.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Kv: MaybeSendSync {
+    /// The value under `key`, if any.
+    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+
+    /// The values under `keys`, in the same order (one round trip where the backend allows).
+    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError>;
+
+    /// True when `key` is present.
+    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError>;
+
+    /// Applies every operation of `batch` atomically, in order.
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError>;
+
+    /// Up to `limit` keys of `space` in ascending order, strictly greater than `after`.
+    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError>;
+
+    /// Up to `limit` entries of `space` in ascending key order, strictly after `after`.
+    async fn scan(
+        &self,
+        space: Space,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>;
+
+    /// Makes every completed write durable.
+    async fn flush(&self) -> Result<(), KvError>;
+
+    /// Returns the disk space of deleted entries to the system, where the backend can.
+    /// Must be crash-safe: a crash during reclaim loses nothing that was durable.
+    async fn reclaim(&self) -> Result<(), KvError> {
+        Ok(())
+    }
+
+    /// Key count and value bytes of `space`. The default scans the space.
+    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
+        let mut stats = SpaceStats::default();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.scan(space, after.as_deref(), 1024).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, v) in &page {
+                stats.keys += 1;
+                stats.bytes += v.len() as u64;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+}

@@ -1,0 +1,33 @@
+//! Portable online compaction for a Filecoin hot/cold block store.
+//!
+//! The core reads no clock and does no I/O of its own: bytes come from [`kv::Kv`]
+//! implementations and time from a [`clock::Clock`]. A host (native or browser) supplies both
+//! and drives the futures this crate returns. Every rule of the compaction (what is live, what
+//! is moved, what is purged, how a crash is recovered) lives here, so every host runs the same
+//! logic.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod header;
+pub mod key;
+pub mod kv;
+pub mod links;
+pub mod markset;
+pub mod mem;
+pub mod send;
+pub mod synth;
+
+pub use cid::Cid;
+pub use clock::Clock;
+pub use config::{Config, Mode};
+pub use error::{Error, KvError};
+pub use key::BlockKey;
+pub use kv::{Durability, Kv, Space, WriteBatch};

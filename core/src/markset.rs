@@ -1,0 +1,1 @@
+//! The mark set. (Being written.)

@@ -1,0 +1,1 @@
+//! splitstore-native
