@@ -17,4 +17,10 @@ pub trait Clock: MaybeSendSync {
     async fn sleep(&self, millis: u64);
     /// Lets other tasks run before continuing.
     async fn yield_now(&self);
+    /// Fresh entropy for keying each compaction's mark set. Hosts should return OS randomness;
+    /// the default mixes the time, which is enough only where no adversary chooses the data.
+    fn random_seed(&self) -> u128 {
+        let t = self.now_millis() as u128;
+        t.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) ^ 0x2545_f491_4f6c_dd1d
+    }
 }

@@ -1,0 +1,213 @@
+//! Runs the phases in order and keeps the store's state consistent however a run ends.
+
+use alloc::{sync::Arc, vec::Vec};
+
+use spin::Mutex;
+
+use super::{error_text, CompactionReport, Phase, Plan, Progress, ProgressSink, RunGuard};
+use crate::{
+    clock::Clock,
+    error::Error,
+    kv::Kv,
+    markset::{AnyMarks, Marks},
+    store::{state::{SharedRef, Txn}, SplitStore},
+};
+
+/// A compaction that has been decided (its transaction is open) but not run yet.
+///
+/// Run it with [`SplitStore::run_compaction`]. Dropping it without running closes the
+/// transaction and lets the next head change decide again.
+#[must_use = "a pending compaction does nothing unless run"]
+pub struct PendingCompaction {
+    pub(crate) plan: Plan,
+    shared: Option<SharedRef>,
+}
+
+impl core::fmt::Debug for PendingCompaction {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PendingCompaction").field("boundaries", &self.plan.boundaries).finish_non_exhaustive()
+    }
+}
+
+impl PendingCompaction {
+    /// Height of the head the compaction will walk from.
+    pub fn head_epoch(&self) -> i64 {
+        self.plan.boundaries.head
+    }
+}
+
+impl Drop for PendingCompaction {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            drop(RunGuard { shared });
+        }
+    }
+}
+
+impl<K: Kv, C: Clock> SplitStore<K, C> {
+    /// Decides a compaction now, against the current head, whatever the trigger rule says.
+    pub fn begin_compaction(&self) -> Result<PendingCompaction, Error> {
+        self.usable()?;
+        let mut s = self.shared.lock();
+        let head = s.head.clone().ok_or(Error::NoHead)?;
+        if s.compacting {
+            return Err(Error::AlreadyCompacting);
+        }
+        let plan = Plan { boundaries: self.config.boundaries(head.height), head, automatic: false };
+        Ok(Self::open_txn(&mut s, &self.shared, plan))
+    }
+
+    /// Opens the transaction (must happen under the state lock, before the work starts, so no
+    /// access between the decision and the mark escapes tracking).
+    pub(crate) fn open_txn(s: &mut crate::store::state::Shared, shared: &SharedRef, plan: Plan) -> PendingCompaction {
+        s.compacting = true;
+        s.out_of_sync = false;
+        s.fresh_head_seen = false;
+        if s.txn.is_none() {
+            s.txn = Some(Txn::default());
+        }
+        PendingCompaction { plan, shared: Some(shared.clone()) }
+    }
+
+    /// Decides and runs a compaction now (the manual trigger).
+    pub async fn compact(&self, progress: &dyn ProgressSink) -> Result<CompactionReport, Error> {
+        let pending = self.begin_compaction()?;
+        self.run_compaction(pending, progress).await
+    }
+
+    /// Runs a decided compaction to the end.
+    ///
+    /// Dropping the future at any await is equivalent to a crash for the durable state and
+    /// leaves the in-memory state consistent: before the purge record the compaction is
+    /// discarded; after it the store stays in its critical section and the next run (or the
+    /// next open) finishes the purge.
+    pub async fn run_compaction(
+        &self,
+        mut pending: PendingCompaction,
+        progress: &dyn ProgressSink,
+    ) -> Result<CompactionReport, Error> {
+        let _guard = RunGuard { shared: pending.shared.take().ok_or(Error::AlreadyCompacting)? };
+        let plan = pending.plan.clone();
+        let result = self.run_phases(&plan, progress).await;
+        let mut s = self.shared.lock();
+        match &result {
+            Ok(r) => {
+                s.last_error = None;
+                s.last_report = Some(r.clone());
+            }
+            Err(e) => s.last_error = Some(error_text(e)),
+        }
+        result
+    }
+
+    async fn run_phases(&self, plan: &Plan, progress: &dyn ProgressSink) -> Result<CompactionReport, Error> {
+        self.usable()?;
+        let start = self.clock.now_millis();
+        let mut report = CompactionReport {
+            head_epoch: plan.boundaries.head,
+            boundary_epoch: plan.boundaries.boundary,
+            include_messages_epoch: plan.boundaries.include_messages,
+            ..CompactionReport::default()
+        };
+        let mut phase_start = start;
+        let mut lap = |report: &mut CompactionReport, phase: Phase, clock: &C| {
+            let now = clock.now_millis();
+            report.phases.push((phase, now.saturating_sub(phase_start)));
+            phase_start = now;
+        };
+
+        let resumable = {
+            let s = self.shared.lock();
+            s.purge_pending.then(|| s.txn.as_ref().and_then(|t| t.marks.clone())).flatten()
+        };
+        let marks = if let Some(marks) = resumable {
+            report.resumed = true;
+            marks
+        } else {
+            if self.shared.lock().purge_pending {
+                return Err(Error::RecoveryPending);
+            }
+            self.discard_lists().await?;
+
+            progress.report(&Progress { phase: Phase::Protect, done: 0, total: None });
+            self.apply_protectors();
+            lap(&mut report, Phase::Protect, &self.clock);
+
+            let capacity = {
+                let s = self.shared.lock();
+                (s.state.last_marked as usize).saturating_add(s.state.last_marked as usize / 4)
+            };
+            let marks = Arc::new(Mutex::new(AnyMarks::new(self.markset_kind, capacity, self.clock.random_seed())));
+            if let Some(t) = self.shared.lock().txn.as_mut() {
+                t.marks = Some(marks.clone());
+            }
+            let cold_marks = self.mark_chain(plan, &marks, progress, &mut report).await?;
+            report.protected_refs += self.protect_txn_refs(&marks, false).await?;
+            lap(&mut report, Phase::Mark, &self.clock);
+
+            self.collect(&marks, cold_marks.as_ref(), progress, &mut report).await?;
+            drop(cold_marks);
+            report.protected_refs += self.protect_txn_refs(&marks, true).await?;
+            lap(&mut report, Phase::Collect, &self.clock);
+
+            self.retry_missing(&marks, progress, &mut report).await?;
+            lap(&mut report, Phase::Retry, &self.clock);
+
+            if self.config.mode != crate::Mode::Discard {
+                self.move_cold(progress, &mut report).await?;
+            }
+            lap(&mut report, Phase::Move, &self.clock);
+
+            self.enter_critical(plan, &marks, progress, &mut report).await?;
+            lap(&mut report, Phase::Critical, &self.clock);
+            marks
+        };
+
+        self.purge(Some(&marks), progress, &mut report).await?;
+        lap(&mut report, Phase::Purge, &self.clock);
+
+        {
+            let m = marks.lock();
+            report.marked = m.len() as u64;
+            report.markset_bytes = m.heap_bytes() as u64;
+            report.markset_bytes_per_object = m.bytes_per_object();
+        }
+        self.finish(plan.boundaries, report.marked).await?;
+        progress.report(&Progress { phase: Phase::Reclaim, done: 0, total: None });
+        self.hot.reclaim().await.map_err(|e| self.hot_err(e))?;
+        lap(&mut report, Phase::Reclaim, &self.clock);
+        report.total_ms = self.clock.now_millis().saturating_sub(start);
+        Ok(report)
+    }
+
+    fn apply_protectors(&self) {
+        let cids: Vec<cid::Cid> = self.protectors.lock().iter().flat_map(|p| p.protected()).collect();
+        let mut s = self.shared.lock();
+        if let Some(t) = s.txn.as_mut() {
+            t.refs.extend(cids.into_iter().filter(|c| !crate::key::is_unitary(c)));
+        }
+    }
+
+    /// The compaction's yield point: stops when closing, waits while the chain is out of sync,
+    /// and gives other tasks a turn.
+    pub(crate) async fn yield_point(&self) -> Result<(), Error> {
+        loop {
+            let (closing, poisoned, out_of_sync) = {
+                let s = self.shared.lock();
+                (s.closing, s.poisoned, s.out_of_sync)
+            };
+            if poisoned {
+                return Err(Error::Poisoned);
+            }
+            if closing {
+                return Err(Error::Closed);
+            }
+            if !out_of_sync {
+                break;
+            }
+            self.clock.sleep(250).await;
+        }
+        self.clock.yield_now().await;
+        Ok(())
+    }
+}

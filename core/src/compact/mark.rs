@@ -1,0 +1,239 @@
+//! Marking: the chain walk from the head, protection of transactional references, and the
+//! retries of references that were missing.
+
+use alloc::{sync::Arc, vec::Vec};
+
+use cid::Cid;
+use spin::Mutex;
+
+use super::{CompactionReport, Phase, Plan, Progress, ProgressSink};
+use crate::{
+    clock::Clock,
+    error::Error,
+    header,
+    key::BlockKey,
+    kv::{Kv, Space, WriteBatch},
+    markset::{AnyMarks, Marks},
+    meta,
+    store::SplitStore,
+    walk::{OnMissing, WalkOpts},
+};
+
+impl<K: Kv, C: Clock> SplitStore<K, C> {
+    /// Walks the chain from the plan's head, one parent generation at a time, marking the
+    /// live set: every header back to genesis and the tipset-key objects of the head and of
+    /// every header's parents; state of headers at or above the boundary and of genesis;
+    /// messages and receipts at or above the message epoch. In `messages` mode, old messages
+    /// and receipts still in the hot store are marked into the returned cold set.
+    pub(crate) async fn mark_chain(
+        &self,
+        plan: &Plan,
+        marks: &Arc<Mutex<AnyMarks>>,
+        progress: &dyn ProgressSink,
+        report: &mut CompactionReport,
+    ) -> Result<Option<Arc<Mutex<AnyMarks>>>, Error> {
+        let b = plan.boundaries;
+        let cold_marks = (self.config.mode == crate::Mode::Messages)
+            .then(|| Arc::new(Mutex::new(AnyMarks::new(self.markset_kind, 0, self.clock.random_seed()))));
+        let state_missing = if self.config.lenient_state { OnMissing::Record } else { OnMissing::Fail("state") };
+        {
+            let (tsk, _) = header::tipset_key(&plan.head.tipset);
+            marks.lock().mark(BlockKey::of(&tsk).as_bytes());
+        }
+        let mut generation: Vec<Cid> = plan.head.tipset.clone();
+        let mut headers_seen = 0u64;
+        progress.report(&Progress { phase: Phase::Mark, done: 0, total: None });
+        while !generation.is_empty() {
+            self.yield_point().await?;
+            generation.sort_unstable();
+            generation.dedup();
+            let blocks = self.load_many(&generation).await?;
+            let mut next: Vec<Cid> = Vec::new();
+            let mut state_roots = Vec::new();
+            let mut msg_roots = Vec::new();
+            let mut cold_roots = Vec::new();
+            let mut last_parents: Option<Vec<Cid>> = None;
+            for (cid, bytes) in generation.iter().zip(blocks) {
+                let Some(bytes) = bytes else {
+                    if self.config.lenient_state {
+                        report.missing += 1;
+                        continue;
+                    }
+                    return Err(Error::MissingBlock { cid: *cid, context: "header" });
+                };
+                let h = header::decode(&bytes).map_err(|source| Error::BadHeader { cid: *cid, source })?;
+                headers_seen += 1;
+                {
+                    let mut m = marks.lock();
+                    m.mark(BlockKey::of(cid).as_bytes());
+                    if !h.parents.is_empty() && last_parents.as_ref() != Some(&h.parents) {
+                        let (tsk, _) = header::tipset_key(&h.parents);
+                        m.mark(BlockKey::of(&tsk).as_bytes());
+                    }
+                }
+                if h.height >= b.include_messages && h.height > 0 {
+                    msg_roots.push(h.messages);
+                    msg_roots.push(h.parent_message_receipts);
+                } else if h.height > 0 && cold_marks.is_some() {
+                    cold_roots.push(h.messages);
+                    cold_roots.push(h.parent_message_receipts);
+                }
+                if h.height >= b.boundary || h.height == 0 {
+                    state_roots.push(h.parent_state_root);
+                }
+                if h.height > 0 {
+                    next.extend_from_slice(&h.parents);
+                }
+                last_parents = Some(h.parents);
+            }
+            let opts = |on_missing| WalkOpts { on_missing, newly: None, yielding: true };
+            let s = self.walk(&state_roots, marks, opts(state_missing)).await?;
+            report.missing += s.missing;
+            report.unreadable += s.unreadable;
+            let s = self.walk(&msg_roots, marks, opts(OnMissing::Record)).await?;
+            report.missing += s.missing;
+            report.unreadable += s.unreadable;
+            if let Some(cm) = &cold_marks {
+                // Old message DAGs whose root already left the hot store were moved whole by an
+                // earlier compaction: skip them instead of re-walking history every time.
+                let keys: Vec<Vec<u8>> = cold_roots.iter().map(|c| BlockKey::of(c).into_bytes()).collect();
+                let present = self.hot.get_many(Space::Blocks, &keys).await.map_err(|e| self.hot_err(e))?;
+                let roots: Vec<Cid> =
+                    cold_roots.iter().zip(present).filter(|(_, p)| p.is_some()).map(|(c, _)| *c).collect();
+                let s = self.walk(&roots, cm, opts(OnMissing::Record)).await?;
+                report.unreadable += s.unreadable;
+            }
+            progress.report(&Progress { phase: Phase::Mark, done: headers_seen, total: None });
+            generation = next;
+        }
+        Ok(cold_marks)
+    }
+
+    /// Marks the DAGs of every transactional reference not yet protected, until none are left.
+    /// With `remove_dead` (after collect) every newly marked object's dead-list entry is
+    /// deleted in the same pass, so the durable dead list never names a live object.
+    pub(crate) async fn protect_txn_refs(&self, marks: &Arc<Mutex<AnyMarks>>, remove_dead: bool) -> Result<u64, Error> {
+        let mut protected = 0u64;
+        loop {
+            let refs: Vec<Cid> = match self.shared.lock().txn.as_mut() {
+                Some(t) if !t.refs.is_empty() => t.refs.drain().collect(),
+                _ => break,
+            };
+            protected += refs.len() as u64;
+            let missing = self.mark_late(&refs, marks, remove_dead, true).await?;
+            if let Some(t) = self.shared.lock().txn.as_mut() {
+                t.missing.extend(missing);
+            }
+        }
+        Ok(protected)
+    }
+
+    /// Marks `roots` and their DAGs; with `remove_dead` writes the dead-list deletions of
+    /// every newly marked object. Returns the missing CIDs met.
+    pub(crate) async fn mark_late(
+        &self,
+        roots: &[Cid],
+        marks: &Arc<Mutex<AnyMarks>>,
+        remove_dead: bool,
+        yielding: bool,
+    ) -> Result<Vec<Cid>, Error> {
+        let mut newly = Vec::new();
+        let stats = self
+            .walk(roots, marks, WalkOpts { on_missing: OnMissing::Record, newly: Some(&mut newly), yielding })
+            .await?;
+        if remove_dead && !newly.is_empty() {
+            for chunk in newly.chunks(self.config.batch_size) {
+                let mut batch = WriteBatch::with_capacity(chunk.len());
+                for k in chunk {
+                    batch.delete(Space::Dead, k.as_bytes());
+                }
+                self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+            }
+        }
+        Ok(stats.missing_cids)
+    }
+
+    /// Gives references that were missing while protecting a few more chances to appear;
+    /// those that do have their DAGs marked.
+    pub(crate) async fn retry_missing(
+        &self,
+        marks: &Arc<Mutex<AnyMarks>>,
+        progress: &dyn ProgressSink,
+        report: &mut CompactionReport,
+    ) -> Result<(), Error> {
+        for attempt in 0..=self.config.missing_retries {
+            let missing: Vec<Cid> = match self.shared.lock().txn.as_mut() {
+                Some(t) if !t.missing.is_empty() => core::mem::take(&mut t.missing),
+                _ => return Ok(()),
+            };
+            progress.report(&Progress { phase: Phase::Retry, done: attempt as u64, total: Some(missing.len() as u64) });
+            if attempt > 0 {
+                self.clock.sleep(self.config.missing_retry_wait_ms).await;
+                self.yield_point().await?;
+            }
+            let found = self.load_many(&missing).await?;
+            let mut still = Vec::new();
+            let mut present = Vec::new();
+            for (c, b) in missing.into_iter().zip(found) {
+                if b.is_some() {
+                    present.push(c);
+                } else {
+                    still.push(c);
+                }
+            }
+            // Already marked when first met: expand their children now.
+            let mut newly = Vec::new();
+            let mut opts = WalkOpts { on_missing: OnMissing::Record, newly: Some(&mut newly), yielding: true };
+            let mut stats = crate::walk::WalkStats::default();
+            self.expand(present, marks, &mut opts, &mut stats).await?;
+            let mut batch = WriteBatch::new();
+            for k in &newly {
+                batch.delete(Space::Dead, k.as_bytes());
+            }
+            if !batch.is_empty() {
+                self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+            }
+            still.extend(stats.missing_cids);
+            if attempt == self.config.missing_retries {
+                report.missing += still.len() as u64;
+            } else if let Some(t) = self.shared.lock().txn.as_mut() {
+                t.missing.extend(still);
+            }
+        }
+        Ok(())
+    }
+
+    /// Enters the critical section: from here the mark set decides what exists, and the purge
+    /// record is made durable (with every dead-list deletion before it) before any block is
+    /// deleted.
+    pub(crate) async fn enter_critical(
+        &self,
+        plan: &Plan,
+        marks: &Arc<Mutex<AnyMarks>>,
+        progress: &dyn ProgressSink,
+        report: &mut CompactionReport,
+    ) -> Result<(), Error> {
+        progress.report(&Progress { phase: Phase::Critical, done: 0, total: None });
+        report.protected_refs += self.protect_txn_refs(marks, true).await?;
+        {
+            let _exclusive = self.txn_lock.write().await;
+            if let Some(t) = self.shared.lock().txn.as_mut() {
+                t.critical = true;
+            }
+            // Accesses that raced the first pass are protected under the lock.
+            report.protected_refs += self.protect_txn_refs(marks, true).await?;
+            let record = meta::PurgeRecord { boundaries: plan.boundaries, marked: marks.lock().len() as u64, dead: report.dead };
+            let mut batch = WriteBatch::new();
+            batch.put(Space::Meta, meta::PURGE, record.encode()).strict();
+            self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+            self.shared.lock().purge_pending = true;
+        }
+        if plan.automatic && self.config.sync_gap_secs.is_some() {
+            while !self.shared.lock().fresh_head_seen {
+                self.yield_point().await?;
+                self.clock.sleep(250).await;
+            }
+        }
+        Ok(())
+    }
+}

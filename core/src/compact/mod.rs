@@ -1,0 +1,176 @@
+//! The compaction: decide, mark, collect, move, purge — and recovery of an interrupted purge.
+//!
+//! Phase order (see `docs/design.md` for the diagram and the crash argument):
+//!
+//! ```text
+//! begin txn ─▶ protect ─▶ mark ─▶ collect ─▶ retry-missing ─▶ move ─▶ critical ─▶ purge ─▶ finish ─▶ reclaim
+//!  (refs tracked from here)          (dead list durable)        (purge record durable here)
+//! ```
+//!
+//! Before the purge record is durable a crash (or a dropped future, or an error) discards the
+//! compaction: nothing was deleted. After it, the durable dead list is exactly what remains to
+//! delete, in every mode, and [`SplitStore::open`] finishes it before serving.
+
+mod collect;
+mod driver;
+mod mark;
+mod purge;
+mod recover;
+mod relocate;
+
+use alloc::{string::String, vec::Vec};
+
+use crate::{config::Boundaries, meta::Head, send::MaybeSendSync, store::state::SharedRef};
+
+pub use self::driver::PendingCompaction;
+
+/// A compaction phase, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Protectors' CIDs become transactional references.
+    Protect,
+    /// Walk the chain from the head and mark the live set.
+    Mark,
+    /// List every unmarked hot block in the durable dead (and cold) lists.
+    Collect,
+    /// Retry references that were missing while protecting.
+    Retry,
+    /// Copy cold-listed blocks to the cold store.
+    Move,
+    /// Enter the critical section: the mark set becomes the truth.
+    Critical,
+    /// Delete the dead list from the hot store in batches.
+    Purge,
+    /// Return the hot store's freed space.
+    Reclaim,
+}
+
+impl Phase {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Protect => "protect",
+            Phase::Mark => "mark",
+            Phase::Collect => "collect",
+            Phase::Retry => "retry",
+            Phase::Move => "move",
+            Phase::Critical => "critical",
+            Phase::Purge => "purge",
+            Phase::Reclaim => "reclaim",
+        }
+    }
+}
+
+/// A progress event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Current phase.
+    pub phase: Phase,
+    /// Work done in this phase (objects).
+    pub done: u64,
+    /// Work in this phase, when known.
+    pub total: Option<u64>,
+}
+
+/// Receives progress events. Implemented for closures.
+pub trait ProgressSink: MaybeSendSync {
+    /// Called at phase starts and every few thousand objects.
+    fn report(&self, p: &Progress);
+}
+
+impl<F: Fn(&Progress) + MaybeSendSync> ProgressSink for F {
+    fn report(&self, p: &Progress) {
+        self(p)
+    }
+}
+
+/// A sink that ignores every event.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn report(&self, _: &Progress) {}
+}
+
+/// What a compaction did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CompactionReport {
+    /// Height of the head it walked from.
+    pub head_epoch: i64,
+    /// State below this epoch left the hot store.
+    pub boundary_epoch: i64,
+    /// Messages and receipts below this epoch left the hot store.
+    pub include_messages_epoch: i64,
+    /// Objects in the mark set at the end.
+    pub marked: u64,
+    /// Hot objects scanned by collect.
+    pub hot_scanned: u64,
+    /// Objects collect listed as dead.
+    pub dead: u64,
+    /// Objects copied to the cold store.
+    pub moved: u64,
+    /// Objects deleted from the hot store.
+    pub purged: u64,
+    /// Dead-listed objects marked live again before they could be purged.
+    pub rescued: u64,
+    /// Transactional references protected.
+    pub protected_refs: u64,
+    /// Missing blocks met in lenient parts of the walk (messages, receipts).
+    pub missing: u64,
+    /// Blocks whose links could not be fully read.
+    pub unreadable: u64,
+    /// Heap bytes of the mark set.
+    pub markset_bytes: u64,
+    /// `markset_bytes / marked`.
+    pub markset_bytes_per_object: f64,
+    /// Milliseconds per phase, in order.
+    pub phases: Vec<(Phase, u64)>,
+    /// Milliseconds from start to end.
+    pub total_ms: u64,
+    /// True when this run finished a purge left by an interrupted one.
+    pub resumed: bool,
+}
+
+/// What recovery at open did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// An interrupted purge was finished.
+    pub finished_purge: bool,
+    /// Dead-list entries purged by recovery.
+    pub purged: u64,
+    /// Leftover list entries of a compaction interrupted before its purge, discarded.
+    pub discarded_entries: u64,
+    /// Milliseconds taken.
+    pub ms: u64,
+}
+
+/// A compaction's plan: fixed when it is decided.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    pub head: Head,
+    pub boundaries: Boundaries,
+    /// Started by a head change (waits for a fresh head before purging when sync checks are on).
+    pub automatic: bool,
+}
+
+/// Resets the store's compaction state when a run ends in any way (including a dropped
+/// future). When the purge record is durable the mark set and critical section are kept, so
+/// writes keep rescuing their DAGs until the purge is finished.
+pub(crate) struct RunGuard {
+    pub shared: SharedRef,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        let mut s = self.shared.lock();
+        s.compacting = false;
+        s.out_of_sync = false;
+        if !s.purge_pending {
+            s.txn = None;
+        }
+    }
+}
+
+pub(crate) fn error_text(e: &crate::Error) -> String {
+    alloc::format!("{e}")
+}

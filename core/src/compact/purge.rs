@@ -1,0 +1,117 @@
+//! Purge: delete the dead list from the hot store in batches, and finish the compaction.
+//!
+//! Each batch deletes its blocks, removes their dead-list entries and advances the checkpoint
+//! in one atomic write, under the exclusive transaction lock, after re-checking the mark set.
+//! The dead list that remains after any crash is therefore exactly the work left, and
+//! recovery replays it with the same function.
+
+use alloc::{sync::Arc, vec::Vec};
+
+use spin::Mutex;
+
+use super::{CompactionReport, Phase, Progress, ProgressSink};
+use crate::{
+    clock::Clock,
+    config::Boundaries,
+    error::Error,
+    kv::{Kv, Space, WriteBatch},
+    markset::{AnyMarks, Marks},
+    meta::{self, StoreState},
+    store::SplitStore,
+};
+
+impl<K: Kv, C: Clock> SplitStore<K, C> {
+    /// Purges every dead-list entry. `marks` is the live mark set during a compaction, `None`
+    /// during recovery (then every later mark already removed its entry durably).
+    pub(crate) async fn purge(
+        &self,
+        marks: Option<&Arc<Mutex<AnyMarks>>>,
+        progress: &dyn ProgressSink,
+        report: &mut CompactionReport,
+    ) -> Result<(), Error> {
+        progress.report(&Progress { phase: Phase::Purge, done: 0, total: Some(report.dead) });
+        let mut after: Option<Vec<u8>> = None;
+        let mut work_ms = 0u64;
+        loop {
+            self.yield_point().await?;
+            let started = self.clock.now_millis();
+            let last = {
+                let _exclusive = self.txn_lock.write().await;
+                let page = self
+                    .hot
+                    .scan_keys(Space::Dead, after.as_deref(), self.config.batch_size)
+                    .await
+                    .map_err(|e| self.hot_err(e))?;
+                let Some(last) = page.last().cloned() else { break };
+                let mut batch = WriteBatch::with_capacity(page.len() * 2 + 1);
+                {
+                    let m = marks.map(|m| m.lock());
+                    for k in page {
+                        if m.as_ref().is_some_and(|m| m.contains(&k)) {
+                            report.rescued += 1;
+                        } else {
+                            batch.delete(Space::Blocks, k.clone());
+                            report.purged += 1;
+                        }
+                        batch.delete(Space::Dead, k);
+                    }
+                }
+                batch.put(Space::Meta, meta::CHECKPOINT, last.clone());
+                self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+                last
+            };
+            after = Some(last);
+            progress.report(&Progress { phase: Phase::Purge, done: report.purged, total: Some(report.dead) });
+            // Pace: after the first stretch of work, sleep a multiple of each batch's time so
+            // the foreground keeps most of the store's throughput.
+            let took = self.clock.now_millis().saturating_sub(started);
+            work_ms += took;
+            if work_ms > self.config.purge_pace_after_ms && took > 0 {
+                self.clock.sleep(took.saturating_mul(self.config.purge_sleep_factor as u64)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a compaction whose purge is complete: clears the cold list, then in one durable
+    /// write drops the purge record and checkpoint and records the new base epoch.
+    pub(crate) async fn finish(&self, boundaries: Boundaries, marked: u64) -> Result<(), Error> {
+        self.clear_space(Space::ColdList).await?;
+        let state = {
+            let s = self.shared.lock();
+            StoreState {
+                base_epoch: boundaries.boundary.max(s.state.base_epoch),
+                compactions: s.state.compactions + 1,
+                last_marked: marked,
+            }
+        };
+        let mut batch = WriteBatch::new();
+        batch.delete(Space::Meta, meta::PURGE);
+        batch.delete(Space::Meta, meta::CHECKPOINT);
+        batch.put(Space::Meta, meta::STATE, state.encode());
+        batch.strict();
+        self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+        let mut s = self.shared.lock();
+        s.state = state;
+        s.purge_pending = false;
+        s.txn = None;
+        Ok(())
+    }
+
+    /// Deletes every entry of a list space; returns how many there were.
+    pub(crate) async fn clear_space(&self, space: Space) -> Result<u64, Error> {
+        let mut n = 0u64;
+        loop {
+            let page = self.hot.scan_keys(space, None, self.config.batch_size).await.map_err(|e| self.hot_err(e))?;
+            if page.is_empty() {
+                return Ok(n);
+            }
+            n += page.len() as u64;
+            let mut batch = WriteBatch::with_capacity(page.len());
+            for k in page {
+                batch.delete(space, k);
+            }
+            self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Move: copy every cold-listed block from hot to cold, then make the copies durable. No
+//! block is deleted from hot until this has completed.
+
+use alloc::vec::Vec;
+
+use super::{CompactionReport, Phase, Progress, ProgressSink};
+use crate::{
+    clock::Clock,
+    error::Error,
+    kv::{Kv, Space, WriteBatch},
+    store::SplitStore,
+};
+
+impl<K: Kv, C: Clock> SplitStore<K, C> {
+    pub(crate) async fn move_cold(&self, progress: &dyn ProgressSink, report: &mut CompactionReport) -> Result<(), Error> {
+        progress.report(&Progress { phase: Phase::Move, done: 0, total: None });
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            self.yield_point().await?;
+            let page = self
+                .hot
+                .scan_keys(Space::ColdList, after.as_deref(), self.config.batch_size)
+                .await
+                .map_err(|e| self.hot_err(e))?;
+            let Some(last) = page.last().cloned() else { break };
+            let values = self.hot.get_many(Space::Blocks, &page).await.map_err(|e| self.hot_err(e))?;
+            let mut batch = WriteBatch::with_capacity(page.len());
+            for (k, v) in page.into_iter().zip(values) {
+                if let Some(v) = v {
+                    batch.put(Space::Blocks, k, v);
+                    report.moved += 1;
+                }
+            }
+            if !batch.is_empty() {
+                self.cold.write(batch).await.map_err(|e| self.cold_err(e))?;
+            }
+            after = Some(last);
+            progress.report(&Progress { phase: Phase::Move, done: report.moved, total: Some(report.dead) });
+        }
+        self.cold.flush().await.map_err(|e| self.cold_err(e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! Store metadata: keys in [`Space::Meta`] and their byte codec.
+//!
+//! Every record starts with a format version byte. Decoding checks every length against the
+//! input and reports [`Error::CorruptMeta`] naming the key, never panics.
+
+use alloc::{string::ToString, vec::Vec};
+
+use cid::Cid;
+
+use crate::{config::Boundaries, kv::Space, Error};
+
+/// The current head tipset: its block CIDs, height and timestamp.
+pub const HEAD: &[u8] = b"head";
+/// Base epoch, compaction index, last markset size.
+pub const STATE: &[u8] = b"state";
+/// Present while a purge is under way (or interrupted): the compaction being finished.
+pub const PURGE: &[u8] = b"purge";
+/// The last processed dead-list key of the running purge (progress, not needed for safety).
+pub const CHECKPOINT: &[u8] = b"checkpoint";
+
+const VERSION: u8 = 1;
+
+/// The space metadata lives in.
+pub const SPACE: Space = Space::Meta;
+
+/// The head as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Header CIDs.
+    pub tipset: Vec<Cid>,
+    /// Height.
+    pub height: i64,
+    /// Timestamp (Unix seconds) of the tipset's first header.
+    pub timestamp: u64,
+}
+
+/// Compaction bookkeeping that survives restarts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreState {
+    /// Epoch below which state is no longer hot.
+    pub base_epoch: i64,
+    /// Completed compactions.
+    pub compactions: u64,
+    /// Objects marked by the last compaction (sizes the next mark set).
+    pub last_marked: u64,
+}
+
+/// The compaction a purge belongs to; written durably before the first delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PurgeRecord {
+    /// The compaction's boundaries.
+    pub boundaries: Boundaries,
+    /// Objects the compaction marked.
+    pub marked: u64,
+    /// Dead-list entries written by collect.
+    pub dead: u64,
+}
+
+struct Reader<'a> {
+    key: &'static str,
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(key: &'static str, buf: &'a [u8]) -> Result<Self, Error> {
+        let mut r = Reader { key, buf };
+        let v = r.u8()?;
+        if v != VERSION {
+            return Err(r.err("unknown format version"));
+        }
+        Ok(r)
+    }
+    fn err(&self, what: &str) -> Error {
+        Error::CorruptMeta { key: self.key, detail: what.to_string() }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if self.buf.len() < n {
+            return Err(self.err("record is truncated"));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.take(1)?[0])
+    }
+    fn u64(&mut self) -> Result<u64, Error> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+    fn i64(&mut self) -> Result<i64, Error> {
+        Ok(self.u64()? as i64)
+    }
+    fn cid(&mut self) -> Result<Cid, Error> {
+        let n = self.u8()? as usize;
+        let bytes = self.take(n)?;
+        Cid::try_from(bytes).map_err(|_| self.err("invalid CID"))
+    }
+    fn end(&self) -> Result<(), Error> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err("trailing bytes"))
+        }
+    }
+}
+
+fn put_cid(out: &mut Vec<u8>, c: &Cid) {
+    let b = c.to_bytes();
+    // CIDs of supported hashes are far below 255 bytes; `Cid` caps digests at 64 bytes.
+    out.push(b.len() as u8);
+    out.extend_from_slice(&b);
+}
+
+impl Head {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = alloc::vec![VERSION];
+        out.extend_from_slice(&self.height.to_le_bytes());
+        out.extend_from_slice(&self.timestamp.to_le_bytes());
+        out.push(self.tipset.len().min(255) as u8);
+        for c in self.tipset.iter().take(255) {
+            put_cid(&mut out, c);
+        }
+        out
+    }
+
+    /// Decodes the record.
+    pub fn decode(buf: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new("head", buf)?;
+        let height = r.i64()?;
+        let timestamp = r.u64()?;
+        let n = r.u8()? as usize;
+        let mut tipset = Vec::with_capacity(n);
+        for _ in 0..n {
+            tipset.push(r.cid()?);
+        }
+        r.end()?;
+        if tipset.is_empty() {
+            return Err(r.err("empty tipset"));
+        }
+        Ok(Head { tipset, height, timestamp })
+    }
+}
+
+impl StoreState {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = alloc::vec![VERSION];
+        out.extend_from_slice(&self.base_epoch.to_le_bytes());
+        out.extend_from_slice(&self.compactions.to_le_bytes());
+        out.extend_from_slice(&self.last_marked.to_le_bytes());
+        out
+    }
+
+    /// Decodes the record.
+    pub fn decode(buf: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new("state", buf)?;
+        let s = StoreState { base_epoch: r.i64()?, compactions: r.u64()?, last_marked: r.u64()? };
+        r.end()?;
+        Ok(s)
+    }
+}
+
+impl PurgeRecord {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = alloc::vec![VERSION];
+        for v in [self.boundaries.head, self.boundaries.boundary, self.boundaries.include_messages] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.marked.to_le_bytes());
+        out.extend_from_slice(&self.dead.to_le_bytes());
+        out
+    }
+
+    /// Decodes the record.
+    pub fn decode(buf: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new("purge", buf)?;
+        let boundaries = Boundaries { head: r.i64()?, boundary: r.i64()?, include_messages: r.i64()? };
+        let p = PurgeRecord { boundaries, marked: r.u64()?, dead: r.u64()? };
+        r.end()?;
+        if p.boundaries.boundary > p.boundaries.head || p.boundaries.include_messages > p.boundaries.boundary.max(0) {
+            return Err(r.err("boundaries out of order"));
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_reject_damage() {
+        let c = crate::key::dag_cbor_blake2b_cid(b"x");
+        let h = Head { tipset: alloc::vec![c, c], height: 42, timestamp: 7 };
+        assert_eq!(Head::decode(&h.encode()).unwrap(), h);
+        let s = StoreState { base_epoch: -3, compactions: 2, last_marked: 99 };
+        assert_eq!(StoreState::decode(&s.encode()).unwrap(), s);
+        let p = PurgeRecord { boundaries: Boundaries { head: 100, boundary: 60, include_messages: 40 }, marked: 5, dead: 6 };
+        assert_eq!(PurgeRecord::decode(&p.encode()).unwrap(), p);
+        for enc in [h.encode(), s.encode(), p.encode()] {
+            for cut in 0..enc.len() {
+                assert!(Head::decode(&enc[..cut]).is_err() || cut == enc.len());
+                assert!(StoreState::decode(&enc[..cut]).is_err());
+                assert!(PurgeRecord::decode(&enc[..cut]).is_err());
+            }
+            let mut longer = enc.clone();
+            longer.push(0);
+            assert!(StoreState::decode(&longer).is_err());
+        }
+        let mut wrong_version = s.encode();
+        wrong_version[0] = 9;
+        assert!(matches!(StoreState::decode(&wrong_version), Err(Error::CorruptMeta { key: "state", .. })));
+    }
+}

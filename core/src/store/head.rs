@@ -1,0 +1,113 @@
+//! Head changes: protection of applied tipsets, sync tracking, and the compaction trigger.
+
+use alloc::vec::Vec;
+
+use cid::Cid;
+
+use super::SplitStore;
+use crate::{
+    clock::Clock,
+    compact::{PendingCompaction, Plan},
+    config::{decide_trigger, Trigger},
+    error::Error,
+    header,
+    kv::{Kv, Space, WriteBatch},
+    meta::{self, Head},
+};
+
+/// What a head change did besides recording the head.
+#[derive(Debug)]
+pub struct HeadOutcome {
+    /// The trigger rule's verdict.
+    pub trigger: Trigger,
+    /// The compaction to run, when one was decided.
+    pub compaction: Option<PendingCompaction>,
+}
+
+impl<K: Kv, C: Clock> SplitStore<K, C> {
+    /// Reads and decodes a header from either store.
+    pub(crate) async fn read_header(&self, cid: &Cid) -> Result<header::BlockHeader, Error> {
+        let bytes = self.load_many(core::slice::from_ref(cid)).await?.pop().flatten();
+        let bytes = bytes.ok_or(Error::MissingBlock { cid: *cid, context: "head" })?;
+        header::decode(&bytes).map_err(|source| Error::BadHeader { cid: *cid, source })
+    }
+
+    /// Applies a head change: `apply` lists tipsets (header CIDs), oldest first; the last is
+    /// the new head. Returns a compaction to run when the trigger rule decides one.
+    pub async fn head_change(&self, revert: &[Vec<Cid>], apply: &[Vec<Cid>]) -> Result<Option<PendingCompaction>, Error> {
+        Ok(self.head_change_outcome(revert, apply).await?.compaction)
+    }
+
+    /// [`SplitStore::head_change`], also reporting why no compaction was decided.
+    pub async fn head_change_outcome(&self, _revert: &[Vec<Cid>], apply: &[Vec<Cid>]) -> Result<HeadOutcome, Error> {
+        self.usable()?;
+        let Some(tipset) = apply.last() else {
+            return Ok(HeadOutcome { trigger: Trigger::NotDue, compaction: None });
+        };
+        let first = tipset.first().ok_or(Error::InvalidConfig { detail: "an applied tipset has no blocks".into() })?;
+        let h = self.read_header(first).await?;
+        let head = Head { tipset: tipset.clone(), height: h.height, timestamp: h.timestamp };
+        let now = self.clock.now_millis();
+        let now_s = now / 1000;
+
+        let _shared = self.txn_lock.read().await;
+        let critical_marks = {
+            let mut s = self.shared.lock();
+            let compacting = s.compacting;
+            let marks = match s.txn.as_mut() {
+                Some(t) if t.critical => t.marks.clone(),
+                Some(t) => {
+                    for ts in apply {
+                        t.refs.extend(ts.iter().copied());
+                    }
+                    None
+                }
+                None => None,
+            };
+            if compacting {
+                if let Some(gap) = self.config.sync_gap_secs {
+                    if now_s > head.timestamp.saturating_add(gap) {
+                        s.out_of_sync = true;
+                    }
+                }
+                if now_s <= head.timestamp.saturating_add(self.config.sync_wait_secs) {
+                    s.out_of_sync = false;
+                    s.fresh_head_seen = true;
+                }
+            }
+            marks
+        };
+        let mut batch = WriteBatch::new();
+        if let Some(marks) = critical_marks {
+            let roots: Vec<Cid> = apply.iter().flatten().copied().collect();
+            let mut newly = Vec::new();
+            let opts = crate::walk::WalkOpts {
+                on_missing: crate::walk::OnMissing::Record,
+                newly: Some(&mut newly),
+                yielding: false,
+            };
+            self.walk(&roots, &marks, opts).await?;
+            for k in &newly {
+                batch.delete(Space::Dead, k.as_bytes());
+            }
+        }
+        batch.put(Space::Meta, meta::HEAD, head.encode());
+        self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+        drop(_shared);
+
+        let mut s = self.shared.lock();
+        s.head = Some(head.clone());
+        let trigger = decide_trigger(&self.config, s.compacting, head.height, head.timestamp, now, s.state.base_epoch);
+        let compaction = match trigger {
+            Trigger::Compact(boundaries) if !s.closing && !s.poisoned => {
+                let fresh = now_s <= head.timestamp.saturating_add(self.config.sync_wait_secs);
+                let plan = Plan { head, boundaries, automatic: true };
+                let pending = Self::open_txn(&mut s, &self.shared, plan);
+                s.fresh_head_seen = fresh;
+                Some(pending)
+            }
+            _ => None,
+        };
+        Ok(HeadOutcome { trigger, compaction })
+    }
+}

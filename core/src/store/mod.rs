@@ -1,0 +1,181 @@
+//! [`SplitStore`]: the hot/cold block store and its public API.
+//!
+//! Reads try hot, then cold. Writes go to hot. While a compaction's transaction is open every
+//! block touched is remembered; in its critical section the mark set decides what exists.
+
+mod api;
+mod head;
+mod report;
+pub(crate) mod state;
+
+use alloc::{boxed::Box, sync::Arc, vec::Vec};
+
+use async_lock::RwLock;
+use cid::Cid;
+use spin::Mutex;
+
+pub use self::head::HeadOutcome;
+pub use self::report::{CheckReport, Info};
+use self::state::{Shared, SharedRef};
+use crate::{
+    clock::Clock,
+    config::Config,
+    error::{Error, KvError},
+    kv::Kv,
+    markset::MarkSetKind,
+    send::MaybeSendSync,
+};
+
+/// Supplies CIDs that must stay hot through every compaction (e.g. a mempool's messages).
+pub trait Protector: MaybeSendSync {
+    /// The CIDs to protect now; called at the start of each compaction.
+    fn protected(&self) -> Vec<Cid>;
+}
+
+/// A hot/cold block store with online compaction. See the crate docs and `docs/design.md`.
+///
+/// Shareable: every method takes `&self`; on native targets the store is `Send + Sync` and
+/// its futures are `Send`, so a host can run a compaction on one thread while others read
+/// and write.
+pub struct SplitStore<K: Kv, C: Clock> {
+    pub(crate) hot: K,
+    pub(crate) cold: K,
+    pub(crate) clock: C,
+    pub(crate) config: Config,
+    pub(crate) markset_kind: MarkSetKind,
+    pub(crate) shared: SharedRef,
+    /// Readers and writers of blocks hold it shared; each purge batch holds it exclusively, so
+    /// a write's marks and a purge's liveness check never interleave.
+    pub(crate) txn_lock: RwLock<()>,
+    pub(crate) protectors: Mutex<Vec<Box<dyn Protector>>>,
+}
+
+impl<K: Kv, C: Clock> core::fmt::Debug for SplitStore<K, C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SplitStore").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl<K: Kv, C: Clock> SplitStore<K, C> {
+    /// Opens a store over `hot` and `cold`, finishing any interrupted compaction first.
+    ///
+    /// Nothing is served before recovery completes: a purge that was under way when the
+    /// process died is replayed from the durable dead list, and an unfinished compaction that
+    /// had not yet started deleting is discarded.
+    pub async fn open(hot: K, cold: K, clock: C, config: Config) -> Result<Self, Error> {
+        Self::open_with(hot, cold, clock, config, MarkSetKind::default()).await
+    }
+
+    /// [`SplitStore::open`] with a chosen mark-set implementation.
+    pub async fn open_with(hot: K, cold: K, clock: C, config: Config, markset_kind: MarkSetKind) -> Result<Self, Error> {
+        config.validate()?;
+        let store = SplitStore {
+            hot,
+            cold,
+            clock,
+            config,
+            markset_kind,
+            shared: Arc::new(Mutex::new(Shared::default())),
+            txn_lock: RwLock::new(()),
+            protectors: Mutex::new(Vec::new()),
+        };
+        store.load_meta().await?;
+        store.recover().await?;
+        Ok(store)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The hot backend.
+    pub fn hot(&self) -> &K {
+        &self.hot
+    }
+
+    /// The cold backend.
+    pub fn cold(&self) -> &K {
+        &self.cold
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// Registers a protector, consulted at the start of every compaction.
+    pub fn add_protector(&self, p: Box<dyn Protector>) {
+        self.protectors.lock().push(p);
+    }
+
+    /// Fails when the store is closed or poisoned.
+    pub(crate) fn usable(&self) -> Result<(), Error> {
+        let s = self.shared.lock();
+        if s.poisoned {
+            Err(Error::Poisoned)
+        } else if s.closing {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Maps a hot-store error, poisoning the store when the backend crashed.
+    pub(crate) fn hot_err(&self, e: KvError) -> Error {
+        if matches!(e, KvError::Crashed) {
+            self.shared.lock().poisoned = true;
+        }
+        Error::hot(e)
+    }
+
+    /// Maps a cold-store error, poisoning the store when the backend crashed.
+    pub(crate) fn cold_err(&self, e: KvError) -> Error {
+        if matches!(e, KvError::Crashed) {
+            self.shared.lock().poisoned = true;
+        }
+        Error::cold(e)
+    }
+
+    /// Stops any running compaction at its next yield, waits for it, and flushes both stores.
+    /// An interrupted purge is finished by the next [`SplitStore::open`].
+    pub async fn close(&self) -> Result<(), Error> {
+        self.shared.lock().closing = true;
+        while self.shared.lock().compacting {
+            self.clock.sleep(5).await;
+        }
+        if self.shared.lock().poisoned {
+            return Ok(());
+        }
+        self.hot.flush().await.map_err(|e| self.hot_err(e))?;
+        self.cold.flush().await.map_err(|e| self.cold_err(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod send_tests {
+    use super::*;
+    use crate::{compact::NoProgress, mem::{ManualClock, MemKv}};
+
+    fn require_send<T: Send>(_: &T) {}
+
+    /// The engine's futures are `Send` on native targets, so a host can run them on any thread.
+    #[test]
+    fn futures_are_send() {
+        let store: Option<SplitStore<MemKv, ManualClock>> = None;
+        if let Some(s) = store.as_ref() {
+            let cid = crate::key::dag_cbor_blake2b_cid(b"x");
+            require_send(&s.compact(&NoProgress));
+            require_send(&s.put(&cid, alloc::vec::Vec::new()));
+            require_send(&s.get(&cid));
+            require_send(&s.head_change(&[], &[]));
+            require_send(&s.check());
+            require_send(&s.info());
+            require_send(&s.close());
+            require_send(&SplitStore::open(MemKv::new(), MemKv::new(), ManualClock::new(0), Config::default()));
+        }
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<SplitStore<MemKv, ManualClock>>();
+    }
+}

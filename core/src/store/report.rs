@@ -1,0 +1,177 @@
+//! `info` and `check`: what the store holds, and whether the live set is all there.
+
+use alloc::{string::String, sync::Arc, vec::Vec};
+
+use cid::Cid;
+use spin::Mutex;
+
+use super::SplitStore;
+use crate::{
+    clock::Clock,
+    compact::{CompactionReport, RecoveryReport},
+    error::Error,
+    header,
+    key::{is_unitary, may_have_links, BlockKey},
+    kv::{Kv, Space, SpaceStats},
+    markset::{AnyMarks, MarkSetKind, Marks},
+    walk::WALK_BATCH,
+};
+
+/// A snapshot of the store's state.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Info {
+    /// Head tipset.
+    pub head: Option<Vec<Cid>>,
+    /// Head height.
+    pub head_epoch: Option<i64>,
+    /// State below this epoch has left the hot store.
+    pub base_epoch: i64,
+    /// Completed compactions.
+    pub compactions: u64,
+    /// Hot store blocks.
+    pub hot: SpaceStats,
+    /// Cold store blocks.
+    pub cold: SpaceStats,
+    /// A compaction is running.
+    pub compacting: bool,
+    /// An interrupted purge is waiting to be finished.
+    pub pending_recovery: bool,
+    /// What recovery did when the store was opened, if anything.
+    pub recovery: Option<RecoveryReport>,
+    /// The last compaction's report.
+    pub last_compaction: Option<CompactionReport>,
+    /// The last compaction's error, if it failed.
+    pub last_error: Option<String>,
+}
+
+/// What `check` found walking the live set from the head.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Live objects found in the hot store.
+    pub hot: u64,
+    /// Live objects found only in the cold store.
+    pub cold: u64,
+    /// Live DAG-CBOR objects in neither store.
+    pub missing: u64,
+    /// The first missing CIDs.
+    pub missing_cids: Vec<Cid>,
+}
+
+impl<K: Kv, C: Clock> SplitStore<K, C> {
+    /// The store's state and sizes.
+    pub async fn info(&self) -> Result<Info, Error> {
+        self.usable()?;
+        let hot = self.hot.stats(Space::Blocks).await.map_err(|e| self.hot_err(e))?;
+        let cold = self.cold.stats(Space::Blocks).await.map_err(|e| self.cold_err(e))?;
+        let s = self.shared.lock();
+        Ok(Info {
+            head: s.head.as_ref().map(|h| h.tipset.clone()),
+            head_epoch: s.head.as_ref().map(|h| h.height),
+            base_epoch: s.state.base_epoch,
+            compactions: s.state.compactions,
+            hot,
+            cold,
+            compacting: s.compacting,
+            pending_recovery: s.purge_pending,
+            recovery: s.recovery.clone(),
+            last_compaction: s.last_report.clone(),
+            last_error: s.last_error.clone(),
+        })
+    }
+
+    /// Walks the live set from the head (headers to genesis; state, messages and receipts
+    /// inside the current boundaries) and counts where each object is. Walk errors are
+    /// returned, never ignored; missing DAG-CBOR objects are counted. Leaves (non-DAG-CBOR)
+    /// are counted when present; links to absent leaves (actor code) are not errors.
+    pub async fn check(&self) -> Result<CheckReport, Error> {
+        self.usable()?;
+        let head = self.shared.lock().head.clone().ok_or(Error::NoHead)?;
+        let b = self.config.boundaries(head.height);
+        let seen = Arc::new(Mutex::new(AnyMarks::new(MarkSetKind::Exact, 0, 0)));
+        let mut report = CheckReport::default();
+        let mut generation = head.tipset.clone();
+        while !generation.is_empty() {
+            self.yield_point().await?;
+            generation.sort_unstable();
+            generation.dedup();
+            let mut roots = Vec::new();
+            let mut next = Vec::new();
+            let found = self.locate(&generation, &seen, &mut report).await?;
+            for (cid, bytes) in generation.iter().zip(found) {
+                let Some(bytes) = bytes else { continue };
+                let h = header::decode(&bytes).map_err(|source| Error::BadHeader { cid: *cid, source })?;
+                if h.height >= b.include_messages && h.height > 0 {
+                    roots.push(h.messages);
+                    roots.push(h.parent_message_receipts);
+                }
+                if h.height >= b.boundary || h.height == 0 {
+                    roots.push(h.parent_state_root);
+                }
+                if h.height > 0 {
+                    next.extend_from_slice(&h.parents);
+                }
+            }
+            let mut stack = roots;
+            while !stack.is_empty() {
+                let take = stack.len().min(WALK_BATCH);
+                let chunk = stack.split_off(stack.len() - take);
+                let found = self.locate(&chunk, &seen, &mut report).await?;
+                for (_, bytes) in chunk.iter().zip(found) {
+                    if let Some(bytes) = bytes {
+                        let _ = crate::links::for_each_link(&bytes, |l| stack.push(l));
+                    }
+                }
+                self.clock.yield_now().await;
+            }
+            generation = next;
+        }
+        Ok(report)
+    }
+
+    /// Counts each not-yet-seen CID of `cids` as hot, cold or missing; returns the bytes of
+    /// the DAG-CBOR ones that were found (None for seen, leaf or missing).
+    async fn locate(
+        &self,
+        cids: &[Cid],
+        seen: &Arc<Mutex<AnyMarks>>,
+        report: &mut CheckReport,
+    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let fresh: Vec<bool> = {
+            let mut m = seen.lock();
+            cids.iter().map(|c| !is_unitary(c) && m.mark(BlockKey::of(c).as_bytes())).collect()
+        };
+        let want: Vec<Cid> = cids.iter().zip(&fresh).filter(|(_, f)| **f).map(|(c, _)| *c).collect();
+        let keys: Vec<Vec<u8>> = want.iter().map(|c| BlockKey::of(c).into_bytes()).collect();
+        let hot = self.hot.get_many(Space::Blocks, &keys).await.map_err(|e| self.hot_err(e))?;
+        let cold_keys: Vec<Vec<u8>> =
+            keys.iter().zip(&hot).filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect();
+        let mut cold = self.cold.get_many(Space::Blocks, &cold_keys).await.map_err(|e| self.cold_err(e))?.into_iter();
+        let mut by_want = Vec::with_capacity(want.len());
+        for (cid, h) in want.iter().zip(hot) {
+            let v = match h {
+                Some(v) => {
+                    report.hot += 1;
+                    Some(v)
+                }
+                None => match cold.next().flatten() {
+                    Some(v) => {
+                        report.cold += 1;
+                        Some(v)
+                    }
+                    None => {
+                        if may_have_links(cid) {
+                            report.missing += 1;
+                            if report.missing_cids.len() < 256 {
+                                report.missing_cids.push(*cid);
+                            }
+                        }
+                        None
+                    }
+                },
+            };
+            by_want.push(if may_have_links(cid) { v } else { None });
+        }
+        let mut by_want = by_want.into_iter();
+        Ok(fresh.into_iter().map(|f| if f { by_want.next().flatten() } else { None }).collect())
+    }
+}

@@ -1,0 +1,63 @@
+//! The store's in-memory state shared between the API and a running compaction.
+//!
+//! Held behind a spin lock that is never held across an `.await`: every critical region here
+//! is a few field reads or writes.
+
+use alloc::{string::String, sync::Arc, vec::Vec};
+use core::hash::BuildHasherDefault;
+
+use cid::Cid;
+use hashbrown::HashSet;
+use siphasher::sip::SipHasher13;
+use spin::Mutex;
+
+use crate::{
+    compact::{CompactionReport, RecoveryReport},
+    markset::AnyMarks,
+    meta::{Head, StoreState},
+};
+
+/// A set of CIDs (transactional references).
+pub(crate) type CidSet = HashSet<Cid, BuildHasherDefault<SipHasher13>>;
+
+/// A compaction's transaction: from the moment it is decided until it ends, every block the
+/// API touches is remembered so it (and its DAG) stays live.
+#[derive(Debug, Default)]
+pub(crate) struct Txn {
+    /// CIDs touched through the API (or applied as heads) not yet protected.
+    pub refs: CidSet,
+    /// The mark set, once marking has begun.
+    pub marks: Option<Arc<Mutex<AnyMarks>>>,
+    /// Collect has written the dead list: from now on every new mark must also remove its
+    /// dead-list entry durably.
+    pub collected: bool,
+    /// The critical section: the mark set is the truth. Reads of unmarked hot blocks are
+    /// answered from cold; writes mark their DAG (and drop its dead-list entries) in the same
+    /// atomic batch as the block.
+    pub critical: bool,
+    /// Transactional references whose blocks were missing when protected.
+    pub missing: Vec<Cid>,
+}
+
+/// Everything the store keeps in memory besides its backends.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub head: Option<Head>,
+    pub state: StoreState,
+    pub compacting: bool,
+    pub closing: bool,
+    /// A `KvError::Crashed` was seen: nothing more is served.
+    pub poisoned: bool,
+    /// The purge record is durable: an interrupted purge must be finished before compacting.
+    pub purge_pending: bool,
+    pub txn: Option<Txn>,
+    /// Set by a stale head during a compaction; cleared by a fresh one.
+    pub out_of_sync: bool,
+    /// A head younger than the sync-wait time was applied during the current transaction.
+    pub fresh_head_seen: bool,
+    pub last_error: Option<String>,
+    pub last_report: Option<CompactionReport>,
+    pub recovery: Option<RecoveryReport>,
+}
+
+pub(crate) type SharedRef = Arc<Mutex<Shared>>;

@@ -1,0 +1,118 @@
+//! A fault-injecting [`Kv`] wrapper: every call counts down a counter shared by all wrappers
+//! of one "process"; the call that reaches zero, and every call after it, fails with
+//! [`KvError::Crashed`] and changes nothing, as if the process died at that instant.
+
+use std::sync::{
+    atomic::{AtomicI64, AtomicU64, Ordering},
+    Arc,
+};
+
+use splitstore_core::{
+    kv::{Capabilities, Kv, Space, SpaceStats, WriteBatch},
+    KvError,
+};
+
+/// The shared countdown of one simulated process.
+#[derive(Clone, Debug, Default)]
+pub struct Fuse {
+    remaining: Arc<AtomicI64>,
+    ops: Arc<AtomicU64>,
+}
+
+impl Fuse {
+    /// A fuse that never blows.
+    pub fn new() -> Self {
+        let f = Self::default();
+        f.remaining.store(i64::MAX, Ordering::SeqCst);
+        f
+    }
+    /// Blow on the call `k` calls from now (0 = the next call).
+    pub fn arm(&self, k: u64) {
+        self.remaining.store(k as i64, Ordering::SeqCst);
+    }
+    /// Never blow.
+    pub fn disarm(&self) {
+        self.remaining.store(i64::MAX, Ordering::SeqCst);
+    }
+    /// Calls made through this fuse.
+    pub fn ops(&self) -> u64 {
+        self.ops.load(Ordering::SeqCst)
+    }
+    /// Resets the call counter.
+    pub fn reset_ops(&self) {
+        self.ops.store(0, Ordering::SeqCst);
+    }
+    /// True once blown.
+    pub fn blown(&self) -> bool {
+        self.remaining.load(Ordering::SeqCst) < 0
+    }
+    fn tick(&self) -> Result<(), KvError> {
+        self.ops.fetch_add(1, Ordering::SeqCst);
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            self.remaining.store(-1, Ordering::SeqCst);
+            Err(KvError::Crashed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A [`Kv`] that fails from the fuse's chosen call on.
+#[derive(Clone, Debug)]
+pub struct FaultKv<K> {
+    /// The wrapped backend.
+    pub inner: K,
+    /// The shared countdown.
+    pub fuse: Fuse,
+}
+
+impl<K> FaultKv<K> {
+    /// Wraps `inner` on `fuse`.
+    pub fn new(inner: K, fuse: Fuse) -> Self {
+        Self { inner, fuse }
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl<K: Kv> Kv for FaultKv<K> {
+    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.fuse.tick()?;
+        self.inner.get(space, key).await
+    }
+    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        self.fuse.tick()?;
+        self.inner.get_many(space, keys).await
+    }
+    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
+        self.fuse.tick()?;
+        self.inner.has(space, key).await
+    }
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        self.fuse.tick()?;
+        self.inner.write(batch).await
+    }
+    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
+        self.fuse.tick()?;
+        self.inner.scan_keys(space, after, limit).await
+    }
+    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        self.fuse.tick()?;
+        self.inner.scan(space, after, limit).await
+    }
+    async fn flush(&self) -> Result<(), KvError> {
+        self.fuse.tick()?;
+        self.inner.flush().await
+    }
+    async fn reclaim(&self) -> Result<(), KvError> {
+        self.fuse.tick()?;
+        self.inner.reclaim().await
+    }
+    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
+        self.fuse.tick()?;
+        self.inner.stats(space).await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+}

@@ -1,0 +1,141 @@
+//! Compaction scenarios on the synthetic chain, for every mode, checked against the oracle.
+
+use std::collections::HashSet;
+
+use splitstore_core::{
+    Clock,
+    key::dag_cbor_blake2b_cid,
+    kv::{Kv, Space},
+    mem::ManualClock,
+    CompactionReport, Error, Mode, NoProgress, SplitStore,
+};
+
+use crate::{
+    chain::{apply_epoch, keys, small_chain, small_config, universe_of},
+    oracle::{key_of, Universe},
+};
+
+/// Checks one finished compaction against the oracle, given the stores' keys before it.
+pub async fn verify_compaction<K: Kv>(
+    store: &SplitStore<K, ManualClock>,
+    report: &CompactionReport,
+    hot_before: &HashSet<Vec<u8>>,
+    cold_before: &HashSet<Vec<u8>>,
+    before: &Universe,
+) {
+    let mode = store.config().mode;
+    let head = store.info().await.expect("info").head.expect("head");
+    let live = before.live_set(&head, report.boundary_epoch, report.include_messages_epoch);
+    assert!(live.missing.is_empty(), "the chain itself has missing blocks: {:?}", &live.missing[..live.missing.len().min(3)]);
+    let hot_after = keys(store.hot(), Space::Blocks).await;
+    let cold_after = keys(store.cold(), Space::Blocks).await;
+    let expected_hot: HashSet<Vec<u8>> = live.present.intersection(hot_before).cloned().collect();
+    let extra: Vec<_> = hot_after.difference(&expected_hot).take(3).collect();
+    let lost: Vec<_> = expected_hot.difference(&hot_after).take(3).collect();
+    assert!(lost.is_empty(), "{mode:?}: live blocks left the hot store: {lost:?}");
+    assert!(extra.is_empty(), "{mode:?}: dead blocks stayed hot: {extra:?}");
+    let dead: HashSet<Vec<u8>> = hot_before.difference(&expected_hot).cloned().collect();
+    assert_eq!(report.purged as usize, dead.len(), "{mode:?}: purged count");
+    let expected_cold: HashSet<Vec<u8>> = match mode {
+        Mode::Discard => cold_before.clone(),
+        Mode::Universal => cold_before.union(&dead).cloned().collect(),
+        Mode::Messages => {
+            let roots: Vec<_> = before
+                .old_message_roots(&head, report.include_messages_epoch)
+                .into_iter()
+                .filter(|r| hot_before.contains(&key_of(r)))
+                .collect();
+            let old = before.closure(&roots).present;
+            cold_before.union(&dead.intersection(&old).cloned().collect()).cloned().collect()
+        }
+    };
+    assert_eq!(cold_after, expected_cold, "{mode:?}: cold store contents");
+    for space in [Space::Dead, Space::ColdList] {
+        assert!(keys(store.hot(), space).await.is_empty(), "{mode:?}: {space:?} list left behind");
+    }
+    let check = store.check().await.expect("check");
+    assert_eq!(check.missing, 0, "{mode:?}: check found missing live blocks {:?}", check.missing_cids);
+}
+
+/// Grows a chain, lets compactions trigger from head changes, and checks each against the
+/// oracle. Returns the number of compactions run.
+pub async fn grow_and_compact<K: Kv>(make: &dyn Fn() -> K, mode: Mode, seed: u64, epochs: usize) -> u64 {
+    let clock = ManualClock::new(1_000_000);
+    let store = SplitStore::open(make(), make(), clock, small_config(mode)).await.expect("open");
+    let mut chain = small_chain(seed);
+    let mut compactions = 0;
+    let mut written = Universe::default();
+    for _ in 0..epochs {
+        let epoch = chain.next_epoch();
+        written.extend(epoch.blocks.iter().map(|(c, b)| (key_of(c), b.clone())));
+        if let Some(pending) = apply_epoch(&store, &epoch).await {
+            let head = epoch.tipset.clone();
+            let b = store.config().boundaries(epoch.height);
+            let gen_missing = written.live_set(&head, b.boundary, b.include_messages).missing;
+            assert!(gen_missing.is_empty(), "the generated chain has dangling links: {gen_missing:?}");
+            let hot_before = keys(store.hot(), Space::Blocks).await;
+            let cold_before = keys(store.cold(), Space::Blocks).await;
+            let before = universe_of(store.hot(), store.cold()).await;
+            let report = store.run_compaction(pending, &NoProgress).await.expect("compaction");
+            verify_compaction(&store, &report, &hot_before, &cold_before, &before).await;
+            compactions += 1;
+        }
+    }
+    let info = store.info().await.expect("info");
+    assert_eq!(info.compactions, compactions);
+    assert!(!info.compacting && !info.pending_recovery);
+    compactions
+}
+
+/// Every mode, on a chain long enough for several compactions; the hot store stays bounded.
+pub async fn all_modes<K: Kv>(make: &dyn Fn() -> K) {
+    for (i, mode) in [Mode::Discard, Mode::Universal, Mode::Messages].into_iter().enumerate() {
+        let n = grow_and_compact(make, mode, 11 + i as u64, 60).await;
+        assert!(n >= 3, "{mode:?}: only {n} compactions in 60 epochs");
+    }
+}
+
+/// Identity CIDs are never stored; unitary links are never walked; deletes are refused.
+pub async fn identity_and_unitary<K: Kv>(make: &dyn Fn() -> K) {
+    let store = SplitStore::open(make(), make(), ManualClock::new(0), small_config(Mode::Universal)).await.expect("open");
+    let mh = cid::multihash::Multihash::<64>::wrap(0x00, b"inline").expect("fits");
+    let id = cid::Cid::new_v1(0x55, mh);
+    store.put(&id, b"inline".to_vec()).await.expect("identity put is a no-op");
+    assert!(store.has(&id).await.expect("has"));
+    assert_eq!(store.get(&id).await.expect("get").as_deref(), Some(&b"inline"[..]));
+    assert!(keys(store.hot(), Space::Blocks).await.is_empty(), "identity block was stored");
+    let b = dag_cbor_blake2b_cid(b"\x40");
+    store.put(&b, b"\x40".to_vec()).await.expect("put");
+    assert!(matches!(store.delete(&b).await, Err(Error::DeleteRefused)));
+    assert!(store.has(&b).await.expect("has"));
+    assert!(matches!(store.compact(&NoProgress).await, Err(Error::NoHead)));
+}
+
+/// A compaction interrupted by `close` leaves a store that reopens consistent and compacts.
+pub async fn close_interrupts<K: Kv + Clone>(make: &dyn Fn() -> K) {
+    let (hot, cold) = (make(), make());
+    let clock = ManualClock::new(0);
+    let store = SplitStore::open(hot.clone(), cold.clone(), clock.clone(), small_config(Mode::Universal)).await.expect("open");
+    let mut chain = small_chain(5);
+    for _ in 0..20 {
+        let e = chain.next_epoch();
+        store.put_many(e.blocks.clone()).await.expect("put");
+        let _ = store.head_change(&[], &[e.tipset.clone()]).await.expect("head");
+    }
+    let result = std::cell::RefCell::new(None);
+    let mut ex = crate::executor::SeededExecutor::new(3);
+    ex.spawn(async { *result.borrow_mut() = Some(store.compact(&NoProgress).await) });
+    ex.spawn(async {
+        for _ in 0..7 {
+            store.clock().yield_now().await;
+        }
+        store.close().await.expect("close");
+    });
+    ex.run(10_000_000);
+    drop(ex);
+    assert!(matches!(result.into_inner(), Some(Err(Error::Closed))), "compaction should stop when closing");
+    let store = SplitStore::open(hot, cold, clock, small_config(Mode::Universal)).await.expect("reopen");
+    let report = store.compact(&NoProgress).await.expect("compaction after reopen");
+    assert!(report.purged > 0);
+    assert_eq!(store.check().await.expect("check").missing, 0);
+}

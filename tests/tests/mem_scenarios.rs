@@ -1,0 +1,19 @@
+//! The compaction scenarios on the in-memory backend.
+
+use splitstore_conformance::{executor::block_on, scenarios};
+use splitstore_core::mem::MemKv;
+
+#[test]
+fn every_mode_matches_the_oracle() {
+    block_on(scenarios::all_modes(&MemKv::new));
+}
+
+#[test]
+fn identity_and_unitary_cids() {
+    block_on(scenarios::identity_and_unitary(&MemKv::new));
+}
+
+#[test]
+fn close_interrupts_a_compaction() {
+    block_on(scenarios::close_interrupts(&MemKv::new));
+}
