@@ -14,12 +14,12 @@ use splitstore_core::{
 
 /// The shared countdown of one simulated process.
 #[derive(Clone, Debug, Default)]
-pub struct Fuse {
+pub struct Fault {
     remaining: Arc<AtomicI64>,
     ops: Arc<AtomicU64>,
 }
 
-impl Fuse {
+impl Fault {
     /// A fuse that never blows.
     pub fn new() -> Self {
         let f = Self::default();
@@ -63,12 +63,12 @@ pub struct FaultKv<K> {
     /// The wrapped backend.
     pub inner: K,
     /// The shared countdown.
-    pub fuse: Fuse,
+    pub fuse: Fault,
 }
 
 impl<K> FaultKv<K> {
     /// Wraps `inner` on `fuse`.
-    pub fn new(inner: K, fuse: Fuse) -> Self {
+    pub fn new(inner: K, fuse: Fault) -> Self {
         Self { inner, fuse }
     }
 }
