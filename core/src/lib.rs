@@ -8,12 +8,17 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
+// `Error` carries CIDs by value; errors are the cold path and boxing them would cost every caller.
+#![allow(clippy::result_large_err)]
 
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod cbor;
+pub mod car;
 pub mod clock;
+pub mod compact;
 pub mod config;
 pub mod error;
 pub mod header;
@@ -22,8 +27,11 @@ pub mod kv;
 pub mod links;
 pub mod markset;
 pub mod mem;
+pub mod meta;
 pub mod send;
+pub mod store;
 pub mod synth;
+mod walk;
 
 pub use cid::Cid;
 pub use clock::Clock;
@@ -31,3 +39,5 @@ pub use config::{Config, Mode};
 pub use error::{Error, KvError};
 pub use key::BlockKey;
 pub use kv::{Durability, Kv, Space, WriteBatch};
+pub use compact::{CompactionReport, NoProgress, PendingCompaction, Phase, Progress, ProgressSink, RecoveryReport};
+pub use store::{CheckReport, HeadOutcome, Info, Protector, SplitStore};

@@ -104,6 +104,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         &self.clock
     }
 
+    /// True while a compaction is running.
+    pub fn is_compacting(&self) -> bool {
+        self.shared.lock().compacting
+    }
+
     /// Registers a protector, consulted at the start of every compaction.
     pub fn add_protector(&self, p: Box<dyn Protector>) {
         self.protectors.lock().push(p);
