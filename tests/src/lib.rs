@@ -9,3 +9,5 @@ pub mod oracle;
 pub mod scenarios;
 pub mod kv_contract;
 pub mod crash;
+pub mod interleave;
+pub mod realdata;

@@ -16,8 +16,67 @@ fn unitary(c: &Cid) -> bool {
     c.hash().code() == 0 || matches!(c.codec(), 0xf101 | 0xf102)
 }
 
-/// Every CID in a DAG-CBOR block, by full decode. `None` when the block does not decode.
+/// Every CID in a DAG-CBOR block: by full decode, or for blocks that are not strict
+/// DAG-CBOR (real chains have unsorted maps and invalid UTF-8) by a plain recursive CBOR
+/// walk. `None` when neither can read the block.
 pub fn links(bytes: &[u8]) -> Option<Vec<Cid>> {
+    strict_links(bytes).or_else(|| {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        lenient_item(bytes, &mut pos, &mut out, 0)?;
+        Some(out)
+    })
+}
+
+fn lenient_arg(b: &[u8], pos: &mut usize, info: u8) -> Option<u64> {
+    let n = match info {
+        0..=23 => return Some(u64::from(info)),
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    let s = b.get(*pos..*pos + n)?;
+    *pos += n;
+    Some(s.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x)))
+}
+
+fn lenient_item(b: &[u8], pos: &mut usize, out: &mut Vec<Cid>, depth: usize) -> Option<()> {
+    if depth > 256 {
+        return None;
+    }
+    let ib = *b.get(*pos)?;
+    *pos += 1;
+    let (major, info) = (ib >> 5, ib & 0x1f);
+    let n = lenient_arg(b, pos, info)?;
+    match major {
+        0 | 1 | 7 => Some(()),
+        2 | 3 => {
+            *pos = pos.checked_add(n as usize).filter(|&p| p <= b.len())?;
+            Some(())
+        }
+        4 => (0..n).try_for_each(|_| lenient_item(b, pos, out, depth + 1)),
+        5 => (0..n * 2).try_for_each(|_| lenient_item(b, pos, out, depth + 1)),
+        6 if n == 42 => {
+            // A byte string holding 0x00 (identity multibase) and the CID bytes.
+            let hb = *b.get(*pos)?;
+            *pos += 1;
+            if hb >> 5 != 2 {
+                return None;
+            }
+            let len = lenient_arg(b, pos, hb & 0x1f)? as usize;
+            let body = b.get(*pos..pos.checked_add(len)?)?;
+            *pos += len;
+            out.push(Cid::try_from(body.get(1..)?).ok()?);
+            Some(())
+        }
+        6 => lenient_item(b, pos, out, depth + 1),
+        _ => None,
+    }
+}
+
+fn strict_links(bytes: &[u8]) -> Option<Vec<Cid>> {
     let v: Ipld = serde_ipld_dagcbor::from_slice(bytes).ok()?;
     let mut out = Vec::new();
     let mut stack = vec![&v];
@@ -204,4 +263,45 @@ impl Universe {
         }
         out
     }
+}
+
+fn uvarint(b: &[u8], pos: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = b[*pos];
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+/// A minimal CARv1 reader for trusted test files, independent of the engine's decoder:
+/// returns the roots and every block.
+pub fn read_car_v1(bytes: &[u8]) -> (Vec<Cid>, Vec<(Cid, Vec<u8>)>) {
+    let mut pos = 0;
+    let hlen = uvarint(bytes, &mut pos) as usize;
+    let header: Ipld = serde_ipld_dagcbor::from_slice(&bytes[pos..pos + hlen]).expect("CAR header");
+    pos += hlen;
+    let roots = match header {
+        Ipld::Map(m) => match m.get("roots") {
+            Some(Ipld::List(l)) => l.iter().filter_map(|r| if let Ipld::Link(c) = r { Some(*c) } else { None }).collect(),
+            _ => Vec::new(),
+        },
+        _ => panic!("CAR header is not a map"),
+    };
+    let mut blocks = Vec::new();
+    while pos < bytes.len() {
+        let len = uvarint(bytes, &mut pos) as usize;
+        let section = &bytes[pos..pos + len];
+        let mut cursor = std::io::Cursor::new(section);
+        let cid = Cid::read_bytes(&mut cursor).expect("section CID");
+        let at = cursor.position() as usize;
+        blocks.push((cid, section[at..].to_vec()));
+        pos += len;
+    }
+    (roots, blocks)
 }
