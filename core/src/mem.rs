@@ -82,10 +82,11 @@ impl MemKv {
     }
 
     /// A new, independent store holding what would survive a crash now: the durable image
-    /// (with crash tracking) or everything (without). The new store tracks crashes too.
+    /// (with crash tracking) or everything (without).
     ///
     /// `keep_pending` of the not-yet-durable batches survive as well, oldest first, modelling a
-    /// crash after the system happened to write some of them out.
+    /// crash after the system happened to write some of them out. The new store tracks
+    /// durability if this one does.
     pub fn crash_image(&self, keep_pending: usize) -> MemKv {
         let inner = self.inner.lock();
         let mut tables = match &inner.durable {
@@ -97,10 +98,11 @@ impl MemKv {
                 apply(&mut tables, ops);
             }
         }
+        let tracking = inner.durable.is_some();
         let kv = MemKv::default();
         {
             let mut n = kv.inner.lock();
-            n.durable = Some(tables.clone());
+            n.durable = tracking.then(|| tables.clone());
             n.live = tables;
         }
         kv

@@ -1,0 +1,149 @@
+//! Compaction throughput on a synthetic chain in memory, against the raw backend cost of the
+//! same I/O measured in the same run. Prints medians of `SPLITSTORE_BENCH_RUNS` runs (default 5).
+//!
+//! `cargo bench -p splitstore-conformance --bench compaction [-- --objects N]`
+
+use std::time::Instant;
+
+use splitstore_conformance::{chain::keys, executor::block_on};
+use splitstore_core::{
+    kv::{Kv, Space, WriteBatch},
+    markset::{MarkSet, Marks},
+    mem::MemKv,
+    synth::{ChainGen, SynthConfig},
+    Config, Mode, NoProgress, Phase, SplitStore,
+};
+
+/// Wall-clock time for phase timings; sleeps really sleep.
+#[derive(Debug)]
+struct WallClock(Instant);
+
+#[async_trait::async_trait]
+impl splitstore_core::Clock for WallClock {
+    fn now_millis(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+    async fn sleep(&self, millis: u64) {
+        std::thread::sleep(std::time::Duration::from_millis(millis));
+    }
+    async fn yield_now(&self) {}
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let objects: u64 = args
+        .iter()
+        .position(|a| a == "--objects")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let runs: usize = std::env::var("SPLITSTORE_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+
+    // A chain whose hot store holds `objects` blocks, about half of them live.
+    // Pacing off: this measures the engine, not the foreground share it leaves.
+    let cfg = Config {
+        mode: Mode::Discard,
+        finality: 20,
+        sync_gap_secs: None,
+        purge_pace_after_ms: u64::MAX,
+        ..Config::default()
+    };
+    let mut gen = ChainGen::new(SynthConfig { seed: 7, state_objects: 40_000, churn_percent: 2, ..SynthConfig::default() });
+    let base = MemKv::new();
+    let mut epochs = Vec::new();
+    let mut total = 0u64;
+    while total < objects {
+        let e = gen.next_epoch();
+        total += e.blocks.len() as u64;
+        let mut b = WriteBatch::new();
+        for (c, bytes) in &e.blocks {
+            b.put(Space::Blocks, splitstore_core::BlockKey::of(c).into_bytes(), bytes.clone());
+        }
+        block_on(base.write(b)).expect("write");
+        epochs.push(e.tipset);
+    }
+    println!("chain: {} epochs, {} blocks", epochs.len(), total);
+
+    let mut mark_rate = Vec::new();
+    let mut bytes_per_obj = Vec::new();
+    let mut ratio = Vec::new();
+    let mut total_s = Vec::new();
+    for _ in 0..runs {
+        let hot = base.crash_image(usize::MAX);
+        let store = block_on(SplitStore::open(hot.clone(), MemKv::new(), WallClock(Instant::now()), cfg.clone())).expect("open");
+        drop(block_on(store.head_change(&[], &[epochs.last().expect("epochs").clone()])).expect("head"));
+        let t = Instant::now();
+        let report = block_on(store.compact(&NoProgress)).expect("compact");
+        let took = t.elapsed().as_secs_f64();
+        let mark_ms = report.phases.iter().find(|(p, _)| *p == Phase::Mark).map(|(_, ms)| *ms).unwrap_or(0) as f64;
+        mark_rate.push(report.marked as f64 / (mark_ms.max(1.0) / 1000.0));
+        bytes_per_obj.push(report.markset_bytes_per_object);
+        total_s.push(took);
+
+        // The raw backend cost of the same I/O: read every live block once, scan every hot key,
+        // write the dead list, delete the dead blocks and their list entries.
+        let raw = base.crash_image(usize::MAX);
+        let live: Vec<Vec<u8>> = keys(store.hot(), Space::Blocks).await_keys();
+        let t = Instant::now();
+        for chunk in live.chunks(512) {
+            block_on(raw.get_many(Space::Blocks, chunk)).expect("get");
+        }
+        let all: Vec<Vec<u8>> = {
+            let mut out = Vec::new();
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let page = block_on(raw.scan_keys(Space::Blocks, after.as_deref(), 16384)).expect("scan");
+                let Some(l) = page.last().cloned() else { break };
+                out.extend(page);
+                after = Some(l);
+            }
+            out
+        };
+        let liveset: std::collections::HashSet<&Vec<u8>> = live.iter().collect();
+        let mut marks = MarkSet::with_capacity(live.len(), 1);
+        for k in &live {
+            marks.mark(k);
+        }
+        let dead: Vec<&Vec<u8>> = all.iter().filter(|k| !liveset.contains(k)).collect();
+        for chunk in dead.chunks(16384) {
+            let mut b = WriteBatch::new();
+            for k in chunk {
+                b.put(Space::Dead, (*k).clone(), Vec::new());
+            }
+            block_on(raw.write(b)).expect("write");
+        }
+        for chunk in dead.chunks(16384) {
+            let mut b = WriteBatch::new();
+            for k in chunk {
+                b.delete(Space::Blocks, (*k).clone());
+                b.delete(Space::Dead, (*k).clone());
+            }
+            block_on(raw.write(b)).expect("write");
+        }
+        let raw_s = t.elapsed().as_secs_f64();
+        ratio.push(took / raw_s);
+        println!(
+            "run: compaction {:.3}s (marked {}, purged {}), raw I/O {:.3}s; phases {:?}",
+            took, report.marked, report.purged, raw_s, report.phases
+        );
+    }
+    println!("median compaction time:          {:.3} s", median(total_s));
+    println!("median mark throughput:          {:.0} objects/s (1 thread)", median(mark_rate));
+    println!("median markset bytes/object:     {:.1}", median(bytes_per_obj));
+    println!("median compaction / raw KV cost: {:.2}x", median(ratio));
+}
+
+trait AwaitKeys {
+    fn await_keys(self) -> Vec<Vec<u8>>;
+}
+
+impl<F: std::future::Future<Output = std::collections::HashSet<Vec<u8>>>> AwaitKeys for F {
+    fn await_keys(self) -> Vec<Vec<u8>> {
+        block_on(self).into_iter().collect()
+    }
+}
