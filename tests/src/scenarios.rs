@@ -139,3 +139,26 @@ pub async fn close_interrupts<K: Kv + Clone>(make: &dyn Fn() -> K) {
     assert!(report.purged > 0);
     assert_eq!(store.check().await.expect("check").missing, 0);
 }
+
+/// The fingerprint mark set and the exact one give identical compactions.
+pub async fn fingerprint_and_exact_agree<K: Kv>(make: &dyn Fn() -> K) {
+    use splitstore_core::markset::MarkSetKind;
+    let mut outcomes = Vec::new();
+    for kind in [MarkSetKind::Fingerprint, MarkSetKind::Exact] {
+        let store = SplitStore::open_with(make(), make(), ManualClock::new(0), small_config(Mode::Universal), kind)
+            .await
+            .expect("open");
+        let mut chain = small_chain(99);
+        let mut reports = Vec::new();
+        for _ in 0..40 {
+            let e = chain.next_epoch();
+            if let Some(p) = apply_epoch(&store, &e).await {
+                let r = store.run_compaction(p, &NoProgress).await.expect("compaction");
+                reports.push((r.marked, r.dead, r.purged, r.moved));
+            }
+        }
+        outcomes.push((reports, keys(store.hot(), Space::Blocks).await, keys(store.cold(), Space::Blocks).await));
+    }
+    assert!(!outcomes[0].0.is_empty());
+    assert_eq!(outcomes[0], outcomes[1], "fingerprint and exact mark sets disagree");
+}

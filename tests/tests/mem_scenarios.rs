@@ -17,3 +17,8 @@ fn identity_and_unitary_cids() {
 fn close_interrupts_a_compaction() {
     block_on(scenarios::close_interrupts(&MemKv::new));
 }
+
+#[test]
+fn fingerprint_and_exact_mark_sets_agree() {
+    block_on(scenarios::fingerprint_and_exact_agree(&MemKv::new));
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every suite on a fresh machine: installs the toolchain pieces it needs first
+# (scripts/setup.sh), then native tests, the no_std / wasm builds of the core, the browser
+# suites in headless Chromium, and the web page's Playwright tests.
+#
+#   SPLITSTORE_SEEDS        interleaving seeds (default 1000)
+#   SPLITSTORE_KILL_TRIALS  kill -9 trials of the native CLI (default 20)
+#   SPLITSTORE_TESTDATA     the shared test-data folder (default ../shared/testdata)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "core builds without std (thumbv7em) and for wasm32"
+cargo build -q -p splitstore-core --target thumbv7em-none-eabihf --no-default-features
+cargo build -q -p splitstore-core --target wasm32-unknown-unknown
+
+step "native tests (core, conformance suites, native host, CLI)"
+cargo test --workspace --exclude splitstore-wasm
+
+step "browser tests (IndexedDB backend in headless Chromium) and the npm package"
+bash scripts/test-wasm.sh
+
+step "web page (Playwright on headless Chromium)"
+bash scripts/test-www.sh
+
+step "lint"
+cargo fmt --all --check
+cargo clippy -q --workspace --exclude splitstore-wasm --all-targets -- -D warnings
+cargo clippy -q -p splitstore-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+step "all suites passed"
