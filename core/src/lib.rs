@@ -22,6 +22,7 @@ pub mod compact;
 pub mod config;
 pub mod error;
 pub mod header;
+pub mod import;
 pub mod key;
 pub mod kv;
 pub mod links;

@@ -1,0 +1,154 @@
+//! CAR import into a store: the one path the CLI, the npm package and the fuzzers use.
+//!
+//! Blocks are streamed through [`CarDecoder`] in chunks of any size, verified against their
+//! CIDs, and written with `put_many` in batches, as a syncing node writes. The head changes
+//! only after the whole file decoded without error, and only when the roots decode as block
+//! headers; a failed import leaves the head as it was (blocks already written are valid,
+//! verified blocks and do no harm).
+
+use alloc::vec::Vec;
+
+use cid::Cid;
+
+use crate::{
+    car::{CarDecoder, CarError, CarLimits, Step},
+    clock::Clock,
+    compact::PendingCompaction,
+    error::Error,
+    header,
+    kv::Kv,
+    store::SplitStore,
+};
+
+/// Blocks per `put_many` during an import.
+const IMPORT_BATCH: usize = 1024;
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// Blocks read from the file (identity blocks included).
+    pub blocks: u64,
+    /// Block bytes read.
+    pub bytes: u64,
+    /// The header's roots.
+    pub roots: Vec<Cid>,
+    /// The roots were block headers and became the head.
+    pub head_applied: bool,
+    /// The compaction the new head decided, for the caller to run.
+    pub compaction: Option<PendingCompaction>,
+}
+
+/// Why an import failed.
+#[derive(Debug)]
+pub enum ImportError {
+    /// The file is not a valid CAR (the error names the problem and the byte offset).
+    Car(CarError),
+    /// The store failed.
+    Store(Error),
+}
+
+impl core::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ImportError::Car(e) => write!(f, "invalid CAR file: {e}"),
+            ImportError::Store(e) => write!(f, "store error during import: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for ImportError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ImportError::Car(e) => Some(e),
+            ImportError::Store(e) => Some(e),
+        }
+    }
+}
+
+impl From<Error> for ImportError {
+    fn from(e: Error) -> Self {
+        ImportError::Store(e)
+    }
+}
+
+/// An import in progress: feed it the file's bytes in order, then [`Importer::finish`].
+#[derive(Debug)]
+pub struct Importer<'s, K: Kv, C: Clock> {
+    store: &'s SplitStore<K, C>,
+    decoder: CarDecoder,
+    batch: Vec<(Cid, Vec<u8>)>,
+    report: ImportReport,
+    ended: bool,
+}
+
+impl<'s, K: Kv, C: Clock> Importer<'s, K, C> {
+    /// Starts an import into `store`.
+    pub fn new(store: &'s SplitStore<K, C>, limits: CarLimits) -> Self {
+        Self { store, decoder: CarDecoder::new(limits), batch: Vec::new(), report: ImportReport::default(), ended: false }
+    }
+
+    /// Blocks decoded so far.
+    pub fn blocks(&self) -> u64 {
+        self.report.blocks
+    }
+
+    /// Bytes of the file consumed so far.
+    pub fn consumed(&self) -> u64 {
+        self.decoder.consumed()
+    }
+
+    /// Decodes `chunk` and writes every complete block.
+    pub async fn feed(&mut self, chunk: &[u8]) -> Result<(), ImportError> {
+        let mut rest = chunk;
+        while !self.ended {
+            let (used, step) = self.decoder.decode(rest).map_err(ImportError::Car)?;
+            rest = &rest[used..];
+            match step {
+                Step::NeedMore => break,
+                Step::Header => {}
+                Step::End => self.ended = true,
+                Step::Block(b) => {
+                    self.report.blocks += 1;
+                    self.report.bytes += b.data.len() as u64;
+                    self.batch.push((b.cid, b.data.to_vec()));
+                    if self.batch.len() >= IMPORT_BATCH {
+                        self.store.put_many(core::mem::take(&mut self.batch)).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the import: fails if the file stopped inside an item; otherwise writes the last
+    /// blocks and, when the roots are block headers, applies them as the new head.
+    pub async fn finish(mut self) -> Result<ImportReport, ImportError> {
+        self.decoder.finish().map_err(ImportError::Car)?;
+        self.store.put_many(core::mem::take(&mut self.batch)).await?;
+        self.report.roots = self.decoder.roots().map(<[Cid]>::to_vec).unwrap_or_default();
+        if !self.report.roots.is_empty() && self.roots_are_headers().await? {
+            self.report.compaction = self.store.head_change(&[], &[self.report.roots.clone()]).await?;
+            self.report.head_applied = true;
+        }
+        Ok(self.report)
+    }
+
+    async fn roots_are_headers(&self) -> Result<bool, Error> {
+        for r in &self.report.roots {
+            match self.store.get(r).await? {
+                Some(bytes) if header::decode(&bytes).is_ok() => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl<K: Kv, C: Clock> SplitStore<K, C> {
+    /// Imports a whole in-memory CAR file (see [`Importer`] for streaming).
+    pub async fn import_car(&self, bytes: &[u8]) -> Result<ImportReport, ImportError> {
+        let mut imp = Importer::new(self, CarLimits::default());
+        imp.feed(bytes).await?;
+        imp.finish().await
+    }
+}
