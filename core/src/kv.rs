@@ -231,3 +231,50 @@ pub trait Kv: MaybeSendSync {
     /// What this backend can do.
     fn capabilities(&self) -> Capabilities;
 }
+
+macro_rules! forward_kv {
+    ($($ty:ty),*) => {$(
+        #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+        #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+        impl<K: Kv + ?Sized> Kv for $ty {
+            async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+                (**self).get(space, key).await
+            }
+            async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+                (**self).get_many(space, keys).await
+            }
+            async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
+                (**self).has(space, key).await
+            }
+            async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+                (**self).write(batch).await
+            }
+            async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
+                (**self).scan_keys(space, after, limit).await
+            }
+            async fn scan(
+                &self,
+                space: Space,
+                after: Option<&[u8]>,
+                limit: usize,
+            ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+                (**self).scan(space, after, limit).await
+            }
+            async fn flush(&self) -> Result<(), KvError> {
+                (**self).flush().await
+            }
+            async fn reclaim(&self) -> Result<(), KvError> {
+                (**self).reclaim().await
+            }
+            async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
+                (**self).stats(space).await
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+        }
+    )*};
+}
+
+// A shared or borrowed backend is a backend.
+forward_kv!(&K, alloc::sync::Arc<K>);

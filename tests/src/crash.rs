@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use splitstore_core::{
-    kv::Space,
+    kv::{Kv, Space, WriteBatch},
     mem::{ManualClock, MemKv},
     Config, Mode, NoProgress, SplitStore,
 };
@@ -112,23 +112,23 @@ pub async fn crash_matrix(mode: Mode, seed: u64, epochs: usize, stride: u64) -> 
 }
 
 /// Reopens a crashed image and checks every promise the design makes about it.
-async fn check_recovered(
+async fn check_recovered<K: Kv>(
     mode: Mode,
-    hot: &MemKv,
-    cold: &MemKv,
+    hot: &K,
+    cold: &K,
     everything: &HashSet<Vec<u8>>,
     had_purge: bool,
     k: u64,
     s: Survival,
 ) {
     let at = format!("{mode:?}, crash at call {k}, {s:?}");
-    let store = SplitStore::open(hot.clone(), cold.clone(), ManualClock::new(0), config(mode))
+    let store = SplitStore::open(hot, cold, ManualClock::new(0), config(mode))
         .await
         .unwrap_or_else(|e| panic!("{at}: reopen failed: {e}"));
     let info = store.info().await.expect("info");
     assert!(!info.pending_recovery, "{at}: recovery left a purge pending");
     for space in [Space::Dead, Space::ColdList] {
-        assert!(hot.keys(space).is_empty(), "{at}: {space:?} list left after recovery");
+        assert!(keys(hot, space).await.is_empty(), "{at}: {space:?} list left after recovery");
     }
     let head = info.head.expect("head");
     let b = store.config().boundaries(info.head_epoch.expect("height"));
@@ -164,4 +164,70 @@ async fn check_recovered(
     let cold_before = keys(cold, Space::Blocks).await;
     let report = store.compact(&NoProgress).await.unwrap_or_else(|e| panic!("{at}: compaction after recovery: {e}"));
     verify_compaction(&store, &report, &hot_before, &cold_before, &u).await;
+}
+
+/// Copies every entry of `from` into `to` through the trait.
+pub async fn copy_into<A: Kv, B: Kv>(from: &A, to: &B) {
+    for space in Space::ALL {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = from.scan(space, after.as_deref(), 1000).await.expect("scan");
+            let Some((last, _)) = page.last().cloned() else { break };
+            let mut batch = WriteBatch::with_capacity(page.len());
+            for (k, v) in page {
+                batch.put(space, k, v);
+            }
+            to.write(batch).await.expect("copy");
+            after = Some(last);
+        }
+    }
+    to.flush().await.expect("flush");
+}
+
+/// The crash matrix on any backend whose committed writes all survive a crash (an on-disk
+/// store after `kill -9`, IndexedDB after a reload): every `stride`-th call of a compaction
+/// fails as if the process died there, then the same backend is reopened and checked. `make`
+/// returns a fresh, empty backend each call (two per crash point).
+pub async fn crash_matrix_on<K: Kv>(make: &dyn Fn() -> K, mode: Mode, seed: u64, epochs: usize, stride: u64) -> CrashStats {
+    let (base_hot, base_cold) = base_store(mode, seed, epochs).await;
+    let everything: HashSet<Vec<u8>> = keys(&base_hot, Space::Blocks).await;
+    let fresh = || async {
+        let (h, c) = (make(), make());
+        copy_into(&base_hot, &h).await;
+        copy_into(&base_cold, &c).await;
+        (h, c)
+    };
+    let fault = Fault::new();
+    let (h, c) = fresh().await;
+    let store = SplitStore::open(FaultKv::new(h, fault.clone()), FaultKv::new(c, fault.clone()), ManualClock::new(0), config(mode))
+        .await
+        .expect("open");
+    fault.reset_ops();
+    store.compact(&NoProgress).await.expect("clean compaction");
+    let calls = fault.ops();
+    drop(store);
+    let mut stats = CrashStats { calls, ..CrashStats::default() };
+    let mut k = 0;
+    while k < calls {
+        let (h, c) = fresh().await;
+        let fault = Fault::new();
+        {
+            let store = SplitStore::open(
+                FaultKv::new(&h, fault.clone()),
+                FaultKv::new(&c, fault.clone()),
+                ManualClock::new(0),
+                config(mode),
+            )
+            .await
+            .expect("open");
+            fault.arm(k);
+            assert!(store.compact(&NoProgress).await.is_err(), "{mode:?}: compaction survived a crash at call {k}");
+        }
+        let had_purge = h.get(Space::Meta, b"purge").await.expect("meta").is_some();
+        stats.recovered_purges += had_purge as u64;
+        check_recovered(mode, &h, &c, &everything, had_purge, k, Survival::Everything).await;
+        stats.crash_points += 1;
+        k += stride;
+    }
+    stats
 }

@@ -27,3 +27,14 @@ fn universal_every_crash_point() {
 fn messages_every_crash_point() {
     run(Mode::Messages, 23);
 }
+
+/// The generic matrix (used for the on-disk and IndexedDB backends) on the in-memory one.
+#[test]
+fn generic_matrix_on_memory() {
+    use splitstore_conformance::crash::crash_matrix_on;
+    for mode in [Mode::Discard, Mode::Universal, Mode::Messages] {
+        let s = block_on(crash_matrix_on(&splitstore_core::mem::MemKv::new, mode, 31, 20, 3));
+        println!("generic crash matrix {mode:?}: {} calls, {} crash points", s.calls, s.crash_points);
+        assert!(s.crash_points > 5 && s.recovered_purges > 0);
+    }
+}
