@@ -73,5 +73,5 @@ pub async fn apply_epoch<K: Kv>(
     epoch: &Epoch,
 ) -> Option<splitstore_core::PendingCompaction> {
     store.put_many(epoch.blocks.clone()).await.expect("put epoch");
-    store.head_change(&[], &[epoch.tipset.clone()]).await.expect("head change")
+    store.head_change(&[], std::slice::from_ref(&epoch.tipset)).await.expect("head change")
 }

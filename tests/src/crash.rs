@@ -60,7 +60,7 @@ async fn base_store(mode: Mode, seed: u64, epochs: usize) -> (MemKv, MemKv) {
         let e = chain.next_epoch();
         store.put_many(e.blocks.clone()).await.expect("put");
         // Compaction is started by hand below; a decided one is dropped unrun.
-        drop(store.head_change(&[], &[e.tipset.clone()]).await.expect("head"));
+        drop(store.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head"));
     }
     store.close().await.expect("close");
     (hot.crash_image(0), cold.crash_image(0))

@@ -106,7 +106,7 @@ pub async fn one_seed(seed: u64) -> SeedStats {
         let e = chain.next_epoch();
         old.extend(e.blocks.iter().filter(|(_, b)| header(b).is_none()).map(|(c, _)| *c));
         store.put_many(e.blocks.clone()).await.expect("put");
-        drop(store.head_change(&[], &[e.tipset.clone()]).await.expect("head"));
+        drop(store.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head"));
     }
     let later: Vec<Epoch> = (0..3).map(|_| chain.next_epoch()).collect();
 
@@ -144,7 +144,7 @@ pub async fn one_seed(seed: u64) -> SeedStats {
     ex.spawn(async {
         for e in &later {
             store.put_many(e.blocks.clone()).await.expect("put");
-            drop(store.head_change(&[], &[e.tipset.clone()]).await.expect("head"));
+            drop(store.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head"));
             store.clock().yield_now().await;
         }
     });
@@ -214,7 +214,7 @@ pub async fn one_seed_with_crash(seed: u64) -> bool {
         let e = chain.next_epoch();
         old.extend(e.blocks.iter().filter(|(_, b)| header(b).is_none()).map(|(c, _)| *c));
         store.put_many(e.blocks.clone()).await.expect("put");
-        drop(store.head_change(&[], &[e.tipset.clone()]).await.expect("head"));
+        drop(store.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head"));
     }
     store.hot().flush().await.expect("flush");
     fault.arm(rng.below(400) as u64);

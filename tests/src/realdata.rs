@@ -42,7 +42,7 @@ pub async fn import_and_compact<K: Kv>(
     for chunk in blocks.chunks(500) {
         store.put_many(chunk.to_vec()).await?;
     }
-    drop(store.head_change(&[], &[roots.clone()]).await?);
+    drop(store.head_change(&[], std::slice::from_ref(&roots)).await?);
     let mut all = Universe::default();
     all.extend(oracle_blocks.iter().map(|(c, b)| (key_of(c), b.clone())));
     let hot_before = keys(store.hot(), Space::Blocks).await;

@@ -120,7 +120,7 @@ pub async fn close_interrupts<K: Kv + Clone>(make: &dyn Fn() -> K) {
     for _ in 0..20 {
         let e = chain.next_epoch();
         store.put_many(e.blocks.clone()).await.expect("put");
-        let _ = store.head_change(&[], &[e.tipset.clone()]).await.expect("head");
+        let _ = store.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head");
     }
     let result = std::cell::RefCell::new(None);
     let mut ex = crate::executor::SeededExecutor::new(3);
