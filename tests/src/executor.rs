@@ -106,6 +106,50 @@ impl<'a> SeededExecutor<'a> {
     }
 }
 
+impl SeededExecutor<'_> {
+    /// [`SeededExecutor::run`] for backends whose futures complete from outside (IndexedDB
+    /// callbacks): when no task is ready it awaits `idle()` (e.g. one turn of the browser's
+    /// event loop) and looks again; only `max_idle` idle turns in a row are a deadlock.
+    pub async fn run_with_idle<F, Fut>(&mut self, max_steps: u64, max_idle: u32, idle: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut idle_turns = 0u32;
+        loop {
+            let ready: Vec<usize> = self
+                .tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, (t, f))| t.is_some() && f.0.load(Ordering::SeqCst))
+                .map(|(i, _)| i)
+                .collect();
+            if ready.is_empty() {
+                if self.tasks.iter().all(|(t, _)| t.is_none()) {
+                    return;
+                }
+                idle_turns += 1;
+                assert!(idle_turns <= max_idle, "deadlock: tasks pending and none woken after {max_idle} idle turns");
+                idle().await;
+                continue;
+            }
+            idle_turns = 0;
+            assert!(self.steps < max_steps, "no completion after {max_steps} steps");
+            let i = ready[self.rng.below(ready.len())];
+            let (slot, flag) = &mut self.tasks[i];
+            flag.0.store(false, Ordering::SeqCst);
+            let waker = Waker::from(flag.clone());
+            let mut cx = Context::from_waker(&waker);
+            self.steps += 1;
+            if let Some(t) = slot.as_mut() {
+                if let Poll::Ready(()) = t.as_mut().poll(&mut cx) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+}
+
 /// Runs one future to completion on the seeded executor (for suites that need no
 /// interleaving but must run the same way on every target).
 pub fn block_on<T>(f: impl Future<Output = T>) -> T {

@@ -89,17 +89,26 @@ pub struct SeedStats {
     pub purged: u64,
 }
 
-/// Runs one seed; panics naming the seed on any violation.
+/// Runs one seed on the in-memory backend; panics naming the seed on any violation.
 pub async fn one_seed(seed: u64) -> SeedStats {
+    one_seed_on(&MemKv::new, seed, || async {}).await
+}
+
+/// Runs one seed on fresh backends from `make` (two per seed). `idle` is awaited when no task
+/// can progress (one turn of the browser's event loop for IndexedDB; nothing for in-memory).
+pub async fn one_seed_on<K: Kv, F, Fut>(make: &dyn Fn() -> K, seed: u64, idle: F) -> SeedStats
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut rng = Rng::new(seed);
     let mode = [Mode::Discard, Mode::Universal, Mode::Messages][rng.below(3)];
-    let (hot, cold) = (MemKv::new(), MemKv::new());
+    let (hot, cold) = (make(), make());
     let clock = ManualClock::new(0);
     let mut cfg = small_config(mode);
     cfg.batch_size = 16 + rng.below(48);
     cfg.yield_every = 4 + rng.below(28);
-    let store =
-        SplitStore::open(YieldKv(hot.clone()), YieldKv(cold.clone()), clock.clone(), cfg.clone()).await.expect("open");
+    let store = SplitStore::open(YieldKv(&hot), YieldKv(&cold), clock.clone(), cfg.clone()).await.expect("open");
     let mut chain = small_chain(seed);
     let mut old: Vec<Cid> = Vec::new();
     for _ in 0..16 {
@@ -148,7 +157,7 @@ pub async fn one_seed(seed: u64) -> SeedStats {
             store.clock().yield_now().await;
         }
     });
-    ex.run(50_000_000);
+    ex.run_with_idle(50_000_000, 100_000, idle).await;
     let steps = ex.steps;
     drop(ex);
     let report = result.into_inner().expect("ran").unwrap_or_else(|e| panic!("seed {seed}: compaction failed: {e}"));
@@ -170,7 +179,7 @@ pub async fn one_seed(seed: u64) -> SeedStats {
     assert_eq!(check.missing, 0, "{at}: live blocks missing {:?}", check.missing_cids);
     drop(store);
     // The same holds for a fresh process on the same data.
-    let store = SplitStore::open(hot.clone(), cold.clone(), clock, cfg).await.expect("reopen");
+    let store = SplitStore::open(&hot, &cold, clock, cfg).await.expect("reopen");
     assert_eq!(store.check().await.expect("check").missing, 0, "{at}: after reopen");
     check_store(&universe_of(&hot, &cold).await, "after reopen");
     stats
