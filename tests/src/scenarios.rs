@@ -162,3 +162,88 @@ pub async fn fingerprint_and_exact_agree<K: Kv>(make: &dyn Fn() -> K) {
     assert!(!outcomes[0].0.is_empty());
     assert_eq!(outcomes[0], outcomes[1], "fingerprint and exact mark sets disagree");
 }
+
+/// Protected CIDs survive a compaction with their DAGs, though nothing else references them.
+pub async fn protectors_keep_their_dags<K: Kv>(make: &dyn Fn() -> K) {
+    struct Keep(Vec<cid::Cid>);
+    impl splitstore_core::Protector for Keep {
+        fn protected(&self) -> Vec<cid::Cid> {
+            self.0.clone()
+        }
+    }
+    let store = SplitStore::open(make(), make(), ManualClock::new(0), small_config(Mode::Discard)).await.expect("open");
+    let mut chain = small_chain(8);
+    let first = chain.next_epoch();
+    apply_epoch(&store, &first).await;
+    // The genesis state root of a *different* chain: referenced by nothing in this one.
+    let mut other = small_chain(9);
+    let stray = other.next_epoch();
+    store.put_many(stray.blocks.clone()).await.expect("put");
+    store.add_protector(Box::new(Keep(vec![stray.state_root])));
+    let mut ran = 0;
+    for _ in 0..40 {
+        let e = chain.next_epoch();
+        if let Some(p) = apply_epoch(&store, &e).await {
+            store.run_compaction(p, &NoProgress).await.expect("compaction");
+            ran += 1;
+        }
+    }
+    assert!(ran >= 2);
+    let u = universe_of(store.hot(), store.cold()).await;
+    let c = u.closure(&[stray.state_root]);
+    assert!(u.blocks.contains_key(&key_of(&stray.state_root)) && c.missing.is_empty(), "protected DAG lost");
+}
+
+/// The trigger rules through real head changes: stale heads and heads near an upgrade do not
+/// compact; a stale head during a compaction pauses it until a fresh head arrives.
+pub async fn trigger_and_sync_rules<K: Kv>(make: &dyn Fn() -> K) {
+    use splitstore_core::config::Trigger;
+    let clock = ManualClock::new(0);
+    let mut cfg = small_config(Mode::Discard);
+    cfg.sync_gap_secs = Some(60);
+    // Finality 4: heads 11..=17 are within one finality of the upgrade.
+    cfg.upgrade_epochs = vec![14];
+    let store = SplitStore::open(make(), make(), clock.clone(), cfg).await.expect("open");
+    let mut chain = small_chain(4);
+    let mut seen = Vec::new();
+    let mut pending = None;
+    for i in 0..60 {
+        let e = chain.next_epoch();
+        // The first heads arrive an hour late (a node catching up), then in real time.
+        let lag_s = if i < 5 { 3600 } else { 5 };
+        clock.set((e.timestamp + lag_s) * 1000);
+        store.put_many(e.blocks.clone()).await.expect("put");
+        let out = store.head_change_outcome(&[], std::slice::from_ref(&e.tipset)).await.expect("head");
+        seen.push((e.height, out.trigger));
+        if let Some(p) = out.compaction {
+            assert!(e.height > 17, "compacted at {} inside the upgrade window", e.height);
+            pending = Some(p);
+            break;
+        }
+    }
+    assert!(seen.iter().any(|(_, t)| *t == Trigger::OutOfSync), "old heads must not compact: {seen:?}");
+    assert!(seen.iter().any(|(_, t)| *t == Trigger::NearUpgrade), "heads near the upgrade must not compact: {seen:?}");
+    let pending = pending.expect("a fresh head past the threshold compacts");
+    // A stale head arrives while compacting: the compaction pauses until a fresh one does.
+    let stale = chain.next_epoch();
+    let fresh = chain.next_epoch();
+    let result = std::cell::RefCell::new(None);
+    let mut ex = crate::executor::SeededExecutor::new(1);
+    ex.spawn(async { *result.borrow_mut() = Some(store.run_compaction(pending, &NoProgress).await) });
+    ex.spawn(async {
+        store.put_many(stale.blocks.clone()).await.expect("put");
+        clock.advance(10 * 60 * 1000); // ten minutes later this head is stale
+        store.head_change(&[], std::slice::from_ref(&stale.tipset)).await.expect("stale head");
+        for _ in 0..500 {
+            store.clock().yield_now().await;
+        }
+        assert!(store.is_compacting(), "compaction must pause while out of sync");
+        store.put_many(fresh.blocks.clone()).await.expect("put");
+        clock.set(fresh.timestamp * 1000 + 1000);
+        store.head_change(&[], std::slice::from_ref(&fresh.tipset)).await.expect("fresh head");
+    });
+    ex.run(10_000_000);
+    drop(ex);
+    let report = result.into_inner().expect("ran").expect("compaction completes after resync");
+    assert!(report.purged > 0);
+}

@@ -22,3 +22,13 @@ fn close_interrupts_a_compaction() {
 fn fingerprint_and_exact_mark_sets_agree() {
     block_on(scenarios::fingerprint_and_exact_agree(&MemKv::new));
 }
+
+#[test]
+fn protectors_keep_their_dags() {
+    block_on(scenarios::protectors_keep_their_dags(&MemKv::new));
+}
+
+#[test]
+fn trigger_and_sync_rules() {
+    block_on(scenarios::trigger_and_sync_rules(&MemKv::new));
+}

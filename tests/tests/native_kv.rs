@@ -1,0 +1,150 @@
+//! The KV contract on the on-disk backend, plus what only a real disk can show: data survives
+//! reopening, a second open is refused, and reclaim returns disk space.
+
+use std::{path::Path, sync::Mutex};
+
+use futures::executor::block_on;
+use splitstore_conformance::kv_contract;
+use splitstore_core::kv::{Kv, Space, WriteBatch};
+use splitstore_native::{FjallKv, KvOptions};
+
+fn small() -> KvOptions {
+    KvOptions { cache_bytes: 8 << 20, read_threads: 2 }
+}
+
+#[test]
+fn fjall_kv_meets_the_kv_contract() {
+    // Each store lives in its own directory, removed when the test ends.
+    let dirs: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
+    let make = || {
+        let d = tempfile::tempdir().expect("tempdir");
+        let kv = FjallKv::open(d.path(), &small()).expect("open");
+        dirs.lock().expect("lock").push(d);
+        kv
+    };
+    block_on(kv_contract::run_all(make));
+}
+
+fn key(i: u32) -> Vec<u8> {
+    let mut k = vec![0xa0, 0xe4, 0x02, 0x20];
+    k.extend_from_slice(&blake2b_simd::blake2b(&i.to_le_bytes()).as_bytes()[..32]);
+    k
+}
+
+fn fill(kv: &FjallKv, n: u32, len: usize) {
+    for start in (0..n).step_by(4096) {
+        let mut b = WriteBatch::new();
+        for i in start..(start + 4096).min(n) {
+            b.put(Space::Blocks, key(i), vec![(i % 251) as u8; len]);
+        }
+        block_on(kv.write(b)).expect("write");
+    }
+}
+
+/// Bytes of every file under `dir`, as the file system reports them.
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let m = e.metadata().expect("metadata");
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+fn reopen(dir: &Path) -> FjallKv {
+    FjallKv::open(dir, &small()).expect("reopen")
+}
+
+#[test]
+fn writes_survive_reopening_and_a_second_open_is_refused() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let kv = FjallKv::open(d.path(), &small()).expect("open");
+    fill(&kv, 10_000, 100);
+    let mut b = WriteBatch::new();
+    b.put(Space::Meta, b"base".to_vec(), b"42".to_vec()).delete(Space::Blocks, key(7)).strict();
+    block_on(kv.write(b)).expect("strict write");
+
+    let err = FjallKv::open(d.path(), &small()).expect_err("the store is already open");
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(kv);
+
+    let kv = reopen(d.path());
+    assert_eq!(block_on(kv.get(Space::Meta, b"base")).expect("get"), Some(b"42".to_vec()));
+    assert!(!block_on(kv.has(Space::Blocks, &key(7))).expect("has"));
+    let stats = block_on(kv.stats(Space::Blocks)).expect("stats");
+    assert_eq!(stats.keys, 9_999);
+    assert_eq!(stats.bytes, 9_999 * 100);
+}
+
+#[test]
+fn reclaim_returns_disk_space_and_keeps_the_live_data() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let kv = FjallKv::open(d.path(), &small()).expect("open");
+    let n = 60_000;
+    fill(&kv, n, 400);
+    block_on(kv.flush()).expect("flush");
+    block_on(kv.reclaim()).expect("first reclaim");
+    let full = kv.table_bytes().expect("disk");
+
+    for start in (0..n).step_by(8192) {
+        let mut b = WriteBatch::new();
+        for i in (start..(start + 8192).min(n)).filter(|i| i % 4 != 0) {
+            b.delete(Space::Blocks, key(i));
+        }
+        b.strict();
+        block_on(kv.write(b)).expect("delete");
+    }
+    let deleted = kv.table_bytes().expect("disk");
+    block_on(kv.reclaim()).expect("reclaim");
+    let reclaimed = kv.table_bytes().expect("disk");
+    let on_disk = dir_bytes(d.path());
+    eprintln!("table bytes: full {full}, after deletes {deleted}, after reclaim {reclaimed}; directory {on_disk}");
+    // A quarter of the data is left; the tables shrink to about that (the journal is a
+    // bounded cost that reclaim does not touch).
+    assert!(reclaimed < deleted, "reclaim must shrink the tables ({deleted} -> {reclaimed})");
+    assert!(reclaimed < full / 3, "reclaim must return the deleted space ({full} -> {reclaimed})");
+    assert!(on_disk < kv.journal_bytes().expect("journal") + full / 2, "files really went: {on_disk} bytes left");
+
+    drop(kv);
+    let kv = reopen(d.path());
+    let keys: Vec<_> = (0..n).map(key).collect();
+    let got = block_on(kv.get_many(Space::Blocks, &keys)).expect("get_many");
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g.is_some(), i % 4 == 0, "key {i} after reclaim and reopen");
+    }
+}
+
+#[test]
+fn keys_fjall_cannot_hold_are_errors_not_panics() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let kv = FjallKv::open(d.path(), &small()).expect("open");
+    let mut b = WriteBatch::new();
+    b.put(Space::Meta, b"fine".to_vec(), b"1".to_vec()).put(Space::Meta, Vec::new(), b"2".to_vec());
+    let e = block_on(kv.write(b)).expect_err("empty key");
+    assert!(std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("key of 0 bytes")), "{e:?}");
+    assert!(!block_on(kv.has(Space::Meta, b"fine")).expect("has"), "a refused batch writes nothing");
+    let mut b = WriteBatch::new();
+    b.put(Space::Meta, vec![1u8; 70_000], b"2".to_vec());
+    assert!(block_on(kv.write(b)).is_err());
+    assert_eq!(block_on(kv.get(Space::Meta, b"")).expect("get"), None);
+    assert!(!block_on(kv.has(Space::Meta, &vec![1u8; 70_000])).expect("has"));
+}
+
+#[test]
+fn large_get_many_is_split_across_threads_and_keeps_order() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let kv = FjallKv::open(d.path(), &KvOptions { cache_bytes: 8 << 20, read_threads: 3 }).expect("open");
+    fill(&kv, 20_000, 50);
+    let keys: Vec<_> = (0..25_000).rev().map(key).collect();
+    let got = block_on(kv.get_many(Space::Blocks, &keys)).expect("get_many");
+    for (k, g) in (0..25_000u32).rev().zip(got) {
+        assert_eq!(g, (k < 20_000).then(|| vec![(k % 251) as u8; 50]), "key {k}");
+    }
+}
