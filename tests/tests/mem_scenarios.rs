@@ -32,3 +32,10 @@ fn protectors_keep_their_dags() {
 fn trigger_and_sync_rules() {
     block_on(scenarios::trigger_and_sync_rules(&MemKv::new));
 }
+
+#[test]
+fn dropped_compaction_future_is_survivable() {
+    let resumed = block_on(scenarios::dropped_compaction_future(1));
+    println!("{resumed} drop points left a purge to resume");
+    assert!(resumed > 0);
+}

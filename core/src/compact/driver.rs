@@ -8,8 +8,9 @@ use super::{error_text, CompactionReport, Phase, Plan, Progress, ProgressSink, R
 use crate::{
     clock::Clock,
     error::Error,
-    kv::Kv,
+    kv::{Kv, Space},
     markset::{AnyMarks, Marks},
+    meta,
     store::{state::{SharedRef, Txn}, SplitStore},
 };
 
@@ -120,8 +121,18 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let s = self.shared.lock();
             s.purge_pending.then(|| s.txn.as_ref().and_then(|t| t.marks.clone())).flatten()
         };
+        let mut boundaries = plan.boundaries;
         let marks = if let Some(marks) = resumable {
+            // Finishing an interrupted purge: it belongs to the compaction that started it.
             report.resumed = true;
+            if let Some(b) = self.hot.get(Space::Meta, meta::PURGE).await.map_err(|e| self.hot_err(e))? {
+                let record = meta::PurgeRecord::decode(&b)?;
+                boundaries = record.boundaries;
+                report.dead = record.dead;
+                report.head_epoch = boundaries.head;
+                report.boundary_epoch = boundaries.boundary;
+                report.include_messages_epoch = boundaries.include_messages;
+            }
             marks
         } else {
             if self.shared.lock().purge_pending {
@@ -142,12 +153,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 t.marks = Some(marks.clone());
             }
             let cold_marks = self.mark_chain(plan, &marks, progress, &mut report).await?;
-            report.protected_refs += self.protect_txn_refs(&marks, false).await?;
+            report.protected_refs += self.protect_txn_refs(&marks, false, true).await?;
             lap(&mut report, Phase::Mark, &self.clock);
 
             self.collect(&marks, cold_marks.as_ref(), progress, &mut report).await?;
             drop(cold_marks);
-            report.protected_refs += self.protect_txn_refs(&marks, true).await?;
+            report.protected_refs += self.protect_txn_refs(&marks, true, true).await?;
             lap(&mut report, Phase::Collect, &self.clock);
 
             self.retry_missing(&marks, progress, &mut report).await?;
@@ -172,7 +183,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             report.markset_bytes = m.heap_bytes() as u64;
             report.markset_bytes_per_object = m.bytes_per_object();
         }
-        self.finish(plan.boundaries, report.marked).await?;
+        self.finish(boundaries, report.marked).await?;
         progress.report(&Progress { phase: Phase::Reclaim, done: 0, total: None });
         self.hot.reclaim().await.map_err(|e| self.hot_err(e))?;
         lap(&mut report, Phase::Reclaim, &self.clock);

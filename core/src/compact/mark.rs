@@ -112,7 +112,14 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Marks the DAGs of every transactional reference not yet protected, until none are left.
     /// With `remove_dead` (after collect) every newly marked object's dead-list entry is
     /// deleted in the same pass, so the durable dead list never names a live object.
-    pub(crate) async fn protect_txn_refs(&self, marks: &Arc<Mutex<AnyMarks>>, remove_dead: bool) -> Result<u64, Error> {
+    ///
+    /// With `yielding` off the walk never pauses (it runs under the exclusive lock).
+    pub(crate) async fn protect_txn_refs(
+        &self,
+        marks: &Arc<Mutex<AnyMarks>>,
+        remove_dead: bool,
+        yielding: bool,
+    ) -> Result<u64, Error> {
         let mut protected = 0u64;
         loop {
             let refs: Vec<Cid> = match self.shared.lock().txn.as_mut() {
@@ -120,7 +127,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 _ => break,
             };
             protected += refs.len() as u64;
-            let missing = self.mark_late(&refs, marks, remove_dead, true).await?;
+            let missing = self.mark_late(&refs, marks, remove_dead, yielding).await?;
             if let Some(t) = self.shared.lock().txn.as_mut() {
                 t.missing.extend(missing);
             }
@@ -214,14 +221,14 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         report: &mut CompactionReport,
     ) -> Result<(), Error> {
         progress.report(&Progress { phase: Phase::Critical, done: 0, total: None });
-        report.protected_refs += self.protect_txn_refs(marks, true).await?;
+        report.protected_refs += self.protect_txn_refs(marks, true, true).await?;
         {
             let _exclusive = self.txn_lock.write().await;
             if let Some(t) = self.shared.lock().txn.as_mut() {
                 t.critical = true;
             }
             // Accesses that raced the first pass are protected under the lock.
-            report.protected_refs += self.protect_txn_refs(marks, true).await?;
+            report.protected_refs += self.protect_txn_refs(marks, true, false).await?;
             let record = meta::PurgeRecord { boundaries: plan.boundaries, marked: marks.lock().len() as u64, dead: report.dead };
             let mut batch = WriteBatch::new();
             batch.put(Space::Meta, meta::PURGE, record.encode()).strict();
