@@ -201,16 +201,26 @@ mod tests {
         assert_eq!(StoreState::decode(&s.encode()).unwrap(), s);
         let p = PurgeRecord { boundaries: Boundaries { head: 100, boundary: 60, include_messages: 40 }, marked: 5, dead: 6 };
         assert_eq!(PurgeRecord::decode(&p.encode()).unwrap(), p);
-        for enc in [h.encode(), s.encode(), p.encode()] {
-            for cut in 0..enc.len() {
-                assert!(Head::decode(&enc[..cut]).is_err() || cut == enc.len());
-                assert!(StoreState::decode(&enc[..cut]).is_err());
-                assert!(PurgeRecord::decode(&enc[..cut]).is_err());
-            }
-            let mut longer = enc.clone();
-            longer.push(0);
-            assert!(StoreState::decode(&longer).is_err());
+        let (he, se, pe) = (h.encode(), s.encode(), p.encode());
+        for cut in 0..he.len() {
+            assert!(Head::decode(&he[..cut]).is_err(), "head cut at {cut}");
         }
+        for cut in 0..se.len() {
+            assert!(StoreState::decode(&se[..cut]).is_err(), "state cut at {cut}");
+        }
+        for cut in 0..pe.len() {
+            assert!(PurgeRecord::decode(&pe[..cut]).is_err(), "purge cut at {cut}");
+        }
+        for mut enc in [he.clone(), se.clone(), pe.clone()] {
+            enc.push(0);
+            assert!(Head::decode(&enc).is_err() || enc.len() != he.len() + 1);
+        }
+        let mut longer = se.clone();
+        longer.push(0);
+        assert!(StoreState::decode(&longer).is_err());
+        let mut longer = pe.clone();
+        longer.push(0);
+        assert!(PurgeRecord::decode(&longer).is_err());
         let mut wrong_version = s.encode();
         wrong_version[0] = 9;
         assert!(matches!(StoreState::decode(&wrong_version), Err(Error::CorruptMeta { key: "state", .. })));
