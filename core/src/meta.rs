@@ -211,10 +211,9 @@ mod tests {
         for cut in 0..pe.len() {
             assert!(PurgeRecord::decode(&pe[..cut]).is_err(), "purge cut at {cut}");
         }
-        for mut enc in [he.clone(), se.clone(), pe.clone()] {
-            enc.push(0);
-            assert!(Head::decode(&enc).is_err() || enc.len() != he.len() + 1);
-        }
+        let mut longer = he.clone();
+        longer.push(0);
+        assert!(Head::decode(&longer).is_err());
         let mut longer = se.clone();
         longer.push(0);
         assert!(StoreState::decode(&longer).is_err());
