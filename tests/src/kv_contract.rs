@@ -8,8 +8,8 @@
 //! Keys are 1 to 65 535 bytes long (block keys are multihashes, metadata keys are names); the
 //! suite does not store an empty key, which some engines (fjall) cannot hold.
 
-use std::{collections::BTreeSet, vec, vec::Vec};
 use core::ops::Bound;
+use std::{collections::BTreeSet, vec, vec::Vec};
 
 use splitstore_core::kv::{Kv, Space, SpaceStats, WriteBatch};
 
@@ -166,10 +166,7 @@ pub async fn kv_contract_batch_across_spaces<K: Kv>(kv: K) {
     kv.write(b).await.expect("write");
     assert_eq!(kv.get(Space::Blocks, b"pdp").await.expect("get"), Some(b"3".to_vec()));
     assert_eq!(kv.get(Space::Blocks, b"dpd").await.expect("get"), None);
-    assert_eq!(
-        scan_all_keys(&kv, Space::Blocks, 100).await,
-        vec![b"k1".to_vec(), b"pdp".to_vec(), b"twice".to_vec()]
-    );
+    assert_eq!(scan_all_keys(&kv, Space::Blocks, 100).await, vec![b"k1".to_vec(), b"pdp".to_vec(), b"twice".to_vec()]);
 
     // An empty batch is accepted and changes nothing.
     kv.write(WriteBatch::new()).await.expect("empty write");
@@ -237,7 +234,8 @@ pub async fn kv_contract_scan_order_and_limits<K: Kv>(kv: K) {
         assert_eq!(rest, entries[i + 1..(i + 3).min(entries.len())].to_vec(), "scan after {k:?}");
     }
     // Resuming after absent keys (between, before and beyond everything).
-    let probes: [(&[u8], usize); 4] = [(b"a\0\0", 5), (b"aa", 5), (&[0x00, 0x00, 0x00], 2), (&[0xff, 0xff, 0xff, 0x00], 13)];
+    let probes: [(&[u8], usize); 4] =
+        [(b"a\0\0", 5), (b"aa", 5), (&[0x00, 0x00, 0x00], 2), (&[0xff, 0xff, 0xff, 0x00], 13)];
     for (probe, first) in probes {
         let rest = kv.scan_keys(Space::Blocks, Some(probe), 1000).await.expect("scan_keys");
         assert_eq!(rest, keys[first..].to_vec(), "scan_keys after absent {probe:?}");

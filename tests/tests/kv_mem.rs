@@ -1,4 +1,5 @@
 //! The KV contract on the in-memory backend.
+#![cfg(not(target_arch = "wasm32"))]
 
 use splitstore_conformance::kv_contract;
 use splitstore_core::mem::MemKv;

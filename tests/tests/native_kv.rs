@@ -1,5 +1,6 @@
 //! The KV contract on the on-disk backend, plus what only a real disk can show: data survives
 //! reopening, a second open is refused, and reclaim returns disk space.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::{path::Path, sync::Mutex};
 
