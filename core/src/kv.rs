@@ -175,7 +175,8 @@ pub struct SpaceStats {
 
 /// An ordered key-value store with atomic multi-keyspace batches.
 ///
-/// Keys within a space are ordered bytewise. Implementations must be safe to call
+/// Keys within a space are ordered bytewise and are 1 to 65 535 bytes long (the engine's keys
+/// are multihashes and short metadata names). Implementations must be safe to call
 /// concurrently (on native) and must not hold any transaction or cursor between calls.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
