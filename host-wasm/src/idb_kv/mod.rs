@@ -1,0 +1,473 @@
+//! The [`Kv`] contract on IndexedDB.
+//!
+//! # Layout
+//!
+//! One IndexedDB database per store *role*: a store named `n` lives in the databases
+//! `n-hot` and `n-cold` (see [`db_name`]). Each database has one object store per [`Space`]
+//! (named by [`Space::name`]) plus a private `sync` store that [`IdbKv::flush`] writes to.
+//! Hot and cold are separate [`Kv`] instances in the core, so separate databases keep them
+//! independent (a cold store can be deleted, exported or quota-managed on its own) and give
+//! each one its own Web Lock. Keys and values are `Uint8Array`s; IndexedDB compares binary
+//! keys bytewise, which is exactly the order the contract requires.
+//!
+//! # Transactions
+//!
+//! Every trait call is one transaction, created and finished inside the call: nothing is held
+//! across an await that belongs to anything else. A [`WriteBatch`] is one `readwrite`
+//! transaction over every object store it touches, so it commits whole or not at all; a
+//! failed request aborts it and the error is returned. Strict batches and `flush` ask for
+//! `durability: "strict"`; relaxed batches ask for `"relaxed"` explicitly. Large batches and
+//! `get_many` issue their requests in chunks from the transaction's own events
+//! (module `chunked`), so no single task on the page's thread runs long.
+//!
+//! The `idb` crate provides the typed handles and the open/upgrade/delete flow; waiting on a
+//! request or a transaction goes through the Promise bridges of [`crate::js`], which register
+//! no Rust closure with the browser: dropping any of these futures (how a crash is modelled)
+//! leaves nothing behind that could be called after it was freed.
+//!
+//! # Connection life
+//!
+//! The connection holds a Web Lock on its database name ([`crate::lock`]). If another page
+//! deletes or upgrades the database, the `versionchange` event closes this connection at once
+//! (so the other page is not blocked) and every later call returns [`KvError::Unavailable`].
+
+use std::{
+    cell::{Cell, RefCell},
+    future::IntoFuture,
+    rc::Rc,
+};
+
+use futures::future::{select, Either};
+use idb::{Factory, KeyRange, Query};
+use js_sys::Array;
+use splitstore_core::{
+    kv::{Capabilities, Op},
+    Kv, KvError, Space, WriteBatch,
+};
+use wasm_bindgen::{prelude::Closure, JsCast, JsValue};
+use web_sys::{IdbDatabase, IdbTransaction};
+
+mod bytes;
+mod schema;
+
+use self::{
+    bytes::{array_of_bytes, bytes, idb_error, unavailable, value_bytes, BACKEND},
+    schema::{open_database, DatabaseWithOptions, SYNC_STORE},
+};
+use crate::{
+    chunked::{Chain, ISSUE_CHUNK},
+    js::{kv_error, kv_error_js, object, JsError, Request, TxDone},
+    lock::{LockPolicy, WebLock},
+};
+
+/// The `versionchange` handler a connection keeps alive while it is open.
+type VersionChangeHandler = Closure<dyn FnMut(JsValue)>;
+
+/// Which of a store's two databases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Where writes go and reads try first.
+    Hot,
+    /// Where compaction moves old blocks (per mode).
+    Cold,
+}
+
+impl Role {
+    /// `"hot"` or `"cold"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Hot => "hot",
+            Role::Cold => "cold",
+        }
+    }
+}
+
+/// The IndexedDB database name of `store`'s `role` database.
+pub fn db_name(store: &str, role: Role) -> String {
+    format!("{store}-{}", role.as_str())
+}
+
+/// Transaction durability as IndexedDB names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TxDurability {
+    Strict,
+    Relaxed,
+}
+
+impl TxDurability {
+    fn as_str(self) -> &'static str {
+        match self {
+            TxDurability::Strict => "strict",
+            TxDurability::Relaxed => "relaxed",
+        }
+    }
+}
+
+/// Where a batch is deliberately broken, to prove that an aborted transaction applies nothing.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Before operation `n`, issue a request with an invalid key: it throws synchronously.
+    InvalidKeyAt(usize),
+    /// Before operation `n`, `add` a key that operation 0 already put: the request fails
+    /// asynchronously, after the earlier requests were executed, and aborts the transaction.
+    ConstraintAt(usize),
+}
+
+/// A [`Kv`] backed by one IndexedDB database. Clones share the connection, which closes
+/// (and releases its lock) when the last clone is dropped or [`IdbKv::close`] is called.
+#[derive(Clone, Debug)]
+pub struct IdbKv {
+    inner: Rc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: IdbDatabase,
+    name: String,
+    /// Why the connection is closed, once it is.
+    closed: Rc<Cell<Option<&'static str>>>,
+    on_version_change: RefCell<Option<VersionChangeHandler>>,
+    lock: RefCell<Option<WebLock>>,
+    flushes: Cell<u64>,
+}
+
+impl IdbKv {
+    /// Opens (creating if needed) the database `name`, holding its Web Lock per `policy`.
+    ///
+    /// Errors: [`KvError::InUse`] when another holder has the lock; [`KvError::Unavailable`]
+    /// when IndexedDB is missing, the database was created by a newer schema, or the open is
+    /// blocked by another page that keeps an older connection open.
+    pub async fn open(name: &str, policy: LockPolicy) -> Result<Self, KvError> {
+        let lock = WebLock::acquire(&format!("splitstore:{name}"), policy).await?;
+        let db = open_database(name).await?;
+
+        let closed: Rc<Cell<Option<&'static str>>> = Rc::new(Cell::new(None));
+        let on_version_change = {
+            let closed = closed.clone();
+            let db = db.clone();
+            Closure::<dyn FnMut(JsValue)>::new(move |_event: JsValue| {
+                db.close();
+                closed.set(Some("another page deleted or upgraded this database; reopen the store"));
+            })
+        };
+        db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+
+        Ok(Self {
+            inner: Rc::new(Inner {
+                db,
+                name: name.to_owned(),
+                closed,
+                on_version_change: RefCell::new(Some(on_version_change)),
+                lock: RefCell::new(lock),
+                flushes: Cell::new(0),
+            }),
+        })
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// True while the lock is held by this connection.
+    pub fn holds_lock(&self) -> bool {
+        self.inner.lock.borrow().is_some()
+    }
+
+    /// Closes the connection (after its running transactions finish) and releases the lock,
+    /// returning once another open of this database can take it. Later calls return
+    /// [`KvError::Unavailable`]. Idempotent.
+    pub async fn close(&self) {
+        let lock = self.inner.close_now();
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+    }
+
+    /// Deletes the database `name`.
+    ///
+    /// Fails with [`KvError::InUse`] while any page holds its lock (an open store), and with
+    /// [`KvError::Unavailable`] if a connection outside this crate's control blocks it.
+    pub async fn destroy(name: &str) -> Result<(), KvError> {
+        let guard = WebLock::acquire(&format!("splitstore:{name}"), LockPolicy::Fail).await?;
+        let factory = Factory::new().map_err(|e| unavailable("indexedDB is not available", e))?;
+        let mut req = factory.delete(name).map_err(|e| unavailable("deleteDatabase failed", e))?;
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        req.on_blocked(move |_| {
+            let _ = tx.send(());
+        });
+        let result = match select(req.into_future(), rx).await {
+            Either::Left((r, _)) => r.map_err(|e| unavailable("deleteDatabase failed", e)),
+            Either::Right(_) => Err(KvError::Unavailable {
+                detail: format!("deleting {name} is blocked by a connection another page keeps open"),
+            }),
+        };
+        if let Some(guard) = guard {
+            guard.release().await;
+        }
+        result
+    }
+
+    fn check_open(&self) -> Result<(), KvError> {
+        match self.inner.closed.get() {
+            Some(why) => Err(KvError::Unavailable { detail: format!("{}: {why}", self.inner.name) }),
+            None => Ok(()),
+        }
+    }
+
+    fn transaction(
+        &self,
+        stores: &[&str],
+        write: Option<TxDurability>,
+        op: &'static str,
+    ) -> Result<IdbTransaction, KvError> {
+        self.check_open()?;
+        let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+        let (mode, durability) = match write {
+            Some(d) => ("readwrite", d.as_str()),
+            None => ("readonly", "default"),
+        };
+        let options = object(&[("durability", JsValue::from_str(durability))]);
+        self.inner.db.unchecked_ref::<DatabaseWithOptions>().transaction_with_options(&names, mode, &options).map_err(
+            |e| {
+                let err = JsError::from_js(&e);
+                if err.name == "InvalidStateError" {
+                    KvError::Unavailable {
+                        detail: format!("{}: the connection is closed ({})", self.inner.name, err.message),
+                    }
+                } else {
+                    kv_error(op, err)
+                }
+            },
+        )
+    }
+
+    /// Issues `ops` (the batch's operations `first..first + ops.len()`) in `tx` and returns
+    /// the last request. On a synchronous failure the caller aborts the transaction.
+    fn issue(
+        stores: &mut Vec<(Space, idb::ObjectStore)>,
+        tx: &idb::Transaction,
+        ops: &[Op],
+        first: usize,
+        first_key: &[u8],
+        fault: Option<Fault>,
+    ) -> Result<Option<web_sys::IdbRequest>, KvError> {
+        let mut last = None;
+        for (i, op) in (first..).zip(ops) {
+            let space = op.space();
+            let store = match stores.iter().find(|(s, _)| *s == space) {
+                Some((_, st)) => st.clone(),
+                None => {
+                    let st = tx.object_store(space.name()).map_err(|e| idb_error("write", e))?;
+                    stores.push((space, st.clone()));
+                    st
+                }
+            };
+            match fault {
+                Some(Fault::InvalidKeyAt(n)) if n == i => {
+                    store.put(&JsValue::NULL, Some(&JsValue::NULL)).map_err(|e| idb_error("write", e))?;
+                }
+                Some(Fault::ConstraintAt(n)) if n == i => {
+                    store.add(&bytes(b"dup"), Some(&bytes(first_key))).map_err(|e| idb_error("write", e))?;
+                }
+                _ => {}
+            }
+            last = Some(match op {
+                Op::Put { key, value, .. } => {
+                    store.put(&bytes(value), Some(&bytes(key))).map_err(|e| idb_error("write", e))?.into()
+                }
+                Op::Delete { key, .. } => {
+                    store.delete(Query::Key(bytes(key))).map_err(|e| idb_error("write", e))?.into()
+                }
+            });
+        }
+        Ok(last)
+    }
+
+    /// [`Kv::write`] with an injected failure; the batch must leave no trace.
+    #[doc(hidden)]
+    pub async fn write_with_fault(&self, batch: WriteBatch, fault: Option<Fault>) -> Result<(), KvError> {
+        if batch.is_empty() {
+            return if batch.durability() == splitstore_core::Durability::Strict { self.flush().await } else { Ok(()) };
+        }
+        let durability = match batch.durability() {
+            splitstore_core::Durability::Strict => TxDurability::Strict,
+            splitstore_core::Durability::Relaxed => TxDurability::Relaxed,
+        };
+        let mut spaces: Vec<Space> = batch.ops().iter().map(Op::space).collect();
+        spaces.sort();
+        spaces.dedup();
+        let names: Vec<&str> = spaces.iter().map(|s| s.name()).collect();
+        let tx = self.transaction(&names, Some(durability), "write")?;
+        let done = TxDone::watch(&tx, "write");
+        let itx = idb::Transaction::from(tx.clone());
+        let ops = batch.into_ops();
+        let first_key = match ops.first() {
+            Some(Op::Put { key, .. } | Op::Delete { key, .. }) => key.clone(),
+            None => Vec::new(),
+        };
+        let mut stores = Vec::with_capacity(4);
+        let mut issued = 0;
+        let chain = Chain::start(
+            &tx,
+            Box::new(move || {
+                let end = (issued + ISSUE_CHUNK).min(ops.len());
+                let last = Self::issue(&mut stores, &itx, &ops[issued..end], issued, &first_key, fault)?;
+                issued = end;
+                Ok(if issued < ops.len() { last } else { None })
+            }),
+        );
+        let committed = done.wait().await;
+        match chain.take_error() {
+            Some(e) => Err(e),
+            None => committed,
+        }
+    }
+
+    fn range_after(after: Option<&[u8]>) -> Result<Option<Query>, KvError> {
+        match after {
+            None => Ok(None),
+            Some(k) => KeyRange::lower_bound(&bytes(k), Some(true))
+                .map(|r| Some(Query::KeyRange(r)))
+                .map_err(|e| idb_error("scan", e)),
+        }
+    }
+
+    fn store_of(tx: &IdbTransaction, space: Space, op: &'static str) -> Result<idb::ObjectStore, KvError> {
+        idb::Transaction::from(tx.clone()).object_store(space.name()).map_err(|e| idb_error(op, e))
+    }
+}
+
+impl Inner {
+    /// The synchronous part of [`IdbKv::close`]: the lock is released a moment later.
+    fn close_now(&self) -> Option<WebLock> {
+        if self.closed.get().is_none() {
+            self.closed.set(Some("the store was closed"));
+        }
+        self.db.set_onversionchange(None);
+        self.db.close();
+        self.on_version_change.borrow_mut().take();
+        self.lock.borrow_mut().take()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.close_now());
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl Kv for IdbKv {
+    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        let tx = self.transaction(&[space.name()], None, "get")?;
+        let store = Self::store_of(&tx, space, "get")?;
+        let req = store.get(Query::Key(bytes(key))).map_err(|e| idb_error("get", e))?;
+        let v = Request::watch(req.into(), "get").result().await?;
+        value_bytes(v)
+    }
+
+    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.transaction(&[space.name()], None, "get_many")?;
+        let store = Self::store_of(&tx, space, "get_many")?;
+        let done = TxDone::watch(&tx, "get_many");
+        let reqs: Rc<RefCell<Vec<web_sys::IdbRequest>>> = Rc::new(RefCell::new(Vec::with_capacity(keys.len())));
+        let (sink, keys_owned) = (reqs.clone(), keys.to_vec());
+        let mut issued = 0;
+        let chain = Chain::start(
+            &tx,
+            Box::new(move || {
+                let end = (issued + ISSUE_CHUNK).min(keys_owned.len());
+                let mut sink = sink.borrow_mut();
+                for k in &keys_owned[issued..end] {
+                    sink.push(store.get(Query::Key(bytes(k))).map_err(|e| idb_error("get_many", e))?.into());
+                }
+                issued = end;
+                Ok(if issued < keys_owned.len() { sink.last().cloned() } else { None })
+            }),
+        );
+        let completed = done.wait().await;
+        if let Some(e) = chain.take_error() {
+            return Err(e);
+        }
+        completed?;
+        // Every request succeeded (else the transaction would have aborted): read the results.
+        let reqs = reqs.borrow();
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs.iter() {
+            out.push(value_bytes(r.result().map_err(|e| kv_error_js("get_many", &e))?)?);
+        }
+        Ok(out)
+    }
+
+    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
+        let tx = self.transaction(&[space.name()], None, "has")?;
+        let store = Self::store_of(&tx, space, "has")?;
+        let req = store.count(Some(Query::Key(bytes(key)))).map_err(|e| idb_error("has", e))?;
+        let n = Request::watch(req.into(), "has").result().await?;
+        Ok(n.as_f64().unwrap_or(0.0) > 0.0)
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        self.write_with_fault(batch, None).await
+    }
+
+    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
+        // IndexedDB reads a limit of 0 as "no limit".
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let tx = self.transaction(&[space.name()], None, "scan")?;
+        let store = Self::store_of(&tx, space, "scan")?;
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let req = store.get_all_keys(Self::range_after(after)?, Some(limit)).map_err(|e| idb_error("scan", e))?;
+        let keys = Request::watch(req.into(), "scan").result().await?;
+        array_of_bytes(keys, "key")
+    }
+
+    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let tx = self.transaction(&[space.name()], None, "scan")?;
+        let store = Self::store_of(&tx, space, "scan")?;
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        // Both requests run in one read transaction, so they see the same snapshot and
+        // return the same keys in the same order.
+        let kreq = store.get_all_keys(Self::range_after(after)?, Some(limit)).map_err(|e| idb_error("scan", e))?;
+        let vreq = store.get_all(Self::range_after(after)?, Some(limit)).map_err(|e| idb_error("scan", e))?;
+        let kreq = Request::watch(kreq.into(), "scan");
+        let vreq = Request::watch(vreq.into(), "scan");
+        let keys = array_of_bytes(kreq.result().await?, "key")?;
+        let values = array_of_bytes(vreq.result().await?, "value")?;
+        if keys.len() != values.len() {
+            return Err(KvError::Corrupt {
+                detail: format!("scan returned {} keys but {} values", keys.len(), values.len()),
+            });
+        }
+        Ok(keys.into_iter().zip(values).collect())
+    }
+
+    async fn flush(&self) -> Result<(), KvError> {
+        // A strict commit is written through the same log as every earlier commit, so it is
+        // durable only after they are: writing one counter makes everything before it durable.
+        let tx = self.transaction(&[SYNC_STORE], Some(TxDurability::Strict), "flush")?;
+        let done = TxDone::watch(&tx, "flush");
+        let n = self.inner.flushes.get().wrapping_add(1);
+        self.inner.flushes.set(n);
+        let store = idb::Transaction::from(tx.clone()).object_store(SYNC_STORE).map_err(|e| idb_error("flush", e))?;
+        if let Err(e) = store.put(&JsValue::from_f64(n as f64), Some(&JsValue::from_str("seq"))) {
+            let _ = tx.abort();
+            return Err(idb_error("flush", e));
+        }
+        done.wait().await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { name: BACKEND, preferred_batch: 4096, reclaims_space: false }
+    }
+}

@@ -1,0 +1,257 @@
+//! The JS API (`SplitStore`), called the way a page calls it: every method returns a Promise.
+//! Real chain data is embedded at compile time from the shared test-data folder.
+#![cfg(target_arch = "wasm32")]
+
+mod support;
+
+use std::collections::HashMap;
+
+use js_sys::{Array, Function, Reflect, Uint8Array};
+use splitstore_core::{
+    car::{read_car, CarLimits},
+    key::dag_cbor_blake2b_cid,
+    Cid,
+};
+use splitstore_wasm::{js::object, JsSplitStore};
+use support::{call, log, unique};
+use wasm_bindgen::{convert::TryFromJsValue, prelude::Closure, JsCast, JsValue};
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// 1049 blocks (6 of them identity-hash), 159 headers, heights 0..128, full state.
+const CHAIN_128: &[u8] = include_bytes!("../../../shared/testdata/kubo-lotus-testnet/lotus_testnet_export_128.car");
+const CHAIN_128_HEAD: &str = "bafy2bzaced4ueelaegfs5fqu4tzsh6ywbbpfk3cxppupmxfdhbpbhzawfw5oy";
+
+fn get(o: &JsValue, k: &str) -> JsValue {
+    Reflect::get(o, &k.into()).unwrap()
+}
+
+fn num(o: &JsValue, k: &str) -> f64 {
+    get(o, k).as_f64().unwrap_or_else(|| panic!("{k} is not a number in {o:?}"))
+}
+
+fn code(e: &JsValue) -> String {
+    get(e, "code").as_string().unwrap_or_default()
+}
+
+fn message(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| format!("{e:?}"))
+}
+
+async fn open(name: &str, config: JsValue) -> Result<JsSplitStore, JsValue> {
+    let v = call(JsSplitStore::open(name.to_owned(), Some(config))).await?;
+    Ok(JsSplitStore::try_from_js_value(v).expect("open resolves with a SplitStore"))
+}
+
+fn small_config(mode: &str) -> JsValue {
+    object(&[
+        ("mode", mode.into()),
+        ("finality", 4.into()),
+        ("thresholdFinalities", 5.into()),
+        ("boundaryFinalities", 4.into()),
+        ("messageRetention", 1.into()),
+        ("batchSize", 64.into()),
+    ])
+    .into()
+}
+
+/// Every block of a CAR by multihash bytes.
+fn blocks_by_multihash(car: &[u8]) -> (Vec<Cid>, HashMap<Vec<u8>, Vec<u8>>) {
+    let (header, blocks) = read_car(car, CarLimits::default()).expect("a valid CAR");
+    let map =
+        blocks.into_iter().filter(|(c, _)| c.hash().code() != 0x00).map(|(c, b)| (c.hash().to_bytes(), b)).collect();
+    (header.roots, map)
+}
+
+#[wasm_bindgen_test]
+async fn put_get_has_and_argument_errors() {
+    let name = unique("api-basic");
+    let store = open(&name, JsValue::UNDEFINED).await.expect("open");
+    assert_eq!(store.name(), name);
+    let bytes = b"\x82\x01\x02".to_vec();
+    let cid = dag_cbor_blake2b_cid(&bytes).to_string();
+    assert_eq!(call(store.has(cid.clone())).await.unwrap(), JsValue::FALSE);
+    assert!(call(store.get(cid.clone())).await.unwrap().is_undefined());
+    call(store.put(cid.clone(), bytes.clone())).await.expect("put");
+    assert_eq!(call(store.has(cid.clone())).await.unwrap(), JsValue::TRUE);
+    let got = call(store.get(cid.clone())).await.unwrap();
+    assert_eq!(got.dyn_into::<Uint8Array>().expect("a Uint8Array").to_vec(), bytes);
+
+    let err = call(store.get("not-a-cid".into())).await.expect_err("bad CID");
+    assert!(err.is_instance_of::<js_sys::TypeError>(), "{err:?}");
+    assert_eq!(code(&err), "InvalidArgument");
+    let err = call(store.head_change(Array::of1(&"bafyfake".into()))).await.expect_err("bad tipset");
+    assert_eq!(code(&err), "InvalidArgument");
+    // A well-formed CID of a block the store does not have.
+    let err = call(store.head_change(Array::of1(&cid.as_str().into()))).await.expect_err("not a header");
+    assert_eq!(code(&err), "BadHeader", "{}", message(&err));
+
+    let bad = object(&[("mode", "hotcold".into())]);
+    let err = call(JsSplitStore::open(unique("api-cfg"), Some(bad.into()))).await.expect_err("bad mode");
+    assert!(message(&err).contains("mode"), "{}", message(&err));
+    let typo = object(&[("finallity", 4.into())]);
+    let err = call(JsSplitStore::open(unique("api-cfg"), Some(typo.into()))).await.expect_err("unknown key");
+    assert!(message(&err).contains("finallity"), "{}", message(&err));
+
+    call(store.close()).await.expect("close");
+    let err = call(store.put(cid.clone(), bytes)).await.expect_err("closed");
+    assert_eq!(code(&err), "Closed");
+    call(store.close()).await.expect("close is idempotent");
+    call(JsSplitStore::destroy(name)).await.expect("destroy");
+}
+
+#[wasm_bindgen_test]
+async fn a_second_open_is_refused_with_in_use_and_destroy_waits_for_close() {
+    let name = unique("api-lock");
+    let first = open(&name, JsValue::UNDEFINED).await.expect("open");
+    let err = open(&name, JsValue::UNDEFINED).await.err().expect("second open must fail");
+    assert_eq!(code(&err), "InUse", "{}", message(&err));
+    assert!(message(&err).contains("in use"), "{}", message(&err));
+    let err = call(JsSplitStore::destroy(name.clone())).await.expect_err("destroy while open");
+    assert_eq!(code(&err), "InUse");
+
+    let bytes = b"\x01".to_vec();
+    let cid = dag_cbor_blake2b_cid(&bytes).to_string();
+    call(first.put(cid.clone(), bytes)).await.unwrap();
+    call(first.close()).await.unwrap();
+    // Reopening sees the data; destroying deletes it.
+    let again = open(&name, JsValue::UNDEFINED).await.expect("reopen after close");
+    assert_eq!(call(again.has(cid.clone())).await.unwrap(), JsValue::TRUE);
+    call(again.close()).await.unwrap();
+    call(JsSplitStore::destroy(name.clone())).await.expect("destroy after close");
+    let fresh = open(&name, JsValue::UNDEFINED).await.expect("open after destroy");
+    assert_eq!(call(fresh.has(cid)).await.unwrap(), JsValue::FALSE);
+    call(fresh.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+}
+
+/// Errors are `Error`s with a message, a `code`, and the cause chain down to the browser's.
+#[wasm_bindgen_test]
+async fn errors_carry_a_code_and_a_cause_chain() {
+    let name = unique("api-cause");
+    let first = open(&name, JsValue::UNDEFINED).await.unwrap();
+    let err = open(&name, JsValue::UNDEFINED).await.err().unwrap();
+    assert!(err.is_instance_of::<js_sys::Error>());
+    // A stored block that is not a block header, applied as the head: the store's error,
+    // caused by the header decoder's.
+    let bytes = b"\x82\x01\x02".to_vec();
+    let cid = dag_cbor_blake2b_cid(&bytes).to_string();
+    call(first.put(cid.clone(), bytes)).await.unwrap();
+    let err = call(first.head_change(Array::of1(&cid.as_str().into()))).await.expect_err("not a header");
+    assert_eq!(code(&err), "BadHeader");
+    assert!(message(&err).contains(&cid), "the message names the block: {}", message(&err));
+    let cause = get(&err, "cause");
+    assert!(cause.is_instance_of::<js_sys::Error>(), "cause must be an Error: {cause:?}");
+    assert!(!message(&cause).is_empty());
+    call(first.close()).await.unwrap();
+
+    // A block whose bytes do not match its CID, through importCar's hash check.
+    let mut car = CHAIN_128.to_vec();
+    let last = car.len() - 1;
+    car[last] ^= 0xff;
+    let store = open(&name, JsValue::UNDEFINED).await.unwrap();
+    let err = call(store.import_car(car)).await.expect_err("corrupt CAR");
+    assert_eq!(code(&err), "BadCar", "{}", message(&err));
+    assert!(!message(&err).is_empty());
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn import_compact_check_and_export_a_real_chain() {
+    let name = unique("api-chain");
+    let store = open(&name, small_config("universal")).await.expect("open");
+    let res = call(store.import_car(CHAIN_128.to_vec())).await.expect("importCar");
+    assert_eq!(num(&res, "blocks"), 1049.0);
+    let roots: Vec<String> = Array::from(&get(&res, "roots")).iter().map(|v| v.as_string().unwrap()).collect();
+    assert_eq!(roots, vec![CHAIN_128_HEAD.to_owned()]);
+    assert_eq!(get(&res, "head"), JsValue::TRUE, "{:?}", get(&res, "headError"));
+
+    let info = call(store.info()).await.unwrap();
+    assert_eq!(num(&info, "headEpoch"), 128.0);
+    assert_eq!(num(&get(&info, "hot"), "objects"), 1043.0, "identity blocks are never stored");
+    assert_eq!(get(&info, "compacting"), JsValue::FALSE, "a 2020 head is out of sync: no automatic run");
+    let check = call(store.check()).await.unwrap();
+    assert_eq!(num(&check, "missing"), 0.0);
+    assert_eq!(num(&check, "cold"), 0.0);
+
+    // The export of the hot store is the import, block for block (by multihash).
+    let (want_roots, want) = blocks_by_multihash(CHAIN_128);
+    let exported = call(store.export_car("hot".into())).await.unwrap().dyn_into::<Uint8Array>().unwrap().to_vec();
+    let (roots, got) = blocks_by_multihash(&exported);
+    assert_eq!(roots, want_roots);
+    assert!(got == want, "hot export differs from the imported blocks ({} vs {})", got.len(), want.len());
+
+    // A manual compaction with progress events.
+    let events = Array::new();
+    let sink = events.clone();
+    let on_progress = Closure::<dyn Fn(JsValue)>::new(move |e: JsValue| {
+        sink.push(&e);
+    });
+    let f: Function = on_progress.as_ref().unchecked_ref::<Function>().clone();
+    let report = call(store.compact(Some(f))).await.expect("compact");
+    let phases: Vec<String> = events.iter().map(|e| get(&e, "phase").as_string().unwrap()).collect();
+    log(&format!("{} progress events, phases {:?}", phases.len(), {
+        let mut p = phases.clone();
+        p.dedup();
+        p
+    }));
+    for phase in ["mark", "collect", "move", "purge"] {
+        assert!(phases.iter().any(|p| p == phase), "no {phase} progress event in {phases:?}");
+    }
+    let purged = num(&report, "purged");
+    assert!(purged > 0.0, "a 128-epoch chain with F=4 must purge");
+    assert_eq!(num(&report, "boundaryEpoch"), 128.0 - 16.0);
+
+    let info = call(store.info()).await.unwrap();
+    assert_eq!(num(&info, "compactions"), 1.0);
+    assert_eq!(num(&get(&info, "hot"), "objects"), 1043.0 - purged);
+    assert_eq!(num(&get(&info, "cold"), "objects"), purged, "universal mode copies every purged block");
+    let check = call(store.check()).await.unwrap();
+    assert_eq!(num(&check, "missing"), 0.0, "nothing live was lost");
+
+    // Hot and cold are disjoint now, and together still the whole import.
+    let all = call(store.export_car("all".into())).await.unwrap().dyn_into::<Uint8Array>().unwrap().to_vec();
+    let (_, got) = blocks_by_multihash(&all);
+    assert!(got == want, "hot + cold export differs from the import");
+    let cold = call(store.export_car("cold".into())).await.unwrap().dyn_into::<Uint8Array>().unwrap().to_vec();
+    assert_eq!(blocks_by_multihash(&cold).1.len() as f64, purged);
+    // Every block is still readable through the store.
+    for k in want.keys().take(50) {
+        let mh = cid::multihash::Multihash::<64>::from_bytes(k).unwrap();
+        let c = Cid::new_v1(0x71, mh).to_string();
+        assert_eq!(call(store.has(c)).await.unwrap(), JsValue::TRUE);
+    }
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+}
+
+/// A head change that meets the trigger rule starts a compaction in the background.
+#[wasm_bindgen_test]
+async fn head_change_triggers_a_background_compaction() {
+    let name = unique("api-auto");
+    let config = small_config("discard");
+    Reflect::set(&config, &"syncGapSecs".into(), &JsValue::NULL).unwrap();
+    let store = open(&name, config).await.expect("open");
+    let res = call(store.import_car(CHAIN_128.to_vec())).await.expect("importCar");
+    assert_eq!(get(&res, "head"), JsValue::TRUE);
+    let mut waited = 0;
+    loop {
+        let info = call(store.info()).await.unwrap();
+        if num(&info, "compactions") >= 1.0 && get(&info, "compacting") == JsValue::FALSE {
+            assert!(get(&info, "lastError").is_undefined(), "{:?}", get(&info, "lastError"));
+            assert!(num(&get(&info, "hot"), "objects") < 1043.0);
+            break;
+        }
+        assert!(waited < 300, "no background compaction finished within 30 s");
+        splitstore_wasm::js::sleep_ms(100.0).await;
+        waited += 1;
+    }
+    let check = call(store.check()).await.unwrap();
+    assert_eq!(num(&check, "missing"), 0.0);
+    // headChange with the same head is accepted and does not compact again.
+    call(store.head_change(Array::of1(&CHAIN_128_HEAD.into()))).await.expect("headChange");
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+}

@@ -1,0 +1,208 @@
+//! The shared conformance suites (`splitstore-conformance`) on the IndexedDB backend, in
+//! headless Chromium.
+//!
+//! The suites build backends through a synchronous constructor; [`LazyIdb`] names a fresh
+//! database and opens it on first use. Every database a test created is deleted at its end.
+#![cfg(target_arch = "wasm32")]
+
+mod support;
+
+use splitstore_conformance::{
+    crash::crash_matrix_on, interleave::one_seed_on, kv_contract, realdata::import_and_compact, scenarios,
+};
+use splitstore_core::Mode;
+use splitstore_wasm::js;
+use support::{log, LazyIdb};
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+async fn kv_contract_get_has() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_get_has(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_get_has: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_batch_across_spaces() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_batch_across_spaces(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_batch_across_spaces: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_spaces_independent() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_spaces_independent(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_spaces_independent: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_scan_order_and_limits() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_scan_order_and_limits(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_scan_order_and_limits: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_scan_with_changes_between_pages() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_scan_with_changes_between_pages(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_scan_with_changes_between_pages: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_delete_idempotent() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_delete_idempotent(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_delete_idempotent: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_overwrite() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_overwrite(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_overwrite: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_empty_values() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_empty_values(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_empty_values: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_large_values() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_large_values(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_large_values: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_flush() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_flush(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_flush: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_stats() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_stats(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_stats: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn kv_contract_bulk() {
+    let t0 = js::perf_now();
+    kv_contract::kv_contract_bulk(LazyIdb::fresh("kv")).await;
+    log(&format!("kv_contract_bulk: {:.0} ms", js::perf_now() - t0));
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn identity_and_unitary_on_indexeddb() {
+    scenarios::identity_and_unitary(&|| LazyIdb::fresh("unitary")).await;
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn fingerprint_and_exact_marksets_agree_on_indexeddb() {
+    scenarios::fingerprint_and_exact_agree(&|| LazyIdb::fresh("marksets")).await;
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn protectors_keep_their_dags_on_indexeddb() {
+    scenarios::protectors_keep_their_dags(&|| LazyIdb::fresh("protect")).await;
+    support::cleanup().await;
+}
+
+/// Interleavings: a compaction against foreground readers, writers and head changes, task
+/// switches chosen by a seeded executor; when no task can progress the executor gives the
+/// page's event loop a turn, where IndexedDB delivers its results.
+#[wasm_bindgen_test]
+async fn interleavings_on_indexeddb() {
+    const SEEDS: u64 = 8;
+    let t0 = js::perf_now();
+    let (mut reads, mut writes, mut purged) = (0, 0, 0);
+    for seed in 1..=SEEDS {
+        let s = one_seed_on(&|| LazyIdb::fresh("inter"), seed, js::yield_to_event_loop).await;
+        reads += s.reads;
+        writes += s.writes;
+        purged += s.purged;
+        support::cleanup().await;
+    }
+    log(&format!(
+        "interleavings on IndexedDB: {SEEDS} seeds, {reads} reads and {writes} writes during compaction, \
+         {purged} purged, {:.0} ms",
+        js::perf_now() - t0
+    ));
+    assert!(reads > 0 && writes > 0 && purged > 0, "the foreground must overlap the compaction");
+}
+
+#[wasm_bindgen_test]
+async fn compaction_in_every_mode_on_indexeddb() {
+    let t0 = js::perf_now();
+    scenarios::all_modes(&|| LazyIdb::fresh("modes")).await;
+    support::cleanup().await;
+    log(&format!("all_modes on IndexedDB: {:.0} ms", js::perf_now() - t0));
+}
+
+/// The crash matrix on IndexedDB: a compaction fails at backend call `k` as if the page died
+/// there, the same databases are reopened (committed IndexedDB transactions survive a reload)
+/// and must hold a consistent store that lost nothing live. Every third call point of a small
+/// chain in every mode (each point copies the base store into two fresh databases, ~1 ms per
+/// transaction, so every point of every mode would not fit CI).
+#[wasm_bindgen_test]
+async fn crash_matrix_on_indexeddb() {
+    const STRIDE: u64 = 3;
+    for (i, mode) in [Mode::Discard, Mode::Universal, Mode::Messages].into_iter().enumerate() {
+        let t0 = js::perf_now();
+        let stats = crash_matrix_on(&|| LazyIdb::fresh("crash"), mode, 41 + i as u64, 20, STRIDE).await;
+        log(&format!(
+            "crash matrix on IndexedDB, {mode:?}: {} calls per compaction, every {STRIDE}rd point: {} crash points, \
+             {} recovered purges, {:.0} ms",
+            stats.calls,
+            stats.crash_points,
+            stats.recovered_purges,
+            js::perf_now() - t0
+        ));
+        assert!(stats.crash_points >= stats.calls / STRIDE, "{mode:?}: points skipped");
+        assert!(stats.recovered_purges > 0, "{mode:?}: no crash point fell inside the purge");
+        support::cleanup().await;
+    }
+}
+
+/// The real-chain retention test (same as native): a 2020 Lotus testnet export with three
+/// head blocks, compacted in every mode, compared with the oracle's independent walk.
+#[wasm_bindgen_test]
+async fn real_chain_retention_on_indexeddb() {
+    const CAR: &[u8] =
+        include_bytes!("../../../shared/testdata/kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car");
+    for mode in [Mode::Discard, Mode::Universal, Mode::Messages] {
+        let t0 = js::perf_now();
+        let (before, after, cold) = import_and_compact(&|| LazyIdb::fresh("real"), CAR, mode, 10, false)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        log(&format!(
+            "real chain on IndexedDB, {mode:?}: hot {before} -> {after}, cold {cold}, {:.0} ms",
+            js::perf_now() - t0
+        ));
+        assert!(after < before);
+        support::cleanup().await;
+    }
+}
