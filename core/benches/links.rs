@@ -91,45 +91,22 @@ fn bench_set(c: &mut Criterion, name: &str, mut blocks: Vec<Vec<u8>>) {
     let before = blocks.len();
     blocks.retain(|b| serde_ipld_dagcbor::from_slice::<Ipld>(b).is_ok());
     if blocks.len() != before {
-        eprintln!(
-            "{name}: {} of {before} blocks rejected by serde_ipld_dagcbor, left out",
-            before - blocks.len()
-        );
+        eprintln!("{name}: {} of {before} blocks rejected by serde_ipld_dagcbor, left out", before - blocks.len());
     }
     let total: usize = blocks.iter().map(Vec::len).sum();
     // Both paths must see the same links before their speed is compared.
-    assert_eq!(
-        scan_count(&blocks),
-        decode_count(&blocks),
-        "{name}: link counts agree"
-    );
+    assert_eq!(scan_count(&blocks), decode_count(&blocks), "{name}: link counts agree");
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Bytes(total as u64));
-    group.bench_function("structural scan", |b| {
-        b.iter(|| scan_count(black_box(&blocks)))
-    });
-    group.bench_function("serde_ipld_dagcbor decode + walk", |b| {
-        b.iter(|| decode_count(black_box(&blocks)))
-    });
+    group.bench_function("structural scan", |b| b.iter(|| scan_count(black_box(&blocks))));
+    group.bench_function("serde_ipld_dagcbor decode + walk", |b| b.iter(|| decode_count(black_box(&blocks))));
     group.finish();
 }
 
 fn links(c: &mut Criterion) {
-    bench_set(
-        c,
-        "genesis-mainnet",
-        dag_cbor_blocks("lotus/genesis-mainnet.car"),
-    );
-    bench_set(
-        c,
-        "testnet-export-256",
-        dag_cbor_blocks("kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car"),
-    );
-    bench_set(
-        c,
-        "torture-cids",
-        vec![testdata("python-libipld/torture_cids.dagcbor")],
-    );
+    bench_set(c, "genesis-mainnet", dag_cbor_blocks("lotus/genesis-mainnet.car"));
+    bench_set(c, "testnet-export-256", dag_cbor_blocks("kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car"));
+    bench_set(c, "torture-cids", vec![testdata("python-libipld/torture_cids.dagcbor")]);
 }
 
 criterion_group!(benches, links);

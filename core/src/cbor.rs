@@ -66,10 +66,7 @@ impl<'a> Cursor<'a> {
     /// The next byte, without consuming it.
     #[inline(always)]
     pub(crate) fn peek(&self) -> Result<u8, LinkError> {
-        self.bytes
-            .get(self.pos)
-            .copied()
-            .ok_or(LinkError::Truncated { offset: self.pos })
+        self.bytes.get(self.pos).copied().ok_or(LinkError::Truncated { offset: self.pos })
     }
 
     /// Consumes `n` bytes and returns them. `n` is checked against the remaining input first.

@@ -170,7 +170,14 @@ pub enum Trigger {
 }
 
 /// The trigger rule, as a pure function of the state it reads.
-pub fn decide_trigger(cfg: &Config, compacting: bool, head: i64, head_ts_secs: u64, now_ms: u64, base_epoch: i64) -> Trigger {
+pub fn decide_trigger(
+    cfg: &Config,
+    compacting: bool,
+    head: i64,
+    head_ts_secs: u64,
+    now_ms: u64,
+    base_epoch: i64,
+) -> Trigger {
     if compacting {
         return Trigger::Busy;
     }

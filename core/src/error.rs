@@ -166,7 +166,9 @@ impl fmt::Display for Error {
             Error::UnsupportedHash { cid } => write!(f, "cannot verify the hash function of {cid}"),
             Error::NoHead => f.write_str("the store has no head tipset yet"),
             Error::AlreadyCompacting => f.write_str("a compaction is already running"),
-            Error::RecoveryPending => f.write_str("an interrupted compaction must be recovered first; reopen the store"),
+            Error::RecoveryPending => {
+                f.write_str("an interrupted compaction must be recovered first; reopen the store")
+            }
             Error::Closed => f.write_str("the store is closed"),
             Error::DeleteRefused => f.write_str("blocks are removed only by compaction"),
             Error::Poisoned => f.write_str("an earlier fatal error left the store in an unknown state; reopen it"),

@@ -67,9 +67,7 @@ pub enum HeaderError {
 impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HeaderError::NotAnArray => {
-                f.write_str("block header is not a definite-length CBOR array")
-            }
+            HeaderError::NotAnArray => f.write_str("block header is not a definite-length CBOR array"),
             HeaderError::WrongFieldCount { found } => {
                 write!(f, "block header has {found} fields, expected 13 or 16")
             }
@@ -93,13 +91,7 @@ impl core::error::Error for HeaderError {
 
 /// Fields before Parents in each layout; from Parents to Timestamp both layouts agree.
 const BEFORE_PARENTS_13: [&str; 3] = ["Miner", "Ticket", "EPostProof"];
-const BEFORE_PARENTS_16: [&str; 5] = [
-    "Miner",
-    "Ticket",
-    "ElectionProof",
-    "BeaconEntries",
-    "WinPoStProof",
-];
+const BEFORE_PARENTS_16: [&str; 5] = ["Miner", "Ticket", "ElectionProof", "BeaconEntries", "WinPoStProof"];
 
 /// Decodes a header block of either layout. Bytes after the Timestamp field are not read.
 pub fn decode(bytes: &[u8]) -> Result<BlockHeader, HeaderError> {
@@ -122,14 +114,7 @@ pub fn decode(bytes: &[u8]) -> Result<BlockHeader, HeaderError> {
     let messages = read_cid(&mut cur, "Messages")?;
     skip(&mut cur, "BLSAggregate")?;
     let timestamp = read_uint(&mut cur, "Timestamp")?;
-    Ok(BlockHeader {
-        parents,
-        height,
-        parent_state_root,
-        parent_message_receipts,
-        messages,
-        timestamp,
-    })
+    Ok(BlockHeader { parents, height, parent_state_root, parent_message_receipts, messages, timestamp })
 }
 
 /// Skips one field of any content.

@@ -84,7 +84,13 @@ pub struct Importer<'s, K: Kv, C: Clock> {
 impl<'s, K: Kv, C: Clock> Importer<'s, K, C> {
     /// Starts an import into `store`.
     pub fn new(store: &'s SplitStore<K, C>, limits: CarLimits) -> Self {
-        Self { store, decoder: CarDecoder::new(limits), batch: Vec::new(), report: ImportReport::default(), ended: false }
+        Self {
+            store,
+            decoder: CarDecoder::new(limits),
+            batch: Vec::new(),
+            report: ImportReport::default(),
+            ended: false,
+        }
     }
 
     /// Blocks decoded so far.

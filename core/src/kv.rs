@@ -197,12 +197,7 @@ pub trait Kv: MaybeSendSync {
     async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError>;
 
     /// Up to `limit` entries of `space` in ascending key order, strictly after `after`.
-    async fn scan(
-        &self,
-        space: Space,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>;
+    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>;
 
     /// Makes every completed write durable.
     async fn flush(&self) -> Result<(), KvError>;

@@ -15,8 +15,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-mod cbor;
 pub mod car;
+mod cbor;
 pub mod clock;
 pub mod compact;
 pub mod config;
@@ -36,9 +36,9 @@ mod walk;
 
 pub use cid::Cid;
 pub use clock::Clock;
+pub use compact::{CompactionReport, NoProgress, PendingCompaction, Phase, Progress, ProgressSink, RecoveryReport};
 pub use config::{Config, Mode};
 pub use error::{Error, KvError};
 pub use key::BlockKey;
 pub use kv::{Durability, Kv, Space, WriteBatch};
-pub use compact::{CompactionReport, NoProgress, PendingCompaction, Phase, Progress, ProgressSink, RecoveryReport};
 pub use store::{CheckReport, HeadOutcome, Info, Protector, SplitStore};

@@ -88,10 +88,7 @@ impl fmt::Display for LinkError {
                 write!(f, "unexpected break byte at byte {offset}")
             }
             LinkError::BadChunk { offset } => {
-                write!(
-                    f,
-                    "bad chunk in an indefinite-length string at byte {offset}"
-                )
+                write!(f, "bad chunk in an indefinite-length string at byte {offset}")
             }
         }
     }
@@ -141,11 +138,7 @@ struct OpenStack {
 
 impl OpenStack {
     fn new() -> Self {
-        OpenStack {
-            inline: [0; INLINE_DEPTH],
-            spill: Vec::new(),
-            len: 0,
-        }
+        OpenStack { inline: [0; INLINE_DEPTH], spill: Vec::new(), len: 0 }
     }
 
     #[inline]

@@ -6,12 +6,7 @@
 //! flush. [`MemKv::crash_image`] returns a fresh store holding only that image, which is what a
 //! process would find after a power loss at that instant.
 
-use alloc::{
-    boxed::Box,
-    collections::BTreeMap,
-    sync::Arc,
-    vec::Vec,
-};
+use alloc::{boxed::Box, collections::BTreeMap, sync::Arc, vec::Vec};
 use core::task::Poll;
 
 use spin::Mutex;
@@ -191,18 +186,10 @@ impl Kv for MemKv {
         Ok(range_after(&inner.live[idx(space)], after).take(limit).map(|(k, _)| k.clone()).collect())
     }
 
-    async fn scan(
-        &self,
-        space: Space,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
         let inner = self.inner.lock();
         Self::check(&inner)?;
-        Ok(range_after(&inner.live[idx(space)], after)
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(range_after(&inner.live[idx(space)], after).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
     async fn flush(&self) -> Result<(), KvError> {

@@ -221,19 +221,10 @@ impl ChainGen {
     }
 
     fn child(&mut self, mut state: State) -> Epoch {
-        let height = next_height(
-            self.height,
-            &mut self.null_rng,
-            self.cfg.null_round_per_mille,
-        );
+        let height = next_height(self.height, &mut self.null_rng, self.cfg.null_round_per_mille);
         let churn = (state.len() * self.cfg.churn_percent as usize).div_ceil(100);
         let state_root = state.churn(&mut self.rng, &mut self.sink, churn);
-        let receipts = chain::receipts(
-            &mut self.rng,
-            &mut self.sink,
-            &mut self.receipt_serial,
-            self.head_messages,
-        );
+        let receipts = chain::receipts(&mut self.rng, &mut self.sink, &mut self.receipt_serial, self.head_messages);
         let (key_cid, key_bytes) = crate::header::tipset_key(&self.head);
         self.sink.put_dedup(key_bytes);
 
@@ -247,11 +238,8 @@ impl ChainGen {
             self.cfg.messages_per_block,
             actors,
         );
-        let timestamp = self.cfg.genesis_timestamp.saturating_add(
-            height
-                .unsigned_abs()
-                .saturating_mul(self.cfg.block_time_secs),
-        );
+        let timestamp =
+            self.cfg.genesis_timestamp.saturating_add(height.unsigned_abs().saturating_mul(self.cfg.block_time_secs));
         let parent_weight = self.weight;
         let parent_base_fee = 100 + u128::from(self.rng.below(1_000));
         let miners = miners(&mut self.rng, blocks);
@@ -293,14 +281,7 @@ impl ChainGen {
         self.height = height;
         self.weight += 1_000 * tipset.len() as u128;
         self.head_messages = messages;
-        Epoch {
-            height,
-            tipset,
-            timestamp,
-            blocks: self.sink.take_epoch(),
-            state_root,
-            parent_key,
-        }
+        Epoch { height, tipset, timestamp, blocks: self.sink.take_epoch(), state_root, parent_key }
     }
 
     /// Epochs produced so far.
@@ -331,8 +312,7 @@ impl ChainGen {
     /// True for the links that may dangle by design under this configuration: code CIDs when
     /// `dangling_code_links` is set, and unitary CIDs (commitments, identity hashes).
     pub fn may_dangle(&self, cid: &Cid) -> bool {
-        crate::key::is_unitary(cid)
-            || (self.cfg.dangling_code_links && self.code_cids().contains(cid))
+        crate::key::is_unitary(cid) || (self.cfg.dangling_code_links && self.code_cids().contains(cid))
     }
 }
 
@@ -363,11 +343,7 @@ mod tests {
     use super::*;
 
     fn small() -> SynthConfig {
-        SynthConfig {
-            state_objects: 300,
-            null_round_per_mille: 200,
-            ..SynthConfig::default()
-        }
+        SynthConfig { state_objects: 300, null_round_per_mille: 200, ..SynthConfig::default() }
     }
 
     #[test]
@@ -418,21 +394,12 @@ mod tests {
 
     #[test]
     fn code_links_dangle_only_when_asked() {
-        let gen = ChainGen::new(SynthConfig {
-            dangling_code_links: true,
-            ..small()
-        });
+        let gen = ChainGen::new(SynthConfig { dangling_code_links: true, ..small() });
         let code = gen.code_cids()[0];
         assert!(gen.may_dangle(&code));
-        let mut gen = ChainGen::new(SynthConfig {
-            dangling_code_links: false,
-            ..small()
-        });
+        let mut gen = ChainGen::new(SynthConfig { dangling_code_links: false, ..small() });
         assert!(!gen.may_dangle(&code));
         let g = gen.next_epoch();
-        assert!(gen
-            .code_cids()
-            .iter()
-            .all(|c| g.blocks.iter().any(|b| b.0 == *c)));
+        assert!(gen.code_cids().iter().all(|c| g.blocks.iter().any(|b| b.0 == *c)));
     }
 }

@@ -93,4 +93,9 @@ impl Clock for JsClock {
             m.after_yield();
         }
     }
+
+    /// Web Crypto randomness keys each compaction's mark set.
+    fn random_seed(&self) -> u128 {
+        js::random_u128()
+    }
 }

@@ -204,3 +204,27 @@ pub fn object(props: &[(&str, JsValue)]) -> Object {
     }
     o
 }
+
+/// 128 random bits from `crypto.getRandomValues` (Web Crypto), or `Math.random` where the
+/// page has no Web Crypto.
+pub fn random_u128() -> u128 {
+    let buf = js_sys::Uint8Array::new_with_length(16);
+    let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).ok();
+    let get = crypto
+        .as_ref()
+        .and_then(|c| Reflect::get(c, &"getRandomValues".into()).ok())
+        .and_then(|f| f.dyn_into::<Function>().ok());
+    let filled = match (crypto, get) {
+        (Some(c), Some(f)) => f.call1(&c, &buf).is_ok(),
+        _ => false,
+    };
+    let mut bytes = [0u8; 16];
+    if filled {
+        buf.copy_to(&mut bytes);
+    } else {
+        for b in &mut bytes {
+            *b = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    u128::from_le_bytes(bytes)
+}

@@ -53,7 +53,8 @@ fn main() {
         purge_pace_after_ms: u64::MAX,
         ..Config::default()
     };
-    let mut gen = ChainGen::new(SynthConfig { seed: 7, state_objects: 40_000, churn_percent: 2, ..SynthConfig::default() });
+    let mut gen =
+        ChainGen::new(SynthConfig { seed: 7, state_objects: 40_000, churn_percent: 2, ..SynthConfig::default() });
     let base = MemKv::new();
     let mut epochs = Vec::new();
     let mut total = 0u64;
@@ -75,7 +76,8 @@ fn main() {
     let mut total_s = Vec::new();
     for _ in 0..runs {
         let hot = base.crash_image(usize::MAX);
-        let store = block_on(SplitStore::open(hot.clone(), MemKv::new(), WallClock(Instant::now()), cfg.clone())).expect("open");
+        let store = block_on(SplitStore::open(hot.clone(), MemKv::new(), WallClock(Instant::now()), cfg.clone()))
+            .expect("open");
         drop(block_on(store.head_change(&[], &[epochs.last().expect("epochs").clone()])).expect("head"));
         let t = Instant::now();
         let report = block_on(store.compact(&NoProgress)).expect("compact");

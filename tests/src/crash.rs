@@ -12,8 +12,8 @@ use splitstore_core::{
 
 use crate::{
     chain::{blocks as hot_blocks, keys, small_chain, small_config, universe_of},
-    oracle::{header, key_of, links},
     fault::{Fault, FaultKv},
+    oracle::{header, key_of, links},
     scenarios::verify_compaction,
 };
 
@@ -75,9 +75,14 @@ pub async fn crash_matrix(mode: Mode, seed: u64, epochs: usize, stride: u64) -> 
     // One clean run to count the calls.
     let fault = Fault::new();
     let (h, c) = (base_hot.crash_image(0), base_cold.crash_image(0));
-    let store = SplitStore::open(FaultKv::new(h, fault.clone()), FaultKv::new(c, fault.clone()), ManualClock::new(0), config(mode))
-        .await
-        .expect("open");
+    let store = SplitStore::open(
+        FaultKv::new(h, fault.clone()),
+        FaultKv::new(c, fault.clone()),
+        ManualClock::new(0),
+        config(mode),
+    )
+    .await
+    .expect("open");
     fault.reset_ops();
     store.compact(&NoProgress).await.expect("clean compaction");
     let calls = fault.ops();
@@ -158,7 +163,10 @@ async fn check_recovered<K: Kv>(
         let expected: HashSet<Vec<u8>> = live.present.intersection(everything).cloned().collect();
         let stale: Vec<_> = hot_before.difference(&expected).take(3).collect();
         let lost: Vec<_> = expected.difference(&hot_before).take(3).collect();
-        assert!(stale.is_empty() && lost.is_empty(), "{at}: recovery did not finish the purge exactly: stale {stale:02x?}, lost {lost:02x?}");
+        assert!(
+            stale.is_empty() && lost.is_empty(),
+            "{at}: recovery did not finish the purge exactly: stale {stale:02x?}, lost {lost:02x?}"
+        );
     }
     // The recovered store compacts to exactly the live set.
     let cold_before = keys(cold, Space::Blocks).await;
@@ -188,7 +196,13 @@ pub async fn copy_into<A: Kv, B: Kv>(from: &A, to: &B) {
 /// store after `kill -9`, IndexedDB after a reload): every `stride`-th call of a compaction
 /// fails as if the process died there, then the same backend is reopened and checked. `make`
 /// returns a fresh, empty backend each call (two per crash point).
-pub async fn crash_matrix_on<K: Kv>(make: &dyn Fn() -> K, mode: Mode, seed: u64, epochs: usize, stride: u64) -> CrashStats {
+pub async fn crash_matrix_on<K: Kv>(
+    make: &dyn Fn() -> K,
+    mode: Mode,
+    seed: u64,
+    epochs: usize,
+    stride: u64,
+) -> CrashStats {
     let (base_hot, base_cold) = base_store(mode, seed, epochs).await;
     let everything: HashSet<Vec<u8>> = keys(&base_hot, Space::Blocks).await;
     let fresh = || async {
@@ -199,9 +213,14 @@ pub async fn crash_matrix_on<K: Kv>(make: &dyn Fn() -> K, mode: Mode, seed: u64,
     };
     let fault = Fault::new();
     let (h, c) = fresh().await;
-    let store = SplitStore::open(FaultKv::new(h, fault.clone()), FaultKv::new(c, fault.clone()), ManualClock::new(0), config(mode))
-        .await
-        .expect("open");
+    let store = SplitStore::open(
+        FaultKv::new(h, fault.clone()),
+        FaultKv::new(c, fault.clone()),
+        ManualClock::new(0),
+        config(mode),
+    )
+    .await
+    .expect("open");
     fault.reset_ops();
     store.compact(&NoProgress).await.expect("clean compaction");
     let calls = fault.ops();

@@ -262,9 +262,8 @@ pub async fn one_seed_with_crash(seed: u64) -> bool {
     let (hot, cold) = (hot.crash_image(keep), cold.crash_image(keep));
     let before = universe_of(&hot, &cold).await;
     let at = format!("crash seed {seed} ({mode:?}, keep {keep})");
-    let store = SplitStore::open(hot.clone(), cold.clone(), clock, cfg)
-        .await
-        .unwrap_or_else(|e| panic!("{at}: reopen: {e}"));
+    let store =
+        SplitStore::open(hot.clone(), cold.clone(), clock, cfg).await.unwrap_or_else(|e| panic!("{at}: reopen: {e}"));
     assert_eq!(store.check().await.expect("check").missing, 0, "{at}: live blocks missing");
     let u = universe_of(&hot, &cold).await;
     for t in touched.borrow().iter() {

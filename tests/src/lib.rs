@@ -1,13 +1,13 @@
 //! splitstore-conformance
 
-#[cfg(not(target_arch = "wasm32"))]
-pub mod testdata;
 pub mod chain;
+pub mod crash;
 pub mod executor;
 pub mod fault;
-pub mod oracle;
-pub mod scenarios;
-pub mod kv_contract;
-pub mod crash;
 pub mod interleave;
+pub mod kv_contract;
+pub mod oracle;
 pub mod realdata;
+pub mod scenarios;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testdata;

@@ -119,7 +119,9 @@ pub fn header(bytes: &[u8]) -> Option<HeaderView> {
         _ => None,
     };
     let parents = match &f[p] {
-        Ipld::List(l) => l.iter().map(|x| if let Ipld::Link(c) = x { Some(*c) } else { None }).collect::<Option<Vec<_>>>()?,
+        Ipld::List(l) => {
+            l.iter().map(|x| if let Ipld::Link(c) = x { Some(*c) } else { None }).collect::<Option<Vec<_>>>()?
+        }
         _ => return None,
     };
     let height = match &f[h] {
@@ -288,7 +290,9 @@ pub fn read_car_v1(bytes: &[u8]) -> (Vec<Cid>, Vec<(Cid, Vec<u8>)>) {
     pos += hlen;
     let roots = match header {
         Ipld::Map(m) => match m.get("roots") {
-            Some(Ipld::List(l)) => l.iter().filter_map(|r| if let Ipld::Link(c) = r { Some(*c) } else { None }).collect(),
+            Some(Ipld::List(l)) => {
+                l.iter().filter_map(|r| if let Ipld::Link(c) = r { Some(*c) } else { None }).collect()
+            }
             _ => Vec::new(),
         },
         _ => panic!("CAR header is not a map"),

@@ -3,7 +3,12 @@
 
 use std::collections::HashSet;
 
-use splitstore_core::{car, kv::{Kv, Space}, mem::ManualClock, Config, Error, Mode, NoProgress, SplitStore};
+use splitstore_core::{
+    car,
+    kv::{Kv, Space},
+    mem::ManualClock,
+    Config, Error, Mode, NoProgress, SplitStore,
+};
 
 use crate::{
     chain::keys,
@@ -38,7 +43,8 @@ pub async fn import_and_compact<K: Kv>(
     let (header, blocks) = car::read_car(car_bytes, car::CarLimits::default()).expect("engine reads the CAR");
     assert_eq!(header.roots, roots, "roots");
     assert_eq!(blocks.len(), oracle_blocks.len(), "block count");
-    let store = SplitStore::open(make(), make(), ManualClock::new(0), real_config(mode, finality, lenient_state)).await?;
+    let store =
+        SplitStore::open(make(), make(), ManualClock::new(0), real_config(mode, finality, lenient_state)).await?;
     for chunk in blocks.chunks(500) {
         store.put_many(chunk.to_vec()).await?;
     }
@@ -69,6 +75,11 @@ pub async fn import_and_compact<K: Kv>(
             assert!(cold_after == want, "messages: cold must hold exactly the old messages and receipts");
         }
     }
-    assert!(report.purged as usize == dead.len() && !dead.is_empty(), "{mode:?}: purged {} of {}", report.purged, dead.len());
+    assert!(
+        report.purged as usize == dead.len() && !dead.is_empty(),
+        "{mode:?}: purged {} of {}",
+        report.purged,
+        dead.len()
+    );
     Ok((hot_before.len(), hot_after.len(), cold_after.len()))
 }

@@ -3,11 +3,10 @@
 use std::collections::HashSet;
 
 use splitstore_core::{
-    Clock,
     key::dag_cbor_blake2b_cid,
     kv::{Kv, Space},
     mem::ManualClock,
-    CompactionReport, Error, Mode, NoProgress, SplitStore,
+    Clock, CompactionReport, Error, Mode, NoProgress, SplitStore,
 };
 
 use crate::{
@@ -26,7 +25,11 @@ pub async fn verify_compaction<K: Kv>(
     let mode = store.config().mode;
     let head = store.info().await.expect("info").head.expect("head");
     let live = before.live_set(&head, report.boundary_epoch, report.include_messages_epoch);
-    assert!(live.missing.is_empty(), "the chain itself has missing blocks: {:?}", &live.missing[..live.missing.len().min(3)]);
+    assert!(
+        live.missing.is_empty(),
+        "the chain itself has missing blocks: {:?}",
+        &live.missing[..live.missing.len().min(3)]
+    );
     let hot_after = keys(store.hot(), Space::Blocks).await;
     let cold_after = keys(store.cold(), Space::Blocks).await;
     let expected_hot: HashSet<Vec<u8>> = live.present.intersection(hot_before).cloned().collect();
@@ -97,7 +100,8 @@ pub async fn all_modes<K: Kv>(make: &dyn Fn() -> K) {
 
 /// Identity CIDs are never stored; unitary links are never walked; deletes are refused.
 pub async fn identity_and_unitary<K: Kv>(make: &dyn Fn() -> K) {
-    let store = SplitStore::open(make(), make(), ManualClock::new(0), small_config(Mode::Universal)).await.expect("open");
+    let store =
+        SplitStore::open(make(), make(), ManualClock::new(0), small_config(Mode::Universal)).await.expect("open");
     let mh = cid::multihash::Multihash::<64>::wrap(0x00, b"inline").expect("fits");
     let id = cid::Cid::new_v1(0x55, mh);
     store.put(&id, b"inline".to_vec()).await.expect("identity put is a no-op");
@@ -115,7 +119,8 @@ pub async fn identity_and_unitary<K: Kv>(make: &dyn Fn() -> K) {
 pub async fn close_interrupts<K: Kv + Clone>(make: &dyn Fn() -> K) {
     let (hot, cold) = (make(), make());
     let clock = ManualClock::new(0);
-    let store = SplitStore::open(hot.clone(), cold.clone(), clock.clone(), small_config(Mode::Universal)).await.expect("open");
+    let store =
+        SplitStore::open(hot.clone(), cold.clone(), clock.clone(), small_config(Mode::Universal)).await.expect("open");
     let mut chain = small_chain(5);
     for _ in 0..20 {
         let e = chain.next_epoch();
@@ -252,14 +257,19 @@ pub async fn trigger_and_sync_rules<K: Kv>(make: &dyn Fn() -> K) {
 /// rescues what it is given, and its next compaction (or a fresh process) finishes the job.
 /// Returns how many drop points left a purge to resume.
 pub async fn dropped_compaction_future(stride: usize) -> u64 {
-    use std::{future::Future, pin::pin, task::{Context, Poll}};
     use splitstore_core::mem::MemKv;
+    use std::{
+        future::Future,
+        pin::pin,
+        task::{Context, Poll},
+    };
     let waker = futures::task::noop_waker();
     let mut resumed = 0;
     let mut k = 1;
     loop {
         let (hot, cold) = (MemKv::new(), MemKv::new());
-        let store = SplitStore::open(&hot, &cold, ManualClock::new(0), small_config(Mode::Universal)).await.expect("open");
+        let store =
+            SplitStore::open(&hot, &cold, ManualClock::new(0), small_config(Mode::Universal)).await.expect("open");
         let mut chain = small_chain(77);
         let mut old = Vec::new();
         for _ in 0..20 {
@@ -306,9 +316,14 @@ pub async fn dropped_compaction_future(stride: usize) -> u64 {
         };
         // A fresh process on the same data recovers and keeps everything touched…
         {
-            let other = SplitStore::open(hot.crash_image(usize::MAX), cold.crash_image(usize::MAX), ManualClock::new(0), small_config(Mode::Universal))
-                .await
-                .expect("reopen");
+            let other = SplitStore::open(
+                hot.crash_image(usize::MAX),
+                cold.crash_image(usize::MAX),
+                ManualClock::new(0),
+                small_config(Mode::Universal),
+            )
+            .await
+            .expect("reopen");
             assert_eq!(other.check().await.expect("check").missing, 0, "drop at poll {k}: reopen");
             check(&universe_of(other.hot(), other.cold()).await, "reopened");
         }

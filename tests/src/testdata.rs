@@ -13,11 +13,7 @@ use ipld_core::ipld::Ipld;
 pub fn testdata_dir() -> PathBuf {
     let dir = match std::env::var_os("SPLITSTORE_TESTDATA") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("..")
-            .join("shared")
-            .join("testdata"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("testdata"),
     };
     assert!(
         dir.is_dir(),
@@ -30,11 +26,7 @@ pub fn testdata_dir() -> PathBuf {
 /// A file under the test-data folder. Panics, naming the path, when it does not exist.
 pub fn testdata_path(relative: &str) -> PathBuf {
     let path = testdata_dir().join(relative);
-    assert!(
-        path.is_file(),
-        "test data file {} does not exist",
-        path.display()
-    );
+    assert!(path.is_file(), "test data file {} does not exist", path.display());
     path
 }
 
@@ -54,9 +46,7 @@ pub struct Car {
 }
 
 /// The first 11 bytes of every CARv2 file.
-const CARV2_PRAGMA: [u8; 11] = [
-    0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02,
-];
+const CARV2_PRAGMA: [u8; 11] = [0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02];
 
 /// Reads a CARv1 or CARv2 file under the test-data folder. Panics on any malformation: the
 /// test data is known to be well formed, so a failure here is a broken fixture or reader.
@@ -84,8 +74,7 @@ fn parse_car_v1(bytes: &[u8]) -> Result<Car, String> {
     let header_len = varint(bytes, &mut pos)?;
     let header = bytes.get(pos..pos + header_len).ok_or("truncated header")?;
     pos += header_len;
-    let header: Ipld =
-        serde_ipld_dagcbor::from_slice(header).map_err(|e| format!("header: {e}"))?;
+    let header: Ipld = serde_ipld_dagcbor::from_slice(header).map_err(|e| format!("header: {e}"))?;
     let roots = match header {
         Ipld::Map(m) => match m.get("roots") {
             Some(Ipld::List(roots)) => roots
@@ -102,9 +91,7 @@ fn parse_car_v1(bytes: &[u8]) -> Result<Car, String> {
     let mut blocks = Vec::new();
     while pos < bytes.len() {
         let len = varint(bytes, &mut pos)?;
-        let mut section = bytes
-            .get(pos..pos + len)
-            .ok_or_else(|| format!("truncated section at {pos}"))?;
+        let mut section = bytes.get(pos..pos + len).ok_or_else(|| format!("truncated section at {pos}"))?;
         pos += len;
         let cid = Cid::read_bytes(&mut section).map_err(|e| format!("section CID: {e}"))?;
         blocks.push((cid, section.to_vec()));

@@ -13,8 +13,8 @@ use cid::Cid;
 use serde_json::Value;
 use splitstore_conformance::testdata::{read_testdata, testdata_dir, testdata_path};
 use splitstore_core::car::{
-    encode_header_v1, encode_section, read_car, write_car_v1, CarBlocks, CarDecoder, CarError,
-    CarHeader, CarLimits, Step,
+    encode_header_v1, encode_section, read_car, write_car_v1, CarBlocks, CarDecoder, CarError, CarHeader, CarLimits,
+    Step,
 };
 
 /// Everything a decoder run produced: the version and header it saw, the blocks it returned
@@ -60,25 +60,12 @@ fn one_shot(bytes: &[u8], limits: CarLimits) -> Outcome {
         Err(e) => (None, Err(e)),
     };
     // The slice reader does not expose the version separately; the push decoder does.
-    let version = header
-        .as_ref()
-        .map(|h| h.version)
-        .or_else(|| pushed(bytes, &mut |_| 1, limits, true).version);
-    Outcome {
-        version,
-        header,
-        blocks,
-        result,
-    }
+    let version = header.as_ref().map(|h| h.version).or_else(|| pushed(bytes, &mut |_| 1, limits, true).version);
+    Outcome { version, header, blocks, result }
 }
 
 /// Decodes `bytes` through the push decoder in chunks whose sizes `next_chunk` picks.
-fn pushed(
-    bytes: &[u8],
-    next_chunk: &mut dyn FnMut(usize) -> usize,
-    limits: CarLimits,
-    hint: bool,
-) -> Outcome {
+fn pushed(bytes: &[u8], next_chunk: &mut dyn FnMut(usize) -> usize, limits: CarLimits, hint: bool) -> Outcome {
     let mut dec = CarDecoder::new(limits);
     if hint {
         dec = dec.with_total_len(bytes.len() as u64);
@@ -106,12 +93,7 @@ fn pushed(
         }
         dec.finish()
     })();
-    Outcome {
-        version: dec.version(),
-        header: dec.header().cloned(),
-        blocks,
-        result,
-    }
+    Outcome { version: dec.version(), header: dec.header().cloned(), blocks, result }
 }
 
 /// Decodes `bytes` in random chunk sizes drawn with `seed`: mostly small, sometimes large.
@@ -127,10 +109,7 @@ fn random_chunks(bytes: &[u8], seed: u64, limits: CarLimits, hint: bool) -> Outc
 }
 
 fn rel(path: &Path) -> String {
-    path.strip_prefix(testdata_dir())
-        .expect("under testdata")
-        .to_string_lossy()
-        .into_owned()
+    path.strip_prefix(testdata_dir()).expect("under testdata").to_string_lossy().into_owned()
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -157,15 +136,8 @@ fn corpus() -> Vec<PathBuf> {
     files_under(&td.join("js-car"), &mut out);
     let mut kubo = Vec::new();
     files_under(&td.join("kubo-lotus-testnet"), &mut kubo);
-    out.extend(
-        kubo.into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "car")),
-    );
-    assert!(
-        out.len() > 40,
-        "expected the whole CAR corpus, found {} files",
-        out.len()
-    );
+    out.extend(kubo.into_iter().filter(|p| p.extension().is_some_and(|e| e == "car")));
+    assert!(out.len() > 40, "expected the whole CAR corpus, found {} files", out.len());
     out
 }
 
@@ -210,11 +182,9 @@ fn carinfo(path: &Path, verify: bool) -> (Value, bool) {
     if verify {
         cmd.arg("--verify");
     }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running python3 {}: {e}", script.display()));
-    let all: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("carinfo output for {}: {e}", path.display()));
+    let out = cmd.output().unwrap_or_else(|e| panic!("running python3 {}: {e}", script.display()));
+    let all: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("carinfo output for {}: {e}", path.display()));
     let key = path.to_string_lossy();
     (all[key.as_ref()].clone(), out.status.success())
 }
@@ -227,11 +197,7 @@ fn cid_strings<'a>(cids: impl IntoIterator<Item = &'a Cid>) -> Vec<String> {
 fn every_file_decodes_or_fails_as_expected() {
     let mut checked = 0;
     for path in corpus() {
-        let name = path
-            .file_name()
-            .expect("file name")
-            .to_string_lossy()
-            .into_owned();
+        let name = path.file_name().expect("file name").to_string_lossy().into_owned();
         let what = rel(&path);
         if not_a_car(&name) {
             continue;
@@ -249,48 +215,25 @@ fn every_file_decodes_or_fails_as_expected() {
                 let header = got.header.as_ref().expect("header");
                 let (info, ok) = carinfo(&path, false);
                 assert!(ok, "{what}: carinfo rejects a file we accept: {info}");
-                assert_eq!(
-                    info["blocks"].as_u64(),
-                    Some(got.blocks.len() as u64),
-                    "{what}"
-                );
-                let roots: Vec<String> =
-                    serde_json::from_value(info["roots"].clone()).expect("roots");
+                assert_eq!(info["blocks"].as_u64(), Some(got.blocks.len() as u64), "{what}");
+                let roots: Vec<String> = serde_json::from_value(info["roots"].clone()).expect("roots");
                 assert_eq!(cid_strings(&header.roots), roots, "{what}");
                 assert_eq!(header.v2.is_some(), info.get("carv2").is_some(), "{what}");
-                assert_eq!(
-                    header.version,
-                    if header.v2.is_some() { 2 } else { 1 },
-                    "{what}"
-                );
+                assert_eq!(header.version, if header.v2.is_some() { 2 } else { 1 }, "{what}");
                 if let Some(v2) = &header.v2 {
-                    assert_eq!(
-                        info["carv2"]["data_offset"].as_u64(),
-                        Some(v2.data_offset),
-                        "{what}"
-                    );
-                    assert_eq!(
-                        info["carv2"]["data_size"].as_u64(),
-                        Some(v2.data_size),
-                        "{what}"
-                    );
+                    assert_eq!(info["carv2"]["data_offset"].as_u64(), Some(v2.data_offset), "{what}");
+                    assert_eq!(info["carv2"]["data_size"].as_u64(), Some(v2.data_size), "{what}");
                 }
             }
         }
         // Where the data is cut short or padded, the blocks before the fault still count, and
         // carinfo (which stops at the same place) agrees on how many there are.
-        if matches!(
-            got.result,
-            Err(CarError::Truncated { .. } | CarError::ZeroLengthSection { .. })
-        ) && got.header.is_some()
+        if matches!(got.result, Err(CarError::Truncated { .. } | CarError::ZeroLengthSection { .. }))
+            && got.header.is_some()
         {
             let (info, ok) = carinfo(&path, false);
             assert!(!ok, "{what}: carinfo accepts a file we reject");
-            assert_eq!(
-                info["blocks"].as_u64(),
-                Some(got.blocks.len() as u64),
-                "{what}"
-            );
+            assert_eq!(info["blocks"].as_u64(), Some(got.blocks.len() as u64), "{what}");
         }
         checked += 1;
     }
@@ -301,30 +244,19 @@ fn every_file_decodes_or_fails_as_expected() {
 fn js_car_expectations() {
     let expectations: BTreeMap<String, Value> =
         serde_json::from_slice(&read_testdata("js-car/fixtures-expectations.json")).expect("json");
-    assert!(
-        expectations.len() >= 12,
-        "expectations: {}",
-        expectations.len()
-    );
+    assert!(expectations.len() >= 12, "expectations: {}", expectations.len());
     for (name, want) in &expectations {
         let bytes = read_testdata(&format!("go-car/v2-testdata/{name}"));
         let got = one_shot(&bytes, CarLimits::default());
         assert_eq!(got.version, want["version"].as_u64(), "{name}: version");
         match want["err"].as_str() {
             Some("Invalid CAR version: 42") => {
-                assert_eq!(
-                    got.result,
-                    Err(CarError::UnsupportedVersion { version: 42 }),
-                    "{name}"
-                )
+                assert_eq!(got.result, Err(CarError::UnsupportedVersion { version: 42 }), "{name}")
             }
             // Data that ends before the layout says it does: a cut item, or (when the file
             // length is known up front) a CARv2 payload that lies past the end.
             Some("Unexpected end of data") => assert!(
-                matches!(
-                    got.result,
-                    Err(CarError::Truncated { .. } | CarError::BadV2Header { .. })
-                ),
+                matches!(got.result, Err(CarError::Truncated { .. } | CarError::BadV2Header { .. })),
                 "{name}: {:?}",
                 got.result
             ),
@@ -332,10 +264,7 @@ fn js_car_expectations() {
             None => assert!(got.header.is_some(), "{name}: the header must decode"),
         }
         if let Some(cids) = want["cids"].as_array() {
-            let want: Vec<&str> = cids
-                .iter()
-                .map(|c| c.as_str().expect("cid string"))
-                .collect();
+            let want: Vec<&str> = cids.iter().map(|c| c.as_str().expect("cid string")).collect();
             let got: Vec<String> = got.blocks.iter().map(|b| b.0.to_string()).collect();
             assert_eq!(got, want, "{name}: block order");
             assert!(expected_error(name).is_none(), "{name} must be valid");
@@ -345,15 +274,9 @@ fn js_car_expectations() {
 
 #[test]
 fn zero_length_section_can_end_the_data() {
-    let eof = CarLimits {
-        zero_length_section_as_eof: true,
-        ..CarLimits::default()
-    };
+    let eof = CarLimits { zero_length_section_as_eof: true, ..CarLimits::default() };
     let reference = one_shot(&read_testdata("go-car/v2-testdata/sample-v1.car"), eof);
-    for (name, count) in [
-        ("sample-v1-with-zero-len-section.car", 1049),
-        ("sample-v1-with-zero-len-section2.car", 20),
-    ] {
+    for (name, count) in [("sample-v1-with-zero-len-section.car", 1049), ("sample-v1-with-zero-len-section2.car", 20)] {
         let bytes = read_testdata(&format!("go-car/v2-testdata/{name}"));
         let got = one_shot(&bytes, eof);
         assert_eq!(got.result, Ok(()), "{name}");
@@ -361,10 +284,7 @@ fn zero_length_section_can_end_the_data() {
         let (info, _) = carinfo(&testdata_path(&format!("go-car/v2-testdata/{name}")), false);
         assert_eq!(info["blocks"].as_u64(), Some(count as u64), "{name}");
         if count == 1049 {
-            assert_eq!(
-                got.blocks, reference.blocks,
-                "{name}: same blocks as sample-v1.car"
-            );
+            assert_eq!(got.blocks, reference.blocks, "{name}: same blocks as sample-v1.car");
         }
         assert_eq!(random_chunks(&bytes, 7, eof, false), got, "{name} chunked");
     }
@@ -373,11 +293,7 @@ fn zero_length_section_can_end_the_data() {
 #[test]
 fn random_chunks_match_one_shot() {
     let mut extra = Vec::new();
-    for f in [
-        "forest/carv2.car",
-        "forest/export40.car",
-        "lotus/genesis-calibnet.car",
-    ] {
+    for f in ["forest/carv2.car", "forest/export40.car", "lotus/genesis-calibnet.car"] {
         extra.push(testdata_path(f));
     }
     for path in corpus().into_iter().chain(extra) {
@@ -411,14 +327,8 @@ fn v2_file_reads_its_payload_only() {
     let (header, blocks) = read_car(&bytes, CarLimits::default()).expect("forest/carv2.car");
     let v2 = header.v2.expect("a CARv2 layout");
     assert_eq!(header.version, 2);
-    assert!(
-        v2.index_offset >= v2.data_offset + v2.data_size,
-        "index after the payload"
-    );
-    assert!(
-        (v2.index_offset as usize) < bytes.len(),
-        "the file has an index"
-    );
+    assert!(v2.index_offset >= v2.data_offset + v2.data_size, "index after the payload");
+    assert!((v2.index_offset as usize) < bytes.len(), "the file has an index");
     assert_eq!(blocks.len(), 7153);
     let (info, ok) = carinfo(&path, false);
     assert!(ok);
@@ -431,14 +341,9 @@ fn v2_file_reads_its_payload_only() {
 /// Reads `rel`, writes it back as CARv1, reads that, and has carinfo verify it.
 fn round_trip(rel: &str) -> (Vec<u8>, Vec<u8>) {
     let original = read_testdata(rel);
-    let (header, blocks) =
-        read_car(&original, CarLimits::default()).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let (header, blocks) = read_car(&original, CarLimits::default()).unwrap_or_else(|e| panic!("{rel}: {e}"));
     let mut written = Vec::new();
-    write_car_v1(
-        &header.roots,
-        blocks.iter().map(|(c, d)| (*c, d.as_slice())),
-        &mut written,
-    );
+    write_car_v1(&header.roots, blocks.iter().map(|(c, d)| (*c, d.as_slice())), &mut written);
 
     // The streaming pieces produce the same bytes.
     let mut streamed = Vec::new();
@@ -454,18 +359,11 @@ fn round_trip(rel: &str) -> (Vec<u8>, Vec<u8>) {
     assert_eq!(again.roots, header.roots, "{rel}");
     assert_eq!(again_blocks, blocks, "{rel}");
 
-    let tmp = std::env::temp_dir().join(format!(
-        "splitstore-car-{}-{}",
-        std::process::id(),
-        rel.replace('/', "_")
-    ));
+    let tmp = std::env::temp_dir().join(format!("splitstore-car-{}-{}", std::process::id(), rel.replace('/', "_")));
     std::fs::write(&tmp, &written).expect("write temp CAR");
     let (info, ok) = carinfo(&tmp, true);
     std::fs::remove_file(&tmp).expect("remove temp CAR");
-    assert!(
-        ok,
-        "{rel}: carinfo --verify rejects the written file: {info}"
-    );
+    assert!(ok, "{rel}: carinfo --verify rejects the written file: {info}");
     assert_eq!(info["hash_mismatches"].as_u64(), Some(0));
     assert_eq!(info["blocks"].as_u64(), Some(blocks.len() as u64));
     (original, written)
@@ -474,10 +372,7 @@ fn round_trip(rel: &str) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn write_read_round_trip() {
     // Canonical CARv1 files come back byte for byte.
-    for rel in [
-        "go-car/v2-testdata/sample-v1.car",
-        "kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car",
-    ] {
+    for rel in ["go-car/v2-testdata/sample-v1.car", "kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car"] {
         let (original, written) = round_trip(rel);
         assert!(original == written, "{rel}: rewrite is not byte-identical");
     }
@@ -497,11 +392,7 @@ fn write_read_round_trip() {
 
 #[test]
 fn mutated_files_never_panic_and_chunking_agrees() {
-    let sources = [
-        "js-car/go.car",
-        "js-car/go.carv2",
-        "go-car/cmd-car-inputs/simple-unixfs.car",
-    ];
+    let sources = ["js-car/go.car", "js-car/go.carv2", "go-car/cmd-car-inputs/simple-unixfs.car"];
     let mut rng = Rng(0x5eed);
     for rel in sources {
         let original = read_testdata(rel);
@@ -535,22 +426,13 @@ fn mutated_files_never_panic_and_chunking_agrees() {
 fn throughput_genesis_mainnet() {
     let bytes = read_testdata("lotus/genesis-mainnet.car");
     let mb = bytes.len() as f64 / 1e6;
-    let unchecked = CarLimits {
-        verify_hashes: false,
-        ..CarLimits::default()
-    };
+    let unchecked = CarLimits { verify_hashes: false, ..CarLimits::default() };
     let rounds = 50;
-    for (label, limits) in [
-        ("verified", CarLimits::default()),
-        ("unverified", unchecked),
-    ] {
+    for (label, limits) in [("verified", CarLimits::default()), ("unverified", unchecked)] {
         let start = std::time::Instant::now();
         let mut n = 0usize;
         for _ in 0..rounds {
-            n += CarBlocks::new(&bytes, limits)
-                .expect("header")
-                .map(|b| b.expect("block").data.len())
-                .sum::<usize>();
+            n += CarBlocks::new(&bytes, limits).expect("header").map(|b| b.expect("block").data.len()).sum::<usize>();
         }
         let slice = mb * rounds as f64 / start.elapsed().as_secs_f64();
         let start = std::time::Instant::now();
@@ -571,8 +453,6 @@ fn throughput_genesis_mainnet() {
             dec.finish().expect("finish");
         }
         let chunked = mb * rounds as f64 / start.elapsed().as_secs_f64();
-        println!(
-            "{label}: whole slice {slice:.0} MB/s, 64 KiB chunks {chunked:.0} MB/s [{n} bytes]"
-        );
+        println!("{label}: whole slice {slice:.0} MB/s, 64 KiB chunks {chunked:.0} MB/s [{n} bytes]");
     }
 }

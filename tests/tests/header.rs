@@ -46,34 +46,17 @@ json.dump(out, sys.stdout)
         .arg(testdata_path(car))
         .output()
         .expect("python3 runs (it is the test data's inspector)");
-    assert!(
-        output.status.success(),
-        "carinfo oracle failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "carinfo oracle failed: {}", String::from_utf8_lossy(&output.stderr));
     type Row = (String, usize, Vec<String>, i64, String, String, String, u64);
     let rows: Vec<Row> = serde_json::from_slice(&output.stdout).expect("oracle JSON");
     let cid = |h: &str| {
-        let bytes: Vec<u8> = (0..h.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
-            .collect();
+        let bytes: Vec<u8> =
+            (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex")).collect();
         Cid::try_from(bytes.as_slice()).expect("oracle CID")
     };
     rows.into_iter()
         .map(|(c, layout, parents, height, s, r, m, ts)| {
-            (
-                cid(&c),
-                (
-                    layout,
-                    parents.iter().map(|p| cid(p)).collect(),
-                    height,
-                    cid(&s),
-                    cid(&r),
-                    cid(&m),
-                    ts,
-                ),
-            )
+            (cid(&c), (layout, parents.iter().map(|p| cid(p)).collect(), height, cid(&s), cid(&r), cid(&m), ts))
         })
         .collect()
 }
@@ -98,27 +81,15 @@ fn decode_all(car: &str) -> (BTreeMap<Cid, BlockHeader>, Vec<Cid>, BTreeMap<Cid,
 
 /// Walks the chain from the CAR's roots through parents. Checks every structural fact a
 /// chain implies and returns the tipsets visited, head first.
-fn walk_chain(
-    car: &str,
-    headers: &BTreeMap<Cid, BlockHeader>,
-    roots: &[Cid],
-) -> Vec<(i64, Vec<Cid>)> {
-    let get = |c: &Cid| {
-        headers
-            .get(c)
-            .unwrap_or_else(|| panic!("{car}: header {c} is missing or undecodable"))
-    };
+fn walk_chain(car: &str, headers: &BTreeMap<Cid, BlockHeader>, roots: &[Cid]) -> Vec<(i64, Vec<Cid>)> {
+    let get = |c: &Cid| headers.get(c).unwrap_or_else(|| panic!("{car}: header {c} is missing or undecodable"));
     let all_heights: BTreeSet<i64> = headers.values().map(|h| h.height).collect();
 
     // The roots are the head tipset: one height (the highest) and one parent set.
     let head: Vec<&BlockHeader> = roots.iter().map(get).collect();
     assert!(!head.is_empty(), "{car}: the CAR has roots");
     let max = *all_heights.iter().next_back().expect("headers");
-    assert!(
-        head.iter()
-            .all(|h| h.height == max && h.parents == head[0].parents),
-        "{car}: roots form the head"
-    );
+    assert!(head.iter().all(|h| h.height == max && h.parents == head[0].parents), "{car}: roots form the head");
 
     let mut tipsets = vec![(max, roots.to_vec())];
     let mut current = roots.to_vec();
@@ -127,31 +98,20 @@ fn walk_chain(
         let height = blocks[0].height;
         let parents = blocks[0].parents.clone();
         // A tipset's blocks share height and parents.
-        assert!(
-            blocks
-                .iter()
-                .all(|b| b.height == height && b.parents == parents),
-            "{car}: tipset at {height}"
-        );
+        assert!(blocks.iter().all(|b| b.height == height && b.parents == parents), "{car}: tipset at {height}");
         if height == 0 {
             break;
         }
         let up: Vec<&BlockHeader> = parents.iter().map(get).collect();
         let parent_height = up[0].height;
-        assert!(
-            parent_height < height,
-            "{car}: parent height {parent_height} below {height}"
-        );
+        assert!(parent_height < height, "{car}: parent height {parent_height} below {height}");
         // Epochs skipped between a tipset and its parent are null rounds: no header there.
         assert_eq!(
             all_heights.range(parent_height + 1..height).count(),
             0,
             "{car}: a header sits in the null rounds between {parent_height} and {height}"
         );
-        assert!(
-            up.iter().all(|p| p.timestamp < blocks[0].timestamp),
-            "{car}: timestamps grow at {height}"
-        );
+        assert!(up.iter().all(|p| p.timestamp < blocks[0].timestamp), "{car}: timestamps grow at {height}");
         tipsets.push((parent_height, parents.clone()));
         current = parents;
     }
@@ -164,11 +124,7 @@ fn check_export(car: &str, fields: usize, headers_in_readme: usize, max_height: 
 
     // Exactly the headers the independent decoder finds, with the same fields.
     assert_eq!(headers.len(), headers_in_readme, "{car}: header count");
-    assert_eq!(
-        headers.keys().collect::<Vec<_>>(),
-        oracle.keys().collect::<Vec<_>>(),
-        "{car}"
-    );
+    assert_eq!(headers.keys().collect::<Vec<_>>(), oracle.keys().collect::<Vec<_>>(), "{car}");
     for (cid, h) in &headers {
         let (layout, parents, height, s, r, m, ts) = &oracle[cid];
         assert_eq!(layouts[cid], *layout, "{car} {cid}: layout");
@@ -185,23 +141,11 @@ fn check_export(car: &str, fields: usize, headers_in_readme: usize, max_height: 
     }
 
     let tipsets = walk_chain(car, &headers, &roots);
-    assert_eq!(
-        tipsets.first().map(|t| t.0),
-        Some(max_height),
-        "{car}: head height"
-    );
-    assert_eq!(
-        tipsets.last().map(|t| t.0),
-        Some(0),
-        "{car}: the chain reaches genesis"
-    );
+    assert_eq!(tipsets.first().map(|t| t.0), Some(max_height), "{car}: head height");
+    assert_eq!(tipsets.last().map(|t| t.0), Some(0), "{car}: the chain reaches genesis");
     // Every header in the export lies on the chain from the roots.
     let on_chain: BTreeSet<Cid> = tipsets.iter().flat_map(|t| t.1.iter().copied()).collect();
-    assert_eq!(
-        on_chain,
-        headers.keys().copied().collect(),
-        "{car}: every header is on the chain"
-    );
+    assert_eq!(on_chain, headers.keys().copied().collect(), "{car}: every header is on the chain");
     // Tipset keys are distinct per tipset and depend on the block order.
     let keys: BTreeSet<Cid> = tipsets.iter().map(|t| tipset_key(&t.1).0).collect();
     assert_eq!(keys.len(), tipsets.len(), "{car}: distinct tipset keys");
@@ -210,12 +154,7 @@ fn check_export(car: &str, fields: usize, headers_in_readme: usize, max_height: 
 #[test]
 fn old_13_field_headers_of_the_2020_testnet() {
     // README: 333 headers, h = 0..256, three roots (the head tipset's blocks).
-    check_export(
-        "kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car",
-        13,
-        333,
-        256,
-    );
+    check_export("kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car", 13, 333, 256);
     let (_, roots, _) = decode_all("kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car");
     assert_eq!(roots.len(), 3);
 }
@@ -228,18 +167,10 @@ fn current_16_field_headers_with_null_rounds() {
     let (headers, roots, _) = decode_all(car);
     let tipsets = walk_chain(car, &headers, &roots);
     assert_eq!(tipsets.len(), 33);
-    assert!(
-        tipsets.iter().any(|t| t.1.len() == 3),
-        "a tipset of three blocks"
-    );
+    assert!(tipsets.iter().any(|t| t.1.len() == 3), "a tipset of three blocks");
 }
 
 #[test]
 fn old_13_field_export_of_128_epochs() {
-    check_export(
-        "kubo-lotus-testnet/lotus_testnet_export_128.car",
-        13,
-        159,
-        128,
-    );
+    check_export("kubo-lotus-testnet/lotus_testnet_export_128.car", 13, 159, 128);
 }

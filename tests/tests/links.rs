@@ -30,8 +30,7 @@ fn ipld_links(v: &Ipld, out: &mut Vec<Cid>) {
             Ipld::List(items) => stack.extend(items.iter().rev()),
             Ipld::Map(m) => {
                 let mut entries: Vec<_> = m.iter().collect();
-                entries
-                    .sort_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
+                entries.sort_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
                 stack.extend(entries.into_iter().rev().map(|(_, v)| v));
             }
             _ => {}
@@ -47,8 +46,7 @@ fn sorted(mut v: Vec<Cid>) -> Vec<Cid> {
 #[test]
 fn codec_fixtures_match_the_links_manifest() {
     let manifest: serde_json::Value =
-        serde_json::from_slice(&read_testdata("codec-fixtures/links-manifest.json"))
-            .expect("manifest is JSON");
+        serde_json::from_slice(&read_testdata("codec-fixtures/links-manifest.json")).expect("manifest is JSON");
     let entries = manifest.as_array().expect("manifest is a list");
     let (mut fixtures, mut links) = (0, 0);
     for entry in entries {
@@ -58,34 +56,22 @@ fn codec_fixtures_match_the_links_manifest() {
         };
         let file = cbor["file"].as_str().expect("file");
         let bytes = read_testdata(&format!("codec-fixtures/fixtures/{name}/{file}"));
-        assert_eq!(
-            cbor["bytes"].as_u64(),
-            Some(bytes.len() as u64),
-            "{name}: size"
-        );
+        assert_eq!(cbor["bytes"].as_u64(), Some(bytes.len() as u64), "{name}: size");
         let want: Vec<String> = cbor["links"]
             .as_array()
             .expect("links")
             .iter()
             .map(|l| l.as_str().expect("link string").to_owned())
             .collect();
-        let got: Vec<String> = scan(&bytes)
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
+        let got: Vec<String> =
+            scan(&bytes).unwrap_or_else(|e| panic!("{name}: {e}")).iter().map(|c| c.to_string()).collect();
         assert_eq!(got, want, "{name}");
 
         // Every fixture is strict DAG-CBOR, so the strict decoder agrees in encoding order.
-        let value: Ipld =
-            serde_ipld_dagcbor::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let value: Ipld = serde_ipld_dagcbor::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut strict = Vec::new();
         ipld_links(&value, &mut strict);
-        assert_eq!(
-            scan(&bytes).expect("scanned above"),
-            strict,
-            "{name}: strict decode"
-        );
+        assert_eq!(scan(&bytes).expect("scanned above"), strict, "{name}: strict decode");
 
         // CBOR is self-delimiting: no strict prefix of an item is an item.
         for cut in 0..bytes.len() {
@@ -99,10 +85,7 @@ fn codec_fixtures_match_the_links_manifest() {
         links += want.len();
     }
     assert_eq!(fixtures, 128, "the manifest lists 128 DAG-CBOR fixtures");
-    assert!(
-        links > 50,
-        "fixtures with links were checked ({links} links)"
-    );
+    assert!(links > 50, "fixtures with links were checked ({links} links)");
 }
 
 #[test]
@@ -129,11 +112,7 @@ fn negative_fixtures_and_mutations_never_panic() {
             }
         }
     }
-    assert!(
-        inputs.len() >= 80,
-        "negative fixtures found: {}",
-        inputs.len()
-    );
+    assert!(inputs.len() >= 80, "negative fixtures found: {}", inputs.len());
     for (name, bytes) in &inputs {
         let _ = scan(bytes);
         if name.contains("dag-cbor") {
@@ -144,8 +123,7 @@ fn negative_fixtures_and_mutations_never_panic() {
 
     // Every single-byte change of every positive fixture either scans or fails cleanly.
     let mut changed = 0;
-    for dir in std::fs::read_dir(testdata_dir().join("codec-fixtures/fixtures")).expect("fixtures")
-    {
+    for dir in std::fs::read_dir(testdata_dir().join("codec-fixtures/fixtures")).expect("fixtures") {
         let dir = dir.expect("entry").path();
         for file in std::fs::read_dir(&dir).expect("fixture dir") {
             let path = file.expect("entry").path();
@@ -167,10 +145,7 @@ fn negative_fixtures_and_mutations_never_panic() {
 }
 
 fn decode_hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
 }
 
 #[test]
@@ -227,17 +202,10 @@ json.dump(out, sys.stdout)
         .arg(testdata_path(car))
         .output()
         .expect("python3 runs (it is the test data's inspector)");
-    assert!(
-        output.status.success(),
-        "carinfo oracle failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rows: Vec<(String, Vec<String>)> =
-        serde_json::from_slice(&output.stdout).expect("oracle JSON");
+    assert!(output.status.success(), "carinfo oracle failed: {}", String::from_utf8_lossy(&output.stderr));
+    let rows: Vec<(String, Vec<String>)> = serde_json::from_slice(&output.stdout).expect("oracle JSON");
     let cid = |h: &str| Cid::try_from(decode_hex(h).as_slice()).expect("oracle CID");
-    rows.into_iter()
-        .map(|(c, links)| (cid(&c), sorted(links.iter().map(|l| cid(l)).collect())))
-        .collect()
+    rows.into_iter().map(|(c, links)| (cid(&c), sorted(links.iter().map(|l| cid(l)).collect()))).collect()
 }
 
 /// Checks every DAG-CBOR block of a CAR against both oracles; returns the CIDs of blocks the
@@ -252,30 +220,18 @@ fn check_car(car: &str) -> Vec<Cid> {
             continue;
         }
         let links = scan(bytes).unwrap_or_else(|e| panic!("{car} {cid}: {e}"));
-        assert_eq!(
-            Some(&sorted(links.clone())),
-            lenient.get(cid),
-            "{car} {cid}: carinfo.py"
-        );
+        assert_eq!(Some(&sorted(links.clone())), lenient.get(cid), "{car} {cid}: carinfo.py");
         match serde_ipld_dagcbor::from_slice::<Ipld>(bytes) {
             Ok(value) => {
                 let mut strict = Vec::new();
                 ipld_links(&value, &mut strict);
-                assert_eq!(
-                    sorted(links),
-                    sorted(strict),
-                    "{car} {cid}: serde_ipld_dagcbor"
-                );
+                assert_eq!(sorted(links), sorted(strict), "{car} {cid}: serde_ipld_dagcbor");
             }
             Err(_) => rejected.push(*cid),
         }
         checked += 1;
     }
-    assert_eq!(
-        checked,
-        lenient.len(),
-        "{car}: every DAG-CBOR block checked"
-    );
+    assert_eq!(checked, lenient.len(), "{car}: every DAG-CBOR block checked");
     rejected
 }
 
@@ -304,10 +260,7 @@ fn deal_label_with_invalid_utf8_gives_no_phantom_link() {
     let rejected = check_car(car);
     // The deal proposals' labels are text strings with invalid UTF-8, which strict decoding
     // refuses; the scanner must still agree with the lenient decoder there.
-    assert!(
-        !rejected.is_empty(),
-        "the strict decoder rejects the invalid-UTF-8 block"
-    );
+    assert!(!rejected.is_empty(), "the strict decoder rejects the invalid-UTF-8 block");
     let blocks = read_car(car).blocks;
     let mut phantoms = 0;
     for cid in &rejected {
@@ -317,10 +270,7 @@ fn deal_label_with_invalid_utf8_gives_no_phantom_link() {
         // Every real link matches the pattern, and the labels hold more matches than that.
         assert!(links.iter().all(|l| pattern.contains(l)));
         let phantom: Vec<_> = pattern.iter().filter(|p| !links.contains(p)).collect();
-        assert!(
-            !phantom.is_empty(),
-            "{cid}: the label's CID-like bytes are present"
-        );
+        assert!(!phantom.is_empty(), "{cid}: the label's CID-like bytes are present");
         phantoms += phantom.len();
     }
     assert!(phantoms > 0);
@@ -367,10 +317,7 @@ impl Rng {
             }
             1 => {
                 let d = self.bytes(64);
-                Cid::new_v1(
-                    self.below(0x20000),
-                    Multihash::wrap(0x00, &d).expect("fits"),
-                )
+                Cid::new_v1(self.below(0x20000), Multihash::wrap(0x00, &d).expect("fits"))
             }
             _ => {
                 let d: Vec<u8> = (0..32).map(|_| self.next() as u8).collect();
@@ -400,11 +347,7 @@ impl Rng {
                 _ => i128::from(self.below(30)),
             }),
             3 => Ipld::Float(f64::from_bits(self.next() & !(0x7ff << 52)) * 1e10),
-            4 => Ipld::String(
-                (0..self.below(40))
-                    .map(|_| char::from(b' ' + self.below(95) as u8))
-                    .collect(),
-            ),
+            4 => Ipld::String((0..self.below(40)).map(|_| char::from(b' ' + self.below(95) as u8)).collect()),
             5 => {
                 // Bytes that sometimes hold the exact encoding of a tagged CID.
                 let mut b = self.bytes(30);
@@ -419,9 +362,7 @@ impl Rng {
             _ => Ipld::Map(
                 (0..self.below(8))
                     .map(|_| {
-                        let k: String = (0..self.below(6))
-                            .map(|_| char::from(b'a' + self.below(26) as u8))
-                            .collect();
+                        let k: String = (0..self.below(6)).map(|_| char::from(b'a' + self.below(26) as u8)).collect();
                         (k, self.ipld(depth - 1))
                     })
                     .collect(),

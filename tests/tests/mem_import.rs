@@ -41,7 +41,8 @@ fn car_files() -> Vec<PathBuf> {
 #[test]
 fn real_chain_import_sets_the_head() {
     let s = store();
-    let bytes = std::fs::read(testdata_path("kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car")).expect("read");
+    let bytes =
+        std::fs::read(testdata_path("kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car")).expect("read");
     let r = block_on(s.import_car(&bytes)).expect("import");
     assert_eq!(r.blocks, 2825, "block count from the test data's README");
     assert!(r.head_applied && r.roots.len() == 3);

@@ -7,7 +7,8 @@ use splitstore_core::{mem::MemKv, Error, Mode};
 fn lotus_testnet_multiroot_every_mode() {
     let car = std::fs::read(testdata_path("kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car")).expect("read");
     for mode in [Mode::Discard, Mode::Universal, Mode::Messages] {
-        let (before, after, cold) = block_on(import_and_compact(&MemKv::new, &car, mode, 10, false)).expect("compaction");
+        let (before, after, cold) =
+            block_on(import_and_compact(&MemKv::new, &car, mode, 10, false)).expect("compaction");
         println!("{mode:?}: hot {before} -> {after}, cold {cold}");
         assert!(after < before);
     }

@@ -7,16 +7,12 @@ use cid::Cid;
 use ipld_core::ipld::Ipld;
 use splitstore_core::header;
 use splitstore_core::key::{
-    dag_cbor_blake2b_cid, is_unitary, verify, BLAKE2B_256, DAG_CBOR, FIL_COMMITMENT_SEALED,
-    IDENTITY, RAW,
+    dag_cbor_blake2b_cid, is_unitary, verify, BLAKE2B_256, DAG_CBOR, FIL_COMMITMENT_SEALED, IDENTITY, RAW,
 };
 use splitstore_core::synth::{ChainGen, Epoch, SynthConfig};
 
 fn small() -> SynthConfig {
-    SynthConfig {
-        state_objects: 600,
-        ..SynthConfig::default()
-    }
+    SynthConfig { state_objects: 600, ..SynthConfig::default() }
 }
 
 fn chain(cfg: &SynthConfig, epochs: usize) -> Vec<Epoch> {
@@ -66,10 +62,7 @@ fn int(v: &Ipld) -> i128 {
 }
 
 fn all_blocks(epochs: &[Epoch]) -> HashMap<Cid, Vec<u8>> {
-    epochs
-        .iter()
-        .flat_map(|e| e.blocks.iter().cloned())
-        .collect()
+    epochs.iter().flat_map(|e| e.blocks.iter().cloned()).collect()
 }
 
 /// Values of an AMT (`[bit_width, height, count, node]`, node `[bitmap, [links], [values]]`),
@@ -94,18 +87,12 @@ fn amt_values(root: &Cid, blocks: &HashMap<Cid, Vec<u8>>) -> Vec<Ipld> {
 
 #[test]
 fn same_seed_gives_identical_bytes() {
-    let cfg = SynthConfig {
-        seed: 42,
-        ..small()
-    };
+    let cfg = SynthConfig { seed: 42, ..small() };
     let a = chain(&cfg, 60);
     let b = chain(&cfg, 60);
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
-        assert_eq!(
-            (x.height, &x.tipset, x.timestamp, x.state_root),
-            (y.height, &y.tipset, y.timestamp, y.state_root)
-        );
+        assert_eq!((x.height, &x.tipset, x.timestamp, x.state_root), (y.height, &y.tipset, y.timestamp, y.state_root));
         assert_eq!(x.blocks, y.blocks);
     }
 }
@@ -115,30 +102,17 @@ fn different_seeds_differ() {
     let a = chain(&SynthConfig { seed: 1, ..small() }, 30);
     let b = chain(&SynthConfig { seed: 2, ..small() }, 30);
     assert_ne!(a[0].blocks, b[0].blocks);
-    let a_cids: HashSet<Cid> = a
-        .iter()
-        .flat_map(|e| e.blocks.iter().map(|b| b.0))
-        .collect();
-    let shared = b
-        .iter()
-        .flat_map(|e| &e.blocks)
-        .filter(|b| a_cids.contains(&b.0))
-        .count();
+    let a_cids: HashSet<Cid> = a.iter().flat_map(|e| e.blocks.iter().map(|b| b.0)).collect();
+    let shared = b.iter().flat_map(|e| &e.blocks).filter(|b| a_cids.contains(&b.0)).count();
     // Only seed-independent constants (info object, empty AMT/TxMeta) may coincide.
     assert!(shared <= 3, "{shared} blocks shared between seeds");
-    assert_ne!(
-        a.iter().map(|e| e.height).collect::<Vec<_>>(),
-        b.iter().map(|e| e.height).collect::<Vec<_>>()
-    );
+    assert_ne!(a.iter().map(|e| e.height).collect::<Vec<_>>(), b.iter().map(|e| e.height).collect::<Vec<_>>());
 }
 
 #[test]
 fn every_cid_hashes_its_bytes() {
     for dangling in [true, false] {
-        let cfg = SynthConfig {
-            dangling_code_links: dangling,
-            ..small()
-        };
+        let cfg = SynthConfig { dangling_code_links: dangling, ..small() };
         let mut raw = 0;
         for e in chain(&cfg, 40) {
             for (cid, bytes) in &e.blocks {
@@ -158,19 +132,11 @@ fn every_cid_hashes_its_bytes() {
 
 #[test]
 fn no_block_is_emitted_twice() {
-    let cfg = SynthConfig {
-        messages_per_block: 1,
-        max_blocks_per_tipset: 5,
-        ..small()
-    };
+    let cfg = SynthConfig { messages_per_block: 1, max_blocks_per_tipset: 5, ..small() };
     let mut seen = HashSet::new();
     for e in chain(&cfg, 300) {
         for (cid, _) in &e.blocks {
-            assert!(
-                seen.insert(*cid),
-                "{cid} emitted twice (height {})",
-                e.height
-            );
+            assert!(seen.insert(*cid), "{cid} emitted twice (height {})", e.height);
         }
     }
 }
@@ -198,10 +164,7 @@ fn check_links(cfg: SynthConfig, epochs: usize) -> (usize, usize, usize) {
                 } else if cfg.dangling_code_links && codes.contains(&l) {
                     code_links += 1;
                 } else {
-                    panic!(
-                        "{cid} at height {} links to {l}, not emitted before it",
-                        e.height
-                    );
+                    panic!("{cid} at height {} links to {l}, not emitted before it", e.height);
                 }
             }
             known.insert(*cid);
@@ -212,21 +175,9 @@ fn check_links(cfg: SynthConfig, epochs: usize) -> (usize, usize, usize) {
 
 #[test]
 fn links_resolve_except_the_documented_ones() {
-    let (code, comm, ident) = check_links(
-        SynthConfig {
-            dangling_code_links: true,
-            ..small()
-        },
-        60,
-    );
+    let (code, comm, ident) = check_links(SynthConfig { dangling_code_links: true, ..small() }, 60);
     assert!(code > 0 && comm > 0 && ident > 0, "{code} {comm} {ident}");
-    let (code, comm, ident) = check_links(
-        SynthConfig {
-            dangling_code_links: false,
-            ..small()
-        },
-        60,
-    );
+    let (code, comm, ident) = check_links(SynthConfig { dangling_code_links: false, ..small() }, 60);
     assert_eq!(code, 0);
     assert!(comm > 0 && ident > 0);
 }
@@ -248,11 +199,7 @@ fn reachable(root: &Cid, blocks: &HashMap<Cid, Vec<u8>>) -> HashSet<Cid> {
 
 #[test]
 fn churn_shares_structure() {
-    let cfg = SynthConfig {
-        state_objects: 5000,
-        churn_percent: 2,
-        ..SynthConfig::default()
-    };
+    let cfg = SynthConfig { state_objects: 5000, churn_percent: 2, ..SynthConfig::default() };
     let epochs = chain(&cfg, 12);
     let blocks = all_blocks(&epochs);
     let genesis_state = reachable(&epochs[0].state_root, &blocks);
@@ -264,83 +211,44 @@ fn churn_shares_structure() {
         assert_eq!(state.len(), genesis_state.len());
         let new: HashSet<Cid> = e.blocks.iter().map(|b| b.0).collect();
         let fresh = state.iter().filter(|c| new.contains(c)).count();
-        assert!(
-            fresh >= churn * 9 / 10,
-            "{fresh} new state objects, churn {churn}"
-        );
-        assert!(
-            fresh <= churn * 3 + 10,
-            "{fresh} new state objects, churn {churn}"
-        );
+        assert!(fresh >= churn * 9 / 10, "{fresh} new state objects, churn {churn}");
+        assert!(fresh <= churn * 3 + 10, "{fresh} new state objects, churn {churn}");
         assert!(fresh * 10 < state.len());
     }
     // Zero churn: the state root never changes and no state object is rewritten.
-    let still = chain(
-        &SynthConfig {
-            churn_percent: 0,
-            ..small()
-        },
-        10,
-    );
+    let still = chain(&SynthConfig { churn_percent: 0, ..small() }, 10);
     assert!(still.iter().all(|e| e.state_root == still[0].state_root));
 }
 
 #[test]
 fn null_rounds_appear_at_the_configured_rate() {
-    let e = chain(
-        &SynthConfig {
-            null_round_per_mille: 200,
-            state_objects: 50,
-            ..small()
-        },
-        400,
-    );
+    let e = chain(&SynthConfig { null_round_per_mille: 200, state_objects: 50, ..small() }, 400);
     let gaps: i64 = e.windows(2).map(|w| w[1].height - w[0].height - 1).sum();
     // 399 steps, each skipping Geometric(0.2) heights: expect about 100.
     assert!((60..150).contains(&gaps), "{gaps} null rounds");
-    let e = chain(
-        &SynthConfig {
-            null_round_per_mille: 0,
-            state_objects: 50,
-            ..small()
-        },
-        100,
-    );
+    let e = chain(&SynthConfig { null_round_per_mille: 0, state_objects: 50, ..small() }, 100);
     assert!(e.iter().enumerate().all(|(i, e)| e.height == i as i64));
 }
 
 #[test]
 fn tipsets_are_well_formed() {
-    let cfg = SynthConfig {
-        max_blocks_per_tipset: 4,
-        state_objects: 100,
-        ..small()
-    };
+    let cfg = SynthConfig { max_blocks_per_tipset: 4, state_objects: 100, ..small() };
     let epochs = chain(&cfg, 300);
     let blocks = all_blocks(&epochs);
     let mut sizes = [0usize; 5];
     for (i, e) in epochs.iter().enumerate() {
         assert!((1..=4).contains(&e.tipset.len()));
         sizes[e.tipset.len()] += 1;
-        assert_eq!(
-            e.timestamp,
-            cfg.genesis_timestamp + e.height as u64 * cfg.block_time_secs
-        );
+        assert_eq!(e.timestamp, cfg.genesis_timestamp + e.height as u64 * cfg.block_time_secs);
         let mut miners = HashSet::new();
         for h in &e.tipset {
             let v = ipld(&blocks[h]);
             let f = list(&v);
             assert_eq!(f.len(), 16);
-            let Ipld::Bytes(miner) = &f[0] else {
-                panic!("miner is an address byte string")
-            };
+            let Ipld::Bytes(miner) = &f[0] else { panic!("miner is an address byte string") };
             assert!(miners.insert(miner.clone()), "distinct miners");
             let parents: Vec<Cid> = list(&f[5]).iter().map(link).collect();
-            let expected_parents = if i == 0 {
-                Vec::new()
-            } else {
-                epochs[i - 1].tipset.clone()
-            };
+            let expected_parents = if i == 0 { Vec::new() } else { epochs[i - 1].tipset.clone() };
             assert_eq!(parents, expected_parents);
             assert_eq!(int(&f[7]), i128::from(e.height));
             assert_eq!(link(&f[8]), e.state_root);
@@ -367,14 +275,7 @@ fn headers_decode_with_the_core_decoder() {
             assert_eq!(d.height, e.height);
             assert_eq!(d.timestamp, e.timestamp);
             assert_eq!(d.parent_state_root, e.state_root);
-            assert_eq!(
-                d.parents,
-                if i == 0 {
-                    Vec::new()
-                } else {
-                    epochs[i - 1].tipset.clone()
-                }
-            );
+            assert_eq!(d.parents, if i == 0 { Vec::new() } else { epochs[i - 1].tipset.clone() });
             let f = ipld(&blocks[h]);
             assert_eq!(d.messages, link(&list(&f)[10]));
             assert_eq!(d.parent_message_receipts, link(&list(&f)[9]));
@@ -395,11 +296,7 @@ fn parent_tipset_keys_are_emitted() {
 
 #[test]
 fn messages_are_shared_and_receipts_match_the_parent() {
-    let cfg = SynthConfig {
-        max_blocks_per_tipset: 4,
-        messages_per_block: 10,
-        ..small()
-    };
+    let cfg = SynthConfig { max_blocks_per_tipset: 4, messages_per_block: 10, ..small() };
     let epochs = chain(&cfg, 120);
     let blocks = all_blocks(&epochs);
     let mut shared = 0;
@@ -418,11 +315,7 @@ fn messages_are_shared_and_receipts_match_the_parent() {
                     let m = link(&m);
                     let msg = ipld(&blocks[&m]);
                     // bls: the message itself; secp: [message, signature].
-                    let fields = if k == 0 {
-                        list(&msg)
-                    } else {
-                        list(&list(&msg)[0])
-                    };
+                    let fields = if k == 0 { list(&msg) } else { list(&list(&msg)[0]) };
                     assert_eq!(fields.len(), 10);
                     secp += k;
                     total += 1;
@@ -430,31 +323,20 @@ fn messages_are_shared_and_receipts_match_the_parent() {
                 }
             }
             let receipts = amt_values(&link(&list(&f)[9]), &blocks);
-            assert_eq!(
-                receipts.len(),
-                prev_distinct,
-                "one receipt per distinct parent message"
-            );
+            assert_eq!(receipts.len(), prev_distinct, "one receipt per distinct parent message");
             assert!(receipts.iter().all(|r| list(r).len() == 3));
         }
         shared += total - distinct.len();
         prev_distinct = distinct.len();
     }
-    assert!(
-        shared > 0,
-        "some messages are in several blocks of one tipset"
-    );
+    assert!(shared > 0, "some messages are in several blocks of one tipset");
     assert!(secp > 0);
 }
 
 #[test]
 fn with_head_at_puts_the_head_near_now() {
     let now = 1_750_000_000;
-    let cfg = SynthConfig {
-        null_round_per_mille: 100,
-        ..small()
-    }
-    .with_head_at(now, 50);
+    let cfg = SynthConfig { null_round_per_mille: 100, ..small() }.with_head_at(now, 50);
     let epochs = chain(&cfg, 50);
     assert_eq!(epochs.last().map(|e| e.timestamp), Some(now));
     assert_eq!(cfg.head_height_after(50), epochs.last().map(|e| e.height));
@@ -485,10 +367,7 @@ fn time_generation(label: &str, cfg: SynthConfig, objects: u64) {
 #[test]
 #[ignore]
 fn generation_speed_for_a_million_objects() {
-    let big_state = SynthConfig {
-        state_objects: 200_000,
-        ..SynthConfig::default()
-    };
+    let big_state = SynthConfig { state_objects: 200_000, ..SynthConfig::default() };
     time_generation("200k actors, 2% churn", big_state, 1_000_000);
     time_generation("defaults (2000 actors)", SynthConfig::default(), 1_000_000);
 }

@@ -70,11 +70,7 @@ pub struct CarDecoder {
 impl CarDecoder {
     /// A decoder at the start of a stream.
     pub fn new(limits: CarLimits) -> Self {
-        CarDecoder {
-            m: Machine::new(limits),
-            partial: Vec::new(),
-            ready: Vec::new(),
-        }
+        CarDecoder { m: Machine::new(limits), partial: Vec::new(), ready: Vec::new() }
     }
 
     /// Announces the total length of the stream. Optional: with it, a CARv2 header that places
@@ -125,10 +121,7 @@ impl CarDecoder {
                     Need::Prefix => {
                         let rest = &input[used..];
                         let room = MAX_VARINT_LEN.saturating_sub(self.partial.len());
-                        rest.iter()
-                            .take(room)
-                            .position(|b| b & 0x80 == 0)
-                            .map_or(rest.len().min(room), |i| i + 1)
+                        rest.iter().take(room).position(|b| b & 0x80 == 0).map_or(rest.len().min(room), |i| i + 1)
                     }
                 };
                 let take = want.min(input.len() - used);
@@ -148,11 +141,7 @@ impl CarDecoder {
                 },
                 // `need` and `step` measure items with the same code, so an item `need` calls
                 // complete is never incomplete to `step`; were it so, the data cannot be read.
-                Parsed::Incomplete => {
-                    return Err(CarError::Truncated {
-                        offset: self.m.pos(),
-                    })
-                }
+                Parsed::Incomplete => return Err(CarError::Truncated { offset: self.m.pos() }),
             }
         }
         loop {

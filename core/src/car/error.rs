@@ -108,62 +108,41 @@ pub enum CarError {
 impl fmt::Display for CarError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CarError::BadPragma { offset } => write!(
-                f,
-                "the header at byte {offset} claims version 2 but is not the CARv2 pragma"
-            ),
+            CarError::BadPragma { offset } => {
+                write!(f, "the header at byte {offset} claims version 2 but is not the CARv2 pragma")
+            }
             CarError::UnsupportedVersion { version } => {
-                write!(
-                    f,
-                    "CAR version {version} is not supported (only 1 and 2 are)"
-                )
+                write!(f, "CAR version {version} is not supported (only 1 and 2 are)")
             }
             CarError::BadHeader { offset, detail } => {
                 write!(f, "invalid CAR header at byte {offset}: {detail}")
             }
-            CarError::HeaderTooLarge { offset, len, limit } => write!(
-                f,
-                "the CAR header at byte {offset} declares {len} bytes; the limit is {limit}"
-            ),
-            CarError::TooManyRoots {
-                offset,
-                count,
-                limit,
-            } => write!(
-                f,
-                "the CAR header lists {count} roots at byte {offset}; the limit is {limit}"
-            ),
-            CarError::BadV2Header {
-                detail,
-                data_offset,
-                data_size,
-                index_offset,
-            } => write!(
+            CarError::HeaderTooLarge { offset, len, limit } => {
+                write!(f, "the CAR header at byte {offset} declares {len} bytes; the limit is {limit}")
+            }
+            CarError::TooManyRoots { offset, count, limit } => {
+                write!(f, "the CAR header lists {count} roots at byte {offset}; the limit is {limit}")
+            }
+            CarError::BadV2Header { detail, data_offset, data_size, index_offset } => write!(
                 f,
                 "invalid CARv2 header: {detail} (data offset {data_offset}, data size \
                  {data_size}, index offset {index_offset})"
             ),
-            CarError::SectionTooLarge { offset, len, limit } => write!(
-                f,
-                "the section at byte {offset} declares {len} bytes; the limit is {limit}"
-            ),
+            CarError::SectionTooLarge { offset, len, limit } => {
+                write!(f, "the section at byte {offset} declares {len} bytes; the limit is {limit}")
+            }
             CarError::ZeroLengthSection { offset } => {
                 write!(f, "the section at byte {offset} is empty (length zero)")
             }
             CarError::BadCid { offset } => write!(f, "no valid CID at byte {offset}"),
-            CarError::HashMismatch { offset, cid } => write!(
-                f,
-                "the block in the section at byte {offset} does not hash to its CID {cid}"
-            ),
-            CarError::UnsupportedHash { offset, cid } => write!(
-                f,
-                "cannot verify the block at byte {offset}: unsupported hash function in {cid}"
-            ),
+            CarError::HashMismatch { offset, cid } => {
+                write!(f, "the block in the section at byte {offset} does not hash to its CID {cid}")
+            }
+            CarError::UnsupportedHash { offset, cid } => {
+                write!(f, "cannot verify the block at byte {offset}: unsupported hash function in {cid}")
+            }
             CarError::Truncated { offset } => {
-                write!(
-                    f,
-                    "the data ends inside the item that starts at byte {offset}"
-                )
+                write!(f, "the data ends inside the item that starts at byte {offset}")
             }
             CarError::VarintOverflow { offset } => {
                 write!(f, "the varint at byte {offset} does not fit in 64 bits")

@@ -16,9 +16,7 @@ use super::CarError;
 pub const PRAGMA_BODY: [u8; 10] = [0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02];
 
 /// The full 11-byte CARv2 pragma.
-pub const PRAGMA: [u8; 11] = [
-    0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02,
-];
+pub const PRAGMA: [u8; 11] = [0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02];
 
 /// Longest unsigned LEB128 encoding of a `u64`.
 pub(crate) const MAX_VARINT_LEN: usize = 10;
@@ -135,11 +133,7 @@ pub(crate) fn decode_header(
     if !nested && body == PRAGMA_BODY {
         return Ok(Frame::Pragma);
     }
-    let mut r = CborReader {
-        bytes: body,
-        pos: 0,
-        base: body_offset,
-    };
+    let mut r = CborReader { bytes: body, pos: 0, base: body_offset };
     let (major, count) = r.head()?;
     if major != MAJOR_MAP {
         return Err(r.bad_at(0, "the header is not a CBOR map"));
@@ -168,16 +162,12 @@ pub(crate) fn decode_header(
     match version {
         None => Err(r.bad_at(0, "the header has no version")),
         Some(2) if nested => Err(r.bad_at(0, "a CARv2 payload must hold a version-1 header")),
-        Some(2) => Err(CarError::BadPragma {
-            offset: frame_offset,
-        }),
+        Some(2) => Err(CarError::BadPragma { offset: frame_offset }),
         Some(1) => {
             if r.pos != body.len() {
                 return Err(r.bad_at(r.pos, "trailing bytes after the header map"));
             }
-            roots
-                .map(Frame::V1)
-                .ok_or(r.bad_at(0, "the header has no roots"))
+            roots.map(Frame::V1).ok_or(r.bad_at(0, "the header has no roots"))
         }
         Some(version) => Err(CarError::UnsupportedVersion { version }),
     }
@@ -201,19 +191,13 @@ struct CborReader<'a> {
 
 impl<'a> CborReader<'a> {
     fn bad_at(&self, pos: usize, detail: &'static str) -> CarError {
-        CarError::BadHeader {
-            offset: self.base + pos as u64,
-            detail,
-        }
+        CarError::BadHeader { offset: self.base + pos as u64, detail }
     }
 
     /// Reads an item head: major type and definite argument.
     fn head(&mut self) -> Result<(u8, u64), CarError> {
         let at = self.pos;
-        let ib = *self
-            .bytes
-            .get(at)
-            .ok_or(self.bad_at(at, "the header ends inside an item"))?;
+        let ib = *self.bytes.get(at).ok_or(self.bad_at(at, "the header ends inside an item"))?;
         self.pos += 1;
         let n = match ib & 0x1f {
             info @ 0..=23 => return Ok((ib >> 5, u64::from(info))),
@@ -250,11 +234,7 @@ impl<'a> CborReader<'a> {
             _ => return Err(self.bad_at(at, "roots is not an array")),
         };
         if count > max_roots {
-            return Err(CarError::TooManyRoots {
-                offset: self.base + at as u64,
-                count,
-                limit: max_roots,
-            });
+            return Err(CarError::TooManyRoots { offset: self.base + at as u64, count, limit: max_roots });
         }
         let mut roots = Vec::new();
         for _ in 0..count {

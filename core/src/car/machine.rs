@@ -248,17 +248,10 @@ impl Machine {
             return Ok(Parsed::Incomplete);
         };
         if declared > limit {
-            return Err(CarError::HeaderTooLarge {
-                offset: self.pos,
-                len: declared,
-                limit,
-            });
+            return Err(CarError::HeaderTooLarge { offset: self.pos, len: declared, limit });
         }
         if declared == 0 {
-            return Err(CarError::BadHeader {
-                offset: self.pos,
-                detail: "the header has length zero",
-            });
+            return Err(CarError::BadHeader { offset: self.pos, detail: "the header has length zero" });
         }
         let Some(body) = avail.get(n..n + body_len) else {
             return Ok(Parsed::Incomplete);
@@ -273,11 +266,7 @@ impl Machine {
             }
             Frame::V1(roots) => {
                 let version = *self.version.get_or_insert(1);
-                self.header = Some(CarHeader {
-                    version,
-                    roots,
-                    v2: self.v2,
-                });
+                self.header = Some(CarHeader { version, roots, v2: self.v2 });
                 self.stage = Stage::Sections;
                 Ok(consumed(n + body_len, Event::Header))
             }
@@ -298,12 +287,7 @@ impl Machine {
         };
         let mut characteristics = [0u8; 16];
         characteristics.copy_from_slice(&h[..16]);
-        let v2 = V2Header {
-            characteristics,
-            data_offset: u64_at(16),
-            data_size: u64_at(24),
-            index_offset: u64_at(32),
-        };
+        let v2 = V2Header { characteristics, data_offset: u64_at(16), data_size: u64_at(24), index_offset: u64_at(32) };
         let bad = |detail| CarError::BadV2Header {
             detail,
             data_offset: v2.data_offset,
@@ -313,17 +297,12 @@ impl Machine {
         if v2.data_offset < V2_PREFIX_LEN {
             return Err(bad("the data payload starts inside the CARv2 header"));
         }
-        let data_end = v2
-            .data_offset
-            .checked_add(v2.data_size)
-            .ok_or(bad("the data payload's end overflows"))?;
+        let data_end = v2.data_offset.checked_add(v2.data_size).ok_or(bad("the data payload's end overflows"))?;
         if self.total.is_some_and(|t| data_end > t) {
             return Err(bad("the data payload runs past the end of the file"));
         }
         if v2.index_offset != 0 && v2.index_offset < data_end {
-            return Err(bad(
-                "the index overlaps the CARv2 header or the data payload",
-            ));
+            return Err(bad("the index overlaps the CARv2 header or the data payload"));
         }
         if self.total.is_some_and(|t| v2.index_offset > t) {
             return Err(bad("the index starts past the end of the file"));
@@ -345,11 +324,7 @@ impl Machine {
             return Ok(Parsed::Incomplete);
         };
         if declared > limit {
-            return Err(CarError::SectionTooLarge {
-                offset: self.pos,
-                len: declared,
-                limit,
-            });
+            return Err(CarError::SectionTooLarge { offset: self.pos, len: declared, limit });
         }
         if declared == 0 {
             if self.limits.zero_length_section_as_eof {
@@ -367,25 +342,11 @@ impl Machine {
         if self.limits.verify_hashes {
             match key::verify(&cid, data) {
                 Ok(()) => {}
-                Err(crate::Error::HashMismatch { .. }) => {
-                    return Err(CarError::HashMismatch {
-                        offset: self.pos,
-                        cid,
-                    })
-                }
-                Err(_) => {
-                    return Err(CarError::UnsupportedHash {
-                        offset: self.pos,
-                        cid,
-                    })
-                }
+                Err(crate::Error::HashMismatch { .. }) => return Err(CarError::HashMismatch { offset: self.pos, cid }),
+                Err(_) => return Err(CarError::UnsupportedHash { offset: self.pos, cid }),
             }
         }
-        let block = Block {
-            cid,
-            data,
-            offset: self.pos,
-        };
+        let block = Block { cid, data, offset: self.pos };
         Ok(consumed(n + body_len, Event::Block(block)))
     }
 }

@@ -42,17 +42,8 @@ impl<'a> CarBlocks<'a> {
                 }
             }
         }
-        let header = m
-            .header()
-            .cloned()
-            .ok_or(CarError::Truncated { offset: 0 })?;
-        Ok(CarBlocks {
-            m,
-            bytes,
-            at,
-            header,
-            ended: false,
-        })
+        let header = m.header().cloned().ok_or(CarError::Truncated { offset: 0 })?;
+        Ok(CarBlocks { m, bytes, at, header, ended: false })
     }
 
     /// The CARv1 header (for a CARv2 file: the payload's, with the CARv2 layout attached).

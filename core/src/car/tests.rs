@@ -25,10 +25,7 @@ fn raw_sha256_block(data: &[u8]) -> (Cid, Vec<u8>) {
 }
 
 fn identity_cid(data: &[u8]) -> Cid {
-    Cid::new_v1(
-        key::RAW,
-        Multihash::<64>::wrap(key::IDENTITY, data).unwrap(),
-    )
+    Cid::new_v1(key::RAW, Multihash::<64>::wrap(key::IDENTITY, data).unwrap())
 }
 
 fn sample() -> (Vec<Cid>, OwnedBlocks, Vec<u8>) {
@@ -42,11 +39,7 @@ fn sample() -> (Vec<Cid>, OwnedBlocks, Vec<u8>) {
 fn v2_wrap(v1: &[u8], padding: usize, index: &[u8]) -> Vec<u8> {
     let data_offset = (51 + padding) as u64;
     let data_size = v1.len() as u64;
-    let index_offset = if index.is_empty() {
-        0
-    } else {
-        data_offset + data_size
-    };
+    let index_offset = if index.is_empty() { 0 } else { data_offset + data_size };
     let mut out = PRAGMA.to_vec();
     out.extend_from_slice(&[0u8; 16]);
     for v in [data_offset, data_size, index_offset] {
@@ -58,11 +51,7 @@ fn v2_wrap(v1: &[u8], padding: usize, index: &[u8]) -> Vec<u8> {
     out
 }
 
-type Decoded = (
-    Option<CarHeader>,
-    Vec<(Cid, Vec<u8>, u64)>,
-    Result<(), CarError>,
-);
+type Decoded = (Option<CarHeader>, Vec<(Cid, Vec<u8>, u64)>, Result<(), CarError>);
 
 /// Feeds `bytes` in chunks of `chunk` bytes and records everything the decoder produced.
 fn decode_chunked(bytes: &[u8], chunk: usize, limits: CarLimits) -> Decoded {
@@ -96,20 +85,11 @@ fn varints() {
         assert_eq!(read_varint(&buf, 0), Ok(Some((v, buf.len()))));
         assert_eq!(read_varint(&buf[..buf.len() - 1], 0), Ok(None));
     }
-    assert_eq!(
-        read_varint(&[0xff; 11], 5),
-        Err(CarError::VarintOverflow { offset: 5 })
-    );
+    assert_eq!(read_varint(&[0xff; 11], 5), Err(CarError::VarintOverflow { offset: 5 }));
     let mut too_big = [0xff; 10];
     too_big[9] = 0x02;
-    assert_eq!(
-        read_varint(&too_big, 0),
-        Err(CarError::VarintOverflow { offset: 0 })
-    );
-    assert_eq!(
-        read_varint(&[0x80, 0x00], 9),
-        Err(CarError::NonMinimalVarint { offset: 9 })
-    );
+    assert_eq!(read_varint(&too_big, 0), Err(CarError::VarintOverflow { offset: 0 }));
+    assert_eq!(read_varint(&[0x80, 0x00], 9), Err(CarError::NonMinimalVarint { offset: 9 }));
 }
 
 #[test]
@@ -123,10 +103,7 @@ fn round_trip_v1_and_offsets() {
     let it = CarBlocks::new(&bytes, CarLimits::default()).unwrap();
     let offsets: Vec<u64> = it.map(|b| b.unwrap().offset).collect();
     assert_eq!(offsets.len(), 3);
-    assert_eq!(
-        bytes[offsets[0] as usize] as usize,
-        blocks[0].0.to_bytes().len() + blocks[0].1.len()
-    );
+    assert_eq!(bytes[offsets[0] as usize] as usize, blocks[0].0.to_bytes().len() + blocks[0].1.len());
 }
 
 #[test]
@@ -157,10 +134,7 @@ fn v2_layout_is_reported_and_index_ignored() {
     assert_eq!(header.version, 2);
     assert_eq!(header.roots, roots);
     let layout = header.v2.unwrap();
-    assert_eq!(
-        (layout.data_offset, layout.data_size),
-        (51, v1.len() as u64)
-    );
+    assert_eq!((layout.data_offset, layout.data_size), (51, v1.len() as u64));
     assert_eq!(got, blocks);
 }
 
@@ -189,15 +163,9 @@ fn v2_bad_layouts() {
     // Without the total length, a payload past the end shows as truncation at the end.
     let mut short = v2_wrap(&v1, 0, b"");
     short[35..43].copy_from_slice(&(v1.len() as u64 + 1).to_le_bytes());
-    assert!(matches!(
-        read_car(&short, CarLimits::default()),
-        Err(CarError::BadV2Header { .. })
-    ));
+    assert!(matches!(read_car(&short, CarLimits::default()), Err(CarError::BadV2Header { .. })));
     let (_, _, result) = decode_chunked(&short, 64, CarLimits::default());
-    assert!(
-        matches!(result, Err(CarError::Truncated { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(CarError::Truncated { .. })), "{result:?}");
 }
 
 #[test]
@@ -237,62 +205,38 @@ fn bad_headers() {
         b
     };
     let err = |body: &[u8]| read_car(&header_only(body), CarLimits::default()).unwrap_err();
-    assert_eq!(
-        err(&v(&[0x18, 42])),
-        CarError::UnsupportedVersion { version: 42 }
-    );
+    assert_eq!(err(&v(&[0x18, 42])), CarError::UnsupportedVersion { version: 42 });
     assert_eq!(err(&v(&[2])), CarError::BadPragma { offset: 0 });
     let mut trailing = v(&[1]);
     trailing.push(0);
-    assert!(matches!(
-        err(&trailing),
-        CarError::BadHeader { offset: 18, .. }
-    ));
+    assert!(matches!(err(&trailing), CarError::BadHeader { offset: 18, .. }));
     let mut unknown = v(&[1]);
     unknown[0] = 0xa3;
     unknown.extend_from_slice(&[0x61, b'x', 0x01]);
     assert!(matches!(err(&unknown), CarError::BadHeader { .. }));
     let mut null_roots = v(&[1]);
     null_roots[7] = 0xf6;
-    assert!(matches!(
-        err(&null_roots),
-        CarError::BadHeader { offset: 8, .. }
-    ));
+    assert!(matches!(err(&null_roots), CarError::BadHeader { offset: 8, .. }));
     assert!(matches!(err(&[0x80]), CarError::BadHeader { .. }));
     assert!(matches!(err(&[0xbf]), CarError::BadHeader { .. }));
-    let limits = CarLimits {
-        max_roots: 0,
-        ..CarLimits::default()
-    };
+    let limits = CarLimits { max_roots: 0, ..CarLimits::default() };
     let (roots, _, bytes) = sample();
     assert_eq!(
         read_car(&bytes, limits).unwrap_err(),
-        CarError::TooManyRoots {
-            offset: 8,
-            count: roots.len() as u64,
-            limit: 0
-        }
+        CarError::TooManyRoots { offset: 8, count: roots.len() as u64, limit: 0 }
     );
     // A huge declared header length fails on the prefix, before any byte is buffered.
     let mut huge = Vec::new();
     write_varint(u64::MAX >> 1, &mut huge);
     let (_, _, result) = decode_chunked(&huge, 1, CarLimits::default());
-    assert!(matches!(
-        result,
-        Err(CarError::HeaderTooLarge { offset: 0, .. })
-    ));
-    assert_eq!(
-        read_car(&[], CarLimits::default()).unwrap_err(),
-        CarError::Truncated { offset: 0 }
-    );
+    assert!(matches!(result, Err(CarError::HeaderTooLarge { offset: 0, .. })));
+    assert_eq!(read_car(&[], CarLimits::default()).unwrap_err(), CarError::Truncated { offset: 0 });
 }
 
 #[test]
 fn bad_sections() {
     let (_, blocks, good) = sample();
-    let first = CarBlocks::new(&good, CarLimits::default())
-        .unwrap()
-        .position() as usize;
+    let first = CarBlocks::new(&good, CarLimits::default()).unwrap().position() as usize;
     let second = first + 1 + blocks[0].0.to_bytes().len() + blocks[0].1.len();
     let at = first as u64;
 
@@ -300,35 +244,18 @@ fn bad_sections() {
     let last = mismatch.len() - 1;
     mismatch[last] ^= 1;
     let e = read_car(&mismatch, CarLimits::default()).unwrap_err();
-    assert!(
-        matches!(e, CarError::HashMismatch { cid, .. } if cid == blocks[2].0),
-        "{e:?}"
-    );
-    let unchecked = CarLimits {
-        verify_hashes: false,
-        ..CarLimits::default()
-    };
+    assert!(matches!(e, CarError::HashMismatch { cid, .. } if cid == blocks[2].0), "{e:?}");
+    let unchecked = CarLimits { verify_hashes: false, ..CarLimits::default() };
     assert_eq!(read_car(&mismatch, unchecked).unwrap().1.len(), 3);
 
     let mut zero = good[..second].to_vec();
     zero.extend_from_slice(&[0, 0, 0]);
     let e = read_car(&zero, CarLimits::default()).unwrap_err();
-    assert_eq!(
-        e,
-        CarError::ZeroLengthSection {
-            offset: second as u64
-        }
-    );
-    let eof = CarLimits {
-        zero_length_section_as_eof: true,
-        ..CarLimits::default()
-    };
+    assert_eq!(e, CarError::ZeroLengthSection { offset: second as u64 });
+    let eof = CarLimits { zero_length_section_as_eof: true, ..CarLimits::default() };
     assert_eq!(read_car(&zero, eof).unwrap().1, blocks[..1].to_vec());
 
-    let small = CarLimits {
-        max_section_len: 8,
-        ..CarLimits::default()
-    };
+    let small = CarLimits { max_section_len: 8, ..CarLimits::default() };
     let e = read_car(&good, small).unwrap_err();
     assert!(matches!(e, CarError::SectionTooLarge { offset, limit: 8, .. } if offset == at));
 
@@ -336,19 +263,12 @@ fn bad_sections() {
         let e = read_car(&good[..cut], CarLimits::default()).unwrap_err();
         assert_eq!(e, CarError::Truncated { offset: at }, "cut at {cut}");
         let (_, _, result) = decode_chunked(&good[..cut], 3, CarLimits::default());
-        assert_eq!(
-            result,
-            Err(CarError::Truncated { offset: at }),
-            "cut at {cut}"
-        );
+        assert_eq!(result, Err(CarError::Truncated { offset: at }), "cut at {cut}");
     }
 
     let mut bad_cid = good[..first].to_vec();
     bad_cid.extend_from_slice(&[3, 0x02, 0x71, 0x12]);
-    assert_eq!(
-        read_car(&bad_cid, CarLimits::default()).unwrap_err(),
-        CarError::BadCid { offset: at + 1 }
-    );
+    assert_eq!(read_car(&bad_cid, CarLimits::default()).unwrap_err(), CarError::BadCid { offset: at + 1 });
 
     let sha1 = Cid::new_v1(key::RAW, Multihash::<64>::wrap(0x11, &[7; 20]).unwrap());
     let mut unsupported = Vec::new();
@@ -380,12 +300,7 @@ fn errors_are_sticky() {
 fn finish_right_after_the_last_block() {
     let (_, blocks, v1) = sample();
     let v2 = v2_wrap(&v1, 0, b"");
-    for (bytes, total) in [
-        (&v1, None),
-        (&v2, None),
-        (&v1, Some(v1.len())),
-        (&v2, Some(v2.len())),
-    ] {
+    for (bytes, total) in [(&v1, None), (&v2, None), (&v1, Some(v1.len())), (&v2, Some(v2.len()))] {
         let mut dec = CarDecoder::new(CarLimits::default());
         if let Some(t) = total {
             dec = dec.with_total_len(t as u64);
@@ -418,11 +333,7 @@ fn finish_right_after_the_last_block() {
 
 #[test]
 fn messages_name_the_offset() {
-    let e = CarError::SectionTooLarge {
-        offset: 1234,
-        len: 99_999_999,
-        limit: 8,
-    };
+    let e = CarError::SectionTooLarge { offset: 1234, len: 99_999_999, limit: 8 };
     let text = alloc::format!("{e}");
     assert!(text.contains("1234") && text.contains("99999999"), "{text}");
 }

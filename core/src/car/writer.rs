@@ -27,11 +27,7 @@ pub fn encode_section(cid: &Cid, data: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Appends a complete CARv1 file: the header naming `roots`, then `blocks` in order.
-pub fn write_car_v1<B: AsRef<[u8]>>(
-    roots: &[Cid],
-    blocks: impl IntoIterator<Item = (Cid, B)>,
-    out: &mut Vec<u8>,
-) {
+pub fn write_car_v1<B: AsRef<[u8]>>(roots: &[Cid], blocks: impl IntoIterator<Item = (Cid, B)>, out: &mut Vec<u8>) {
     encode_header_v1(roots, out);
     for (cid, data) in blocks {
         encode_section(&cid, data.as_ref(), out);

@@ -58,8 +58,7 @@ impl Rng {
             }
             1 => {
                 let size = self.below(65) as usize;
-                let mh = Multihash::<64>::wrap(self.next() >> self.below(64), &self.bytes(size))
-                    .expect("fits");
+                let mh = Multihash::<64>::wrap(self.next() >> self.below(64), &self.bytes(size)).expect("fits");
                 Cid::new_v1(self.next() >> self.below(64), mh).to_bytes()
             }
             // Random field-by-field encodings with random declared and actual digest sizes.
@@ -125,8 +124,5 @@ fn parse_cid_agrees_with_read_bytes() {
             err += 1;
         }
     }
-    assert!(
-        ok > 50_000 && err > 50_000,
-        "both outcomes exercised: {ok} ok, {err} rejected"
-    );
+    assert!(ok > 50_000 && err > 50_000, "both outcomes exercised: {ok} ok, {err} rejected");
 }

@@ -11,7 +11,10 @@ use crate::{
     kv::{Kv, Space},
     markset::{AnyMarks, Marks},
     meta,
-    store::{state::{SharedRef, Txn}, SplitStore},
+    store::{
+        state::{SharedRef, Txn},
+        SplitStore,
+    },
 };
 
 /// A compaction that has been decided (its transaction is open) but not run yet.

@@ -229,7 +229,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
             // Accesses that raced the first pass are protected under the lock.
             report.protected_refs += self.protect_txn_refs(marks, true, false).await?;
-            let record = meta::PurgeRecord { boundaries: plan.boundaries, marked: marks.lock().len() as u64, dead: report.dead };
+            let record =
+                meta::PurgeRecord { boundaries: plan.boundaries, marked: marks.lock().len() as u64, dead: report.dead };
             let mut batch = WriteBatch::new();
             batch.put(Space::Meta, meta::PURGE, record.encode()).strict();
             self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;

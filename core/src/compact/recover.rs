@@ -7,7 +7,13 @@
 //! * No purge record: nothing was deleted yet; leftover lists are discarded.
 
 use super::{CompactionReport, NoProgress, RecoveryReport};
-use crate::{clock::Clock, error::Error, kv::{Kv, Space}, meta, store::SplitStore};
+use crate::{
+    clock::Clock,
+    error::Error,
+    kv::{Kv, Space},
+    meta,
+    store::SplitStore,
+};
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     pub(crate) async fn recover(&self) -> Result<(), Error> {

@@ -12,7 +12,11 @@ use crate::{
 };
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
-    pub(crate) async fn move_cold(&self, progress: &dyn ProgressSink, report: &mut CompactionReport) -> Result<(), Error> {
+    pub(crate) async fn move_cold(
+        &self,
+        progress: &dyn ProgressSink,
+        report: &mut CompactionReport,
+    ) -> Result<(), Error> {
         progress.report(&Progress { phase: Phase::Move, done: 0, total: None });
         let mut after: Option<Vec<u8>> = None;
         loop {

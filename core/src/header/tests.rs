@@ -91,11 +91,7 @@ fn decodes_both_layouts() {
     let parents = [cid(b"p1"), cid(b"p2"), cid(b"p3")];
     for fields in [13, 16] {
         let bytes = header(fields, &parents, Height::Int(1234), 1_600_000_000);
-        assert_eq!(
-            decode(&bytes),
-            Ok(expected(&parents, 1234, 1_600_000_000)),
-            "{fields}"
-        );
+        assert_eq!(decode(&bytes), Ok(expected(&parents, 1234, 1_600_000_000)), "{fields}");
         let bytes = header(fields, &[], Height::Int(0), 0);
         assert_eq!(decode(&bytes), Ok(expected(&[], 0, 0)), "{fields}");
     }
@@ -107,19 +103,11 @@ fn height_of_either_sign() {
         let bytes = header(16, &[cid(b"p")], Height::Int(h), 9);
         assert_eq!(decode(&bytes).map(|h| h.height), Ok(h));
     }
-    let too_big: &[&[u8]] = &[
-        &[0x1b, 0x80, 0, 0, 0, 0, 0, 0, 0],
-        &[0x3b, 0x80, 0, 0, 0, 0, 0, 0, 0],
-        &[0x41, 0x01],
-        &[0xf6],
-    ];
+    let too_big: &[&[u8]] =
+        &[&[0x1b, 0x80, 0, 0, 0, 0, 0, 0, 0], &[0x3b, 0x80, 0, 0, 0, 0, 0, 0, 0], &[0x41, 0x01], &[0xf6]];
     for raw in too_big {
         let bytes = header(13, &[cid(b"p")], Height::Raw(raw), 9);
-        assert_eq!(
-            decode(&bytes),
-            Err(HeaderError::BadField { field: "Height" }),
-            "{raw:02x?}"
-        );
+        assert_eq!(decode(&bytes), Err(HeaderError::BadField { field: "Height" }), "{raw:02x?}");
     }
 }
 
@@ -129,14 +117,8 @@ fn not_a_header() {
     assert_eq!(decode(&[0x9f, 0xff]), Err(HeaderError::NotAnArray));
     assert_eq!(decode(&[0xfc]), Err(HeaderError::NotAnArray));
     assert_eq!(decode(&[]), Err(HeaderError::Truncated { offset: 0 }));
-    assert_eq!(
-        decode(&[0x83, 1, 2, 3]),
-        Err(HeaderError::WrongFieldCount { found: 3 })
-    );
-    assert_eq!(
-        decode(&[0x8e]),
-        Err(HeaderError::WrongFieldCount { found: 14 })
-    );
+    assert_eq!(decode(&[0x83, 1, 2, 3]), Err(HeaderError::WrongFieldCount { found: 3 }));
+    assert_eq!(decode(&[0x8e]), Err(HeaderError::WrongFieldCount { found: 14 }));
 }
 
 #[test]
@@ -159,10 +141,7 @@ fn truncated_and_malformed_fields() {
     bad[4] = 0x9c;
     assert_eq!(
         decode(&bad),
-        Err(HeaderError::Malformed {
-            field: "Ticket",
-            source: LinkError::InvalidHead { offset: 4 }
-        })
+        Err(HeaderError::Malformed { field: "Ticket", source: LinkError::InvalidHead { offset: 4 } })
     );
 }
 
@@ -173,16 +152,10 @@ fn parents_must_be_an_array_of_cids() {
     assert_eq!(good[at], 0x81);
     let mut not_array = good.clone();
     not_array[at] = 0xa1;
-    assert_eq!(
-        decode(&not_array),
-        Err(HeaderError::BadField { field: "Parents" })
-    );
+    assert_eq!(decode(&not_array), Err(HeaderError::BadField { field: "Parents" }));
     let mut not_cid = good.clone();
     not_cid[at + 2] = 43; // tag 43 instead of 42
-    assert_eq!(
-        decode(&not_cid),
-        Err(HeaderError::BadField { field: "Parents" })
-    );
+    assert_eq!(decode(&not_cid), Err(HeaderError::BadField { field: "Parents" }));
     let mut huge = good[..at].to_vec();
     huge.extend_from_slice(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
     assert!(matches!(decode(&huge), Err(HeaderError::Truncated { .. })));
@@ -193,31 +166,13 @@ fn parents_must_be_an_array_of_cids() {
 #[test]
 fn tipset_key_matches_lotus() {
     let (c1, c2, c3) = (cid(b"a"), cid(b"b"), cid(b"c"));
-    assert_eq!(
-        c1.to_string(),
-        "bafy2bzacecesrkxghscnq7vatble2hqdvwat6ed23vdu4vvo3uuggsoaya7ki"
-    );
-    assert_eq!(
-        c2.to_string(),
-        "bafy2bzacebxfyh2fzoxrt6kcgc5dkaodpcstgwxxdizrww225vrhsizsfcg4g"
-    );
-    assert_eq!(
-        c3.to_string(),
-        "bafy2bzacedwviarjtjraqakob5pslltmuo5n3xev3nt5zylezofkbbv5jclyu"
-    );
+    assert_eq!(c1.to_string(), "bafy2bzacecesrkxghscnq7vatble2hqdvwat6ed23vdu4vvo3uuggsoaya7ki");
+    assert_eq!(c2.to_string(), "bafy2bzacebxfyh2fzoxrt6kcgc5dkaodpcstgwxxdizrww225vrhsizsfcg4g");
+    assert_eq!(c3.to_string(), "bafy2bzacedwviarjtjraqakob5pslltmuo5n3xev3nt5zylezofkbbv5jclyu");
     let cases: [(&[Cid], &str); 3] = [
-        (
-            &[],
-            "bafy2bzacea456askyutsf7uk4ta2q5aojrlcji4mhaqokbfalgvoq4ueeh4l2",
-        ),
-        (
-            &[c1],
-            "bafy2bzacealem6larzxhf7aggj3cozcefqez3jlksx2tuxehwdil27otcmy4q",
-        ),
-        (
-            &[c1, c2, c3],
-            "bafy2bzacecbnwngwfvxuciumcfudiaoqozisp3hus5im5lg4urrwlxbueissu",
-        ),
+        (&[], "bafy2bzacea456askyutsf7uk4ta2q5aojrlcji4mhaqokbfalgvoq4ueeh4l2"),
+        (&[c1], "bafy2bzacealem6larzxhf7aggj3cozcefqez3jlksx2tuxehwdil27otcmy4q"),
+        (&[c1, c2, c3], "bafy2bzacecbnwngwfvxuciumcfudiaoqozisp3hus5im5lg4urrwlxbueissu"),
     ];
     for (blocks, want) in cases {
         let (key, bytes) = tipset_key(blocks);

@@ -128,9 +128,7 @@ fn non_canonical_maps_are_accepted() {
 #[test]
 fn other_tags_and_big_integers() {
     // [2(h'01ff'), 3(h'00'), 1(1.5), 55799(42(cid))]
-    let mut v = vec![
-        0x84, 0xc2, 0x42, 0x01, 0xff, 0xc3, 0x41, 0x00, 0xc1, 0xf9, 0x3e, 0x00,
-    ];
+    let mut v = vec![0x84, 0xc2, 0x42, 0x01, 0xff, 0xc3, 0x41, 0x00, 0xc1, 0xf9, 0x3e, 0x00];
     v.extend_from_slice(&[0xd9, 0xd9, 0xf7]);
     link(&mut v, &cid(b"t"));
     assert_eq!(scan(&v), Ok(vec![cid(b"t")]));
@@ -146,9 +144,7 @@ fn indefinite_length_items() {
     // [_ {_ "k": a}, (_ h'01', h'02'), (_ "x"), b]
     let mut v = vec![0x9f, 0xbf, 0x61, b'k'];
     link(&mut v, &a);
-    v.extend_from_slice(&[
-        0xff, 0x5f, 0x41, 0x01, 0x41, 0x02, 0xff, 0x7f, 0x61, b'x', 0xff,
-    ]);
+    v.extend_from_slice(&[0xff, 0x5f, 0x41, 0x01, 0x41, 0x02, 0xff, 0x7f, 0x61, b'x', 0xff]);
     link(&mut v, &b);
     v.push(0xff);
     assert_eq!(scan(&v), Ok(vec![a, b]));
@@ -158,28 +154,13 @@ fn indefinite_length_items() {
 fn malformed_indefinite_items() {
     // Chunk of the wrong type, indefinite chunk, break at top level, break in a definite
     // array, break right after a tag, indefinite integer and tag.
-    assert_eq!(
-        scan(&[0x5f, 0x61, b'x', 0xff]),
-        Err(LinkError::BadChunk { offset: 1 })
-    );
-    assert_eq!(
-        scan(&[0x7f, 0x7f, 0xff, 0xff]),
-        Err(LinkError::BadChunk { offset: 1 })
-    );
+    assert_eq!(scan(&[0x5f, 0x61, b'x', 0xff]), Err(LinkError::BadChunk { offset: 1 }));
+    assert_eq!(scan(&[0x7f, 0x7f, 0xff, 0xff]), Err(LinkError::BadChunk { offset: 1 }));
     assert_eq!(scan(&[0xff]), Err(LinkError::UnexpectedBreak { offset: 0 }));
-    assert_eq!(
-        scan(&[0x82, 0x01, 0xff]),
-        Err(LinkError::UnexpectedBreak { offset: 2 })
-    );
-    assert_eq!(
-        scan(&[0x9f, 0xc1, 0xff]),
-        Err(LinkError::UnexpectedBreak { offset: 2 })
-    );
+    assert_eq!(scan(&[0x82, 0x01, 0xff]), Err(LinkError::UnexpectedBreak { offset: 2 }));
+    assert_eq!(scan(&[0x9f, 0xc1, 0xff]), Err(LinkError::UnexpectedBreak { offset: 2 }));
     assert_eq!(scan(&[0x1f]), Err(LinkError::InvalidHead { offset: 0 }));
-    assert_eq!(
-        scan(&[0xdf, 0x01]),
-        Err(LinkError::InvalidHead { offset: 0 })
-    );
+    assert_eq!(scan(&[0xdf, 0x01]), Err(LinkError::InvalidHead { offset: 0 }));
     assert_eq!(scan(&[0x9f, 0x01]), Err(LinkError::Truncated { offset: 2 }));
 }
 
@@ -188,12 +169,7 @@ fn reserved_additional_information() {
     for info in 28u8..=30 {
         for major in 0u8..8 {
             let v = [major << 5 | info, 0, 0, 0, 0, 0, 0, 0, 0];
-            assert_eq!(
-                scan(&v),
-                Err(LinkError::InvalidHead { offset: 0 }),
-                "{:02x}",
-                v[0]
-            );
+            assert_eq!(scan(&v), Err(LinkError::InvalidHead { offset: 0 }), "{:02x}", v[0]);
         }
     }
 }
@@ -207,24 +183,15 @@ fn huge_declared_lengths_are_truncated_not_allocated() {
     let huge_map = [0xbb, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x00];
     assert_eq!(scan(&huge_map), Err(LinkError::Truncated { offset: 0 }));
     // A map of two entries with three bytes left cannot fit.
-    assert_eq!(
-        scan(&[0xa2, 0x01, 0x02, 0x03]),
-        Err(LinkError::Truncated { offset: 0 })
-    );
+    assert_eq!(scan(&[0xa2, 0x01, 0x02, 0x03]), Err(LinkError::Truncated { offset: 0 }));
     assert_eq!(scan(&[0x19, 0x01]), Err(LinkError::Truncated { offset: 1 }));
     assert_eq!(scan(&[0x82, 0x01]), Err(LinkError::Truncated { offset: 0 }));
-    assert_eq!(
-        scan(&[0x83, 0x01, 0x02]),
-        Err(LinkError::Truncated { offset: 0 })
-    );
+    assert_eq!(scan(&[0x83, 0x01, 0x02]), Err(LinkError::Truncated { offset: 0 }));
 }
 
 #[test]
 fn trailing_bytes() {
-    assert_eq!(
-        scan(&[0x01, 0x02]),
-        Err(LinkError::TrailingBytes { offset: 1 })
-    );
+    assert_eq!(scan(&[0x01, 0x02]), Err(LinkError::TrailingBytes { offset: 1 }));
     let mut v = linked(&cid(b"a"));
     let end = v.len();
     v.push(0xf6);
@@ -260,24 +227,13 @@ fn malformed_cid_payloads() {
     cases.push(vec![0xd8, 42, 0x01]);
     cases.push(vec![0xd8, 42, 0x5f, 0xff]);
     for case in &cases {
-        assert_eq!(
-            scan(case),
-            Err(LinkError::BadCid { offset: 0 }),
-            "{case:02x?}"
-        );
+        assert_eq!(scan(case), Err(LinkError::BadCid { offset: 0 }), "{case:02x?}");
         let mut nested = vec![0x82, 0x00];
         nested.extend_from_slice(case);
-        assert_eq!(
-            scan(&nested),
-            Err(LinkError::BadCid { offset: 2 }),
-            "{case:02x?}"
-        );
+        assert_eq!(scan(&nested), Err(LinkError::BadCid { offset: 2 }), "{case:02x?}");
     }
     // A byte string that runs past the end is truncation, not a bad CID.
-    assert_eq!(
-        scan(&[0xd8, 42, 0x58, 0x25, 0x00, 0x01]),
-        Err(LinkError::Truncated { offset: 4 })
-    );
+    assert_eq!(scan(&[0xd8, 42, 0x58, 0x25, 0x00, 0x01]), Err(LinkError::Truncated { offset: 4 }));
     assert_eq!(scan(&[0xd8, 42]), Err(LinkError::Truncated { offset: 2 }));
 }
 
@@ -293,10 +249,7 @@ fn deep_nesting_is_iterative_and_bounded() {
     assert_eq!(scan(&nested_arrays(INLINE_DEPTH + 1)), Ok(vec![]));
     assert_eq!(scan(&nested_arrays(3000)), Ok(vec![]));
     assert_eq!(scan(&nested_arrays(MAX_DEPTH)), Ok(vec![]));
-    assert_eq!(
-        scan(&nested_arrays(MAX_DEPTH + 1)),
-        Err(LinkError::TooDeep { offset: MAX_DEPTH })
-    );
+    assert_eq!(scan(&nested_arrays(MAX_DEPTH + 1)), Err(LinkError::TooDeep { offset: MAX_DEPTH }));
     // Deep indefinite maps with a link at the bottom, closed by breaks.
     let mut v = Vec::new();
     for _ in 0..5000 {
@@ -333,11 +286,6 @@ fn links_of_respects_codec_and_unitary_cids() {
     let mut bad = vec![0x83];
     link(&mut bad, &cid(b"first"));
     bad.push(0xfc);
-    assert_eq!(
-        links_of(&cid(&bad), &bad, &mut out),
-        Err(LinkError::InvalidHead {
-            offset: bad.len() - 1
-        })
-    );
+    assert_eq!(links_of(&cid(&bad), &bad, &mut out), Err(LinkError::InvalidHead { offset: bad.len() - 1 }));
     assert_eq!(out, vec![cid(b"kept"), cid(b"child")]);
 }

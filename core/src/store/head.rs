@@ -34,7 +34,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// Applies a head change: `apply` lists tipsets (header CIDs), oldest first; the last is
     /// the new head. Returns a compaction to run when the trigger rule decides one.
-    pub async fn head_change(&self, revert: &[Vec<Cid>], apply: &[Vec<Cid>]) -> Result<Option<PendingCompaction>, Error> {
+    pub async fn head_change(
+        &self,
+        revert: &[Vec<Cid>],
+        apply: &[Vec<Cid>],
+    ) -> Result<Option<PendingCompaction>, Error> {
         Ok(self.head_change_outcome(revert, apply).await?.compaction)
     }
 

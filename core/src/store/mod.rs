@@ -67,7 +67,13 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     }
 
     /// [`SplitStore::open`] with a chosen mark-set implementation.
-    pub async fn open_with(hot: K, cold: K, clock: C, config: Config, markset_kind: MarkSetKind) -> Result<Self, Error> {
+    pub async fn open_with(
+        hot: K,
+        cold: K,
+        clock: C,
+        config: Config,
+        markset_kind: MarkSetKind,
+    ) -> Result<Self, Error> {
         config.validate()?;
         let store = SplitStore {
             hot,
@@ -161,7 +167,10 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod send_tests {
     use super::*;
-    use crate::{compact::NoProgress, mem::{ManualClock, MemKv}};
+    use crate::{
+        compact::NoProgress,
+        mem::{ManualClock, MemKv},
+    };
 
     fn require_send<T: Send>(_: &T) {}
 

@@ -30,11 +30,7 @@ fn inner_node(out: &mut Vec<u8>, children: &[Cid]) {
 }
 
 /// Writes a leaf node holding values `range` (1..=8 of them, or none for the empty AMT).
-fn leaf_node(
-    out: &mut Vec<u8>,
-    range: core::ops::Range<usize>,
-    value: &mut impl FnMut(usize, &mut Vec<u8>),
-) {
+fn leaf_node(out: &mut Vec<u8>, range: core::ops::Range<usize>, value: &mut impl FnMut(usize, &mut Vec<u8>)) {
     cbor::array(out, 3);
     cbor::bytes(out, &[bitmap(range.len())]);
     cbor::array(out, 0);
@@ -57,11 +53,7 @@ fn root_head(out: &mut Vec<u8>, height: u64, count: usize) {
 /// The empty AMT is the same object every time, so it goes through `Sink::put_const`; other
 /// nodes go through `put_dedup`, since blocks of one tipset that share messages can build
 /// identical message AMTs.
-pub(crate) fn build(
-    sink: &mut Sink,
-    count: usize,
-    mut value: impl FnMut(usize, &mut Vec<u8>),
-) -> Cid {
+pub(crate) fn build(sink: &mut Sink, count: usize, mut value: impl FnMut(usize, &mut Vec<u8>)) -> Cid {
     let mut height = 0u64;
     let mut capacity = WIDTH;
     while capacity < count {
@@ -72,11 +64,7 @@ pub(crate) fn build(
     root_head(&mut root, height, count);
     if height == 0 {
         leaf_node(&mut root, 0..count, &mut value);
-        return if count == 0 {
-            sink.put_const(root)
-        } else {
-            sink.put_dedup(root)
-        };
+        return if count == 0 { sink.put_const(root) } else { sink.put_dedup(root) };
     }
     let mut level: Vec<Cid> = (0..count.div_ceil(WIDTH))
         .map(|leaf| {
@@ -116,10 +104,7 @@ mod tests {
         let (root, blocks) = uint_values(0);
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].0, root);
-        assert_eq!(
-            blocks[0].1,
-            [0x84, 0x03, 0x00, 0x00, 0x83, 0x41, 0x00, 0x80, 0x80]
-        );
+        assert_eq!(blocks[0].1, [0x84, 0x03, 0x00, 0x00, 0x83, 0x41, 0x00, 0x80, 0x80]);
     }
 
     #[test]
@@ -127,10 +112,7 @@ mod tests {
         let (root, blocks) = uint_values(3);
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].0, root);
-        assert_eq!(
-            blocks[0].1,
-            [0x84, 0x03, 0x00, 0x03, 0x83, 0x41, 0x07, 0x80, 0x83, 0x00, 0x01, 0x02]
-        );
+        assert_eq!(blocks[0].1, [0x84, 0x03, 0x00, 0x03, 0x83, 0x41, 0x07, 0x80, 0x83, 0x00, 0x01, 0x02]);
     }
 
     #[test]

@@ -177,10 +177,7 @@ mod tests {
         uint(&mut out, 24);
         int(&mut out, i64::MIN);
         assert_eq!(&out[..6], &[0x20, 0x38, 0x18, 0x17, 0x18, 0x18]);
-        assert_eq!(
-            &out[6..],
-            &[0x3b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
-        );
+        assert_eq!(&out[6..], &[0x3b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
     }
 
     #[test]
@@ -200,9 +197,6 @@ mod tests {
 
     #[test]
     fn blake2b_cid_matches_the_key_module_for_dag_cbor() {
-        assert_eq!(
-            blake2b_cid(DAG_CBOR, b"\x80"),
-            dag_cbor_blake2b_cid(b"\x80")
-        );
+        assert_eq!(blake2b_cid(DAG_CBOR, b"\x80"), dag_cbor_blake2b_cid(b"\x80"));
     }
 }

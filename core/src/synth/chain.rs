@@ -56,10 +56,7 @@ pub(crate) fn tipset_messages(
         let secp: Vec<Cid> = mine.iter().filter(|m| m.1).map(|m| m.0).collect();
         txmetas.push(txmeta(sink, &bls, &secp));
     }
-    TipsetMessages {
-        txmetas,
-        unique: pool.len(),
-    }
+    TipsetMessages { txmetas, unique: pool.len() }
 }
 
 /// `TxMeta [bls_messages_amt, secp_messages_amt]`, each AMT holding message CIDs.
@@ -110,11 +107,7 @@ pub(crate) fn receipts(rng: &mut Rng, sink: &mut Sink, serial: &mut u64, count: 
     *serial += count as u64;
     amt::build(sink, count, |i, out| {
         cbor::array(out, 3);
-        let exit = if rng.per_mille(50) {
-            16 + rng.below(8)
-        } else {
-            0
-        };
+        let exit = if rng.per_mille(50) { 16 + rng.below(8) } else { 0 };
         cbor::uint(out, exit);
         let mut ret = Vec::with_capacity(9);
         cbor::uint(&mut ret, first + i as u64);
@@ -194,10 +187,7 @@ mod tests {
             total_unique += t.unique;
             assert_eq!(t.txmetas.len(), 3);
             let blocks = sink.take_epoch();
-            let messages = blocks
-                .iter()
-                .filter(|(_, b)| b[0] == 0x8a || (b[0] == 0x82 && b[1] == 0x8a))
-                .count();
+            let messages = blocks.iter().filter(|(_, b)| b[0] == 0x8a || (b[0] == 0x82 && b[1] == 0x8a)).count();
             assert_eq!(messages, t.unique);
             shared_seen |= t.unique < 18;
             let mut cids: Vec<Cid> = blocks.iter().map(|b| b.0).collect();

@@ -74,15 +74,9 @@ mod tests {
 
     #[test]
     fn streams_and_seeds_differ() {
-        let a: Vec<u64> = (0..4)
-            .scan(Rng::new(7, 1), |r, _| Some(r.next_u64()))
-            .collect();
-        let b: Vec<u64> = (0..4)
-            .scan(Rng::new(7, 2), |r, _| Some(r.next_u64()))
-            .collect();
-        let c: Vec<u64> = (0..4)
-            .scan(Rng::new(8, 1), |r, _| Some(r.next_u64()))
-            .collect();
+        let a: Vec<u64> = (0..4).scan(Rng::new(7, 1), |r, _| Some(r.next_u64())).collect();
+        let b: Vec<u64> = (0..4).scan(Rng::new(7, 2), |r, _| Some(r.next_u64())).collect();
+        let c: Vec<u64> = (0..4).scan(Rng::new(8, 1), |r, _| Some(r.next_u64())).collect();
         assert_ne!(a, b);
         assert_ne!(a, c);
     }

@@ -38,12 +38,7 @@ enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [
-        Kind::Account,
-        Kind::Miner,
-        Kind::Multisig,
-        Kind::PaymentChannel,
-    ];
+    const ALL: [Kind; 4] = [Kind::Account, Kind::Miner, Kind::Multisig, Kind::PaymentChannel];
 
     fn name(self) -> &'static str {
         match self {
@@ -102,13 +97,7 @@ pub(crate) struct State {
 impl State {
     /// Builds and emits the genesis state of `actors` actors with inner nodes of `fanout`
     /// (a power of two, 8..=256) children.
-    pub(crate) fn genesis(
-        rng: &mut Rng,
-        sink: &mut Sink,
-        actors: usize,
-        fanout: usize,
-        emit_code: bool,
-    ) -> State {
+    pub(crate) fn genesis(rng: &mut Rng, sink: &mut Sink, actors: usize, fanout: usize, emit_code: bool) -> State {
         let code = code_blocks();
         let codes = code.clone().map(|(cid, _)| cid);
         if emit_code {
@@ -124,29 +113,13 @@ impl State {
             let kind = Kind::random(rng);
             let balance = rng.below(1 << 50);
             let head = write_head(rng, sink, salt, id as u64, kind, 0);
-            list.push(Actor {
-                kind,
-                version: 0,
-                nonce: 0,
-                balance,
-                head,
-            });
+            list.push(Actor { kind, version: 0, nonce: 0, balance, head });
         }
-        let mut state = State {
-            actors: list,
-            levels: Vec::new(),
-            fanout,
-            codes,
-            info,
-            root: info,
-            salt,
-        };
+        let mut state = State { actors: list, levels: Vec::new(), fanout, codes, info, root: info, salt };
         let leaves = actors.div_ceil(LEAF_ACTORS).max(1);
         let mut level: Vec<Cid> = (0..leaves).map(|j| state.write_leaf(sink, j)).collect();
         while level.len() > 1 {
-            let inner = (0..level.len().div_ceil(fanout))
-                .map(|j| write_inner(sink, &level, j, fanout))
-                .collect();
+            let inner = (0..level.len().div_ceil(fanout)).map(|j| write_inner(sink, &level, j, fanout)).collect();
             state.levels.push(level);
             level = inner;
         }
@@ -174,9 +147,7 @@ impl State {
             return self.root;
         }
         let mut changed: Vec<usize> = if count.saturating_mul(4) >= n {
-            (0..n)
-                .filter(|_| rng.below(n as u64) < count as u64)
-                .collect()
+            (0..n).filter(|_| rng.below(n as u64) < count as u64).collect()
         } else {
             let mut v: Vec<usize> = (0..count).map(|_| rng.below(n as u64) as usize).collect();
             v.sort_unstable();
@@ -237,12 +208,7 @@ impl State {
     }
 
     fn write_root(&self, sink: &mut Sink) -> Cid {
-        let top = self
-            .levels
-            .last()
-            .and_then(|l| l.first())
-            .copied()
-            .unwrap_or(self.info);
+        let top = self.levels.last().and_then(|l| l.first()).copied().unwrap_or(self.info);
         let mut out = Vec::with_capacity(90);
         cbor::array(&mut out, 3);
         cbor::uint(&mut out, STATE_TREE_VERSION);
@@ -315,13 +281,7 @@ fn write_head(rng: &mut Rng, sink: &mut Sink, salt: u64, id: u64, kind: Kind, ve
             cbor::array(&mut out, 5);
             cbor::link(&mut out, &cbor::identity_cid(DAG_CBOR, &info));
             cbor::uint(&mut out, u64::from(version));
-            cbor::link(
-                &mut out,
-                &Cid::new_v1(
-                    FIL_COMMITMENT_SEALED,
-                    cbor::wrap(POSEIDON_BLS12_381, &comm_r),
-                ),
-            );
+            cbor::link(&mut out, &Cid::new_v1(FIL_COMMITMENT_SEALED, cbor::wrap(POSEIDON_BLS12_381, &comm_r)));
             cbor::link(&mut out, &vesting);
             cbor::bigint(&mut out, u128::from(rng.next_u64()));
         }
@@ -369,10 +329,7 @@ mod tests {
         let (s, blocks) = genesis(1000);
         let leaves = 1000usize.div_ceil(LEAF_ACTORS);
         assert_eq!(s.levels[0].len(), leaves);
-        assert_eq!(
-            s.levels.iter().map(Vec::len).collect::<Vec<_>>(),
-            [leaves, 6, 1]
-        );
+        assert_eq!(s.levels.iter().map(Vec::len).collect::<Vec<_>>(), [leaves, 6, 1]);
         let miners = s.actors.iter().filter(|a| a.kind == Kind::Miner).count();
         // code blocks + info + heads + vesting blocks + nodes + wrapper
         assert_eq!(blocks.len(), 4 + 1 + 1000 + miners + leaves + 6 + 1 + 1);
@@ -398,26 +355,14 @@ mod tests {
         let new_root = s.churn(&mut rng, &mut sink, 10);
         assert_ne!(new_root, old_root);
         let blocks = sink.take_epoch();
-        let changed_leaves = s.levels[0]
-            .iter()
-            .zip(&before[0])
-            .filter(|(a, b)| a != b)
-            .count();
+        let changed_leaves = s.levels[0].iter().zip(&before[0]).filter(|(a, b)| a != b).count();
         assert!((1..=10).contains(&changed_leaves));
         // heads (+ vesting) + leaves + path nodes + wrapper: far below the state size.
         assert!(blocks.len() >= 10 + changed_leaves + 2, "{}", blocks.len());
-        assert!(
-            blocks.len() <= 20 + changed_leaves + 10 + 2,
-            "{}",
-            blocks.len()
-        );
+        assert!(blocks.len() <= 20 + changed_leaves + 10 + 2, "{}", blocks.len());
         assert_eq!(s.levels.last().map(Vec::len), Some(1));
         assert_ne!(s.levels.last(), before.last(), "the actors root changed");
-        let unchanged = s.levels[0]
-            .iter()
-            .zip(&before[0])
-            .filter(|(a, b)| a == b)
-            .count();
+        let unchanged = s.levels[0].iter().zip(&before[0]).filter(|(a, b)| a == b).count();
         assert_eq!(unchanged + changed_leaves, before[0].len());
     }
 
