@@ -1,0 +1,69 @@
+//! The compaction suites on the on-disk backend: scenarios in every mode, the crash matrix
+//! (a fault at a backend call, then reopening what was committed), interleavings, and a real
+//! chain.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::sync::Mutex;
+
+use splitstore_conformance::{crash, executor::block_on, interleave, realdata, scenarios, testdata::testdata_path};
+use splitstore_core::Mode;
+use splitstore_native::{FjallKv, KvOptions};
+
+/// Fresh stores in temporary directories, removed when the value is dropped.
+struct Disks(Mutex<Vec<tempfile::TempDir>>);
+
+impl Disks {
+    fn new() -> Self {
+        Disks(Mutex::new(Vec::new()))
+    }
+    fn make(&self) -> FjallKv {
+        let d = tempfile::tempdir().expect("tempdir");
+        let kv = FjallKv::open(d.path(), &KvOptions { cache_bytes: 4 << 20, read_threads: 1 }).expect("open");
+        self.0.lock().expect("lock").push(d);
+        kv
+    }
+}
+
+#[test]
+fn every_mode_matches_the_oracle_on_disk() {
+    let disks = Disks::new();
+    block_on(scenarios::all_modes(&|| disks.make()));
+    block_on(scenarios::protectors_keep_their_dags(&|| disks.make()));
+    block_on(scenarios::fingerprint_and_exact_agree(&|| disks.make()));
+}
+
+#[test]
+fn crash_matrix_on_disk() {
+    let disks = Disks::new();
+    for (i, mode) in [Mode::Discard, Mode::Universal, Mode::Messages].into_iter().enumerate() {
+        let s = block_on(crash::crash_matrix_on(&|| disks.make(), mode, 41 + i as u64, 16, 4));
+        println!(
+            "on-disk crash matrix {mode:?}: {} calls, {} crash points, {} purges recovered",
+            s.calls, s.crash_points, s.recovered_purges
+        );
+        assert!(s.crash_points > 5 && s.recovered_purges > 0);
+    }
+}
+
+#[test]
+fn interleavings_on_disk() {
+    let disks = Disks::new();
+    let seeds = 40;
+    let mut reads = 0;
+    for seed in 1..=seeds {
+        reads += block_on(interleave::one_seed_on(&|| disks.make(), seed, || async {})).reads;
+    }
+    println!("on-disk interleavings: {seeds} seeds, {reads} reads during compaction");
+    assert!(reads > seeds);
+}
+
+#[test]
+fn real_chain_on_disk() {
+    let disks = Disks::new();
+    let car = std::fs::read(testdata_path("kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car")).expect("read");
+    for mode in [Mode::Discard, Mode::Universal, Mode::Messages] {
+        let (before, after, _) =
+            block_on(realdata::import_and_compact(&|| disks.make(), &car, mode, 10, false)).expect("compaction");
+        assert!(after < before);
+    }
+}
