@@ -68,6 +68,7 @@ export function renderPhase(p) {
   const phase = $('phase');
   const bar = $('phase-progress');
   phase.dataset.phase = p.phase;
+  phase.dataset.done = String(p.done ?? 0);
   if (p.phase === 'idle') {
     phase.textContent = p.note ?? 'idle';
     bar.max = 1;

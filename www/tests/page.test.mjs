@@ -353,6 +353,56 @@ describe('splitstore page', () => {
     await ctx.close();
   });
 
+  test('reloads at five moments of a compaction all recover with nothing lost', async () => {
+    const expected = testnetExpectation();
+    const { ctx, page } = await newPage(env);
+    await openPage(page, env.url);
+    await openStore(page, { name: 'reload-reference', batchSize: 4, syncCheck: true });
+    await importFile(page, TESTNET_128);
+    await page.click('#compact-btn');
+    await page.waitForFunction(() => window.splitstore.store && document.getElementById('phase').dataset.phase === 'idle'
+      && !document.getElementById('compact-btn').disabled, null, { timeout: 120_000 });
+    const reference = (await settledStats(page)).info;
+    await page.click('#close-btn');
+    await page.waitForFunction(() => window.splitstore.store == null);
+    // Reload on entering a phase, or a number of progress events into it.
+    const moments = [['mark', 0], ['collect', 0], ['move', 0], ['purge', 0], ['purge', 40]];
+    for (const [i, [when, after]] of moments.entries()) {
+      await openStore(page, { name: `reload-trial-${i}`, batchSize: 4, syncCheck: true });
+      await importFile(page, TESTNET_128);
+      const reloaded = page.waitForEvent('load', { timeout: 120_000 });
+      await page.evaluate(([when, after]) => {
+        const phase = document.getElementById('phase');
+        let events = 0;
+        new MutationObserver(() => {
+          if (phase.dataset.phase === when && events++ >= after) location.reload();
+        }).observe(phase, { attributes: true, attributeFilter: ['data-phase', 'data-done'] });
+        document.getElementById('compact-btn').click();
+      }, [when, after]);
+      await reloaded;
+      await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 60_000 });
+      const { info } = await settledStats(page);
+      const at = `trial ${i} (reload in ${when})`;
+      assert.equal(info.pendingRecovery, false, at);
+      if (info.compactions === 1) {
+        // The purge had begun: opening finished it, exactly as without the reload (universal
+        // mode: every stored block is in hot or cold).
+        assert.equal(info.hotObjects, reference.hotObjects, at);
+        assert.equal(info.hotObjects + info.coldObjects, expected.storable, at);
+      } else {
+        // Before the purge: the compaction was discarded and nothing left the hot store.
+        assert.equal(info.compactions, 0, at);
+        assert.equal(info.hotObjects, expected.storable, at);
+      }
+      await page.click('#check-btn');
+      await page.waitForFunction(() => document.getElementById('check-result').dataset.missing != null);
+      assert.equal(await page.getAttribute('#check-result', 'data-missing'), '0', at);
+      await page.click('#close-btn');
+      await page.waitForFunction(() => window.splitstore.store == null);
+    }
+    await ctx.close();
+  });
+
   test('a store open in another tab is refused with a readable message', async () => {
     const { ctx, page } = await newPage(env);
     await openPage(page, env.url);
