@@ -154,6 +154,26 @@ impl Config {
     }
 }
 
+/// What a header at `height` keeps hot under `b`: its messages and receipts, and its state.
+/// Genesis state is always kept; genesis has no messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderRetention {
+    /// Messages and receipts are live.
+    pub messages: bool,
+    /// The parent state root's DAG is live.
+    pub state: bool,
+}
+
+impl Boundaries {
+    /// The retention rule for one header, as a pure function.
+    pub fn retention(&self, height: i64) -> HeaderRetention {
+        HeaderRetention {
+            messages: height >= self.include_messages && height > 0,
+            state: height >= self.boundary || height == 0,
+        }
+    }
+}
+
 /// Whether a head change should start a compaction, and if not, why not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -216,6 +236,15 @@ mod tests {
         assert_eq!(b.include_messages, 0);
         // Early heads give a negative boundary: everything is inside it.
         assert!(cfg(900, 0).boundaries(100).boundary < 0);
+    }
+
+    #[test]
+    fn header_retention() {
+        let b = Boundaries { head: 100, boundary: 60, include_messages: 40 };
+        assert_eq!(b.retention(0), HeaderRetention { messages: false, state: true });
+        assert_eq!(b.retention(39), HeaderRetention { messages: false, state: false });
+        assert_eq!(b.retention(40), HeaderRetention { messages: true, state: false });
+        assert_eq!(b.retention(60), HeaderRetention { messages: true, state: true });
     }
 
     #[test]

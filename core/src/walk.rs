@@ -60,6 +60,33 @@ pub(crate) struct WalkOpts<'a> {
     pub yielding: bool,
 }
 
+/// Marks each of `cids` not marked yet (skipping unitary ones), pushes the new ones that may
+/// have links onto `stack`, and reports them.
+fn mark_new(
+    cids: &[Cid],
+    marks: &Mutex<AnyMarks>,
+    stack: &mut Vec<Cid>,
+    opts: &mut WalkOpts<'_>,
+    stats: &mut WalkStats,
+) {
+    let mut m = marks.lock();
+    for c in cids {
+        if is_unitary(c) {
+            continue;
+        }
+        let key = BlockKey::of(c);
+        if m.mark(key.as_bytes()) {
+            stats.marked += 1;
+            if may_have_links(c) {
+                stack.push(*c);
+            }
+            if let Some(n) = opts.newly.as_deref_mut() {
+                n.push(key);
+            }
+        }
+    }
+}
+
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Marks `roots` and everything below them not marked yet.
     pub(crate) async fn walk(
@@ -70,24 +97,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     ) -> Result<WalkStats, Error> {
         let mut stats = WalkStats::default();
         let mut stack: Vec<Cid> = Vec::new();
-        {
-            let mut m = marks.lock();
-            for r in roots {
-                if is_unitary(r) {
-                    continue;
-                }
-                let key = BlockKey::of(r);
-                if m.mark(key.as_bytes()) {
-                    stats.marked += 1;
-                    if may_have_links(r) {
-                        stack.push(*r);
-                    }
-                    if let Some(n) = opts.newly.as_deref_mut() {
-                        n.push(key);
-                    }
-                }
-            }
-        }
+        mark_new(roots, marks, &mut stack, &mut opts, &mut stats);
         self.expand(stack, marks, &mut opts, &mut stats).await?;
         Ok(stats)
     }
@@ -127,24 +137,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                     }
                 }
             }
-            {
-                let mut m = marks.lock();
-                for c in &children {
-                    if is_unitary(c) {
-                        continue;
-                    }
-                    let key = BlockKey::of(c);
-                    if m.mark(key.as_bytes()) {
-                        stats.marked += 1;
-                        if may_have_links(c) {
-                            stack.push(*c);
-                        }
-                        if let Some(n) = opts.newly.as_deref_mut() {
-                            n.push(key);
-                        }
-                    }
-                }
-            }
+            mark_new(&children, marks, &mut stack, opts, stats);
             since_yield += take;
             if opts.yielding && since_yield >= self.config.yield_every {
                 since_yield = 0;

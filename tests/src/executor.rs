@@ -74,35 +74,43 @@ impl<'a> SeededExecutor<'a> {
         self.tasks.push((Some(Box::pin(f)), Arc::new(Flag(AtomicBool::new(true)))));
     }
 
+    /// Polls one randomly chosen ready task; `false` when none is ready.
+    fn step(&mut self, max_steps: u64) -> bool {
+        let ready: Vec<usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, (t, f))| t.is_some() && f.0.load(Ordering::SeqCst))
+            .map(|(i, _)| i)
+            .collect();
+        if ready.is_empty() {
+            return false;
+        }
+        assert!(self.steps < max_steps, "no completion after {max_steps} steps");
+        let i = ready[self.rng.below(ready.len())];
+        let (slot, flag) = &mut self.tasks[i];
+        flag.0.store(false, Ordering::SeqCst);
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        self.steps += 1;
+        if let Some(t) = slot.as_mut() {
+            if let Poll::Ready(()) = t.as_mut().poll(&mut cx) {
+                *slot = None;
+            }
+        }
+        true
+    }
+
+    fn pending(&self) -> usize {
+        self.tasks.iter().filter(|(t, _)| t.is_some()).count()
+    }
+
     /// Polls ready tasks in random order until all are done. Panics when tasks remain but
     /// none can make progress (a deadlock), or after `max_steps`.
     pub fn run(&mut self, max_steps: u64) {
-        loop {
-            let ready: Vec<usize> = self
-                .tasks
-                .iter()
-                .enumerate()
-                .filter(|(_, (t, f))| t.is_some() && f.0.load(Ordering::SeqCst))
-                .map(|(i, _)| i)
-                .collect();
-            if ready.is_empty() {
-                let left = self.tasks.iter().filter(|(t, _)| t.is_some()).count();
-                assert_eq!(left, 0, "deadlock: {left} tasks pending and none woken");
-                return;
-            }
-            assert!(self.steps < max_steps, "no completion after {max_steps} steps");
-            let i = ready[self.rng.below(ready.len())];
-            let (slot, flag) = &mut self.tasks[i];
-            flag.0.store(false, Ordering::SeqCst);
-            let waker = Waker::from(flag.clone());
-            let mut cx = Context::from_waker(&waker);
-            self.steps += 1;
-            if let Some(t) = slot.as_mut() {
-                if let Poll::Ready(()) = t.as_mut().poll(&mut cx) {
-                    *slot = None;
-                }
-            }
-        }
+        while self.step(max_steps) {}
+        let left = self.pending();
+        assert_eq!(left, 0, "deadlock: {left} tasks pending and none woken");
     }
 }
 
@@ -117,35 +125,16 @@ impl SeededExecutor<'_> {
     {
         let mut idle_turns = 0u32;
         loop {
-            let ready: Vec<usize> = self
-                .tasks
-                .iter()
-                .enumerate()
-                .filter(|(_, (t, f))| t.is_some() && f.0.load(Ordering::SeqCst))
-                .map(|(i, _)| i)
-                .collect();
-            if ready.is_empty() {
-                if self.tasks.iter().all(|(t, _)| t.is_none()) {
-                    return;
-                }
-                idle_turns += 1;
-                assert!(idle_turns <= max_idle, "deadlock: tasks pending and none woken after {max_idle} idle turns");
-                idle().await;
+            if self.step(max_steps) {
+                idle_turns = 0;
                 continue;
             }
-            idle_turns = 0;
-            assert!(self.steps < max_steps, "no completion after {max_steps} steps");
-            let i = ready[self.rng.below(ready.len())];
-            let (slot, flag) = &mut self.tasks[i];
-            flag.0.store(false, Ordering::SeqCst);
-            let waker = Waker::from(flag.clone());
-            let mut cx = Context::from_waker(&waker);
-            self.steps += 1;
-            if let Some(t) = slot.as_mut() {
-                if let Poll::Ready(()) = t.as_mut().poll(&mut cx) {
-                    *slot = None;
-                }
+            if self.pending() == 0 {
+                return;
             }
+            idle_turns += 1;
+            assert!(idle_turns <= max_idle, "deadlock: tasks pending and none woken after {max_idle} idle turns");
+            idle().await;
         }
     }
 }

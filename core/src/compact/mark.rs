@@ -71,14 +71,15 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                         m.mark(BlockKey::of(&tsk).as_bytes());
                     }
                 }
-                if h.height >= b.include_messages && h.height > 0 {
+                let keep = b.retention(h.height);
+                if keep.messages {
                     msg_roots.push(h.messages);
                     msg_roots.push(h.parent_message_receipts);
                 } else if h.height > 0 && cold_marks.is_some() {
                     cold_roots.push(h.messages);
                     cold_roots.push(h.parent_message_receipts);
                 }
-                if h.height >= b.boundary || h.height == 0 {
+                if keep.state {
                     state_roots.push(h.parent_state_root);
                 }
                 if h.height > 0 {

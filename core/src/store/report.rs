@@ -102,11 +102,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             for (cid, bytes) in generation.iter().zip(found) {
                 let Some(bytes) = bytes else { continue };
                 let h = header::decode(&bytes).map_err(|source| Error::BadHeader { cid: *cid, source })?;
-                if h.height >= b.include_messages && h.height > 0 {
+                let keep = b.retention(h.height);
+                if keep.messages {
                     roots.push(h.messages);
                     roots.push(h.parent_message_receipts);
                 }
-                if h.height >= b.boundary || h.height == 0 {
+                if keep.state {
                     roots.push(h.parent_state_root);
                 }
                 if h.height > 0 {
