@@ -15,6 +15,13 @@ for t in wasm32-unknown-unknown thumbv7em-none-eabihf; do
   fi
 done
 
+# The fuzz targets build with cargo-fuzz on the nightly toolchain (machines of this kind ship
+# one; otherwise rustup fetches it).
+if ! rustup toolchain list | grep -q '^nightly'; then
+  log "installing the nightly toolchain (for the fuzz smoke run)"
+  rustup toolchain install nightly --profile minimal
+fi
+
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   log "installing chromium and chromedriver from apt"
   export DEBIAN_FRONTEND=noninteractive

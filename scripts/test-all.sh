@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every suite on a fresh machine: installs the toolchain pieces it needs first
 # (scripts/setup.sh), then native tests, the no_std / wasm builds of the core, the browser
-# suites in headless Chromium, and the web page's Playwright tests.
+# suites in headless Chromium, the web page's Playwright tests, a short run of every fuzz
+# target, and the linters.
 #
 #   SPLITSTORE_SEEDS        interleaving seeds (default 1000)
 #   SPLITSTORE_KILL_TRIALS  kill -9 trials of the native CLI (default 20)
@@ -26,6 +27,9 @@ bash scripts/test-wasm.sh
 
 step "web page (Playwright on headless Chromium)"
 bash scripts/test-www.sh
+
+step "fuzz smoke: every target builds and runs about 30 s"
+bash scripts/fuzz-smoke.sh
 
 step "lint"
 cargo fmt --all --check
