@@ -122,6 +122,8 @@ pub enum Error {
     },
     /// The store has no head yet; import or apply a tipset first.
     NoHead,
+    /// A head change applied a tipset with no blocks.
+    EmptyTipset,
     /// A compaction is already running.
     AlreadyCompacting,
     /// An interrupted compaction must be recovered (reopen the store) before compacting.
@@ -165,6 +167,7 @@ impl fmt::Display for Error {
             Error::HashMismatch { cid } => write!(f, "block bytes do not hash to {cid}"),
             Error::UnsupportedHash { cid } => write!(f, "cannot verify the hash function of {cid}"),
             Error::NoHead => f.write_str("the store has no head tipset yet"),
+            Error::EmptyTipset => f.write_str("a tipset must name at least one block header"),
             Error::AlreadyCompacting => f.write_str("a compaction is already running"),
             Error::RecoveryPending => {
                 f.write_str("an interrupted compaction must be recovered first; reopen the store")

@@ -227,6 +227,7 @@ pub fn error_code(e: &Error) -> &'static str {
         Error::HashMismatch { .. } => "HashMismatch",
         Error::UnsupportedHash { .. } => "UnsupportedHash",
         Error::NoHead => "NoHead",
+        Error::EmptyTipset => "EmptyTipset",
         Error::AlreadyCompacting => "AlreadyCompacting",
         Error::RecoveryPending => "RecoveryPending",
         Error::Closed => "Closed",

@@ -48,7 +48,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let Some(tipset) = apply.last() else {
             return Ok(HeadOutcome { trigger: Trigger::NotDue, compaction: None });
         };
-        let first = tipset.first().ok_or(Error::InvalidConfig { detail: "an applied tipset has no blocks".into() })?;
+        let first = tipset.first().ok_or(Error::EmptyTipset)?;
         let h = self.read_header(first).await?;
         let head = Head { tipset: tipset.clone(), height: h.height, timestamp: h.timestamp };
         let now = self.clock.now_millis();
