@@ -92,10 +92,12 @@ impl<'a> Reader<'a> {
     fn i64(&mut self) -> Result<i64, Error> {
         Ok(self.u64()? as i64)
     }
+    /// A length-prefixed binary CID that fills its length exactly (`Cid::try_from` would
+    /// ignore bytes after the CID, so a damaged record could decode).
     fn cid(&mut self) -> Result<Cid, Error> {
         let n = self.u8()? as usize;
         let bytes = self.take(n)?;
-        Cid::try_from(bytes).map_err(|_| self.err("invalid CID"))
+        crate::cbor::parse_cid(bytes).ok_or_else(|| self.err("invalid CID"))
     }
     fn end(&self) -> Result<(), Error> {
         if self.buf.is_empty() {
@@ -199,7 +201,11 @@ mod tests {
         assert_eq!(Head::decode(&h.encode()).unwrap(), h);
         let s = StoreState { base_epoch: -3, compactions: 2, last_marked: 99 };
         assert_eq!(StoreState::decode(&s.encode()).unwrap(), s);
-        let p = PurgeRecord { boundaries: Boundaries { head: 100, boundary: 60, include_messages: 40 }, marked: 5, dead: 6 };
+        let p = PurgeRecord {
+            boundaries: Boundaries { head: 100, boundary: 60, include_messages: 40 },
+            marked: 5,
+            dead: 6,
+        };
         assert_eq!(PurgeRecord::decode(&p.encode()).unwrap(), p);
         let (he, se, pe) = (h.encode(), s.encode(), p.encode());
         for cut in 0..he.len() {
@@ -220,6 +226,12 @@ mod tests {
         let mut longer = pe.clone();
         longer.push(0);
         assert!(PurgeRecord::decode(&longer).is_err());
+        // A CID followed by bytes its length prefix covers is not a CID.
+        let mut padded = h.encode();
+        let first = 1 + 8 + 8 + 1;
+        padded[first] += 1;
+        padded.insert(first + 1 + c.to_bytes().len(), 0);
+        assert!(Head::decode(&padded).is_err());
         let mut wrong_version = s.encode();
         wrong_version[0] = 9;
         assert!(matches!(StoreState::decode(&wrong_version), Err(Error::CorruptMeta { key: "state", .. })));

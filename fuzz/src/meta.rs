@@ -1,0 +1,124 @@
+//! Target `meta`: the store's metadata records and durable lists, decoded from arbitrary bytes,
+//! and a store opened over hostile metadata.
+//!
+//! Properties:
+//! - `Head`, `StoreState` and `PurgeRecord` decoding never panics, and what decodes is
+//!   canonical: encoding it gives back exactly the input;
+//! - a dead-list / cold-list key (multihash bytes) that names a CID names it stably;
+//! - with `data[0] >= 0xc0` the rest is a list of records `[kind, len, bytes...]` written into
+//!   the metadata and list spaces of a small store, which is then opened: opening, `info`,
+//!   `check` and a compaction return typed errors or succeed, and never panic or hang.
+
+use std::sync::OnceLock;
+
+use splitstore_conformance::executor::block_on;
+use splitstore_core::{
+    key::BlockKey,
+    kv::{Kv, Space, WriteBatch},
+    mem::{ManualClock, MemKv},
+    meta::{self, Head, PurgeRecord, StoreState},
+    synth::{ChainGen, SynthConfig},
+    Config, NoProgress, SplitStore,
+};
+
+use super::input::Bytes;
+
+/// A stored `last_marked` above this skips the compaction step (see `open_hostile`).
+pub const MARKSET_SIZE_SKIP: u64 = 1 << 20;
+
+/// Runs every property on `data`; panics on a violation other than the known, not yet fixed
+/// findings F1 and F2 of `docs/fuzzing.md`, whose inputs skip the steps that would panic.
+pub fn check(data: &[u8]) {
+    check_with(data, false);
+}
+
+/// [`check`] without skipping anything for known findings.
+pub fn check_strict(data: &[u8]) {
+    check_with(data, true);
+}
+
+fn check_with(data: &[u8], strict: bool) {
+    if let Ok(h) = Head::decode(data) {
+        assert_eq!(h.encode(), data, "a head record that is not canonical decodes");
+    }
+    if let Ok(s) = StoreState::decode(data) {
+        assert_eq!(s.encode(), data, "a state record that is not canonical decodes");
+    }
+    if let Ok(p) = PurgeRecord::decode(data) {
+        assert_eq!(p.encode(), data, "a purge record that is not canonical decodes");
+    }
+    if let Some(c) = BlockKey::from_bytes(data.to_vec()).to_raw_cid() {
+        // Not byte-exact: the multihash crate reads a 10-byte code varint and drops the bits
+        // past 64, so a damaged key may name a CID whose key differs. It must be stable.
+        let key = BlockKey::of(&c);
+        assert_eq!(key.to_raw_cid(), Some(c), "a list key's CID does not map back to itself");
+        assert!(key.as_bytes().len() <= data.len(), "a list key grew");
+    }
+    if data.first().is_some_and(|&b| b >= 0xc0) {
+        open_hostile(&data[1..], strict);
+    }
+}
+
+/// A small store with a head, built once and copied per input.
+fn base() -> &'static MemKv {
+    static BASE: OnceLock<MemKv> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let hot = MemKv::new();
+        let store = block_on(SplitStore::open(hot.clone(), MemKv::new(), ManualClock::new(0), config())).expect("open");
+        let mut chain =
+            ChainGen::new(SynthConfig { seed: 3, state_objects: 12, messages_per_block: 1, ..SynthConfig::default() });
+        for _ in 0..3 {
+            let e = chain.next_epoch();
+            block_on(store.put_many(e.blocks)).expect("put");
+            drop(block_on(store.head_change(&[], &[e.tipset])).expect("head"));
+        }
+        hot
+    })
+}
+
+fn config() -> Config {
+    Config { sync_gap_secs: None, finality: 1, batch_size: 4, yield_every: 4, ..Config::default() }
+}
+
+/// Writes the records in `data` over a copy of the base store, then opens and uses it.
+fn open_hostile(data: &[u8], strict: bool) {
+    let hot = base().crash_image(usize::MAX);
+    let mut input = Bytes::new(data);
+    let mut batch = WriteBatch::new();
+    while !input.is_empty() {
+        let kind = input.u8();
+        let len = usize::from(input.u8());
+        let bytes = input.take(len).to_vec();
+        match kind % 6 {
+            0 => batch.put(Space::Meta, meta::HEAD, bytes),
+            1 => batch.put(Space::Meta, meta::STATE, bytes),
+            2 => batch.put(Space::Meta, meta::PURGE, bytes),
+            3 => batch.put(Space::Meta, meta::CHECKPOINT, bytes),
+            4 => batch.put(Space::Dead, bytes, Vec::new()),
+            _ => batch.put(Space::ColdList, bytes, Vec::new()),
+        };
+    }
+    block_on(hot.write(batch)).expect("write to memory");
+    // Known finding F2: finishing a compaction adds one to the stored count unchecked.
+    if let Some(b) = block_on(hot.get(Space::Meta, meta::STATE)).expect("read memory") {
+        if !strict && StoreState::decode(&b).is_ok_and(|s| s.compactions == u64::MAX) {
+            return;
+        }
+    }
+    let Ok(store) = block_on(SplitStore::open(hot.clone(), MemKv::new(), ManualClock::new(0), config())) else {
+        return;
+    };
+    drop(block_on(store.info()));
+    drop(block_on(store.check()));
+    // Recovery may have rewritten the state record from a purge record's `marked`.
+    let sizes_markset = match block_on(hot.get(Space::Meta, meta::STATE)).expect("read memory") {
+        Some(b) => StoreState::decode(&b).map_or(0, |s| s.last_marked),
+        None => 0,
+    };
+    // Known finding F1: the compaction sizes its mark set from the stored `last_marked`
+    // without a bound.
+    if strict || sizes_markset <= MARKSET_SIZE_SKIP {
+        drop(block_on(store.compact(&NoProgress)));
+        drop(block_on(store.check()));
+    }
+}

@@ -1,0 +1,544 @@
+//! Target `ops`: arbitrary operation sequences against the store, checked against a reference
+//! model (see [`model`]).
+//!
+//! The input's first bytes choose the compaction mode, the chain and the batch sizes; the rest
+//! is decoded as operations: apply the next epoch as head (and run, hold or drop the
+//! compaction it decides), put new blocks linking earlier ones, get and has (of written and of
+//! never-written blocks), manual compactions, a compaction interleaved with foreground
+//! operations on the seeded executor, arming a fault fuse that makes every backend call from
+//! the k-th on fail as if the process died, and reopening (cleanly, or from a crash image
+//! keeping none, some or all of the writes that were not yet durable).
+//!
+//! Invariants, checked after every compaction and reopen and at the end:
+//! - `get` returns exactly the bytes written, and finds every required block (model docs);
+//! - every required block is present with its whole DAG;
+//! - `check()` finds no live block missing, and neither does the independent oracle (after a
+//!   reopen and at the end);
+//! - in universal mode no block ever disappears except writes a crash lost;
+//! - no operation fails unless the fuse has blown; a reopen after any crash succeeds.
+
+mod model;
+
+use std::{cell::RefCell, collections::HashSet, sync::OnceLock};
+
+use splitstore_conformance::{
+    executor::{block_on, SeededExecutor},
+    fault::{Fault, FaultKv},
+    interleave::{node, YieldKv},
+    oracle::key_of,
+};
+use splitstore_core::{
+    kv::Space,
+    mem::{ManualClock, MemKv},
+    synth::{ChainGen, SynthConfig},
+    Cid, Clock, Config, Error, Mode, NoProgress, PendingCompaction, SplitStore,
+};
+
+use self::model::{Chain, Model};
+use super::input::Bytes;
+
+type Store = SplitStore<FaultKv<YieldKv<MemKv>>, ManualClock>;
+
+/// Operations before the run stops.
+const MAX_OPS: usize = 48;
+/// Epochs of each precomputed chain.
+const EPOCHS: usize = 40;
+/// Executor steps an interleaving may take before it counts as a hang.
+const MAX_STEPS: u64 = 20_000_000;
+
+/// One decoded operation.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    /// Put the next epoch's blocks and apply it as head; `then` picks what happens to a
+    /// compaction it decides (run now, hold, drop).
+    Apply { then: u8 },
+    /// Put one new block linking up to three written blocks.
+    Put { links: [u8; 3], count: u8 },
+    /// Put several new blocks in one batch.
+    PutMany { count: u8, sel: u8 },
+    /// Get a written block.
+    Get { sel: u8 },
+    /// `has` of a written block.
+    Has { sel: u8 },
+    /// Get a block that was never written.
+    GetAbsent { nonce: u16 },
+    /// Run the held compaction, or a new manual one.
+    Compact,
+    /// Open a compaction's transaction and hold it without running.
+    Hold,
+    /// Drop the held compaction unrun.
+    DropHeld,
+    /// Run the held (or a new) compaction interleaved with the next `count` operations.
+    Interleave { seed: u16, count: u8 },
+    /// Make the `k`-th backend call from now, and every later one, fail.
+    Arm { k: u16 },
+    /// Reopen: 0 = close cleanly, 1 = crash keeping what was durable, 2 = crash keeping
+    /// everything written, 3 = crash keeping `n` of the batches not yet durable.
+    Reopen { kind: u8, n: u8 },
+}
+
+fn decode(b: &mut Bytes<'_>) -> Op {
+    match b.u8() % 16 {
+        0..=3 => Op::Apply { then: b.u8() },
+        4 | 5 => Op::Put { links: [b.u8(), b.u8(), b.u8()], count: b.u8() },
+        6 => Op::PutMany { count: b.u8(), sel: b.u8() },
+        7 | 8 => Op::Get { sel: b.u8() },
+        9 => Op::Has { sel: b.u8() },
+        10 => Op::GetAbsent { nonce: b.u16() },
+        11 => Op::Compact,
+        12 => match b.u8() % 2 {
+            0 => Op::Hold,
+            _ => Op::DropHeld,
+        },
+        13 => Op::Interleave { seed: b.u16(), count: b.u8() },
+        14 => Op::Arm { k: b.u16() },
+        _ => Op::Reopen { kind: b.u8(), n: b.u8() },
+    }
+}
+
+/// True for operations a foreground task may run while a compaction runs.
+fn foreground(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Apply { .. } | Op::Put { .. } | Op::PutMany { .. } | Op::Get { .. } | Op::Has { .. } | Op::GetAbsent { .. }
+    )
+}
+
+/// Two precomputed tiny chains.
+fn chains() -> &'static [Chain; 2] {
+    static CHAINS: OnceLock<[Chain; 2]> = OnceLock::new();
+    CHAINS.get_or_init(|| {
+        [11, 12].map(|seed| {
+            let mut g = ChainGen::new(SynthConfig {
+                seed,
+                state_objects: 16,
+                churn_percent: 10,
+                max_blocks_per_tipset: 2,
+                messages_per_block: 1,
+                null_round_per_mille: 100,
+                ..SynthConfig::default()
+            });
+            Chain::new((0..EPOCHS).map(|_| g.next_epoch()).collect())
+        })
+    })
+}
+
+/// True when `SPLITSTORE_FUZZ_TRACE` is set: every operation is printed to stderr (for
+/// reading a failing input).
+fn tracing() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("SPLITSTORE_FUZZ_TRACE").is_some())
+}
+
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if tracing() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
+/// Runs the operation sequence `data` encodes; panics on a violated invariant other than the
+/// known, not yet fixed finding F4 of `docs/fuzzing.md` (see [`Run::reopen`]).
+pub fn check(data: &[u8]) {
+    block_on(run(data, false));
+}
+
+/// [`check`] without tolerating any known finding.
+pub fn check_strict(data: &[u8]) {
+    block_on(run(data, true));
+}
+
+struct Run {
+    /// Tolerate no known finding.
+    strict: bool,
+    cfg: Config,
+    clock: ManualClock,
+    fuse: Fault,
+    /// True while the fuse is armed and has not blown (checks through the store would tick it).
+    armed: bool,
+    store: Store,
+    held: Option<PendingCompaction>,
+    m: RefCell<Model>,
+}
+
+async fn open(hot: &MemKv, cold: &MemKv, fuse: &Fault, clock: &ManualClock, cfg: &Config) -> Result<Store, Error> {
+    SplitStore::open(
+        FaultKv::new(YieldKv(hot.clone()), fuse.clone()),
+        FaultKv::new(YieldKv(cold.clone()), fuse.clone()),
+        clock.clone(),
+        cfg.clone(),
+    )
+    .await
+}
+
+async fn run(data: &[u8], strict: bool) {
+    let mut b = Bytes::new(data);
+    let setup = b.u8();
+    let mode = [Mode::Discard, Mode::Universal, Mode::Messages][usize::from(setup % 3)];
+    let chain = &chains()[usize::from(setup / 3 % 2)];
+    let mut cfg = splitstore_conformance::chain::small_config(mode);
+    cfg.finality = 2;
+    cfg.batch_size = 1 + usize::from(b.u8() % 32);
+    cfg.yield_every = 1 + usize::from(b.u8() % 16);
+    let (hot, cold) = (MemKv::with_crash_tracking(), MemKv::with_crash_tracking());
+    let clock = ManualClock::new(0);
+    let fuse = Fault::new();
+    let store = open(&hot, &cold, &fuse, &clock, &cfg).await.expect("open an empty store");
+    let mut r = Run {
+        strict,
+        cfg,
+        clock,
+        fuse,
+        armed: false,
+        store,
+        held: None,
+        m: RefCell::new(Model::new(chain, mode, hot, cold)),
+    };
+    let mut ops = 0;
+    while !b.is_empty() && ops < MAX_OPS {
+        ops += 1;
+        let op = decode(&mut b);
+        trace!("op {ops}: {op:?} (applied {}, generation {})", r.m.borrow().applied, r.m.borrow().generation);
+        match op {
+            Op::Compact => r.compact().await,
+            Op::Hold => {
+                if r.held.is_none() {
+                    r.hold();
+                }
+            }
+            Op::DropHeld => drop(r.held.take()),
+            Op::Interleave { seed, count } => {
+                let sub: Vec<Op> = (0..1 + count % 8).map(|_| decode(&mut b)).filter(foreground).collect();
+                r.interleave(u64::from(seed), &sub).await;
+            }
+            Op::Arm { k } => {
+                r.fuse.arm(u64::from(k % 512));
+                r.armed = true;
+            }
+            Op::Reopen { kind, n } => r.reopen(kind, n).await,
+            Op::Apply { then } => {
+                if let Some(pending) = fg(&r.store, &r.m, op).await {
+                    match then % 3 {
+                        0 => r.run_pending(pending).await,
+                        1 if r.held.is_none() => r.held = Some(pending),
+                        _ => drop(pending),
+                    }
+                }
+            }
+            _ => drop(fg(&r.store, &r.m, op).await),
+        }
+        if r.fuse.blown() {
+            trace!("the fuse blew");
+            r.reopen(1 + b.u8() % 3, b.u8()).await;
+        }
+    }
+    drop(r.held.take());
+    if !r.fuse.blown() {
+        r.fuse.disarm();
+        r.armed = false;
+        r.verify("at the end", true).await;
+    }
+}
+
+/// Runs one foreground operation. Returns the compaction an applied head decided. A failure
+/// is allowed only once the fuse has blown (the caller then reopens).
+async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<PendingCompaction> {
+    let blown = |e: &Error, what: &str| {
+        assert!(store_fuse_blown(e), "{what} failed without a crash: {e}");
+    };
+    match op {
+        Op::Apply { .. } => {
+            let (chain, epoch, hot, cold) = {
+                let m = m.borrow();
+                (m.chain, m.chain.epochs.get(m.applied)?, m.hot.clone(), m.cold.clone())
+            };
+            let mut blocks = epoch.blocks.clone();
+            blocks.extend(chain.absent_ancestry(epoch, &hot, &cold).await);
+            if let Err(e) = store.put_many(blocks.clone()).await {
+                blown(&e, "put_many of an epoch");
+                return None;
+            }
+            m.borrow_mut().wrote(&blocks, &epoch.tipset);
+            match store.head_change(&[], std::slice::from_ref(&epoch.tipset)).await {
+                Ok(pending) => {
+                    let mut m = m.borrow_mut();
+                    m.applied += 1;
+                    trace!(
+                        "applied epoch {} (height {}), compaction decided: {}",
+                        m.applied,
+                        epoch.height,
+                        pending.is_some()
+                    );
+                    if pending.is_some() {
+                        m.transaction_opened();
+                    }
+                    pending
+                }
+                Err(e) => {
+                    blown(&e, "head change");
+                    None
+                }
+            }
+        }
+        Op::Put { links, count } => {
+            let block = new_block(m, &links[..usize::from(count % 4)]).await;
+            match store.put(&block.0, block.1.clone()).await {
+                Ok(()) => m.borrow_mut().wrote(&[block], &[]),
+                Err(e) => blown(&e, "put"),
+            }
+            None
+        }
+        Op::PutMany { count, sel } => {
+            let mut blocks = Vec::new();
+            for i in 0..1 + count % 6 {
+                blocks.push(new_block(m, &[sel.wrapping_add(i.wrapping_mul(37))]).await);
+            }
+            match store.put_many(blocks.clone()).await {
+                Ok(()) => m.borrow_mut().wrote(&blocks, &[]),
+                Err(e) => blown(&e, "put_many"),
+            }
+            None
+        }
+        Op::Get { sel } | Op::Has { sel } => {
+            let cid = m.borrow().pick(sel)?;
+            let found = if let Op::Get { .. } = op {
+                match store.get(&cid).await {
+                    Ok(got) => {
+                        if let Some(got) = &got {
+                            assert_eq!(
+                                Some(got.as_slice()),
+                                m.borrow().bytes_of(&cid),
+                                "get of {cid} returned other bytes"
+                            );
+                        }
+                        got.is_some()
+                    }
+                    Err(e) => {
+                        blown(&e, "get");
+                        return None;
+                    }
+                }
+            } else {
+                match store.has(&cid).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        blown(&e, "has");
+                        return None;
+                    }
+                }
+            };
+            let mut m = m.borrow_mut();
+            if found {
+                m.read(&cid);
+            } else {
+                assert!(!m.required(&cid), "a required block {cid} is not found");
+            }
+            None
+        }
+        Op::GetAbsent { nonce } => {
+            let (cid, _) = node(&[], u64::MAX - u64::from(nonce));
+            match store.get(&cid).await {
+                Ok(got) => assert_eq!(got, None, "a block that was never written is found"),
+                Err(e) => blown(&e, "get"),
+            }
+            match store.has(&cid).await {
+                Ok(h) => assert!(!h, "has() finds a block that was never written"),
+                Err(e) => blown(&e, "has"),
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Errors a blown fuse produces: the backend's crash, or the poisoned store after it.
+fn store_fuse_blown(e: &Error) -> bool {
+    matches!(e, Error::Poisoned | Error::Kv { source: splitstore_core::KvError::Crashed, .. })
+}
+
+/// A new block linking the present blocks `sels` pick.
+async fn new_block(m: &RefCell<Model>, sels: &[u8]) -> (Cid, Vec<u8>) {
+    let candidates: Vec<Cid> = {
+        let m = m.borrow();
+        sels.iter().filter_map(|s| m.pick(*s)).collect()
+    };
+    let (hot, cold) = {
+        let m = m.borrow();
+        (m.hot.clone(), m.cold.clone())
+    };
+    let mut children = Vec::new();
+    for c in candidates {
+        // Only present blocks: a new block's DAG is complete when it is written.
+        if !children.contains(&c) && model::raw_get(&hot, &cold, &key_of(&c)).await.is_some() {
+            children.push(c);
+        }
+    }
+    let nonce = {
+        let mut m = m.borrow_mut();
+        m.nonce += 1;
+        m.nonce
+    };
+    node(&children, nonce)
+}
+
+impl Run {
+    /// Opens a transaction and holds it.
+    fn hold(&mut self) {
+        match self.store.begin_compaction() {
+            Ok(p) => {
+                self.m.get_mut().transaction_opened();
+                self.held = Some(p);
+            }
+            Err(Error::NoHead) => assert_eq!(self.m.get_mut().applied, 0, "NoHead with a head applied"),
+            Err(e) => panic!("begin_compaction failed: {e}"),
+        }
+    }
+
+    /// Runs the held compaction, or a new manual one.
+    async fn compact(&mut self) {
+        if self.held.is_none() {
+            self.hold();
+        }
+        if let Some(p) = self.held.take() {
+            self.run_pending(p).await;
+        }
+    }
+
+    async fn run_pending(&mut self, p: PendingCompaction) {
+        let res = self.store.run_compaction(p, &NoProgress).await;
+        trace!("compaction: {res:?}");
+        match res {
+            Ok(_) => self.verify("after a compaction", false).await,
+            Err(e) => assert!(store_fuse_blown(&e), "a compaction failed without a crash: {e}"),
+        }
+    }
+
+    /// Runs a compaction on the seeded executor while a second task runs `ops`.
+    async fn interleave(&mut self, seed: u64, ops: &[Op]) {
+        if self.held.is_none() {
+            self.hold();
+        }
+        let Some(pending) = self.held.take() else { return };
+        let result = RefCell::new(None);
+        {
+            let (store, m) = (&self.store, &self.m);
+            let mut ex = SeededExecutor::new(seed);
+            ex.spawn(async {
+                let progress =
+                    |p: &splitstore_core::Progress| trace!("  compaction phase {} ({} done)", p.phase.as_str(), p.done);
+                *result.borrow_mut() = Some(store.run_compaction(pending, &progress).await);
+            });
+            ex.spawn(async move {
+                for (i, op) in ops.iter().enumerate() {
+                    // A compaction decided here (none can be while one runs) is dropped.
+                    trace!("  foreground {op:?}");
+                    drop(fg(store, m, *op).await);
+                    if i % 2 == 0 {
+                        store.clock().yield_now().await;
+                    }
+                }
+            });
+            ex.run(MAX_STEPS);
+        }
+        match result.into_inner() {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => assert!(store_fuse_blown(&e), "an interleaved compaction failed without a crash: {e}"),
+            None => panic!("the interleaved compaction never finished"),
+        }
+        if !self.fuse.blown() {
+            self.verify("after an interleaved compaction", false).await;
+        }
+    }
+
+    /// Drops the store and opens a new one: after a clean close (`kind % 4 == 0`) over the same
+    /// data, otherwise over a crash image keeping none, all, or `n % 8` of the pending batches.
+    async fn reopen(&mut self, kind: u8, n: u8) {
+        drop(self.held.take());
+        let mut clean = kind & 3 == 0 && !self.fuse.blown();
+        if clean {
+            if let Err(e) = self.store.close().await {
+                // The fuse blew while closing: the process died there.
+                assert!(store_fuse_blown(&e), "close failed without a crash: {e}");
+                clean = false;
+            }
+        }
+        let m = self.m.get_mut();
+        if !clean {
+            let keep = match kind % 4 {
+                1 | 0 => 0,
+                2 => usize::MAX,
+                _ => usize::from(n % 8),
+            };
+            trace!("crash image keeping {keep} pending batches");
+            let hot_before: HashSet<Vec<u8>> = m.hot.keys(Space::Blocks).into_iter().collect();
+            m.hot = m.hot.crash_image(keep);
+            m.cold = m.cold.crash_image(keep);
+            // What a crash lost was never durable: it stops being required.
+            let present = model::present_keys(&m.hot, &m.cold);
+            m.touched.retain(|k, _| present.contains(k));
+            if !self.strict {
+                // Known finding (docs/fuzzing.md, F4): a move may copy a block whose hot write is
+                // not yet durable, and a rescued block stays on the cold list; a crash can then
+                // leave the cold copy without its DAG. Blocks whose hot copy the crash lost are
+                // not required here so the search goes on; `fuzz_regressions` keeps the input.
+                let hot_now: HashSet<Vec<u8>> = m.hot.keys(Space::Blocks).into_iter().collect();
+                m.touched.retain(|k, _| hot_now.contains(k) || !hot_before.contains(k));
+            }
+            if m.mode == Mode::Universal {
+                m.floor = present;
+            }
+        }
+        self.fuse = Fault::new();
+        self.armed = false;
+        let (hot, cold) = (m.hot.clone(), m.cold.clone());
+        self.store = open(&hot, &cold, &self.fuse, &self.clock, &self.cfg)
+            .await
+            .unwrap_or_else(|e| panic!("reopen after {} failed: {e}", if clean { "a clean close" } else { "a crash" }));
+        let info = self.store.info().await.expect("info");
+        trace!(
+            "reopened ({}): head epoch {:?}, recovery {:?}",
+            if clean { "clean" } else { "crash" },
+            info.head_epoch,
+            info.recovery
+        );
+        let head = info.head;
+        let m = self.m.get_mut();
+        m.applied = match head {
+            None => 0,
+            Some(h) => {
+                1 + m.chain.epochs.iter().position(|e| e.tipset == h).expect("the head is a tipset of the chain")
+            }
+        };
+        // The oracle's live set (a full decode of every block) after crashes and at the end.
+        self.verify(if clean { "after a clean reopen" } else { "after a crash and reopen" }, !clean).await;
+    }
+
+    /// Checks the store against the model; `full` adds the oracle's live set.
+    async fn verify(&mut self, when: &str, full: bool) {
+        self.m.get_mut().check_required(when).await;
+        if self.armed {
+            return;
+        }
+        match self.store.check().await {
+            Ok(check) => {
+                assert_eq!(check.missing, 0, "{when}: check() finds live blocks missing: {:?}", check.missing_cids)
+            }
+            Err(Error::NoHead) => assert_eq!(self.m.get_mut().applied, 0, "{when}: check() finds no head"),
+            Err(e) => panic!("{when}: check() failed: {e}"),
+        }
+        let info = self.store.info().await.expect("info");
+        let m = self.m.get_mut();
+        let required: Vec<Cid> = m.touched.values().filter(|(_, g)| *g == m.generation).map(|(c, _)| *c).collect();
+        for c in required {
+            let got = self.store.get(&c).await.expect("get");
+            assert_eq!(got.as_deref(), m.bytes_of(&c), "{when}: get of required block {c} ({:02x?})", key_of(&c));
+        }
+        if full {
+            if let (Some(head), Some(epoch)) = (info.head, info.head_epoch) {
+                let b = self.cfg.boundaries(epoch);
+                m.check_live(&head, b.boundary, b.include_messages, when).await;
+            }
+        }
+    }
+}

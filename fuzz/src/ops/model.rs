@@ -1,0 +1,260 @@
+//! The reference model of the `ops` target: what was written, what was touched when, and the
+//! checks that compare it with what the backends hold.
+//!
+//! A compaction may delete a block only if the block was neither read nor written after that
+//! compaction's transaction opened. So the model counts *generations*: one starts each time a
+//! transaction opens. Every successful read, `has` or write tags its block with the current
+//! generation, and the blocks tagged with the current one are *required*: present in hot or
+//! cold with their whole DAG. Earlier tags are not required (a later compaction may legally
+//! remove a dead block). In universal mode nothing ever leaves hot ∪ cold except writes a
+//! crash lost, so everything present at one check must be present at the next.
+//!
+//! The checks read the in-memory backends directly (never through the store, so they neither
+//! touch blocks nor count down the fault fuse) and decode links with the conformance oracle,
+//! not the engine's scanner.
+
+use std::collections::{HashMap, HashSet};
+
+use splitstore_conformance::oracle::{self, key_of};
+use splitstore_core::{
+    kv::{Kv, Space},
+    mem::MemKv,
+    synth::Epoch,
+    Cid, Mode,
+};
+
+/// A precomputed chain and an index of its blocks.
+#[derive(Debug)]
+pub struct Chain {
+    /// The epochs, genesis first.
+    pub epochs: Vec<Epoch>,
+    /// Every block of every epoch, by key.
+    pub blocks: HashMap<Vec<u8>, (Cid, Vec<u8>)>,
+    /// Keys of every header.
+    pub headers: HashSet<Vec<u8>>,
+}
+
+impl Chain {
+    /// Indexes `epochs`.
+    pub fn new(epochs: Vec<Epoch>) -> Self {
+        let mut blocks = HashMap::new();
+        let mut headers = HashSet::new();
+        for e in &epochs {
+            headers.extend(e.tipset.iter().map(key_of));
+            blocks.extend(e.blocks.iter().map(|(c, b)| (key_of(c), (*c, b.clone()))));
+        }
+        Self { epochs, blocks, headers }
+    }
+
+    /// Where a block comes from, for messages: its epoch and height, or "not a chain block".
+    pub fn locate(&self, c: &Cid) -> String {
+        let k = key_of(c);
+        match self.epochs.iter().position(|e| e.blocks.iter().any(|(b, _)| key_of(b) == k)) {
+            Some(i) => format!("{c} (epoch {i}, height {})", self.epochs[i].height),
+            None => format!("{c} (not a chain block)"),
+        }
+    }
+
+    /// Blocks of earlier epochs that `epoch`'s blocks link to (through anything but header
+    /// parents) and neither backend holds, with their absent descendants.
+    ///
+    /// The generator emits every block once, but a block a compaction removed as dead (say, the
+    /// empty receipts AMT of genesis while the head was genesis) can be linked again by a later
+    /// epoch. A syncing node fetches such blocks again; so does the model, with the epoch.
+    pub async fn absent_ancestry(&self, epoch: &Epoch, hot: &MemKv, cold: &MemKv) -> Vec<(Cid, Vec<u8>)> {
+        let own: HashSet<Vec<u8>> = epoch.blocks.iter().map(|(c, _)| key_of(c)).collect();
+        let mut stack: Vec<Cid> = Vec::new();
+        for (c, b) in &epoch.blocks {
+            if c.codec() == 0x71 {
+                stack.extend(oracle::links(b).unwrap_or_default());
+            }
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        while let Some(c) = stack.pop() {
+            let k = key_of(&c);
+            if unitary(&c) || own.contains(&k) || self.headers.contains(&k) || !seen.insert(k.clone()) {
+                continue;
+            }
+            let Some((cid, bytes)) = self.blocks.get(&k) else { continue };
+            if raw_get(hot, cold, &k).await.is_none() {
+                if cid.codec() == 0x71 {
+                    stack.extend(oracle::links(bytes).unwrap_or_default());
+                }
+                out.push((*cid, bytes.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// The model's view of the run.
+#[derive(Debug)]
+pub struct Model {
+    /// The chain the run follows, epoch by epoch.
+    pub chain: &'static Chain,
+    /// Epochs applied as head so far (the next one to apply is `chain[applied]`).
+    pub applied: usize,
+    /// Every block ever written: key -> (CID, bytes).
+    pub blocks: HashMap<Vec<u8>, (Cid, Vec<u8>)>,
+    /// Non-header blocks ever written, in order: what reads and new links pick from.
+    pub pickable: Vec<Cid>,
+    /// Key -> (CID, generation of its last touch).
+    pub touched: HashMap<Vec<u8>, (Cid, u64)>,
+    /// Current generation (transactions opened so far).
+    pub generation: u64,
+    /// Compaction mode.
+    pub mode: Mode,
+    /// Universal mode: keys that must never disappear.
+    pub floor: HashSet<Vec<u8>>,
+    /// The live hot backend (under the store's wrappers).
+    pub hot: MemKv,
+    /// The live cold backend.
+    pub cold: MemKv,
+    /// Counter for new, never-before-seen blocks.
+    pub nonce: u64,
+}
+
+impl Model {
+    /// A model of an empty store over `hot` and `cold`.
+    pub fn new(chain: &'static Chain, mode: Mode, hot: MemKv, cold: MemKv) -> Self {
+        Self {
+            chain,
+            applied: 0,
+            blocks: HashMap::new(),
+            pickable: Vec::new(),
+            touched: HashMap::new(),
+            generation: 0,
+            mode,
+            floor: HashSet::new(),
+            hot,
+            cold,
+            nonce: 0,
+        }
+    }
+
+    /// Records a successful write of `blocks` (`headers` are not pickable).
+    pub fn wrote(&mut self, blocks: &[(Cid, Vec<u8>)], headers: &[Cid]) {
+        for (c, b) in blocks {
+            let k = key_of(c);
+            if !self.blocks.contains_key(&k) && !headers.contains(c) {
+                self.pickable.push(*c);
+            }
+            self.blocks.insert(k.clone(), (*c, b.clone()));
+            if !headers.contains(c) {
+                self.touched.insert(k, (*c, self.generation));
+            }
+        }
+    }
+
+    /// Records a successful read of `cid` that found it (get or has).
+    pub fn read(&mut self, cid: &Cid) {
+        self.touched.insert(key_of(cid), (*cid, self.generation));
+    }
+
+    /// A transaction opened: earlier touches stop being required.
+    pub fn transaction_opened(&mut self) {
+        self.generation += 1;
+    }
+
+    /// The bytes written under `cid`'s key.
+    pub fn bytes_of(&self, cid: &Cid) -> Option<&[u8]> {
+        self.blocks.get(&key_of(cid)).map(|(_, b)| b.as_slice())
+    }
+
+    /// True when the block must be readable now.
+    pub fn required(&self, cid: &Cid) -> bool {
+        let k = key_of(cid);
+        self.touched.get(&k).is_some_and(|(_, g)| *g == self.generation) || self.floor.contains(&k)
+    }
+
+    /// The pickable CID `sel` names, if any was written.
+    pub fn pick(&self, sel: u8) -> Option<Cid> {
+        (!self.pickable.is_empty()).then(|| self.pickable[usize::from(sel) % self.pickable.len()])
+    }
+
+    /// Checks every required block and the universal floor; `when` names the check point.
+    /// Afterwards, in universal mode, the floor is everything present.
+    pub async fn check_required(&mut self, when: &str) {
+        let required: Vec<Cid> =
+            self.touched.values().filter(|(_, g)| *g == self.generation).map(|(c, _)| *c).collect();
+        for c in &required {
+            let got = raw_get(&self.hot, &self.cold, &key_of(c)).await;
+            match (got, self.bytes_of(c)) {
+                (None, _) => panic!("{when}: block {c} was touched since the last compaction began and is gone"),
+                (Some(got), Some(want)) => assert_eq!(got, want, "{when}: block {c} holds other bytes"),
+                (Some(_), None) => {}
+            }
+        }
+        let missing = closure_missing(&self.hot, &self.cold, &required).await;
+        if !missing.is_empty() {
+            for c in &required {
+                let lost = closure_missing(&self.hot, &self.cold, std::slice::from_ref(c)).await;
+                if !lost.is_empty() {
+                    let lost: Vec<String> = lost.iter().map(|l| self.chain.locate(l)).collect();
+                    panic!(
+                        "{when}: the DAG of {}, touched since the last compaction began, lost {lost:?}",
+                        self.chain.locate(c)
+                    );
+                }
+            }
+            panic!("{when}: DAGs of touched blocks lost {missing:?}");
+        }
+        if self.mode == Mode::Universal {
+            let present = present_keys(&self.hot, &self.cold);
+            let lost: Vec<_> = self.floor.difference(&present).take(3).collect();
+            assert!(lost.is_empty(), "{when}: universal mode lost blocks {lost:02x?}");
+            self.floor = present;
+        }
+    }
+
+    /// Checks the live set of the current head with the independent oracle.
+    pub async fn check_live(&self, head: &[Cid], boundary: i64, include_messages: i64, when: &str) {
+        let mut u = oracle::Universe::default();
+        for kv in [&self.hot, &self.cold] {
+            u.extend(kv.scan(Space::Blocks, None, usize::MAX).await.expect("scan memory"));
+        }
+        let live = u.live_set(head, boundary, include_messages);
+        assert!(
+            live.missing.is_empty(),
+            "{when}: live blocks missing: {:?}",
+            &live.missing[..live.missing.len().min(4)]
+        );
+    }
+}
+
+/// The block under `key` in hot, else cold, read from the backends directly.
+pub async fn raw_get(hot: &MemKv, cold: &MemKv, key: &[u8]) -> Option<Vec<u8>> {
+    match hot.get(Space::Blocks, key).await.expect("read memory") {
+        Some(v) => Some(v),
+        None => cold.get(Space::Blocks, key).await.expect("read memory"),
+    }
+}
+
+/// Every block key in hot or cold.
+pub fn present_keys(hot: &MemKv, cold: &MemKv) -> HashSet<Vec<u8>> {
+    hot.keys(Space::Blocks).into_iter().chain(cold.keys(Space::Blocks)).collect()
+}
+
+fn unitary(c: &Cid) -> bool {
+    c.hash().code() == 0 || matches!(c.codec(), 0xf101 | 0xf102)
+}
+
+/// DAG-CBOR blocks reachable from `roots` (roots included) that neither backend holds.
+pub async fn closure_missing(hot: &MemKv, cold: &MemKv, roots: &[Cid]) -> Vec<Cid> {
+    let mut seen = HashSet::new();
+    let mut stack = roots.to_vec();
+    let mut missing = Vec::new();
+    while let Some(c) = stack.pop() {
+        if unitary(&c) || !seen.insert(key_of(&c)) {
+            continue;
+        }
+        match raw_get(hot, cold, &key_of(&c)).await {
+            Some(b) if c.codec() == 0x71 => stack.extend(oracle::links(&b).unwrap_or_default()),
+            Some(_) => {}
+            None if c.codec() == 0x71 => missing.push(c),
+            None => {}
+        }
+    }
+    missing
+}
