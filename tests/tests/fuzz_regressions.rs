@@ -113,7 +113,6 @@ fn store_with_meta(records: &[(&[u8], Vec<u8>)]) -> Option<SplitStore<MemKv, Man
 }
 
 #[test]
-#[ignore = "F1: the mark set is sized from the stored last_marked without a bound (core/src/compact/driver.rs)"]
 fn stored_markset_size_is_bounded() {
     fuzz::meta::check_strict(STATE_HUGE_LAST_MARKED);
     fuzz::meta::check_strict(PURGE_HUGE_MARKED);
@@ -124,7 +123,6 @@ fn stored_markset_size_is_bounded() {
 }
 
 #[test]
-#[ignore = "F2: finishing a compaction adds one to the stored count unchecked (core/src/compact/purge.rs)"]
 fn stored_compaction_count_may_be_the_largest() {
     fuzz::meta::check_strict(STATE_MAX_COMPACTIONS);
     let state = StoreState { base_epoch: 0, compactions: u64::MAX, last_marked: 10 };
@@ -157,7 +155,6 @@ fn interleaved_crash_replays_with_known_finding_tolerated() {
 }
 
 #[test]
-#[ignore = "F4: rescued blocks stay on the cold list and the move copies non-durable hot writes (core/src/compact/)"]
 fn rescued_block_keeps_its_dag_through_a_crash() {
     fuzz::ops::check_strict(COLD_COPY_WITHOUT_DAG);
 }

@@ -17,6 +17,9 @@ use crate::{
     },
 };
 
+/// The largest mark set pre-allocated from the previous compaction's count (4M objects).
+const MAX_PRESIZED_MARKS: usize = 1 << 22;
+
 /// A compaction that has been decided (its transaction is open) but not run yet.
 ///
 /// Run it with [`SplitStore::run_compaction`]. Dropping it without running closes the
@@ -147,9 +150,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             self.apply_protectors();
             lap(&mut report, Phase::Protect, &self.clock);
 
+            // Pre-size from the last compaction, bounded: the count comes from stored metadata,
+            // and a larger set simply grows.
             let capacity = {
                 let s = self.shared.lock();
-                (s.state.last_marked as usize).saturating_add(s.state.last_marked as usize / 4)
+                let last = usize::try_from(s.state.last_marked).unwrap_or(usize::MAX);
+                last.saturating_add(last / 4).min(MAX_PRESIZED_MARKS)
             };
             let marks = Arc::new(Mutex::new(AnyMarks::new(self.markset_kind, capacity, self.clock.random_seed())));
             if let Some(t) = self.shared.lock().txn.as_mut() {

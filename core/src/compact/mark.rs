@@ -153,7 +153,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             for chunk in newly.chunks(self.config.batch_size) {
                 let mut batch = WriteBatch::with_capacity(chunk.len());
                 for k in chunk {
+                    // Live again: neither purged nor copied to cold.
                     batch.delete(Space::Dead, k.as_bytes());
+                    batch.delete(Space::ColdList, k.as_bytes());
                 }
                 self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
             }
@@ -197,6 +199,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let mut batch = WriteBatch::new();
             for k in &newly {
                 batch.delete(Space::Dead, k.as_bytes());
+                batch.delete(Space::ColdList, k.as_bytes());
             }
             if !batch.is_empty() {
                 self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;

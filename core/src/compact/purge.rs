@@ -81,7 +81,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let s = self.shared.lock();
             StoreState {
                 base_epoch: boundaries.boundary.max(s.state.base_epoch),
-                compactions: s.state.compactions + 1,
+                compactions: s.state.compactions.saturating_add(1),
                 last_marked: marked,
             }
         };
