@@ -66,18 +66,12 @@ async fn base_store(mode: Mode, seed: u64, epochs: usize) -> (MemKv, MemKv) {
     (hot.crash_image(0), cold.crash_image(0))
 }
 
-/// Runs the matrix for `mode` over every `stride`-th call. Panics on the first violation,
-/// naming the crash point.
-pub async fn crash_matrix(mode: Mode, seed: u64, epochs: usize, stride: u64) -> CrashStats {
-    let (base_hot, base_cold) = base_store(mode, seed, epochs).await;
-    let everything: HashSet<Vec<u8>> = keys(&base_hot, Space::Blocks).await;
-
-    // One clean run to count the calls.
+/// Backend calls of one clean compaction of the given stores.
+async fn count_calls<K: Kv>(hot: K, cold: K, mode: Mode) -> u64 {
     let fault = Fault::new();
-    let (h, c) = (base_hot.crash_image(0), base_cold.crash_image(0));
     let store = SplitStore::open(
-        FaultKv::new(h, fault.clone()),
-        FaultKv::new(c, fault.clone()),
+        FaultKv::new(hot, fault.clone()),
+        FaultKv::new(cold, fault.clone()),
         ManualClock::new(0),
         config(mode),
     )
@@ -85,7 +79,16 @@ pub async fn crash_matrix(mode: Mode, seed: u64, epochs: usize, stride: u64) -> 
     .expect("open");
     fault.reset_ops();
     store.compact(&NoProgress).await.expect("clean compaction");
-    let calls = fault.ops();
+    fault.ops()
+}
+
+/// Runs the matrix for `mode` over every `stride`-th call. Panics on the first violation,
+/// naming the crash point.
+pub async fn crash_matrix(mode: Mode, seed: u64, epochs: usize, stride: u64) -> CrashStats {
+    let (base_hot, base_cold) = base_store(mode, seed, epochs).await;
+    let everything: HashSet<Vec<u8>> = keys(&base_hot, Space::Blocks).await;
+
+    let calls = count_calls(base_hot.crash_image(0), base_cold.crash_image(0), mode).await;
     let mut stats = CrashStats { calls, ..CrashStats::default() };
 
     let mut k = 0;
@@ -211,20 +214,8 @@ pub async fn crash_matrix_on<K: Kv>(
         copy_into(&base_cold, &c).await;
         (h, c)
     };
-    let fault = Fault::new();
     let (h, c) = fresh().await;
-    let store = SplitStore::open(
-        FaultKv::new(h, fault.clone()),
-        FaultKv::new(c, fault.clone()),
-        ManualClock::new(0),
-        config(mode),
-    )
-    .await
-    .expect("open");
-    fault.reset_ops();
-    store.compact(&NoProgress).await.expect("clean compaction");
-    let calls = fault.ops();
-    drop(store);
+    let calls = count_calls(h, c, mode).await;
     let mut stats = CrashStats { calls, ..CrashStats::default() };
     let mut k = 0;
     while k < calls {
