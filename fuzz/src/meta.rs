@@ -23,21 +23,8 @@ use splitstore_core::{
 
 use super::input::Bytes;
 
-/// A stored `last_marked` above this skips the compaction step (see `open_hostile`).
-pub const MARKSET_SIZE_SKIP: u64 = 1 << 20;
-
-/// Runs every property on `data`; panics on a violation other than the known, not yet fixed
-/// findings F1 and F2 of `docs/fuzzing.md`, whose inputs skip the steps that would panic.
+/// Runs every property on `data`; panics on a violation.
 pub fn check(data: &[u8]) {
-    check_with(data, false);
-}
-
-/// [`check`] without skipping anything for known findings.
-pub fn check_strict(data: &[u8]) {
-    check_with(data, true);
-}
-
-fn check_with(data: &[u8], strict: bool) {
     if let Ok(h) = Head::decode(data) {
         assert_eq!(h.encode(), data, "a head record that is not canonical decodes");
     }
@@ -55,7 +42,7 @@ fn check_with(data: &[u8], strict: bool) {
         assert!(key.as_bytes().len() <= data.len(), "a list key grew");
     }
     if data.first().is_some_and(|&b| b >= 0xc0) {
-        open_hostile(&data[1..], strict);
+        open_hostile(&data[1..]);
     }
 }
 
@@ -81,7 +68,7 @@ fn config() -> Config {
 }
 
 /// Writes the records in `data` over a copy of the base store, then opens and uses it.
-fn open_hostile(data: &[u8], strict: bool) {
+fn open_hostile(data: &[u8]) {
     let hot = base().crash_image(usize::MAX);
     let mut input = Bytes::new(data);
     let mut batch = WriteBatch::new();
@@ -99,26 +86,11 @@ fn open_hostile(data: &[u8], strict: bool) {
         };
     }
     block_on(hot.write(batch)).expect("write to memory");
-    // Known finding F2: finishing a compaction adds one to the stored count unchecked.
-    if let Some(b) = block_on(hot.get(Space::Meta, meta::STATE)).expect("read memory") {
-        if !strict && StoreState::decode(&b).is_ok_and(|s| s.compactions == u64::MAX) {
-            return;
-        }
-    }
-    let Ok(store) = block_on(SplitStore::open(hot.clone(), MemKv::new(), ManualClock::new(0), config())) else {
+    let Ok(store) = block_on(SplitStore::open(hot, MemKv::new(), ManualClock::new(0), config())) else {
         return;
     };
     drop(block_on(store.info()));
     drop(block_on(store.check()));
-    // Recovery may have rewritten the state record from a purge record's `marked`.
-    let sizes_markset = match block_on(hot.get(Space::Meta, meta::STATE)).expect("read memory") {
-        Some(b) => StoreState::decode(&b).map_or(0, |s| s.last_marked),
-        None => 0,
-    };
-    // Known finding F1: the compaction sizes its mark set from the stored `last_marked`
-    // without a bound.
-    if strict || sizes_markset <= MARKSET_SIZE_SKIP {
-        drop(block_on(store.compact(&NoProgress)));
-        drop(block_on(store.check()));
-    }
+    drop(block_on(store.compact(&NoProgress)));
+    drop(block_on(store.check()));
 }

@@ -19,16 +19,15 @@
 
 mod model;
 
-use std::{cell::RefCell, collections::HashSet, sync::OnceLock};
+use std::{cell::RefCell, sync::OnceLock};
 
 use splitstore_conformance::{
     executor::{block_on, SeededExecutor},
     fault::{Fault, FaultKv},
-    interleave::{node, YieldKv},
+    interleave::YieldKv,
     oracle::key_of,
 };
 use splitstore_core::{
-    kv::Space,
     mem::{ManualClock, MemKv},
     synth::{ChainGen, SynthConfig},
     Cid, Clock, Config, Error, Mode, NoProgress, PendingCompaction, SplitStore,
@@ -138,20 +137,16 @@ macro_rules! trace {
     };
 }
 
-/// Runs the operation sequence `data` encodes; panics on a violated invariant other than the
-/// known, not yet fixed finding F4 of `docs/fuzzing.md` (see [`Run::reopen`]).
-pub fn check(data: &[u8]) {
-    block_on(run(data, false));
-}
+mod foreground;
 
-/// [`check`] without tolerating any known finding.
-pub fn check_strict(data: &[u8]) {
-    block_on(run(data, true));
+use self::foreground::{fg, store_fuse_blown};
+
+/// Runs the operation sequence `data` encodes; panics on a violated invariant.
+pub fn check(data: &[u8]) {
+    block_on(run(data));
 }
 
 struct Run {
-    /// Tolerate no known finding.
-    strict: bool,
     cfg: Config,
     clock: ManualClock,
     fuse: Fault,
@@ -172,7 +167,7 @@ async fn open(hot: &MemKv, cold: &MemKv, fuse: &Fault, clock: &ManualClock, cfg:
     .await
 }
 
-async fn run(data: &[u8], strict: bool) {
+async fn run(data: &[u8]) {
     let mut b = Bytes::new(data);
     let setup = b.u8();
     let mode = [Mode::Discard, Mode::Universal, Mode::Messages][usize::from(setup % 3)];
@@ -185,16 +180,8 @@ async fn run(data: &[u8], strict: bool) {
     let clock = ManualClock::new(0);
     let fuse = Fault::new();
     let store = open(&hot, &cold, &fuse, &clock, &cfg).await.expect("open an empty store");
-    let mut r = Run {
-        strict,
-        cfg,
-        clock,
-        fuse,
-        armed: false,
-        store,
-        held: None,
-        m: RefCell::new(Model::new(chain, mode, hot, cold)),
-    };
+    let mut r =
+        Run { cfg, clock, fuse, armed: false, store, held: None, m: RefCell::new(Model::new(chain, mode, hot, cold)) };
     let mut ops = 0;
     while !b.is_empty() && ops < MAX_OPS {
         ops += 1;
@@ -239,147 +226,6 @@ async fn run(data: &[u8], strict: bool) {
         r.armed = false;
         r.verify("at the end", true).await;
     }
-}
-
-/// Runs one foreground operation. Returns the compaction an applied head decided. A failure
-/// is allowed only once the fuse has blown (the caller then reopens).
-async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<PendingCompaction> {
-    let blown = |e: &Error, what: &str| {
-        assert!(store_fuse_blown(e), "{what} failed without a crash: {e}");
-    };
-    match op {
-        Op::Apply { .. } => {
-            let (chain, epoch, hot, cold) = {
-                let m = m.borrow();
-                (m.chain, m.chain.epochs.get(m.applied)?, m.hot.clone(), m.cold.clone())
-            };
-            let mut blocks = epoch.blocks.clone();
-            blocks.extend(chain.absent_ancestry(epoch, &hot, &cold).await);
-            if let Err(e) = store.put_many(blocks.clone()).await {
-                blown(&e, "put_many of an epoch");
-                return None;
-            }
-            m.borrow_mut().wrote(&blocks, &epoch.tipset);
-            match store.head_change(&[], std::slice::from_ref(&epoch.tipset)).await {
-                Ok(pending) => {
-                    let mut m = m.borrow_mut();
-                    m.applied += 1;
-                    trace!(
-                        "applied epoch {} (height {}), compaction decided: {}",
-                        m.applied,
-                        epoch.height,
-                        pending.is_some()
-                    );
-                    if pending.is_some() {
-                        m.transaction_opened();
-                    }
-                    pending
-                }
-                Err(e) => {
-                    blown(&e, "head change");
-                    None
-                }
-            }
-        }
-        Op::Put { links, count } => {
-            let block = new_block(m, &links[..usize::from(count % 4)]).await;
-            match store.put(&block.0, block.1.clone()).await {
-                Ok(()) => m.borrow_mut().wrote(&[block], &[]),
-                Err(e) => blown(&e, "put"),
-            }
-            None
-        }
-        Op::PutMany { count, sel } => {
-            let mut blocks = Vec::new();
-            for i in 0..1 + count % 6 {
-                blocks.push(new_block(m, &[sel.wrapping_add(i.wrapping_mul(37))]).await);
-            }
-            match store.put_many(blocks.clone()).await {
-                Ok(()) => m.borrow_mut().wrote(&blocks, &[]),
-                Err(e) => blown(&e, "put_many"),
-            }
-            None
-        }
-        Op::Get { sel } | Op::Has { sel } => {
-            let cid = m.borrow().pick(sel)?;
-            let found = if let Op::Get { .. } = op {
-                match store.get(&cid).await {
-                    Ok(got) => {
-                        if let Some(got) = &got {
-                            assert_eq!(
-                                Some(got.as_slice()),
-                                m.borrow().bytes_of(&cid),
-                                "get of {cid} returned other bytes"
-                            );
-                        }
-                        got.is_some()
-                    }
-                    Err(e) => {
-                        blown(&e, "get");
-                        return None;
-                    }
-                }
-            } else {
-                match store.has(&cid).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        blown(&e, "has");
-                        return None;
-                    }
-                }
-            };
-            let mut m = m.borrow_mut();
-            if found {
-                m.read(&cid);
-            } else {
-                assert!(!m.required(&cid), "a required block {cid} is not found");
-            }
-            None
-        }
-        Op::GetAbsent { nonce } => {
-            let (cid, _) = node(&[], u64::MAX - u64::from(nonce));
-            match store.get(&cid).await {
-                Ok(got) => assert_eq!(got, None, "a block that was never written is found"),
-                Err(e) => blown(&e, "get"),
-            }
-            match store.has(&cid).await {
-                Ok(h) => assert!(!h, "has() finds a block that was never written"),
-                Err(e) => blown(&e, "has"),
-            }
-            None
-        }
-        _ => None,
-    }
-}
-
-/// Errors a blown fuse produces: the backend's crash, or the poisoned store after it.
-fn store_fuse_blown(e: &Error) -> bool {
-    matches!(e, Error::Poisoned | Error::Kv { source: splitstore_core::KvError::Crashed, .. })
-}
-
-/// A new block linking the present blocks `sels` pick.
-async fn new_block(m: &RefCell<Model>, sels: &[u8]) -> (Cid, Vec<u8>) {
-    let candidates: Vec<Cid> = {
-        let m = m.borrow();
-        sels.iter().filter_map(|s| m.pick(*s)).collect()
-    };
-    let (hot, cold) = {
-        let m = m.borrow();
-        (m.hot.clone(), m.cold.clone())
-    };
-    let mut children = Vec::new();
-    for c in candidates {
-        // Only present blocks: a new block's DAG is complete when it is written.
-        if !children.contains(&c) && model::raw_get(&hot, &cold, &key_of(&c)).await.is_some() {
-            children.push(c);
-        }
-    }
-    let nonce = {
-        let mut m = m.borrow_mut();
-        m.nonce += 1;
-        m.nonce
-    };
-    node(&children, nonce)
 }
 
 impl Run {
@@ -471,20 +317,11 @@ impl Run {
                 _ => usize::from(n % 8),
             };
             trace!("crash image keeping {keep} pending batches");
-            let hot_before: HashSet<Vec<u8>> = m.hot.keys(Space::Blocks).into_iter().collect();
             m.hot = m.hot.crash_image(keep);
             m.cold = m.cold.crash_image(keep);
             // What a crash lost was never durable: it stops being required.
             let present = model::present_keys(&m.hot, &m.cold);
             m.touched.retain(|k, _| present.contains(k));
-            if !self.strict {
-                // Known finding (docs/fuzzing.md, F4): a move may copy a block whose hot write is
-                // not yet durable, and a rescued block stays on the cold list; a crash can then
-                // leave the cold copy without its DAG. Blocks whose hot copy the crash lost are
-                // not required here so the search goes on; `fuzz_regressions` keeps the input.
-                let hot_now: HashSet<Vec<u8>> = m.hot.keys(Space::Blocks).into_iter().collect();
-                m.touched.retain(|k, _| hot_now.contains(k) || !hot_before.contains(k));
-            }
             if m.mode == Mode::Universal {
                 m.floor = present;
             }
