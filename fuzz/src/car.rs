@@ -2,8 +2,9 @@
 //!
 //! Input layout: `[flags, seed0, seed1, seed2, car bytes...]`. `flags` picks the decoder
 //! limits (bit 0: hashes not verified, bit 1: a zero-length section ends the data, bit 2:
-//! tiny limits) and the import path (bit 7: `SplitStore::import_car` in one call, else an
-//! [`Importer`] fed in chunks); the seed picks the chunk sizes.
+//! tiny limits), the import path (bit 7: `SplitStore::import_car_with` in one call, else an
+//! [`Importer`] fed in chunks) and its head policy (bits 5–6: extend, apply, keep, extend);
+//! the seed picks the chunk sizes.
 //!
 //! Properties:
 //! - the push decoder told the stream length, fed in any chunks, yields exactly what the
@@ -14,14 +15,16 @@
 //! - after an error, every later call returns that error;
 //! - importing into a store that has a head: a failed import leaves the head unchanged and
 //!   `check()` clean; a successful one stored every block byte for byte, and moved the head
-//!   only to the file's roots; a compaction the import decides runs without panicking.
+//!   only to the file's roots, and only as its policy allows (never under `keep`, never back
+//!   or sideways under `extend`); a compaction the import decides runs without panicking;
+//! - under `keep`, a compaction after the import loses nothing the base head needs.
 
 use std::sync::OnceLock;
 
 use splitstore_conformance::executor::block_on;
 use splitstore_core::{
     car::{read_car, CarBlocks, CarDecoder, CarError, CarHeader, CarLimits, Step},
-    import::{ImportError, Importer},
+    import::{HeadPolicy, ImportError, Importer},
     key::is_identity,
     mem::{ManualClock, MemKv},
     synth::{ChainGen, SynthConfig},
@@ -166,7 +169,9 @@ pub fn check(data: &[u8]) {
     }
 
     let defaults = if lim == CarLimits::default() { reference } else { one_shot(car, CarLimits::default()) };
-    import(car, flags & 0x80 != 0, seed, &defaults);
+    let policy =
+        [HeadPolicy::Extend, HeadPolicy::Apply, HeadPolicy::Keep, HeadPolicy::Extend][usize::from(flags >> 5 & 3)];
+    import(car, flags & 0x80 != 0, policy, seed, &defaults);
 }
 
 /// A small store with a head: a few epochs of a synthetic chain, built once and copied.
@@ -192,16 +197,17 @@ fn config() -> Config {
 
 /// Imports `car` into a copy of the base store and checks the outcome against `expected`
 /// (the one-shot reader's view with the import's limits).
-pub fn import(car: &[u8], one_call: bool, seed: u64, expected: &Outcome) {
+pub fn import(car: &[u8], one_call: bool, policy: HeadPolicy, seed: u64, expected: &Outcome) {
     let store = block_on(SplitStore::open(base().crash_image(usize::MAX), MemKv::new(), ManualClock::new(0), config()))
         .expect("open a copy of the base store");
-    let before = block_on(store.info()).expect("info").head;
+    let info = block_on(store.info()).expect("info");
+    let (before, before_epoch) = (info.head, info.head_epoch);
     assert!(before.is_some(), "the base store has a head");
     let res = if one_call {
-        block_on(store.import_car(car))
+        block_on(store.import_car_with(car, policy))
     } else {
         block_on(async {
-            let mut imp = Importer::new(&store, CarLimits::default());
+            let mut imp = Importer::new(&store, CarLimits::default()).head_policy(policy);
             for chunk in Chunks::new(seed.rotate_left(17)).split(car) {
                 imp.feed(chunk).await?;
             }
@@ -226,9 +232,14 @@ pub fn import(car: &[u8], one_call: bool, seed: u64, expected: &Outcome) {
                     assert_eq!(got.as_deref(), Some(bytes.as_slice()), "an imported block reads back differently");
                 }
             }
-            let head = block_on(store.info()).expect("info").head;
+            let info = block_on(store.info()).expect("info");
+            let head = info.head;
             if report.head_applied {
                 assert_eq!(head.as_deref(), Some(report.roots.as_slice()), "the head is not the file's roots");
+                assert_ne!(policy, HeadPolicy::Keep, "an import under `keep` moved the head");
+                if policy == HeadPolicy::Extend && head != before {
+                    assert!(info.head_epoch > before_epoch, "an import under `extend` moved the head back or sideways");
+                }
             } else {
                 assert_eq!(head, before, "an import that applied no head moved it");
                 let check = block_on(store.check()).expect("check");
@@ -238,6 +249,10 @@ pub fn import(car: &[u8], one_call: bool, seed: u64, expected: &Outcome) {
                 // A hostile head may make the compaction fail; it must not panic or hang.
                 drop(block_on(store.run_compaction(pending, &NoProgress)));
                 drop(block_on(store.check()));
+            } else if policy == HeadPolicy::Keep {
+                block_on(store.compact(&NoProgress)).expect("a compaction against the base head");
+                let check = block_on(store.check()).expect("check");
+                assert_eq!(check.missing, 0, "a compaction after a `keep` import lost live blocks");
             }
         }
     }

@@ -13,7 +13,7 @@ use std::{
 
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::executor::block_on;
-use splitstore_core::{config::Trigger, Mode, PendingCompaction};
+use splitstore_core::{config::Trigger, import::HeadPolicy, Mode, PendingCompaction};
 use splitstore_native::{
     demo::{self, DemoOptions},
     errors::HostError,
@@ -54,6 +54,27 @@ impl From<ModeArg> for Mode {
     }
 }
 
+/// What `import` does with roots that are block headers.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum HeadArg {
+    /// Move the head when the store has none, or when the roots extend the current head.
+    Extend,
+    /// Move the head whatever the current one is: the file is trusted.
+    Apply,
+    /// Never move the head: the file is not trusted.
+    Keep,
+}
+
+impl From<HeadArg> for HeadPolicy {
+    fn from(h: HeadArg) -> HeadPolicy {
+        match h {
+            HeadArg::Extend => HeadPolicy::Extend,
+            HeadArg::Apply => HeadPolicy::Apply,
+            HeadArg::Keep => HeadPolicy::Keep,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum StoreArg {
     Hot,
@@ -84,10 +105,14 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         sync_gap_secs: u64,
     },
-    /// Stream a CARv1 or CARv2 file into the hot store; block-header roots become the head.
+    /// Stream a CARv1 or CARv2 file into the hot store; block-header roots become the head
+    /// when they extend the current one (see --head).
     Import {
         /// The CAR file.
         file: PathBuf,
+        /// When the roots become the head.
+        #[arg(long, value_enum, default_value = "extend")]
+        head: HeadArg,
     },
     /// Apply a head change: the tipset of these header CIDs becomes the head.
     Head {
@@ -244,11 +269,11 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             Repo::init(dir, config)?;
             writeln!(out, "initialised {}", Repo::config_path(dir).display()).map_err(io_failure)
         }
-        Command::Import { file } => {
+        Command::Import { file, head } => {
             let open = OpenStore::open(repo_dir(cli)?)?;
             let mp = progress::multi();
             let bar = progress::bytes_bar(&mp, 0, "import");
-            let result = ops::import_file(&open.store, file, Some(&bar));
+            let result = ops::import_file(&open.store, file, (*head).into(), Some(&bar));
             bar.finish_and_clear();
             let report = match result {
                 Ok(r) => r,
@@ -268,10 +293,8 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             if report.head_applied {
                 let info = block_on(open.store.info())?;
                 writeln!(out, "head is now epoch {}", info.head_epoch.unwrap_or_default()).map_err(io_failure)?;
-            } else if report.roots.is_empty() {
-                writeln!(out, "the file has no roots; the head is unchanged").map_err(io_failure)?;
-            } else {
-                writeln!(out, "the roots are not block headers; the head is unchanged").map_err(io_failure)?;
+            } else if let Some(why) = &report.head_skipped {
+                writeln!(out, "the head is unchanged: {why}").map_err(io_failure)?;
             }
             if let Some(p) = report.compaction {
                 run_compaction(&open, p, out)?;

@@ -15,7 +15,7 @@ use futures::executor::block_on;
 use indicatif::ProgressBar;
 use splitstore_core::{
     car::{encode_header_v1, encode_section, CarDecoder, CarError, CarLimits, Step},
-    import::{ImportError, ImportReport, Importer},
+    import::{HeadPolicy, ImportError, ImportReport, Importer},
     kv::{Kv, Space},
     BlockKey, Cid, SplitStore,
 };
@@ -192,9 +192,14 @@ fn validate_car_with(path: &Path, mut progress: impl FnMut(u64)) -> Result<u64, 
 /// Imports the CAR file at `path` in two passes through a fixed buffer: the first checks
 /// every section and hash and writes nothing, the second streams the blocks into the hot
 /// store in batches. So an invalid file writes no block and leaves the head unchanged. The
-/// head changes only when the roots are block headers; a compaction the new head decides is
-/// returned in the report, not run.
-pub fn import_file(store: &NativeStore, path: &Path, bar: Option<&ProgressBar>) -> Result<ImportReport, OpError> {
+/// head changes only when the roots are the headers of one tipset and `policy` allows; a
+/// compaction the new head decides is returned in the report, not run.
+pub fn import_file(
+    store: &NativeStore,
+    path: &Path,
+    policy: HeadPolicy,
+    bar: Option<&ProgressBar>,
+) -> Result<ImportReport, OpError> {
     let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if let Some(b) = bar {
         b.set_length(total.saturating_mul(2));
@@ -208,7 +213,7 @@ pub fn import_file(store: &NativeStore, path: &Path, bar: Option<&ProgressBar>) 
         }
     })?;
     let fail = |source| OpError::Import { path: path.to_path_buf(), source };
-    let mut importer = Importer::new(store, CarLimits::default());
+    let mut importer = Importer::new(store, CarLimits::default()).head_policy(policy);
     read_chunks(path, |chunk| {
         block_on(importer.feed(chunk)).map_err(fail)?;
         if let Some(b) = bar {

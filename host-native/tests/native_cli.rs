@@ -243,3 +243,25 @@ fn bad_configuration_and_arguments_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1), "check without a head is an error");
     assert_eq!(info(&repo)["hot"]["objects"], 0, "nothing was written");
 }
+
+#[test]
+fn an_import_moves_the_head_only_forward_unless_told() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    init(&repo, "universal", 1);
+    let newer = testdata("kubo-lotus-testnet/lotus_testnet_export_256_multiroot.car");
+    let older = testdata(CHAIN);
+    let text = ok(&repo, &["import", newer.to_str().expect("path")]);
+    assert!(text.contains("head is now epoch 256"), "{text}");
+
+    let text = ok(&repo, &["import", older.to_str().expect("path")]);
+    assert!(text.contains("the head is unchanged") && text.contains("do not extend the current head"), "{text}");
+    assert_eq!(info(&repo)["head_epoch"], 256);
+    let text = ok(&repo, &["import", "--head", "keep", older.to_str().expect("path")]);
+    assert!(text.contains("asked to keep the head"), "{text}");
+    assert_eq!(info(&repo)["head_epoch"], 256);
+
+    let text = ok(&repo, &["import", "--head", "apply", older.to_str().expect("path")]);
+    assert!(text.contains("head is now epoch 128"), "{text}");
+    assert_eq!(info(&repo)["head_epoch"], 128);
+}

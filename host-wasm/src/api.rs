@@ -9,7 +9,8 @@ use std::{cell::RefCell, collections::HashSet, rc::Rc};
 
 use js_sys::{Array, Function, Promise, Uint8Array};
 use splitstore_core::{
-    car::{encode_header_v1, encode_section, CarBlocks, CarError, CarLimits},
+    car::{encode_header_v1, encode_section, CarError},
+    import::{HeadPolicy, ImportError},
     key::{DAG_CBOR, RAW},
     links::for_each_link,
     Cid, Error, Kv, NoProgress, PendingCompaction, Progress, Space, SplitStore,
@@ -26,8 +27,6 @@ use crate::{
 
 type Store = SplitStore<IdbKv, JsClock>;
 
-/// Blocks per `put_many` while importing a CAR.
-const IMPORT_BATCH: usize = 2048;
 /// Entries per scan page while exporting.
 const EXPORT_PAGE: usize = 2048;
 
@@ -132,10 +131,19 @@ impl JsSplitStore {
     }
 
     /// Imports a CAR (v1 or v2) into the hot store, checking every block against its CID;
-    /// the header's roots then become the head tipset.
+    /// the header's roots then become the head tipset when `options.head` allows: `"extend"`
+    /// (default: when the store has no head or they extend it), `"apply"` (a trusted file),
+    /// `"keep"` (a file from a peer that is not trusted: never).
     #[wasm_bindgen(js_name = importCar, unchecked_return_type = "Promise<ImportResult>")]
-    pub fn import_car(&self, #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: Vec<u8>) -> Promise {
-        self.call(move |s| async move { import_car(s, bytes).await })
+    pub fn import_car(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: Vec<u8>,
+        #[wasm_bindgen(unchecked_param_type = "ImportOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        self.call(move |s| async move {
+            let policy = convert::parse_import_options(&options)?;
+            import_car(s, bytes, policy).await
+        })
     }
 
     /// Applies a new head tipset (its block-header CIDs). A compaction that the trigger rule
@@ -240,38 +248,21 @@ fn car_error(e: &CarError) -> JsValue {
     convert::error_to_js(e, "BadCar")
 }
 
-async fn import_car(s: Rc<Store>, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
-    let mut it = CarBlocks::new(&bytes, CarLimits::default()).map_err(|e| car_error(&e))?;
-    let roots = it.roots().to_vec();
-    let mut count = 0u64;
-    let mut batch = Vec::with_capacity(IMPORT_BATCH);
-    for block in it.by_ref() {
-        let block = block.map_err(|e| car_error(&e))?;
-        batch.push((block.cid, block.data.to_vec()));
-        count += 1;
-        if batch.len() == IMPORT_BATCH {
-            s.put_many(std::mem::take(&mut batch)).await.map_err(|e| store_error(&e))?;
-        }
+async fn import_car(s: Rc<Store>, bytes: Vec<u8>, policy: HeadPolicy) -> Result<JsValue, JsValue> {
+    let report = match s.import_car_with(&bytes, policy).await {
+        Ok(r) => r,
+        Err(ImportError::Car(e)) => return Err(car_error(&e)),
+        Err(ImportError::Store(e)) => return Err(store_error(&e)),
+    };
+    let out = object(&[
+        ("blocks", JsValue::from_f64(report.blocks as f64)),
+        ("roots", convert::cids(&report.roots)),
+        ("head", report.head_applied.into()),
+    ]);
+    if let Some(why) = &report.head_skipped {
+        let _ = js_sys::Reflect::set(&out, &"headSkipped".into(), &why.to_string().into());
     }
-    if !batch.is_empty() {
-        s.put_many(batch).await.map_err(|e| store_error(&e))?;
-    }
-    let out = object(&[("blocks", JsValue::from_f64(count as f64)), ("roots", convert::cids(&roots))]);
-    let mut head = false;
-    if !roots.is_empty() {
-        match s.head_change(&[], &[roots]).await {
-            Ok(pending) => {
-                head = true;
-                spawn_compaction(s, pending);
-            }
-            // Roots that are not a tipset (a state root, a partial export): the blocks are in.
-            Err(e @ (Error::BadHeader { .. } | Error::MissingBlock { .. })) => {
-                let _ = js_sys::Reflect::set(&out, &"headError".into(), &e.to_string().into());
-            }
-            Err(e) => return Err(store_error(&e)),
-        }
-    }
-    let _ = js_sys::Reflect::set(&out, &"head".into(), &head.into());
+    spawn_compaction(s, report.compaction);
     Ok(out.into())
 }
 

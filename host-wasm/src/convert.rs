@@ -3,7 +3,8 @@
 
 use js_sys::{Array, Reflect};
 use splitstore_core::{
-    kv::SpaceStats, CheckReport, Cid, CompactionReport, Config, Error, Info, KvError, Mode, Progress,
+    import::HeadPolicy, kv::SpaceStats, CheckReport, Cid, CompactionReport, Config, Error, Info, KvError, Mode,
+    Progress,
 };
 use wasm_bindgen::{prelude::wasm_bindgen, JsCast, JsValue};
 
@@ -48,6 +49,17 @@ export interface SplitStoreConfig {
   lock?: "fail" | "wait";
 }
 
+/** Options of `importCar`. */
+export interface ImportOptions {
+  /**
+   * When the roots become the head: "extend" (default: when the store has no head yet, or
+   * when they extend the current head through headers the store holds), "apply" (a trusted
+   * file: always), "keep" (a file from a peer that is not trusted: never; move the head with
+   * `headChange` once your own validation accepts it).
+   */
+  head?: "extend" | "apply" | "keep";
+}
+
 /** Result of `importCar`. */
 export interface ImportResult {
   /** Blocks stored (identity-hash blocks are counted but never stored). */
@@ -56,8 +68,8 @@ export interface ImportResult {
   roots: string[];
   /** True when the roots were applied as the new head tipset. */
   head: boolean;
-  /** Why the roots could not become the head, when they could not. */
-  headError?: string;
+  /** Why the roots did not become the head, when they did not. */
+  headSkipped?: string;
 }
 
 /** A compaction progress event. */
@@ -128,6 +140,33 @@ export interface SplitStoreError extends Error {
   cause?: unknown;
 }
 "#;
+
+/// Reads the options object of `importCar`; unknown keys are rejected.
+pub fn parse_import_options(v: &JsValue) -> Result<HeadPolicy, JsValue> {
+    let mut policy = HeadPolicy::default();
+    if v.is_undefined() || v.is_null() {
+        return Ok(policy);
+    }
+    if !v.is_object() {
+        return Err(type_error("importCar options must be an object"));
+    }
+    let keys: Array = js_sys::Object::keys(v.unchecked_ref::<js_sys::Object>());
+    for key in keys.iter() {
+        let name = key.as_string().unwrap_or_default();
+        let val = Reflect::get(v, &key)?;
+        match name.as_str() {
+            _ if val.is_undefined() => {}
+            "head" => {
+                let s = val.as_string().ok_or_else(|| type_error("options.head must be a string"))?;
+                policy = HeadPolicy::parse(&s).ok_or_else(|| {
+                    type_error(&format!("options.head must be \"extend\", \"apply\" or \"keep\", not {s:?}"))
+                })?;
+            }
+            _ => return Err(type_error(&format!("unknown importCar option {name:?}"))),
+        }
+    }
+    Ok(policy)
+}
 
 /// Reads the options object of `SplitStore.open`. Unknown keys are rejected so that a typo
 /// does not silently fall back to a default.

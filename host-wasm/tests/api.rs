@@ -151,9 +151,30 @@ async fn errors_carry_a_code_and_a_cause_chain() {
     let last = car.len() - 1;
     car[last] ^= 0xff;
     let store = open(&name, JsValue::UNDEFINED).await.unwrap();
-    let err = call(store.import_car(car)).await.expect_err("corrupt CAR");
+    let err = call(store.import_car(car, JsValue::UNDEFINED)).await.expect_err("corrupt CAR");
     assert_eq!(code(&err), "BadCar", "{}", message(&err));
     assert!(!message(&err).is_empty());
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn import_head_policies() {
+    let name = unique("api-head-policy");
+    let store = open(&name, small_config("universal")).await.expect("open");
+    let keep = object(&[("head", "keep".into())]).into();
+    let res = call(store.import_car(CHAIN_128.to_vec(), keep)).await.expect("importCar");
+    assert_eq!(get(&res, "head"), JsValue::FALSE);
+    assert!(get(&res, "headSkipped").as_string().unwrap_or_default().contains("keep the head"), "{res:?}");
+    assert_eq!(get(&call(store.info()).await.unwrap(), "headEpoch"), JsValue::NULL, "no head yet");
+    // An empty store takes its first head from the default policy.
+    let res = call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
+    assert_eq!(get(&res, "head"), JsValue::TRUE, "{:?}", get(&res, "headSkipped"));
+    assert_eq!(get(&res, "headSkipped"), JsValue::UNDEFINED);
+    for bad in [object(&[("head", "trust".into())]), object(&[("heads", "keep".into())])] {
+        let err = call(store.import_car(CHAIN_128.to_vec(), bad.into())).await.expect_err("bad option");
+        assert!(err.is_instance_of::<js_sys::TypeError>(), "{err:?}");
+    }
     call(store.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
 }
@@ -162,11 +183,11 @@ async fn errors_carry_a_code_and_a_cause_chain() {
 async fn import_compact_check_and_export_a_real_chain() {
     let name = unique("api-chain");
     let store = open(&name, small_config("universal")).await.expect("open");
-    let res = call(store.import_car(CHAIN_128.to_vec())).await.expect("importCar");
+    let res = call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
     assert_eq!(num(&res, "blocks"), 1049.0);
     let roots: Vec<String> = Array::from(&get(&res, "roots")).iter().map(|v| v.as_string().unwrap()).collect();
     assert_eq!(roots, vec![CHAIN_128_HEAD.to_owned()]);
-    assert_eq!(get(&res, "head"), JsValue::TRUE, "{:?}", get(&res, "headError"));
+    assert_eq!(get(&res, "head"), JsValue::TRUE, "{:?}", get(&res, "headSkipped"));
 
     let info = call(store.info()).await.unwrap();
     assert_eq!(num(&info, "headEpoch"), 128.0);
@@ -234,7 +255,7 @@ async fn head_change_triggers_a_background_compaction() {
     let config = small_config("discard");
     Reflect::set(&config, &"syncGapSecs".into(), &JsValue::NULL).unwrap();
     let store = open(&name, config).await.expect("open");
-    let res = call(store.import_car(CHAIN_128.to_vec())).await.expect("importCar");
+    let res = call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
     assert_eq!(get(&res, "head"), JsValue::TRUE);
     let mut waited = 0;
     loop {

@@ -6,7 +6,7 @@ use splitstore_core::{
     kv::{Kv, Space},
     mem::ManualClock,
     synth::{ChainGen, Epoch, SynthConfig},
-    Config, Mode, SplitStore,
+    Cid, Config, Mode, SplitStore,
 };
 
 use crate::oracle::Universe;
@@ -74,4 +74,35 @@ pub async fn apply_epoch<K: Kv>(
 ) -> Option<splitstore_core::PendingCompaction> {
     store.put_many(epoch.blocks.clone()).await.expect("put epoch");
     store.head_change(&[], std::slice::from_ref(&epoch.tipset)).await.expect("head change")
+}
+
+/// A 16-field block header (as the header decoder reads them) with the given parents, height,
+/// timestamp, and `state` as its state root, receipts and messages; its CID and bytes. It
+/// carries no valid ticket or signature: what an attacker can forge.
+pub fn forged_header(parents: &[Cid], height: u64, timestamp: u64, state: &Cid) -> (Cid, Vec<u8>) {
+    use splitstore_core::{header::write_cbor_head, key::dag_cbor_blake2b_cid};
+    let link = |c: &Cid, out: &mut Vec<u8>| {
+        let bytes = c.to_bytes();
+        out.extend([0xd8, 0x2a]);
+        write_cbor_head(out, 2, bytes.len() as u64 + 1);
+        out.push(0);
+        out.extend(bytes);
+    };
+    // Miner, Ticket, ElectionProof, BeaconEntries, WinPoStProof, Parents, ParentWeight,
+    // Height, ParentStateRoot, ParentMessageReceipts, Messages, BLSAggregate, Timestamp,
+    // BlockSig, ForkSignaling, ParentBaseFee.
+    let mut out = vec![0x90, 0x40, 0x80, 0x80, 0x80, 0x80];
+    write_cbor_head(&mut out, 4, parents.len() as u64);
+    for p in parents {
+        link(p, &mut out);
+    }
+    out.push(0x40);
+    write_cbor_head(&mut out, 0, height);
+    for _ in 0..3 {
+        link(state, &mut out);
+    }
+    out.push(0x40);
+    write_cbor_head(&mut out, 0, timestamp);
+    out.extend([0x40, 0x00, 0x40]);
+    (dag_cbor_blake2b_cid(&out), out)
 }

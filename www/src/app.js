@@ -246,9 +246,8 @@ async function importCar(file) {
   const res = await run(`Importing ${file.name}`, () => store.importCar(bytes), 'car');
   if (res) {
     const roots = (res.roots ?? []).map(String);
-    let head = 'it has no roots, the head is unchanged.';
-    if (res.headError) head = `its roots are not a tipset, the head is unchanged (${res.headError}).`;
-    else if (roots.length) head = `its root${roots.length > 1 ? 's' : ''} (${roots.length} block${roots.length > 1 ? 's' : ''}, ${roots[0].slice(0, 14)}…) became the head.`;
+    let head = `the head is unchanged: ${res.headSkipped ?? 'the file has no roots'}.`;
+    if (res.head && roots.length) head = `its root${roots.length > 1 ? 's' : ''} (${roots.length} block${roots.length > 1 ? 's' : ''}, ${roots[0].slice(0, 14)}…) became the head.`;
     $('import-status').textContent = `Imported ${formatCount(Number(res.blocks))} blocks from ${file.name}; ${head}`;
     $('import-status').dataset.blocks = String(res.blocks);
   } else {

@@ -2,9 +2,12 @@
 //!
 //! Blocks are streamed through [`CarDecoder`] in chunks of any size, verified against their
 //! CIDs, and written with `put_many` in batches, as a syncing node writes. The head changes
-//! only after the whole file decoded without error, and only when the roots decode as block
-//! headers; a failed import leaves the head as it was (blocks already written are valid,
-//! verified blocks and do no harm).
+//! only after the whole file decoded without error, only when the roots are the headers of one
+//! tipset, and only as the [`HeadPolicy`] allows (by default, when they extend the current
+//! head); a failed import leaves the head as it was (blocks already written are valid, verified
+//! blocks and do no harm).
+
+mod head_policy;
 
 use alloc::vec::Vec;
 
@@ -15,10 +18,11 @@ use crate::{
     clock::Clock,
     compact::PendingCompaction,
     error::Error,
-    header,
     kv::Kv,
     store::SplitStore,
 };
+
+pub use self::head_policy::{HeadPolicy, HeadSkip};
 
 /// Blocks per `put_many` during an import.
 const IMPORT_BATCH: usize = 1024;
@@ -32,8 +36,10 @@ pub struct ImportReport {
     pub bytes: u64,
     /// The header's roots.
     pub roots: Vec<Cid>,
-    /// The roots were block headers and became the head.
+    /// The roots became the head.
     pub head_applied: bool,
+    /// Why the roots did not become the head, when they did not.
+    pub head_skipped: Option<HeadSkip>,
     /// The compaction the new head decided, for the caller to run.
     pub compaction: Option<PendingCompaction>,
 }
@@ -79,10 +85,11 @@ pub struct Importer<'s, K: Kv, C: Clock> {
     batch: Vec<(Cid, Vec<u8>)>,
     report: ImportReport,
     ended: bool,
+    policy: HeadPolicy,
 }
 
 impl<'s, K: Kv, C: Clock> Importer<'s, K, C> {
-    /// Starts an import into `store`.
+    /// Starts an import into `store` under the default [`HeadPolicy`].
     pub fn new(store: &'s SplitStore<K, C>, limits: CarLimits) -> Self {
         Self {
             store,
@@ -90,7 +97,14 @@ impl<'s, K: Kv, C: Clock> Importer<'s, K, C> {
             batch: Vec::new(),
             report: ImportReport::default(),
             ended: false,
+            policy: HeadPolicy::default(),
         }
+    }
+
+    /// This import, deciding about the head under `policy`.
+    pub fn head_policy(mut self, policy: HeadPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Blocks decoded so far.
@@ -127,33 +141,33 @@ impl<'s, K: Kv, C: Clock> Importer<'s, K, C> {
     }
 
     /// Ends the import: fails if the file stopped inside an item; otherwise writes the last
-    /// blocks and, when the roots are block headers, applies them as the new head.
+    /// blocks and, when the roots are the headers of one tipset and the [`HeadPolicy`] allows,
+    /// applies them as the new head.
     pub async fn finish(mut self) -> Result<ImportReport, ImportError> {
         self.decoder.finish().map_err(ImportError::Car)?;
         self.store.put_many(core::mem::take(&mut self.batch)).await?;
         self.report.roots = self.decoder.roots().map(<[Cid]>::to_vec).unwrap_or_default();
-        if !self.report.roots.is_empty() && self.roots_are_headers().await? {
-            self.report.compaction = self.store.head_change(&[], &[self.report.roots.clone()]).await?;
-            self.report.head_applied = true;
+        match self.store.head_verdict(&self.report.roots, self.policy).await? {
+            Ok(()) => {
+                self.report.compaction = self.store.head_change(&[], &[self.report.roots.clone()]).await?;
+                self.report.head_applied = true;
+            }
+            Err(skip) => self.report.head_skipped = Some(skip),
         }
         Ok(self.report)
-    }
-
-    async fn roots_are_headers(&self) -> Result<bool, Error> {
-        for r in &self.report.roots {
-            match self.store.get(r).await? {
-                Some(bytes) if header::decode(&bytes).is_ok() => {}
-                _ => return Ok(false),
-            }
-        }
-        Ok(true)
     }
 }
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
-    /// Imports a whole in-memory CAR file (see [`Importer`] for streaming).
+    /// Imports a whole in-memory CAR file under the default [`HeadPolicy`] (see [`Importer`]
+    /// for streaming).
     pub async fn import_car(&self, bytes: &[u8]) -> Result<ImportReport, ImportError> {
-        let mut imp = Importer::new(self, CarLimits::default());
+        self.import_car_with(bytes, HeadPolicy::default()).await
+    }
+
+    /// [`SplitStore::import_car`] deciding about the head under `policy`.
+    pub async fn import_car_with(&self, bytes: &[u8], policy: HeadPolicy) -> Result<ImportReport, ImportError> {
+        let mut imp = Importer::new(self, CarLimits::default()).head_policy(policy);
         imp.feed(bytes).await?;
         imp.finish().await
     }
