@@ -74,6 +74,7 @@ fn every_malformed_car_fails_cleanly_and_valid_ones_import() {
                 assert!(msg.len() > 10, "{}: unhelpful message {msg:?}", path.display());
                 let after = block_on(s.info()).expect("info");
                 assert_eq!(after.head, before.head, "{}: a failed import moved the head", path.display());
+                assert_eq!(after.hot, before.hot, "{}: a failed import wrote blocks", path.display());
                 assert_eq!(block_on(s.check()).expect("check").missing, 0, "{}", path.display());
             }
             Err(e) => panic!("{}: store error {e}", path.display()),
@@ -100,4 +101,19 @@ fn chunked_import_equals_one_shot() {
     let r2 = block_on(imp.finish()).expect("finish");
     assert_eq!((r1.blocks, r1.bytes, &r1.roots), (r2.blocks, r2.bytes, &r2.roots));
     assert_eq!(block_on(one.info()).expect("info").hot, block_on(two.info()).expect("info").hot);
+}
+
+#[test]
+fn a_whole_file_that_fails_at_its_end_writes_nothing() {
+    // More blocks than one write batch, then a hash mismatch in the last block.
+    let mut bytes = std::fs::read(testdata_path("kubo-lotus-testnet/lotus_testnet_export_128.car")).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    let s = store();
+    match block_on(s.import_car(&bytes)) {
+        Err(ImportError::Car(e)) => assert!(e.to_string().contains("hash"), "{e}"),
+        other => panic!("a corrupt block imported: {other:?}"),
+    }
+    let info = block_on(s.info()).expect("info");
+    assert_eq!((info.hot.keys, info.head), (0, None), "a failed whole-file import wrote blocks");
 }

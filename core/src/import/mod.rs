@@ -1,11 +1,13 @@
 //! CAR import into a store: the one path the CLI, the npm package and the fuzzers use.
 //!
-//! Blocks are streamed through [`CarDecoder`] in chunks of any size, verified against their
-//! CIDs, and written with `put_many` in batches, as a syncing node writes. The head changes
-//! only after the whole file decoded without error, only when the roots are the headers of one
-//! tipset, and only as the [`HeadPolicy`] allows (by default, when they extend the current
-//! head); a failed import leaves the head as it was (blocks already written are valid, verified
-//! blocks and do no harm).
+//! [`Importer`] streams a file through [`CarDecoder`] in chunks of any size, verifies each
+//! block against its CID and writes with `put_many` in batches, as a syncing node writes; a
+//! file that fails part-way leaves the blocks before the failure (valid, verified blocks that
+//! do no harm), so a host streaming an untrusted file validates it first (the CLI reads it
+//! twice). [`SplitStore::import_car_with`] holds the whole file and decodes all of it before
+//! its first write: a file that fails writes nothing. Either way the head changes only after
+//! the whole file decoded without error, only when the roots are the headers of one tipset,
+//! and only as the [`HeadPolicy`] allows (by default, when they extend the current head).
 
 mod head_policy;
 
@@ -14,7 +16,7 @@ use alloc::vec::Vec;
 use cid::Cid;
 
 use crate::{
-    car::{CarDecoder, CarError, CarLimits, Step},
+    car::{CarBlocks, CarDecoder, CarError, CarLimits, Step},
     clock::Clock,
     compact::PendingCompaction,
     error::Error,
@@ -147,13 +149,7 @@ impl<'s, K: Kv, C: Clock> Importer<'s, K, C> {
         self.decoder.finish().map_err(ImportError::Car)?;
         self.store.put_many(core::mem::take(&mut self.batch)).await?;
         self.report.roots = self.decoder.roots().map(<[Cid]>::to_vec).unwrap_or_default();
-        match self.store.head_verdict(&self.report.roots, self.policy).await? {
-            Ok(()) => {
-                self.report.compaction = self.store.head_change(&[], &[self.report.roots.clone()]).await?;
-                self.report.head_applied = true;
-            }
-            Err(skip) => self.report.head_skipped = Some(skip),
-        }
+        self.store.import_head(&mut self.report, self.policy).await?;
         Ok(self.report)
     }
 }
@@ -165,10 +161,36 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         self.import_car_with(bytes, HeadPolicy::default()).await
     }
 
-    /// [`SplitStore::import_car`] deciding about the head under `policy`.
+    /// [`SplitStore::import_car`] deciding about the head under `policy`. The whole file is
+    /// decoded and every block checked against its CID before the first write, so a file that
+    /// fails writes nothing (a store failure during the writes may leave some of its verified
+    /// blocks, never the head).
     pub async fn import_car_with(&self, bytes: &[u8], policy: HeadPolicy) -> Result<ImportReport, ImportError> {
-        let mut imp = Importer::new(self, CarLimits::default()).head_policy(policy);
-        imp.feed(bytes).await?;
-        imp.finish().await
+        let mut it = CarBlocks::new(bytes, CarLimits::default()).map_err(ImportError::Car)?;
+        let mut report = ImportReport { roots: it.roots().to_vec(), ..ImportReport::default() };
+        let mut blocks = Vec::new();
+        for b in it.by_ref() {
+            let b = b.map_err(ImportError::Car)?;
+            report.blocks += 1;
+            report.bytes += b.data.len() as u64;
+            blocks.push((b.cid, b.data));
+        }
+        for chunk in blocks.chunks(IMPORT_BATCH) {
+            self.put_many(chunk.iter().map(|(c, d)| (*c, d.to_vec())).collect()).await?;
+        }
+        self.import_head(&mut report, policy).await?;
+        Ok(report)
+    }
+
+    /// Applies an import's roots as the head when `policy` allows, recording the verdict.
+    async fn import_head(&self, report: &mut ImportReport, policy: HeadPolicy) -> Result<(), Error> {
+        match self.head_verdict(&report.roots, policy).await? {
+            Ok(()) => {
+                report.compaction = self.head_change(&[], &[report.roots.clone()]).await?;
+                report.head_applied = true;
+            }
+            Err(skip) => report.head_skipped = Some(skip),
+        }
+        Ok(())
     }
 }
