@@ -186,7 +186,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     async fn import_head(&self, report: &mut ImportReport, policy: HeadPolicy) -> Result<(), Error> {
         match self.head_verdict(&report.roots, policy).await? {
             Ok(()) => {
-                report.compaction = self.head_change(&[], &[report.roots.clone()]).await?;
+                report.compaction = self.head_change(&[], core::slice::from_ref(&report.roots)).await?;
                 report.head_applied = true;
             }
             Err(skip) => report.head_skipped = Some(skip),
