@@ -19,6 +19,46 @@ use crate::{
     oracle::{header, key_of},
 };
 
+/// A backend whose writes are applied before their callers learn they completed: it gives up
+/// the thread after applying each write, so others run between the two (wrap it in
+/// [`YieldKv`] to switch before every call as well).
+#[derive(Clone, Debug)]
+pub struct AckLaterKv<K>(pub K);
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl<K: Kv> Kv for AckLaterKv<K> {
+    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.0.get(space, key).await
+    }
+    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        self.0.get_many(space, keys).await
+    }
+    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
+        self.0.has(space, key).await
+    }
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        let applied = self.0.write(batch).await;
+        YieldOnce::default().await;
+        applied
+    }
+    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
+        self.0.scan_keys(space, after, limit).await
+    }
+    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        self.0.scan(space, after, limit).await
+    }
+    async fn flush(&self) -> Result<(), KvError> {
+        self.0.flush().await
+    }
+    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
+        self.0.stats(space).await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+}
+
 /// A backend that gives up the thread before every call, so the executor can switch there.
 #[derive(Clone, Debug)]
 pub struct YieldKv<K>(pub K);

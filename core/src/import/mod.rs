@@ -184,9 +184,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// Applies an import's roots as the head when `policy` allows, recording the verdict.
     async fn import_head(&self, report: &mut ImportReport, policy: HeadPolicy) -> Result<(), Error> {
+        // No other head change between the verdict and the change it allows.
+        let _one_at_a_time = self.head_lock.lock().await;
         match self.head_verdict(&report.roots, policy).await? {
             Ok(()) => {
-                report.compaction = self.head_change(&[], core::slice::from_ref(&report.roots)).await?;
+                let roots = core::slice::from_ref(&report.roots);
+                report.compaction = self.head_change_locked(&[], roots).await?.compaction;
                 report.head_applied = true;
             }
             Err(skip) => report.head_skipped = Some(skip),

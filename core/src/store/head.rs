@@ -43,7 +43,17 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     }
 
     /// [`SplitStore::head_change`], also reporting why no compaction was decided.
-    pub async fn head_change_outcome(&self, _revert: &[Vec<Cid>], apply: &[Vec<Cid>]) -> Result<HeadOutcome, Error> {
+    pub async fn head_change_outcome(&self, revert: &[Vec<Cid>], apply: &[Vec<Cid>]) -> Result<HeadOutcome, Error> {
+        let _one_at_a_time = self.head_lock.lock().await;
+        self.head_change_locked(revert, apply).await
+    }
+
+    /// A head change; the caller holds `head_lock`.
+    pub(crate) async fn head_change_locked(
+        &self,
+        _revert: &[Vec<Cid>],
+        apply: &[Vec<Cid>],
+    ) -> Result<HeadOutcome, Error> {
         self.usable()?;
         let Some(tipset) = apply.last() else {
             return Ok(HeadOutcome { trigger: Trigger::NotDue, compaction: None });

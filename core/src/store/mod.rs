@@ -10,7 +10,7 @@ pub(crate) mod state;
 
 use alloc::{boxed::Box, sync::Arc, vec::Vec};
 
-use async_lock::RwLock;
+use async_lock::{Mutex as AsyncMutex, RwLock};
 use cid::Cid;
 use spin::Mutex;
 
@@ -47,6 +47,10 @@ pub struct SplitStore<K: Kv, C: Clock> {
     /// Readers and writers of blocks hold it shared; each purge batch holds it exclusively, so
     /// a write's marks and a purge's liveness check never interleave.
     pub(crate) txn_lock: RwLock<()>,
+    /// Held through each head change, so head changes apply one at a time and the durable
+    /// head record and the head in memory always name the same tipset; an import holds it
+    /// from its head-policy verdict to the change.
+    pub(crate) head_lock: AsyncMutex<()>,
     pub(crate) protectors: Mutex<Vec<Box<dyn Protector>>>,
 }
 
@@ -83,6 +87,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             markset_kind,
             shared: Arc::new(Mutex::new(Shared::default())),
             txn_lock: RwLock::new(()),
+            head_lock: AsyncMutex::new(()),
             protectors: Mutex::new(Vec::new()),
         };
         store.load_meta().await?;
