@@ -57,7 +57,7 @@ fn concurrent_head_changes_leave_memory_and_record_agreeing() {
         for e in &epochs[3..6] {
             let s = &s;
             ex.spawn(async move {
-                drop(s.head_change(&[], &[e.tipset.clone()]).await.expect("head change"));
+                drop(s.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head change"));
             });
         }
         ex.run(100_000);
