@@ -19,6 +19,9 @@ use crate::{
     walk::{OnMissing, WalkOpts},
 };
 
+/// The most protection passes made alongside the foreground while the backlog halves.
+const MAX_YIELDING_PASSES: u32 = 8;
+
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Walks the chain from the plan's head, one parent generation at a time, marking the
     /// live set: every header back to genesis and the tipset-key objects of the head and of
@@ -110,28 +113,68 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         Ok(cold_marks)
     }
 
-    /// Marks the DAGs of every transactional reference not yet protected, until none are left.
-    /// With `remove_dead` (after collect) every newly marked object's dead-list entry is
-    /// deleted in the same pass, so the durable dead list never names a live object.
+    /// Marks the DAGs of the transactional references: on return every reference recorded
+    /// before its last look at the set is protected. With `remove_dead` (after collect) every
+    /// newly marked object's dead-list entry is deleted in the same pass, so the durable dead
+    /// list never names a live object.
     ///
-    /// With `yielding` off the walk never pauses (it runs under the exclusive lock).
+    /// With `yielding` on, the foreground keeps running and recording references, so the set
+    /// need never become empty by itself: a writer as fast as a pass refills it during each
+    /// pass. Passes alongside the foreground therefore stop once one no longer halves the
+    /// backlog, or after [`MAX_YIELDING_PASSES`]; what is left is protected by one pass under
+    /// the exclusive lock, which holds the foreground back for as long as it takes to protect
+    /// what the foreground recorded during the last pass. The work of a call is bounded by the
+    /// references recorded before and during it, whatever the foreground's pace.
+    ///
+    /// With `yielding` off the caller holds the exclusive lock and the walk never pauses.
     pub(crate) async fn protect_txn_refs(
         &self,
         marks: &Arc<Mutex<AnyMarks>>,
         remove_dead: bool,
         yielding: bool,
     ) -> Result<u64, Error> {
+        if !yielding {
+            return self.protect_passes(marks, remove_dead, false).await;
+        }
+        let mut protected = self.protect_passes(marks, remove_dead, true).await?;
+        let left = self.shared.lock().txn.as_ref().is_some_and(|t| !t.refs.is_empty());
+        if left {
+            let _exclusive = self.txn_lock.write().await;
+            protected += self.protect_passes(marks, remove_dead, false).await?;
+        }
+        Ok(protected)
+    }
+
+    /// Protection passes: each drains the references recorded so far and marks their DAGs.
+    /// With `yielding` they stop as [`SplitStore::protect_txn_refs`] describes and may leave
+    /// references recorded. Without it the caller holds the exclusive lock, which every API
+    /// call that records a reference holds shared, so none is recorded meanwhile and the set is
+    /// empty on return.
+    async fn protect_passes(
+        &self,
+        marks: &Arc<Mutex<AnyMarks>>,
+        remove_dead: bool,
+        yielding: bool,
+    ) -> Result<u64, Error> {
         let mut protected = 0u64;
+        let mut passes = 0u32;
+        let mut previous = usize::MAX;
         loop {
             let refs: Vec<Cid> = match self.shared.lock().txn.as_mut() {
                 Some(t) if !t.refs.is_empty() => t.refs.drain().collect(),
                 _ => break,
             };
-            protected += refs.len() as u64;
+            let drained = refs.len();
+            protected += drained as u64;
             let missing = self.mark_late(&refs, marks, remove_dead, yielding).await?;
             if let Some(t) = self.shared.lock().txn.as_mut() {
                 t.missing.extend(missing);
             }
+            passes += 1;
+            if yielding && (drained.saturating_mul(2) > previous || passes >= MAX_YIELDING_PASSES) {
+                break;
+            }
+            previous = drained;
         }
         Ok(protected)
     }
@@ -231,7 +274,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             if let Some(t) = self.shared.lock().txn.as_mut() {
                 t.critical = true;
             }
-            // Accesses that raced the first pass are protected under the lock.
+            // References recorded since the first call are protected under the lock, where
+            // none can be recorded: none is left unprotected when the flag is set.
             report.protected_refs += self.protect_txn_refs(marks, true, false).await?;
             let record =
                 meta::PurgeRecord { boundaries: plan.boundaries, marked: marks.lock().len() as u64, dead: report.dead };
