@@ -1,5 +1,10 @@
 //! Move: copy every cold-listed block from hot to cold, then make the copies durable. No
 //! block is deleted from hot until this has completed.
+//!
+//! Hot is made durable before the first copy, so a cold copy is only ever taken from a hot
+//! write that a crash can no longer lose, nor any write before it. Otherwise a crash that lost
+//! a block's hot write (and its children's, written just before it) could leave its cold copy
+//! behind: a readable block without its DAG, a state no prefix of the writes ever had.
 
 use alloc::vec::Vec;
 
@@ -18,6 +23,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         report: &mut CompactionReport,
     ) -> Result<(), Error> {
         progress.report(&Progress { phase: Phase::Move, done: 0, total: None });
+        self.hot.flush().await.map_err(|e| self.hot_err(e))?;
         let mut after: Option<Vec<u8>> = None;
         loop {
             self.yield_point().await?;
