@@ -1,7 +1,8 @@
 //! Purge: delete the dead list from the hot store in batches, and finish the compaction.
 //!
 //! Each batch deletes its blocks, removes their dead-list entries and advances the checkpoint
-//! in one atomic write, under the exclusive transaction lock, after re-checking the mark set.
+//! in one atomic write, under the exclusive transaction lock, after re-checking the mark set;
+//! a batch is at most [`LOCKED_DELETES`] entries, so the foreground waits at most that long.
 //! The dead list that remains after any crash is therefore exactly the work left, and
 //! recovery replays it with the same function.
 
@@ -20,9 +21,17 @@ use crate::{
     store::SplitStore,
 };
 
+/// Dead-list entries deleted per write under the exclusive lock: the foreground waits at most
+/// one such write (a few milliseconds) for a purge.
+const LOCKED_DELETES: usize = 1024;
+
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Purges every dead-list entry. `marks` is the live mark set during a compaction, `None`
-    /// during recovery (then every later mark already removed its entry durably).
+    /// during recovery (then every later mark already removed its entry durably, and nothing
+    /// else runs, so the purge is not paced).
+    ///
+    /// A page of the dead list is read without the lock: an entry a late mark removes
+    /// meanwhile is also in the mark set, which is checked under the lock before any delete.
     pub(crate) async fn purge(
         &self,
         marks: Option<&Arc<Mutex<AnyMarks>>>,
@@ -35,38 +44,39 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         loop {
             self.yield_point().await?;
             let started = self.clock.now_millis();
-            let last = {
+            let page = self
+                .hot
+                .scan_keys(Space::Dead, after.as_deref(), self.config.batch_size)
+                .await
+                .map_err(|e| self.hot_err(e))?;
+            let Some(last) = page.last().cloned() else { break };
+            for chunk in page.chunks(LOCKED_DELETES) {
                 let _exclusive = self.txn_lock.write().await;
-                let page = self
-                    .hot
-                    .scan_keys(Space::Dead, after.as_deref(), self.config.batch_size)
-                    .await
-                    .map_err(|e| self.hot_err(e))?;
-                let Some(last) = page.last().cloned() else { break };
-                let mut batch = WriteBatch::with_capacity(page.len() * 2 + 1);
+                let mut batch = WriteBatch::with_capacity(chunk.len() * 2 + 1);
                 {
                     let m = marks.map(|m| m.lock());
-                    for k in page {
-                        if m.as_ref().is_some_and(|m| m.contains(&k)) {
+                    for k in chunk {
+                        if m.as_ref().is_some_and(|m| m.contains(k)) {
                             report.rescued += 1;
                         } else {
                             batch.delete(Space::Blocks, k.clone());
                             report.purged += 1;
                         }
-                        batch.delete(Space::Dead, k);
+                        batch.delete(Space::Dead, k.clone());
                     }
                 }
-                batch.put(Space::Meta, meta::CHECKPOINT, last.clone());
+                if let Some(k) = chunk.last() {
+                    batch.put(Space::Meta, meta::CHECKPOINT, k.clone());
+                }
                 self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
-                last
-            };
+            }
             after = Some(last);
             progress.report(&Progress { phase: Phase::Purge, done: report.purged, total: Some(report.dead) });
-            // Pace: after the first stretch of work, sleep a multiple of each batch's time so
+            // Pace: after the first stretch of work, sleep a multiple of each page's time so
             // the foreground keeps most of the store's throughput.
             let took = self.clock.now_millis().saturating_sub(started);
             work_ms += took;
-            if work_ms > self.config.purge_pace_after_ms && took > 0 {
+            if marks.is_some() && work_ms > self.config.purge_pace_after_ms && took > 0 {
                 self.clock.sleep(took.saturating_mul(self.config.purge_sleep_factor as u64)).await;
             }
         }
@@ -98,14 +108,20 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         Ok(())
     }
 
-    /// Deletes every entry of a list space; returns how many there were.
+    /// Deletes every entry of a list space; returns how many there were. Nothing adds
+    /// entries to a list while it is cleared, so the scan pages on after the last key deleted
+    /// rather than over the deletions again.
     pub(crate) async fn clear_space(&self, space: Space) -> Result<u64, Error> {
         let mut n = 0u64;
+        let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = self.hot.scan_keys(space, None, self.config.batch_size).await.map_err(|e| self.hot_err(e))?;
-            if page.is_empty() {
-                return Ok(n);
-            }
+            let page = self
+                .hot
+                .scan_keys(space, after.as_deref(), self.config.batch_size)
+                .await
+                .map_err(|e| self.hot_err(e))?;
+            let Some(last) = page.last().cloned() else { return Ok(n) };
+            after = Some(last);
             n += page.len() as u64;
             let mut batch = WriteBatch::with_capacity(page.len());
             for k in page {
