@@ -9,7 +9,7 @@
 //!
 //! Before the purge record is durable a crash (or a dropped future, or an error) discards the
 //! compaction: nothing was deleted. After it, the durable dead list is exactly what remains to
-//! delete, in every mode, and [`SplitStore::open`] finishes it before serving.
+//! delete, in every mode, and [`SplitStore::open`](crate::SplitStore::open) finishes it before serving.
 
 mod collect;
 mod driver;
