@@ -197,9 +197,20 @@ const CLOSE_WITH_FUSE_ARMED: &[u8] = &[
     0x5c, 0x0f, 0x26, 0x03,
 ];
 
+/// Found by the `ops` target; a model error. Genesis is the head, a compaction runs
+/// interleaved with applying epoch 1, whose header links a block of genesis the compaction
+/// removes as dead. The model checked which ancestors to send again by looking past the store,
+/// which is not a touch, so the block it found present was purged before the epoch's write; it
+/// now asks the store (`has`), as a syncing node does.
+const ANCESTRY_CHECKED_PAST_THE_STORE: &[u8] = &[
+    0x0c, 0x38, 0x27, 0x27, 0xff, 0x27, 0x01, 0x00, 0x27, 0x27, 0x27, 0x27, 0x27, 0x27, 0x27, 0xad, 0x02, 0x81, 0x27,
+    0x27, 0x2f, 0x27, 0x10, 0x27, 0x27, 0x27, 0x27, 0x27, 0x27, 0x40, 0x27, 0x27, 0x27, 0x27, 0x27, 0x27, 0x27, 0x27,
+    0xad, 0x02, 0x81, 0x0a,
+];
+
 #[test]
 fn operation_sequences_found_by_the_fuzzer_replay_cleanly() {
-    for input in [RELINKED_AFTER_PURGE, CLOSE_WITH_FUSE_ARMED] {
+    for input in [RELINKED_AFTER_PURGE, CLOSE_WITH_FUSE_ARMED, ANCESTRY_CHECKED_PAST_THE_STORE] {
         fuzz::ops::check(input);
     }
 }

@@ -15,12 +15,12 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
     };
     match op {
         Op::Apply { .. } => {
-            let (chain, epoch, hot, cold) = {
+            let (chain, epoch) = {
                 let m = m.borrow();
-                (m.chain, m.chain.epochs.get(m.applied)?, m.hot.clone(), m.cold.clone())
+                (m.chain, m.chain.epochs.get(m.applied)?)
             };
             let mut blocks = epoch.blocks.clone();
-            blocks.extend(chain.absent_ancestry(epoch, &hot, &cold).await);
+            blocks.extend(chain.absent_ancestry(epoch, store).await);
             if let Err(e) = store.put_many(blocks.clone()).await {
                 blown(&e, "put_many of an epoch");
                 return None;

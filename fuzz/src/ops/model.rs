@@ -61,7 +61,13 @@ impl Chain {
     /// The generator emits every block once, but a block a compaction removed as dead (say, the
     /// empty receipts AMT of genesis while the head was genesis) can be linked again by a later
     /// epoch. A syncing node fetches such blocks again; so does the model, with the epoch.
-    pub async fn absent_ancestry(&self, epoch: &Epoch, hot: &MemKv, cold: &MemKv) -> Vec<(Cid, Vec<u8>)> {
+    ///
+    /// Presence is asked of the store (`has`), as a syncing node asks it: that is a touch, which
+    /// keeps a block found present from being purged by a compaction running meanwhile. (A
+    /// look past the store would not protect it, and the epoch would then link a block the
+    /// compaction removes as dead.) A failed `has` counts as absent; the write that follows
+    /// fails the same way.
+    pub async fn absent_ancestry(&self, epoch: &Epoch, store: &super::Store) -> Vec<(Cid, Vec<u8>)> {
         let own: HashSet<Vec<u8>> = epoch.blocks.iter().map(|(c, _)| key_of(c)).collect();
         let mut stack: Vec<Cid> = Vec::new();
         for (c, b) in &epoch.blocks {
@@ -77,7 +83,7 @@ impl Chain {
                 continue;
             }
             let Some((cid, bytes)) = self.blocks.get(&k) else { continue };
-            if raw_get(hot, cold, &k).await.is_none() {
+            if !store.has(cid).await.unwrap_or(false) {
                 if cid.codec() == 0x71 {
                     stack.extend(oracle::links(bytes).unwrap_or_default());
                 }
