@@ -2,10 +2,10 @@
 
 use std::cell::RefCell;
 
-use splitstore_conformance::{interleave::node, oracle::key_of};
+use splitstore_conformance::interleave::node;
 use splitstore_core::{Cid, Error, PendingCompaction};
 
-use super::{model, model::Model, tracing, Op, Store};
+use super::{model::Model, tracing, Op, Store};
 
 /// Runs one foreground operation. Returns the compaction an applied head decided. A failure
 /// is allowed only once the fuse has blown (the caller then reopens).
@@ -48,7 +48,7 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
             }
         }
         Op::Put { links, count } => {
-            let block = new_block(m, &links[..usize::from(count % 4)]).await;
+            let block = new_block(store, m, &links[..usize::from(count % 4)]).await;
             match store.put(&block.0, block.1.clone()).await {
                 Ok(()) => m.borrow_mut().wrote(&[block], &[]),
                 Err(e) => blown(&e, "put"),
@@ -58,7 +58,7 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
         Op::PutMany { count, sel } => {
             let mut blocks = Vec::new();
             for i in 0..1 + count % 6 {
-                blocks.push(new_block(m, &[sel.wrapping_add(i.wrapping_mul(37))]).await);
+                blocks.push(new_block(store, m, &[sel.wrapping_add(i.wrapping_mul(37))]).await);
             }
             match store.put_many(blocks.clone()).await {
                 Ok(()) => m.borrow_mut().wrote(&blocks, &[]),
@@ -124,19 +124,17 @@ pub(super) fn store_fuse_blown(e: &Error) -> bool {
 }
 
 /// A new block linking the present blocks `sels` pick.
-async fn new_block(m: &RefCell<Model>, sels: &[u8]) -> (Cid, Vec<u8>) {
+async fn new_block(store: &Store, m: &RefCell<Model>, sels: &[u8]) -> (Cid, Vec<u8>) {
     let candidates: Vec<Cid> = {
         let m = m.borrow();
         sels.iter().filter_map(|s| m.pick(*s)).collect()
     };
-    let (hot, cold) = {
-        let m = m.borrow();
-        (m.hot.clone(), m.cold.clone())
-    };
     let mut children = Vec::new();
     for c in candidates {
-        // Only present blocks: a new block's DAG is complete when it is written.
-        if !children.contains(&c) && model::raw_get(&hot, &cold, &key_of(&c)).await.is_some() {
+        // Only blocks the store says it has: a new block's DAG is complete when it is written,
+        // and asking is a touch, which keeps a compaction running meanwhile from purging the
+        // child before the write (a look past the store would not).
+        if !children.contains(&c) && store.has(&c).await.unwrap_or(false) {
             children.push(c);
         }
     }
