@@ -27,11 +27,14 @@ use splitstore_core::{
     import::{HeadPolicy, ImportError, Importer},
     key::is_identity,
     mem::{ManualClock, MemKv},
-    synth::{ChainGen, SynthConfig},
+    synth::SynthConfig,
     Cid, Config, NoProgress, SplitStore,
 };
 
-use super::input::{Bytes, Chunks};
+use super::{
+    base::chain_store,
+    input::{Bytes, Chunks},
+};
 
 /// What one decoder made of a file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -178,16 +181,8 @@ pub fn check(data: &[u8]) {
 fn base() -> &'static MemKv {
     static BASE: OnceLock<MemKv> = OnceLock::new();
     BASE.get_or_init(|| {
-        let hot = MemKv::new();
-        let store = block_on(SplitStore::open(hot.clone(), MemKv::new(), ManualClock::new(0), config())).expect("open");
-        let mut chain =
-            ChainGen::new(SynthConfig { seed: 7, state_objects: 24, messages_per_block: 2, ..SynthConfig::default() });
-        for _ in 0..4 {
-            let e = chain.next_epoch();
-            block_on(store.put_many(e.blocks)).expect("put");
-            drop(block_on(store.head_change(&[], &[e.tipset])).expect("head"));
-        }
-        hot
+        let synth = SynthConfig { seed: 7, state_objects: 24, messages_per_block: 2, ..SynthConfig::default() };
+        chain_store(config(), synth, 4)
     })
 }
 

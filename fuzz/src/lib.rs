@@ -7,6 +7,7 @@
 //! replays every input the fuzzers have found through these functions, so nothing here may
 //! refer to `crate::` (siblings are reached through `super::`).
 
+pub mod base;
 pub mod car;
 pub mod header;
 pub mod input;

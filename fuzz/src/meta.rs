@@ -17,11 +17,11 @@ use splitstore_core::{
     kv::{Kv, Space, WriteBatch},
     mem::{ManualClock, MemKv},
     meta::{self, Head, PurgeRecord, StoreState},
-    synth::{ChainGen, SynthConfig},
+    synth::SynthConfig,
     Config, NoProgress, SplitStore,
 };
 
-use super::input::Bytes;
+use super::{base::chain_store, input::Bytes};
 
 /// Runs every property on `data`; panics on a violation.
 pub fn check(data: &[u8]) {
@@ -50,16 +50,8 @@ pub fn check(data: &[u8]) {
 fn base() -> &'static MemKv {
     static BASE: OnceLock<MemKv> = OnceLock::new();
     BASE.get_or_init(|| {
-        let hot = MemKv::new();
-        let store = block_on(SplitStore::open(hot.clone(), MemKv::new(), ManualClock::new(0), config())).expect("open");
-        let mut chain =
-            ChainGen::new(SynthConfig { seed: 3, state_objects: 12, messages_per_block: 1, ..SynthConfig::default() });
-        for _ in 0..3 {
-            let e = chain.next_epoch();
-            block_on(store.put_many(e.blocks)).expect("put");
-            drop(block_on(store.head_change(&[], &[e.tipset])).expect("head"));
-        }
-        hot
+        let synth = SynthConfig { seed: 3, state_objects: 12, messages_per_block: 1, ..SynthConfig::default() };
+        chain_store(config(), synth, 3)
     })
 }
 
