@@ -4,27 +4,15 @@
 
 use std::collections::HashSet;
 
+use splitstore_conformance::executor::Rng;
 use splitstore_core::markset::{AnyMarks, ExactSet, FingerprintTable, MarkSet, MarkSetKind, Marks};
 
-/// SplitMix64: a deterministic stream of well-mixed words.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A block key: a CID-like prefix and a random tail of random length.
-    fn key(&mut self) -> Vec<u8> {
-        let len = 4 + (self.next() % 40) as usize;
-        let mut k = vec![0x01, 0x71, 0xa0, 0xe4];
-        k.extend((0..len).map(|_| self.next() as u8));
-        k
-    }
+/// A block key: a CID-like prefix and a random tail of random length.
+fn key(rng: &mut Rng) -> Vec<u8> {
+    let len = 4 + rng.below(40);
+    let mut k = vec![0x01, 0x71, 0xa0, 0xe4];
+    k.extend((0..len).map(|_| rng.next_u64() as u8));
+    k
 }
 
 /// Marks `keys` (possibly with repeats) in `set`, checking every answer against a model, then
@@ -48,12 +36,12 @@ fn check_against_model(set: &mut impl Marks, keys: &[Vec<u8>], absent: &[Vec<u8>
 
 #[test]
 fn random_keys_at_many_sizes() {
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     for n in [0usize, 1, 2, 10, 100, 999, 5_000, 50_000, 200_000] {
-        let keys: Vec<Vec<u8>> = (0..n).map(|_| rng.key()).collect();
-        let absent: Vec<Vec<u8>> = (0..n.max(1000)).map(|_| rng.key()).collect();
+        let keys: Vec<Vec<u8>> = (0..n).map(|_| key(&mut rng)).collect();
+        let absent: Vec<Vec<u8>> = (0..n.max(1000)).map(|_| key(&mut rng)).collect();
         for capacity in [0, n / 3, n, 2 * n] {
-            let mut set = MarkSet::with_capacity(capacity, u128::from(rng.next()));
+            let mut set = MarkSet::with_capacity(capacity, u128::from(rng.next_u64()));
             check_against_model(&mut set, &keys, &absent);
         }
     }
@@ -61,12 +49,12 @@ fn random_keys_at_many_sizes() {
 
 #[test]
 fn repeated_keys_are_new_exactly_once() {
-    let mut rng = Rng(12);
-    let distinct: Vec<Vec<u8>> = (0..20_000).map(|_| rng.key()).collect();
+    let mut rng = Rng::new(12);
+    let distinct: Vec<Vec<u8>> = (0..20_000).map(|_| key(&mut rng)).collect();
     // Every key three times, in random order.
     let mut keys: Vec<Vec<u8>> = distinct.iter().cycle().take(3 * distinct.len()).cloned().collect();
     for i in (1..keys.len()).rev() {
-        keys.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        keys.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
     for kind in [MarkSetKind::Fingerprint, MarkSetKind::Exact] {
         let mut set = AnyMarks::new(kind, 1000, 5);
@@ -78,13 +66,13 @@ fn repeated_keys_are_new_exactly_once() {
 
 #[test]
 fn growth_across_several_resizes_keeps_every_key() {
-    let mut rng = Rng(13);
+    let mut rng = Rng::new(13);
     let mut set = MarkSet::with_capacity(0, 9);
     let mut model: HashSet<Vec<u8>> = HashSet::new();
     let mut last_bytes = set.heap_bytes();
     let mut resizes = 0;
     while model.len() < 300_000 {
-        let k = rng.key();
+        let k = key(&mut rng);
         assert_eq!(set.mark(&k), model.insert(k));
         if model.len() >= 10_000 {
             let bpo = set.bytes_per_object();
@@ -100,14 +88,14 @@ fn growth_across_several_resizes_keeps_every_key() {
     assert!(resizes >= 20, "{resizes} resizes");
     assert!(model.iter().all(|k| set.contains(k)));
     for _ in 0..10_000 {
-        let k = rng.key();
+        let k = key(&mut rng);
         assert_eq!(set.contains(&k), model.contains(&k));
     }
 }
 
 #[test]
 fn sizes_around_the_growth_boundary() {
-    let mut rng = Rng(14);
+    let mut rng = Rng::new(14);
     for n in [1usize, 16, 17, 100, 1_000, 65_536, 100_003] {
         let mut table = FingerprintTable::with_capacity(n);
         let cap = table.capacity();
@@ -115,7 +103,7 @@ fn sizes_around_the_growth_boundary() {
         let bytes = table.heap_bytes();
         let mut model = HashSet::new();
         for i in 0..cap + 3 {
-            let fp = (u128::from(rng.next()) << 64) | u128::from(rng.next());
+            let fp = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
             assert_eq!(table.insert(fp), model.insert(fp));
             if i < cap {
                 assert_eq!(table.capacity(), cap, "grew at {} of capacity {cap}", i + 1);
@@ -132,14 +120,14 @@ fn sizes_around_the_growth_boundary() {
 
 #[test]
 fn fingerprints_crowded_at_the_end_of_the_table() {
-    let mut rng = Rng(15);
+    let mut rng = Rng::new(15);
     for (capacity, count) in [(0usize, 5_000usize), (10_000, 2_000), (100, 300)] {
         let mut table = FingerprintTable::with_capacity(capacity);
         let mut model = HashSet::new();
         for _ in 0..count {
             // Upper halves within 2⁴⁸ of the top: home slots crowd onto the last few.
-            let hi = u64::MAX - (rng.next() >> 16);
-            let fp = (u128::from(hi) << 64) | u128::from(rng.next());
+            let hi = u64::MAX - (rng.next_u64() >> 16);
+            let fp = (u128::from(hi) << 64) | u128::from(rng.next_u64());
             assert_eq!(table.insert(fp), model.insert(fp));
         }
         for &fp in &model {
@@ -155,9 +143,9 @@ fn fingerprints_crowded_at_the_end_of_the_table() {
 
 #[test]
 fn presized_set_holds_at_most_24_bytes_per_object() {
-    let mut rng = Rng(16);
+    let mut rng = Rng::new(16);
     for n in [1_000usize, 3_000, 10_000, 100_000, 333_333, 1_000_000] {
-        let mut set = MarkSet::with_capacity(n, u128::from(rng.next()));
+        let mut set = MarkSet::with_capacity(n, u128::from(rng.next_u64()));
         let bytes = set.heap_bytes();
         let mut k = [0u8; 36];
         for i in 0..n as u64 {
@@ -178,8 +166,8 @@ fn presized_set_holds_at_most_24_bytes_per_object() {
 
 #[test]
 fn fingerprint_set_is_smaller_than_the_exact_set() {
-    let mut rng = Rng(17);
-    let keys: Vec<Vec<u8>> = (0..20_000).map(|_| rng.key()).collect();
+    let mut rng = Rng::new(17);
+    let keys: Vec<Vec<u8>> = (0..20_000).map(|_| key(&mut rng)).collect();
     let mut fp = MarkSet::with_capacity(0, 1);
     let mut exact = ExactSet::new();
     check_against_model(&mut fp, &keys, &[]);
