@@ -19,15 +19,25 @@ use crate::{
     oracle::{header, key_of},
 };
 
-/// A backend whose writes are applied before their callers learn they completed: it gives up
-/// the thread after applying each write, so others run between the two (wrap it in
-/// [`YieldKv`] to switch before every call as well).
+/// Where a [`SteppedWritesKv`] gives up the thread during a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteSteps {
+    /// Once, after applying the write and before returning: the write is applied before its
+    /// caller learns it completed, and others run between the two.
+    AfterApplying,
+    /// Once per entry of the batch but one, before applying it: a large write costs as many
+    /// scheduling steps as it has entries.
+    PerEntry,
+}
+
+/// A backend whose writes give up the thread as its [`WriteSteps`] say; every other call is
+/// passed through (wrap it in [`YieldKv`] to switch before every call as well).
 #[derive(Clone, Debug)]
-pub struct AckLaterKv<K>(pub K);
+pub struct SteppedWritesKv<K>(pub K, pub WriteSteps);
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl<K: Kv> Kv for AckLaterKv<K> {
+impl<K: Kv> Kv for SteppedWritesKv<K> {
     async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         self.0.get(space, key).await
     }
@@ -38,9 +48,19 @@ impl<K: Kv> Kv for AckLaterKv<K> {
         self.0.has(space, key).await
     }
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        let applied = self.0.write(batch).await;
-        YieldOnce::default().await;
-        applied
+        match self.1 {
+            WriteSteps::AfterApplying => {
+                let applied = self.0.write(batch).await;
+                YieldOnce::default().await;
+                applied
+            }
+            WriteSteps::PerEntry => {
+                for _ in 1..batch.len() {
+                    YieldOnce::default().await;
+                }
+                self.0.write(batch).await
+            }
+        }
     }
     async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
         self.0.scan_keys(space, after, limit).await

@@ -5,7 +5,7 @@
 
 use splitstore_conformance::{
     executor::{block_on, SeededExecutor},
-    interleave::{AckLaterKv, YieldKv},
+    interleave::{SteppedWritesKv, WriteSteps, YieldKv},
 };
 use splitstore_core::{
     car::write_car_v1,
@@ -18,7 +18,7 @@ use splitstore_core::{
 
 const SEEDS: u64 = 300;
 
-type Store = SplitStore<YieldKv<AckLaterKv<MemKv>>, ManualClock>;
+type Store = SplitStore<YieldKv<SteppedWritesKv<MemKv>>, ManualClock>;
 
 fn config() -> Config {
     Config { sync_gap_secs: None, finality: 1000, ..Config::default() }
@@ -31,7 +31,7 @@ fn chain() -> Vec<Epoch> {
 
 /// The store over `hot` with epochs `..n` written and epoch `n - 1` as its head.
 fn store_at(hot: &MemKv, epochs: &[Epoch], n: usize) -> Store {
-    let kv = |m: MemKv| YieldKv(AckLaterKv(m));
+    let kv = |m: MemKv| YieldKv(SteppedWritesKv(m, WriteSteps::AfterApplying));
     let s = block_on(SplitStore::open(kv(hot.clone()), kv(MemKv::new()), ManualClock::new(0), config())).expect("open");
     for e in &epochs[..n] {
         block_on(s.put_many(e.blocks.clone())).expect("put");

@@ -23,13 +23,12 @@ use cid::Cid;
 use splitstore_conformance::{
     chain::{apply_epoch, small_chain, small_config, universe_of},
     executor::{block_on, Rng, SeededExecutor},
-    interleave::{node, YieldKv},
+    interleave::{node, SteppedWritesKv, WriteSteps, YieldKv},
     oracle::{header, key_of, links},
 };
 use splitstore_core::{
-    kv::{Capabilities, Kv, Space, SpaceStats, WriteBatch},
-    mem::{ManualClock, MemKv, YieldOnce},
-    KvError, Mode, NoProgress, SplitStore,
+    mem::{ManualClock, MemKv},
+    Mode, NoProgress, SplitStore,
 };
 
 /// Epochs in the store before the compaction.
@@ -37,46 +36,6 @@ const EPOCHS: usize = 16;
 /// Scheduling steps (of the compaction and the writer together) a compaction may take per
 /// block the store held before it: about three times the most any of seeds 1..=1000 takes.
 const STEPS_PER_BLOCK: u64 = 100;
-
-/// A backend whose writes cost one scheduling step per entry (the last one is
-/// [`YieldKv`]'s own), so the executor switches tasks within large writes.
-#[derive(Clone, Debug)]
-struct WeighedKv<K>(K);
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl<K: Kv> Kv for WeighedKv<K> {
-    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.0.get(space, key).await
-    }
-    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        self.0.get_many(space, keys).await
-    }
-    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
-        self.0.has(space, key).await
-    }
-    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        for _ in 1..batch.len() {
-            YieldOnce::default().await;
-        }
-        self.0.write(batch).await
-    }
-    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
-        self.0.scan_keys(space, after, limit).await
-    }
-    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-        self.0.scan(space, after, limit).await
-    }
-    async fn flush(&self) -> Result<(), KvError> {
-        self.0.flush().await
-    }
-    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
-        self.0.stats(space).await
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
-    }
-}
 
 /// `f`, counting every poll of it in `polls` (shared by all tasks: the executor's steps).
 fn counted<'a>(polls: &'a Cell<u64>, f: impl Future<Output = ()> + 'a) -> impl Future<Output = ()> + 'a {
@@ -109,9 +68,14 @@ async fn one_seed(seed: u64) -> Outcome {
     let mut cfg = small_config(mode);
     cfg.batch_size = 16 + rng.below(48);
     cfg.yield_every = 4 + rng.below(28);
-    let store = SplitStore::open(WeighedKv(YieldKv(&hot)), WeighedKv(YieldKv(&cold)), ManualClock::new(0), cfg)
-        .await
-        .expect("open");
+    let store = SplitStore::open(
+        SteppedWritesKv(YieldKv(&hot), WriteSteps::PerEntry),
+        SteppedWritesKv(YieldKv(&cold), WriteSteps::PerEntry),
+        ManualClock::new(0),
+        cfg,
+    )
+    .await
+    .expect("open");
     let mut chain = small_chain(seed);
     let mut cids: HashMap<Vec<u8>, Cid> = HashMap::new();
     let mut head = Vec::new();
