@@ -3,7 +3,7 @@
 //! from `fuzz/src`, so the two cannot drift apart), plus direct assertions of the behaviour.
 //!
 //! A finding that is not fixed yet is `#[ignore]`d with its name (see docs/fuzzing.md);
-//! `cargo test -p splitstore-conformance --test fuzz_regressions -- --ignored` runs it.
+//! `cargo test -p splitstore-conformance --test fuzz_regressions -- --ignored` runs such tests.
 
 #[allow(dead_code)]
 #[path = "../../fuzz/src/lib.rs"]
@@ -303,13 +303,14 @@ fn a_forged_head_in_an_untrusted_car_loses_no_data() {
     );
 }
 
-/// F7 (open), found by the `ops` target at the end of campaign 2. Messages mode, 47
-/// operations with crashes, reopens and compactions; at the end a `has` touches a block X
-/// written many operations earlier (not a chain block) whose child, a header-era block of
-/// epoch 6, is in neither store, and the model requires X's DAG. Not yet diagnosed: the child
-/// was already gone before the last compaction began, and `has` never answered for a block
-/// absent from both stores; whether an earlier compaction purged the child while keeping X
-/// (a store bug) or the model requires too much is the open question (docs/fuzzing.md).
+/// F7 (fixed in `core/src/compact/collect.rs` and `mark.rs`), found by the `ops` target at
+/// the end of campaign 2. Messages mode. A block W written during a held compaction links the
+/// secp message AMT of epoch 6, so that compaction protects the AMT (it stays hot) while it
+/// copies the AMT's root, epoch 6's `TxMeta`, to cold. The next compaction skips the message
+/// DAG of epoch 6 (its root is no longer hot), finds the AMT marked by nothing and purges it.
+/// Many operations later a new block X links the `TxMeta`, which `has` finds in cold: X's DAG
+/// has a hole. Old message DAGs are now copied to cold whole, the blocks that stay hot too
+/// (invariant I7); `tests/tests/mem_messages_cold.rs` tests the mechanism directly.
 const TOUCHED_BLOCK_WITH_A_LONG_GONE_CHILD: &[u8] = &[
     0x02, 0x07, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0e, 0x19, 0x00, 0x0d, 0x03, 0x01, 0x06, 0x04, 0x89, 0x3d,
@@ -324,7 +325,6 @@ const TOUCHED_BLOCK_WITH_A_LONG_GONE_CHILD: &[u8] = &[
 ];
 
 #[test]
-#[ignore = "F7: open, see docs/fuzzing.md"]
-fn a_touched_block_keeps_its_dag_across_many_compactions() {
+fn a_cold_message_dag_stays_whole_across_compactions() {
     fuzz::ops::check(TOUCHED_BLOCK_WITH_A_LONG_GONE_CHILD);
 }

@@ -1,5 +1,8 @@
 //! Collect: every hot block the mark set does not hold goes to the durable dead list, and
-//! (per mode) to the durable cold list.
+//! (per mode) to the durable cold list: in universal mode every dead block; in messages mode
+//! every block of the cold set, dead or not. An old message DAG is copied to cold whole, its
+//! blocks that stay hot included, because later compactions skip a message DAG whose root has
+//! left the hot store (invariant I7 in docs/design.md).
 //!
 //! The scan pages through the hot keyspace as it is, not a snapshot, so it also meets keys
 //! written after the compaction began. Listing such a key is safe: every block written since
@@ -36,8 +39,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         cold_marks: Option<&Arc<Mutex<AnyMarks>>>,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         progress.report(&Progress { phase: Phase::Collect, done: 0, total: None });
+        let mut cold_listed = 0u64;
         let mut after: Option<Vec<u8>> = None;
         loop {
             self.yield_point().await?;
@@ -53,17 +57,18 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 let cm = cold_marks.map(|c| c.lock());
                 for k in &page {
                     report.hot_scanned += 1;
-                    if m.contains(k) {
-                        continue;
-                    }
-                    report.dead += 1;
-                    batch.put(Space::Dead, k.clone(), Vec::new());
+                    let live = m.contains(k);
                     let to_cold = match self.config.mode {
                         Mode::Discard => false,
-                        Mode::Universal => true,
+                        Mode::Universal => !live,
                         Mode::Messages => cm.as_ref().is_some_and(|c| c.contains(k)),
                     };
+                    if !live {
+                        report.dead += 1;
+                        batch.put(Space::Dead, k.clone(), Vec::new());
+                    }
                     if to_cold {
+                        cold_listed += 1;
                         batch.put(Space::ColdList, k.clone(), Vec::new());
                     }
                 }
@@ -77,6 +82,6 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         if let Some(t) = self.shared.lock().txn.as_mut() {
             t.collected = true;
         }
-        Ok(())
+        Ok(cold_listed)
     }
 }

@@ -165,7 +165,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             report.protected_refs += self.protect_txn_refs(&marks, false, true).await?;
             lap(&mut report, Phase::Mark, &self.clock);
 
-            self.collect(&marks, cold_marks.as_ref(), progress, &mut report).await?;
+            let cold_listed = self.collect(&marks, cold_marks.as_ref(), progress, &mut report).await?;
             drop(cold_marks);
             report.protected_refs += self.protect_txn_refs(&marks, true, true).await?;
             lap(&mut report, Phase::Collect, &self.clock);
@@ -174,7 +174,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             lap(&mut report, Phase::Retry, &self.clock);
 
             if self.config.mode != crate::Mode::Discard {
-                self.move_cold(progress, &mut report).await?;
+                self.move_cold(cold_listed, progress, &mut report).await?;
             }
             lap(&mut report, Phase::Move, &self.clock);
 

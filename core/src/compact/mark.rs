@@ -196,14 +196,23 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             for chunk in newly.chunks(self.config.batch_size) {
                 let mut batch = WriteBatch::with_capacity(chunk.len());
                 for k in chunk {
-                    // Live again: neither purged nor copied to cold.
-                    batch.delete(Space::Dead, k.as_bytes());
-                    batch.delete(Space::ColdList, k.as_bytes());
+                    self.revive(&mut batch, k.as_bytes());
                 }
                 self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
             }
         }
         Ok(stats.missing_cids)
+    }
+
+    /// Adds to `batch` the list changes of an object marked live after collect: it leaves the
+    /// dead list (it is not purged). In universal mode it leaves the cold list too (only dead
+    /// blocks are copied there); in messages mode the cold list holds old message DAGs, which
+    /// are copied whole whatever stays hot (invariant I7).
+    fn revive(&self, batch: &mut WriteBatch, key: &[u8]) {
+        batch.delete(Space::Dead, key);
+        if self.config.mode != crate::Mode::Messages {
+            batch.delete(Space::ColdList, key);
+        }
     }
 
     /// Gives references that were missing while protecting a few more chances to appear;
@@ -241,8 +250,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             self.expand(present, marks, &mut opts, &mut stats).await?;
             let mut batch = WriteBatch::new();
             for k in &newly {
-                batch.delete(Space::Dead, k.as_bytes());
-                batch.delete(Space::ColdList, k.as_bytes());
+                self.revive(&mut batch, k.as_bytes());
             }
             if !batch.is_empty() {
                 self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;

@@ -17,8 +17,10 @@ use crate::{
 };
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
+    /// Copies the `cold_listed` blocks of the cold list.
     pub(crate) async fn move_cold(
         &self,
+        cold_listed: u64,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
     ) -> Result<(), Error> {
@@ -45,7 +47,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 self.cold.write(batch).await.map_err(|e| self.cold_err(e))?;
             }
             after = Some(last);
-            progress.report(&Progress { phase: Phase::Move, done: report.moved, total: Some(report.dead) });
+            progress.report(&Progress { phase: Phase::Move, done: report.moved, total: Some(cold_listed) });
         }
         self.cold.flush().await.map_err(|e| self.cold_err(e))?;
         Ok(())

@@ -1,0 +1,131 @@
+//! Messages mode keeps old message and receipt DAGs whole in cold (invariant I7 in
+//! docs/design.md). A compaction skips an old DAG whose root has already left the hot store,
+//! so a block of it that stays hot when its root moves (the child of a block touched during
+//! the compaction, or a block shared with live data) must be copied to cold too: once nothing
+//! keeps it hot, no later compaction walks to it again and it would be purged, leaving a cold
+//! message DAG with a hole (fuzz finding F7).
+
+use splitstore_conformance::{
+    chain::{apply_epoch, small_chain, small_config, universe_of},
+    executor::{block_on, SeededExecutor},
+    interleave::{node, YieldKv},
+    oracle::{header, key_of, links},
+};
+use splitstore_core::{
+    kv::{Kv, Space},
+    mem::{ManualClock, MemKv},
+    synth::Epoch,
+    Cid, Clock, Mode, NoProgress, SplitStore,
+};
+
+/// Epochs written before the first compaction (with the small config's finality of 4,
+/// messages below about height 14 are old at the end).
+const EPOCHS: usize = 30;
+/// Epochs written between the two compactions.
+const MORE: usize = 8;
+
+type Store = SplitStore<YieldKv<MemKv>, ManualClock>;
+
+fn open(hot: MemKv, cold: MemKv) -> Store {
+    block_on(SplitStore::open(YieldKv(hot), YieldKv(cold), ManualClock::new(0), small_config(Mode::Messages)))
+        .expect("open")
+}
+
+/// The chain, and a store holding its first `EPOCHS` epochs, head at the last, no compaction
+/// run yet.
+fn base() -> (Vec<Epoch>, MemKv) {
+    let mut g = small_chain(21);
+    let epochs: Vec<Epoch> = (0..EPOCHS + MORE).map(|_| g.next_epoch()).collect();
+    let hot = MemKv::new();
+    let s = open(hot.clone(), MemKv::new());
+    for e in &epochs[..EPOCHS] {
+        drop(block_on(apply_epoch(&s, e)));
+    }
+    (epochs, hot)
+}
+
+/// A child of an early epoch's message root (the TxMeta's first AMT root): a block of an old
+/// message DAG that is not its root.
+fn old_message_child(epochs: &[Epoch]) -> Cid {
+    let e = &epochs[2];
+    let bytes = |c: &Cid| e.blocks.iter().find(|(b, _)| b == c).map(|(_, v)| v.clone());
+    let h = header(&bytes(&e.tipset[0]).expect("header written")).expect("header decodes");
+    let meta = bytes(&h.messages).expect("txmeta written with its epoch");
+    let links = links(&meta).expect("txmeta decodes");
+    *links.iter().find(|c| bytes(c).is_some()).expect("an AMT root of the epoch")
+}
+
+/// Blocks linked from the DAGs of cold blocks that neither store holds.
+fn cold_holes(hot: &MemKv, cold: &MemKv) -> Vec<Cid> {
+    let u = block_on(universe_of(hot, cold));
+    let children: Vec<Cid> =
+        cold.keys(Space::Blocks).iter().flat_map(|k| links(&u.blocks[k]).unwrap_or_default()).collect();
+    u.closure(&children).missing
+}
+
+/// Applies the remaining epochs and runs a second compaction, touching nothing.
+fn compact_again(s: &Store, epochs: &[Epoch]) {
+    for e in &epochs[EPOCHS..] {
+        drop(block_on(apply_epoch(s, e)));
+    }
+    block_on(s.compact(&NoProgress)).expect("second compaction");
+}
+
+fn hot_and_cold(hot: &MemKv, cold: &MemKv, c: &Cid) -> (bool, bool) {
+    let k = key_of(c);
+    (
+        block_on(hot.get(Space::Blocks, &k)).expect("read").is_some(),
+        block_on(cold.get(Space::Blocks, &k)).expect("read").is_some(),
+    )
+}
+
+#[test]
+fn a_protected_child_of_a_moved_message_root_reaches_cold() {
+    let (epochs, base) = base();
+    let child = old_message_child(&epochs);
+    let (hot, cold) = (base.crash_image(0), MemKv::new());
+    let s = open(hot.clone(), cold.clone());
+    let pending = s.begin_compaction().expect("begin");
+    // Written during the transaction: protected with its DAG, so `child` stays hot while its
+    // message root moves.
+    let (w, bytes) = node(&[child], 1);
+    block_on(s.put(&w, bytes)).expect("put");
+    block_on(s.run_compaction(pending, &NoProgress)).expect("compaction");
+    assert_eq!(hot_and_cold(&hot, &cold, &child), (true, true), "the protected child stays hot and is copied");
+    compact_again(&s, &epochs);
+    assert_eq!(hot_and_cold(&hot, &cold, &child), (false, true), "unprotected, it leaves hot and stays in cold");
+    assert_eq!(cold_holes(&hot, &cold), Vec::<Cid>::new(), "cold message DAGs are whole");
+}
+
+/// The same child read at every point of a compaction: whenever the read protects it (before
+/// collect, or between collect and the move), it is copied to cold with its DAG.
+#[test]
+fn a_child_read_at_any_point_of_the_compaction_reaches_cold() {
+    let (epochs, base) = base();
+    let child = old_message_child(&epochs);
+    let mut kept_hot = 0;
+    for seed in 0..120 {
+        let (hot, cold) = (base.crash_image(0), MemKv::new());
+        let s = open(hot.clone(), cold.clone());
+        let pending = s.begin_compaction().expect("begin");
+        let mut ex = SeededExecutor::new(seed);
+        ex.spawn(async {
+            s.run_compaction(pending, &NoProgress).await.expect("compaction");
+        });
+        ex.spawn(async {
+            for _ in 0..seed * 3 {
+                s.clock().yield_now().await;
+            }
+            assert!(s.get(&child).await.expect("get").is_some(), "seed {seed}: the child is readable");
+        });
+        ex.run(10_000_000);
+        drop(ex);
+        let (in_hot, in_cold) = hot_and_cold(&hot, &cold, &child);
+        assert!(in_cold, "seed {seed}: the child is not in cold");
+        kept_hot += usize::from(in_hot);
+        compact_again(&s, &epochs);
+        assert_eq!(cold_holes(&hot, &cold), Vec::<Cid>::new(), "seed {seed}: cold message DAGs are whole");
+    }
+    // Some reads landed before the purge (the child stayed hot) and some after it.
+    assert!(kept_hot > 0 && kept_hot < 120, "reads protected the child in {kept_hot} of 120 runs");
+}
