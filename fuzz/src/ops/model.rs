@@ -7,7 +7,8 @@
 //! generation, and the blocks tagged with the current one are *required*: present in hot or
 //! cold with their whole DAG. Earlier tags are not required (a later compaction may legally
 //! remove a dead block). In universal mode nothing ever leaves hot ∪ cold except writes a
-//! crash lost, so everything present at one check must be present at the next.
+//! crash lost, so everything present at one check must be present at the next. In every mode
+//! cold is closed: whatever a cold block links is in hot or cold.
 //!
 //! The checks read the in-memory backends directly (never through the store, so they neither
 //! touch blocks nor count down the fault fuse) and decode links with the conformance oracle,
@@ -206,6 +207,11 @@ impl Model {
             }
             panic!("{when}: DAGs of touched blocks lost {missing:?}");
         }
+        let holes = cold_holes(&self.hot, &self.cold).await;
+        if !holes.is_empty() {
+            let holes: Vec<String> = holes.iter().take(3).map(|c| self.chain.locate(c)).collect();
+            panic!("{when}: blocks linked from cold blocks are in neither store: {holes:?}");
+        }
         if self.mode == Mode::Universal {
             let present = present_keys(&self.hot, &self.cold);
             let lost: Vec<_> = self.floor.difference(&present).take(3).collect();
@@ -244,6 +250,19 @@ pub fn present_keys(hot: &MemKv, cold: &MemKv) -> HashSet<Vec<u8>> {
 
 fn unitary(c: &Cid) -> bool {
     c.hash().code() == 0 || matches!(c.codec(), 0xf101 | 0xf102)
+}
+
+/// DAG-CBOR blocks linked, directly or not, from a block in cold that neither backend holds.
+///
+/// Cold is closed in every mode: a block is copied there only from a durable hot write made
+/// after its children's (I2′); universal mode never deletes a block; messages mode copies an
+/// old message DAG whole, the blocks that stay hot included (I7), and never walks it again.
+pub async fn cold_holes(hot: &MemKv, cold: &MemKv) -> Vec<Cid> {
+    let mut children = Vec::new();
+    for (_, bytes) in cold.scan(Space::Blocks, None, usize::MAX).await.expect("scan memory") {
+        children.extend(oracle::links(&bytes).unwrap_or_default());
+    }
+    closure_missing(hot, cold, &children).await
 }
 
 /// DAG-CBOR blocks reachable from `roots` (roots included) that neither backend holds.
