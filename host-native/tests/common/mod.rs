@@ -252,6 +252,8 @@ fn unitary(c: &Cid) -> bool {
 /// The live set and, for `messages` mode, the old message and receipt DAGs.
 pub struct Live {
     pub live: HashSet<Vec<u8>>,
+    /// Every block of the old message and receipt DAGs, live ones (shared with newer epochs)
+    /// included: messages mode copies them to cold whole.
     pub old_messages: HashSet<Vec<u8>>,
 }
 
@@ -308,8 +310,7 @@ pub fn live_set(blocks: &HashMap<Vec<u8>, (Cid, Vec<u8>)>, head: &[Cid], boundar
             live.insert(k);
         }
     }
-    let old_messages = old.difference(&live).cloned().collect();
-    Live { live, old_messages }
+    Live { live, old_messages: old }
 }
 
 /// Keys of a CAR's blocks.
