@@ -9,7 +9,7 @@ use splitstore_core::{
     Cid, Config, Mode, SplitStore,
 };
 
-use crate::oracle::Universe;
+use crate::oracle::{links, Universe};
 
 /// Small epochs and batches so a few dozen epochs exercise every phase and many batches.
 pub fn small_config(mode: Mode) -> Config {
@@ -65,6 +65,14 @@ pub async fn universe_of<K: Kv>(hot: &K, cold: &K) -> Universe {
     u.extend(blocks(hot).await);
     u.extend(blocks(cold).await);
     u
+}
+
+/// Blocks linked, directly or not, from a block of `cold` that neither store holds. Empty in
+/// every mode: cold is closed (invariants I2′ and I7 in docs/design.md).
+pub async fn cold_holes<K: Kv>(hot: &K, cold: &K) -> Vec<Cid> {
+    let u = universe_of(hot, cold).await;
+    let children: Vec<Cid> = blocks(cold).await.iter().flat_map(|(_, b)| links(b).unwrap_or_default()).collect();
+    u.closure(&children).missing
 }
 
 /// Writes an epoch's blocks and applies it as the head; returns the compaction it triggered.

@@ -10,7 +10,7 @@ use splitstore_core::{
 };
 
 use crate::{
-    chain::{apply_epoch, keys, small_chain, small_config, universe_of},
+    chain::{apply_epoch, cold_holes, keys, small_chain, small_config, universe_of},
     oracle::{key_of, Universe},
 };
 
@@ -55,6 +55,8 @@ pub async fn verify_compaction<K: Kv>(
         }
     };
     assert_eq!(cold_after, expected_cold, "{mode:?}: cold store contents");
+    let holes = cold_holes(store.hot(), store.cold()).await;
+    assert!(holes.is_empty(), "{mode:?}: cold blocks link blocks in neither store: {holes:?}");
     for space in [Space::Dead, Space::ColdList] {
         assert!(keys(store.hot(), space).await.is_empty(), "{mode:?}: {space:?} list left behind");
     }

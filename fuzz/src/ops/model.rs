@@ -16,7 +16,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use splitstore_conformance::oracle::{self, key_of};
+use splitstore_conformance::{
+    chain,
+    oracle::{self, key_of},
+};
 use splitstore_core::{
     kv::{Kv, Space},
     mem::MemKv,
@@ -207,7 +210,7 @@ impl Model {
             }
             panic!("{when}: DAGs of touched blocks lost {missing:?}");
         }
-        let holes = cold_holes(&self.hot, &self.cold).await;
+        let holes = chain::cold_holes(&self.hot, &self.cold).await;
         if !holes.is_empty() {
             let holes: Vec<String> = holes.iter().take(3).map(|c| self.chain.locate(c)).collect();
             panic!("{when}: blocks linked from cold blocks are in neither store: {holes:?}");
@@ -250,19 +253,6 @@ pub fn present_keys(hot: &MemKv, cold: &MemKv) -> HashSet<Vec<u8>> {
 
 fn unitary(c: &Cid) -> bool {
     c.hash().code() == 0 || matches!(c.codec(), 0xf101 | 0xf102)
-}
-
-/// DAG-CBOR blocks linked, directly or not, from a block in cold that neither backend holds.
-///
-/// Cold is closed in every mode: a block is copied there only from a durable hot write made
-/// after its children's (I2′); universal mode never deletes a block; messages mode copies an
-/// old message DAG whole, the blocks that stay hot included (I7), and never walks it again.
-pub async fn cold_holes(hot: &MemKv, cold: &MemKv) -> Vec<Cid> {
-    let mut children = Vec::new();
-    for (_, bytes) in cold.scan(Space::Blocks, None, usize::MAX).await.expect("scan memory") {
-        children.extend(oracle::links(&bytes).unwrap_or_default());
-    }
-    closure_missing(hot, cold, &children).await
 }
 
 /// DAG-CBOR blocks reachable from `roots` (roots included) that neither backend holds.
