@@ -17,7 +17,8 @@ use crate::{
 };
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
-    /// Copies the `cold_listed` blocks of the cold list.
+    /// Copies the blocks of the cold list: `cold_listed` entries when collect ended, fewer if
+    /// later marks removed some (universal mode).
     pub(crate) async fn move_cold(
         &self,
         cold_listed: u64,
