@@ -20,7 +20,7 @@
 mod amt;
 mod cbor;
 mod chain;
-mod rng;
+pub(crate) mod rng;
 mod sink;
 mod state;
 

@@ -2,6 +2,7 @@ use alloc::collections::BTreeSet;
 
 use super::table::TAIL;
 use super::*;
+use crate::synth::rng::Rng;
 
 fn key(i: u32) -> Vec<u8> {
     let mut k = alloc::vec![0x12, 0x20];
@@ -10,20 +11,9 @@ fn key(i: u32) -> Vec<u8> {
     k
 }
 
-/// SplitMix64: a deterministic stream of well-mixed words.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn fp(&mut self) -> u128 {
-        (u128::from(self.next()) << 64) | u128::from(self.next())
-    }
+/// 128 random bits: a fingerprint.
+fn fp(rng: &mut Rng) -> u128 {
+    (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64())
 }
 
 /// Inserts `fps` twice over into `t` and a model, checking each answer and the invariants.
@@ -42,15 +32,15 @@ fn insert_all(t: &mut FingerprintTable, model: &mut BTreeSet<u128>, fps: &[u128]
 
 #[test]
 fn table_matches_a_model_at_many_sizes() {
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1, 0);
     for n in [0usize, 1, 2, 3, 7, 16, 17, 63, 100, 255, 1000, 4097, 20_000] {
         for presized in [false, true] {
             let mut t = FingerprintTable::with_capacity(if presized { n } else { 0 });
             let mut model = BTreeSet::new();
-            let fps: Vec<u128> = (0..n).map(|_| rng.fp()).collect();
+            let fps: Vec<u128> = (0..n).map(|_| fp(&mut rng)).collect();
             insert_all(&mut t, &mut model, &fps);
             for _ in 0..n.max(100) {
-                let probe = rng.fp();
+                let probe = fp(&mut rng);
                 assert_eq!(t.contains(probe), model.contains(&probe));
             }
             // Values adjacent to stored ones: a miss must stop at the first larger value.
@@ -67,14 +57,14 @@ fn table_matches_a_model_at_many_sizes() {
 
 #[test]
 fn table_grows_across_several_resizes() {
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2, 0);
     let mut t = FingerprintTable::with_capacity(10);
     let mut model = BTreeSet::new();
     let mut resizes = 0;
     while t.len() < 5_000 {
         let cap = t.capacity();
         // A fifth of the capacity at a time: at most one growth step per batch.
-        let fps: Vec<u128> = (0..(cap / 5).max(3)).map(|_| rng.fp()).collect();
+        let fps: Vec<u128> = (0..(cap / 5).max(3)).map(|_| fp(&mut rng)).collect();
         insert_all(&mut t, &mut model, &fps);
         if t.capacity() != cap {
             resizes += 1;
@@ -86,16 +76,16 @@ fn table_grows_across_several_resizes() {
 
 #[test]
 fn table_grows_exactly_past_its_capacity() {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3, 0);
     for n in [1usize, 5, 16, 17, 18, 1000, 1001, 65_536] {
         let mut t = FingerprintTable::with_capacity(n);
         let cap = t.capacity();
         let bytes = t.heap_bytes();
         let mut model = BTreeSet::new();
-        let fps: Vec<u128> = (0..cap).map(|_| rng.fp()).collect();
+        let fps: Vec<u128> = (0..cap).map(|_| fp(&mut rng)).collect();
         insert_all(&mut t, &mut model, &fps);
         assert_eq!(t.capacity(), cap, "grew at or before capacity {cap}");
-        let extra = rng.fp();
+        let extra = fp(&mut rng);
         assert!(t.insert(extra));
         t.check();
         assert!(t.capacity() >= cap + cap / 5 && t.heap_bytes() > bytes, "did not grow past capacity {cap}");
@@ -111,10 +101,10 @@ fn runs_at_the_end_spill_into_the_tail_and_lengthen_it() {
         for presized in [false, true] {
             let mut t = FingerprintTable::with_capacity(if presized { 2 * count } else { 0 });
             let mut model = BTreeSet::new();
-            let mut rng = Rng(count as u64);
+            let mut rng = Rng::new(count as u64, 0);
             // Inserted in random order, with gaps left between them for misses.
             let fps: Vec<u128> = (0..count)
-                .map(|_| (u128::from(u64::MAX - rng.next() % 4) << 64) | u128::from(rng.next() | 1))
+                .map(|_| (u128::from(u64::MAX - rng.next_u64() % 4) << 64) | u128::from(rng.next_u64() | 1))
                 .collect();
             insert_all(&mut t, &mut model, &fps);
             // The run starts at the last home slot, so all but one entry and the sentinel are in
