@@ -53,7 +53,40 @@ log "packed $tarball"
 
 # A plain ESM page imports the packed module and uses IndexedDB through it.
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+server=""
+browser=""
+# A process group is alive while any member is not a zombie (read from /proc: no procps needed).
+group_alive() {
+  python3 -c '
+import os, sys
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        continue
+    state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+    if pgrp == sys.argv[1] and state != "Z":
+        sys.exit(0)
+sys.exit(1)' "$1"
+}
+# Cleanup never decides the script's exit status: what is left behind is only a temporary
+# directory, and it is named when it cannot be removed.
+cleanup() {
+  local status=$?
+  if [ -n "$browser" ]; then
+    local signal
+    for signal in TERM KILL; do
+      kill "-$signal" -- "-$browser" 2>/dev/null || true
+      for _ in $(seq 50); do group_alive "$browser" || break; sleep 0.1; done
+    done
+  fi
+  [ -z "$server" ] || kill "$server" 2>/dev/null || true
+  wait 2>/dev/null || true
+  for _ in 1 2 3 4 5; do rm -rf "$work" 2>/dev/null && break; sleep 0.2; done
+  [ ! -e "$work" ] || echo "[test-wasm] note: could not remove $work" >&2
+  exit "$status"
+}
+trap cleanup EXIT
 tar -xzf "$tarball" -C "$work"
 for f in splitstore_wasm.js splitstore_wasm_bg.wasm splitstore_wasm.d.ts README.md; do
   [ -f "$work/package/$f" ] || { echo "the tarball lacks $f" >&2; exit 1; }
@@ -100,11 +133,14 @@ for _ in $(seq 50); do
   python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/index.html')" 2>/dev/null && break
   sleep 0.1
 done
-chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
+# Chromium runs in a session of its own: its helpers (zygote, renderers) outlive
+# the main process for a moment and keep writing the profile, so cleanup stops the whole group
+# and waits for it to be gone before removing the directory.
+setsid chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
   --disable-background-networking --disable-component-update --disable-sync --disable-quic \
+  --disable-breakpad --disable-crash-reporter \
   --no-first-run --user-data-dir="$work/profile" "http://127.0.0.1:$port/index.html" >/dev/null 2>&1 &
 browser=$!
-trap 'kill "$browser" "$server" 2>/dev/null || true; wait "$browser" "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 result=""
 for _ in $(seq 600); do
   result="$(python3 - "$work/requests.log" <<'PY'
