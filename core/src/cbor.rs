@@ -114,23 +114,53 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads the content of a tag 42 whose head was just consumed (`tag_offset` is where that
-    /// head began): a definite byte string holding `0x00` followed by exactly one binary CID.
+    /// head began): a byte string holding `0x00` followed by exactly one binary CID. An
+    /// indefinite-length byte string counts as its chunks joined, as CBOR defines it; joined
+    /// chunks longer than any CID payload are a bad CID.
     #[inline(always)]
     pub(crate) fn cid_payload(&mut self, tag_offset: usize) -> Result<Cid, LinkError> {
-        let bad = LinkError::BadCid { offset: tag_offset };
+        let bad = || LinkError::BadCid { offset: tag_offset };
         let (major, arg) = match self.head() {
             Ok(h) => h,
             Err(LinkError::Truncated { offset }) => return Err(LinkError::Truncated { offset }),
-            Err(_) => return Err(bad),
+            Err(_) => return Err(bad()),
         };
-        let len = match (major, arg) {
-            (BYTES, Arg::Value(len)) => len,
-            _ => return Err(bad),
-        };
-        let payload = self.take(len)?;
-        match payload.split_first() {
-            Some((0, rest)) => parse_cid(rest).ok_or(bad),
-            _ => Err(bad),
+        match (major, arg) {
+            (BYTES, Arg::Value(len)) => cid_of_payload(self.take(len)?).ok_or_else(bad),
+            (BYTES, Arg::Indefinite) => self.chunked_cid_payload()?.ok_or_else(bad),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The CID in an indefinite-length byte string whose head was just consumed, its chunks
+    /// joined; `Ok(None)` when they do not join to a CID payload. Out of line: real blocks
+    /// never take this path, and the scanner's loop stays small without it.
+    #[cold]
+    #[inline(never)]
+    fn chunked_cid_payload(&mut self) -> Result<Option<Cid>, LinkError> {
+        let mut joined = [0u8; MAX_CID_PAYLOAD];
+        let mut len = 0;
+        while let Some(chunk) = self.next_chunk(BYTES)? {
+            let end = len + chunk.len();
+            let Some(into) = joined.get_mut(len..end) else { return Ok(None) };
+            into.copy_from_slice(chunk);
+            len = end;
+        }
+        Ok(cid_of_payload(&joined[..len]))
+    }
+
+    /// Reads the next chunk of an indefinite-length string of type `major` whose head was
+    /// just consumed: `None` after its break byte. A chunk must be a definite string of the
+    /// same type.
+    pub(crate) fn next_chunk(&mut self, major: u8) -> Result<Option<&'a [u8]>, LinkError> {
+        if self.peek()? == BREAK {
+            self.pos += 1;
+            return Ok(None);
+        }
+        let start = self.pos;
+        match self.head()? {
+            (m, Arg::Value(len)) if m == major => self.take(len).map(Some),
+            _ => Err(LinkError::BadChunk { offset: start }),
         }
     }
 
@@ -146,6 +176,19 @@ impl<'a> Cursor<'a> {
 
 /// Largest digest a [`Cid`] holds.
 const MAX_DIGEST: usize = 64;
+
+/// Longest tag-42 payload that can hold a CID: the `0x00` prefix, four varints of at most 10
+/// bytes (version, codec, hash code, digest size) and the largest digest.
+const MAX_CID_PAYLOAD: usize = 1 + 4 * 10 + MAX_DIGEST;
+
+/// The CID in a tag-42 payload: `0x00`, then a binary CID that fills the rest exactly.
+#[inline(always)]
+fn cid_of_payload(payload: &[u8]) -> Option<Cid> {
+    match payload.split_first() {
+        Some((0, rest)) => parse_cid(rest),
+        _ => None,
+    }
+}
 
 /// Decodes a binary CID that fills `bytes` exactly.
 ///

@@ -1,9 +1,10 @@
 //! Structural DAG-CBOR link scanner.
 //!
 //! The scanner walks every CBOR item of a block once, without building a value. A link is a
-//! CBOR tag 42 whose content is a definite byte string holding `0x00` followed by exactly one
-//! binary CID; nothing inside a string is ever taken for a link, so a text string that happens
-//! to contain the bytes of a tagged CID yields nothing.
+//! CBOR tag 42 whose content is a byte string holding `0x00` followed by exactly one binary
+//! CID (an indefinite-length byte string counts as its chunks joined, as in any CBOR decoder);
+//! nothing inside a string is ever taken for a link, so a text string that happens to contain
+//! the bytes of a tagged CID yields nothing.
 //!
 //! It accepts what real Filecoin blocks contain and strict DAG-CBOR forbids: text strings with
 //! invalid UTF-8 (strings are skipped, never checked), map keys in any order and repeated, any
@@ -19,7 +20,7 @@ use alloc::vec::Vec;
 use cid::Cid;
 use core::fmt;
 
-use crate::cbor::{Arg, Cursor, ARRAY, BREAK, BYTES, MAP, NINT, SIMPLE, TAG, TAG_CID, TEXT, UINT};
+use crate::cbor::{Arg, Cursor, ARRAY, BYTES, MAP, NINT, SIMPLE, TAG, TAG_CID, TEXT, UINT};
 
 /// Deepest nesting of arrays and maps the scanner accepts.
 pub const MAX_DEPTH: usize = 1 << 16;
@@ -241,19 +242,8 @@ pub(crate) fn scan_item(cur: &mut Cursor<'_>, f: &mut impl FnMut(Cid)) -> Result
 
 /// Skips the chunks of an indefinite-length string of type `major` and its break byte.
 fn skip_chunks(cur: &mut Cursor<'_>, major: u8) -> Result<(), LinkError> {
-    loop {
-        if cur.peek()? == BREAK {
-            cur.take(1)?;
-            return Ok(());
-        }
-        let start = cur.pos();
-        match cur.head()? {
-            (m, Arg::Value(len)) if m == major => {
-                cur.take(len)?;
-            }
-            _ => return Err(LinkError::BadChunk { offset: start }),
-        }
-    }
+    while cur.next_chunk(major)?.is_some() {}
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 //! - `links_of` agrees with `for_each_link` for a DAG-CBOR CID (and leaves its output as it
 //!   was on error), and reports nothing for a raw CID;
 //! - whatever the strict DAG-CBOR decoder (`serde_ipld_dagcbor`) accepts, the scanner accepts
-//!   too, with the same links. The one tolerated difference is the strict decoder's own
-//!   leniency: it takes a tag-42 payload holding a CID followed by extra bytes, which the
-//!   scanner rejects (see [`lenient_cid_at`]).
+//!   too, with the same links (a CID in an indefinite-length byte string included). The one
+//!   tolerated difference is the strict decoder's own leniency: it takes a tag-42 payload
+//!   holding a CID followed by extra bytes, which the scanner rejects (see [`lenient_cid_at`]).
 
 use ipld_core::ipld::Ipld;
 use splitstore_core::{
@@ -108,15 +108,31 @@ fn head(data: &[u8], pos: usize) -> Option<(u8, u64, usize)> {
     Some((ib >> 5, arg.iter().fold(0u64, |a, &b| (a << 8) | u64::from(b)), pos + 1 + n))
 }
 
-/// True when the tag 42 at `offset` holds `0x00`, a valid CID, and then more bytes: input
-/// `Cid::try_from` (and so `serde_ipld_dagcbor`) accepts by ignoring the extra bytes, and
-/// the scanner rightly rejects.
+/// The content of the byte string at `pos`, an indefinite-length one joined from its chunks;
+/// `None` when no well-formed byte string starts there.
+fn byte_string(data: &[u8], pos: usize) -> Option<Vec<u8>> {
+    let slice = |p: usize, len: u64| data.get(p..p.checked_add(usize::try_from(len).ok()?)?);
+    if data.get(pos) != Some(&0x5f) {
+        let Some((2, len, p)) = head(data, pos) else { return None };
+        return slice(p, len).map(<[u8]>::to_vec);
+    }
+    let mut joined = Vec::new();
+    let mut p = pos + 1;
+    while *data.get(p)? != 0xff {
+        let Some((2, len, q)) = head(data, p) else { return None };
+        let chunk = slice(q, len)?;
+        joined.extend_from_slice(chunk);
+        p = q + chunk.len();
+    }
+    Some(joined)
+}
+
+/// True when the tag 42 at `offset` holds `0x00`, a valid CID, and then more bytes (in one
+/// byte string or in chunks): input `Cid::try_from` (and so `serde_ipld_dagcbor`) accepts by
+/// ignoring the extra bytes, and the scanner rightly rejects.
 pub fn lenient_cid_at(data: &[u8], offset: usize) -> bool {
     let Some((6, 42, p)) = head(data, offset) else { return false };
-    let Some((2, len, p)) = head(data, p) else { return false };
-    let Some(payload) = usize::try_from(len).ok().and_then(|len| data.get(p..p.checked_add(len)?)) else {
-        return false;
-    };
+    let Some(payload) = byte_string(data, p) else { return false };
     let Some((0, mut rest)) = payload.split_first().map(|(a, b)| (*a, b)) else { return false };
     Cid::read_bytes(&mut rest).is_ok() && !rest.is_empty()
 }

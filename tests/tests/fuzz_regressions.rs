@@ -328,3 +328,25 @@ const TOUCHED_BLOCK_WITH_A_LONG_GONE_CHILD: &[u8] = &[
 fn a_cold_message_dag_stays_whole_across_compactions() {
     fuzz::ops::check(TOUCHED_BLOCK_WITH_A_LONG_GONE_CHILD);
 }
+
+/// F8 (fixed in `core/src/cbor.rs`), found by `links` in campaign 4:
+/// `[42(_ h'', h'', h'', h'', h'', h'', h'0001 71…'), 0, -21]`, a link whose byte string has
+/// indefinite length (six empty chunks, then the whole payload). CBOR reads such a string as
+/// its chunks joined, and so does the strict DAG-CBOR decoder; the scanner rejected the block
+/// with `BadCid`, so a mark would have missed that link and every link after it in the block.
+const LINK_IN_CHUNKS: &[u8] = &[
+    0x83, 0xd8, 0x2a, 0x5f, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x58, 0x27, 0x00, 0x01, 0x71, 0xa0, 0xe4, 0x06, 0x20,
+    0x26, 0x8b, 0x20, 0x66, 0x7d, 0xca, 0x7b, 0x2c, 0xe9, 0xa4, 0xca, 0x7e, 0x24, 0x9f, 0x76, 0x6f, 0xf5, 0xf8, 0xae,
+    0x2d, 0x64, 0x40, 0x9f, 0x40, 0xfe, 0x40, 0xff, 0xff, 0xff, 0xa5, 0xff, 0xfe, 0xff, 0x00, 0x34,
+];
+
+#[test]
+fn a_link_in_a_chunked_byte_string_is_found() {
+    fuzz::links::check(LINK_IN_CHUNKS);
+    let strict = fuzz::links::strict_links(LINK_IN_CHUNKS).expect("strict DAG-CBOR decodes the block");
+    let mut found = Vec::new();
+    splitstore_core::links::for_each_link(LINK_IN_CHUNKS, |c| found.push(c)).expect("the scanner reads the block");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found, strict);
+    assert_eq!(found[0].to_bytes(), LINK_IN_CHUNKS[13..51]);
+}

@@ -237,6 +237,51 @@ fn malformed_cid_payloads() {
     assert_eq!(scan(&[0xd8, 42]), Err(LinkError::Truncated { offset: 2 }));
 }
 
+/// Tag 42 around an indefinite-length byte string whose chunks join to `payload`, cut at `cuts`.
+fn chunked_link(payload: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut v = vec![0xd8, 42, 0x5f];
+    let mut from = 0;
+    for &to in cuts.iter().chain([payload.len()].iter()) {
+        write_cbor_head(&mut v, 2, (to - from) as u64);
+        v.extend_from_slice(&payload[from..to]);
+        from = to;
+    }
+    v.push(0xff);
+    v
+}
+
+#[test]
+fn chunked_cid_payloads_are_joined() {
+    let (a, b) = (cid(b"a"), cid(b"b"));
+    let mut payload = vec![0];
+    payload.extend_from_slice(&a.to_bytes());
+    // [a in four chunks (one empty), b]
+    let mut v = vec![0x82];
+    v.extend_from_slice(&chunked_link(&payload, &[1, 6, 6]));
+    link(&mut v, &b);
+    assert_eq!(scan(&v), Ok(vec![a, b]));
+    assert_eq!(scan(&chunked_link(&payload, &[])), Ok(vec![a]));
+
+    // Joined, the payload must still be 0x00 and exactly one CID, no longer than a CID can be.
+    let mut extra = payload.clone();
+    extra.push(0);
+    assert_eq!(scan(&chunked_link(&extra, &[3])), Err(LinkError::BadCid { offset: 0 }));
+    let mut long = payload.clone();
+    long.resize(200, 0);
+    assert_eq!(scan(&chunked_link(&long, &[100])), Err(LinkError::BadCid { offset: 0 }));
+    assert_eq!(scan(&chunked_link(&payload[1..], &[4])), Err(LinkError::BadCid { offset: 0 }));
+
+    // A text chunk, a nested indefinite chunk, a missing break.
+    let mut text = chunked_link(&payload, &[1]);
+    // The second chunk's head, at 5 after `0x5f` and the chunk `41 00`: bytes (0x58) to text (0x78).
+    assert_eq!(text[5], 0x58);
+    text[5] = 0x78;
+    assert_eq!(scan(&text), Err(LinkError::BadChunk { offset: 5 }));
+    assert_eq!(scan(&[0xd8, 42, 0x5f, 0x5f, 0xff, 0xff]), Err(LinkError::BadChunk { offset: 3 }));
+    let open = &chunked_link(&payload, &[])[..payload.len() + 5];
+    assert_eq!(scan(open), Err(LinkError::Truncated { offset: payload.len() + 5 }));
+}
+
 fn nested_arrays(depth: usize) -> Vec<u8> {
     let mut v = vec![0x81; depth];
     v.push(0x00);
