@@ -10,6 +10,7 @@ use std::process::Command;
 use cid::multihash::Multihash;
 use cid::Cid;
 use ipld_core::ipld::Ipld;
+use splitstore_conformance::executor::Rng;
 use splitstore_conformance::testdata::{read_car, read_testdata, testdata_dir, testdata_path};
 use splitstore_core::key::DAG_CBOR;
 use splitstore_core::links::{for_each_link, LinkError};
@@ -288,16 +289,12 @@ fn real_chain_blocks_match_independent_decoders() {
     }
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
+/// Random IPLD values, drawn from the suite's seeded generator.
+struct Gen(Rng);
 
-impl Rng {
+impl Gen {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -373,7 +370,7 @@ impl Rng {
 
 #[test]
 fn random_values_give_exactly_their_links() {
-    let mut rng = Rng(0x5eed_1234);
+    let mut rng = Gen(Rng::new(0x5eed_1234));
     let mut total = 0;
     for case in 0..3000 {
         let value = rng.container(1 + (case % 6));

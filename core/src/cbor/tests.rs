@@ -4,6 +4,7 @@ use cid::Cid;
 use multihash::Multihash;
 
 use super::parse_cid;
+use crate::synth::rng::Rng;
 
 /// `Cid::read_bytes` required to consume every byte: the reference `parse_cid` must match.
 fn reference(bytes: &[u8]) -> Option<Cid> {
@@ -12,15 +13,12 @@ fn reference(bytes: &[u8]) -> Option<Cid> {
     rest.is_empty().then_some(cid)
 }
 
-struct Rng(u64);
+/// Candidate CID bytes and mutations of them, drawn from the synthetic chain's generator.
+struct Gen(Rng);
 
-impl Rng {
+impl Gen {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -99,7 +97,7 @@ fn unsigned_varint_encode(mut v: u64) -> Vec<u8> {
 
 #[test]
 fn parse_cid_agrees_with_read_bytes() {
-    let mut rng = Rng(42);
+    let mut rng = Gen(Rng::new(42, 0));
     let (mut ok, mut err) = (0, 0);
     for _ in 0..200_000 {
         let mut c = rng.candidate();
