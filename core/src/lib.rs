@@ -26,6 +26,7 @@ pub mod import;
 pub mod key;
 pub mod kv;
 pub mod links;
+mod live;
 pub mod markset;
 pub mod mem;
 pub mod meta;

@@ -1,13 +1,24 @@
 //! Iterative DAG walks over the store, batched for the backends.
 //!
-//! A walk marks as it discovers (test-and-set), loads only newly marked DAG-CBOR blocks, and
-//! never descends below a block that was already marked. The work list is an explicit stack,
+//! **A DAG-CBOR object is marked only once its block has been loaded** (the reference's occurs
+//! check): an object absent when a walk meets it stays unmarked, so whenever it is written
+//! later, during the same compaction, the write's own protection (a transactional reference,
+//! or the critical-section write's walk) finds it unmarked and walks its whole DAG. Hence,
+//! outside the walk in progress, a marked DAG-CBOR object has had its DAG walked: every child
+//! present at that time is marked too. Leaves (other codecs) have nothing below them and are
+//! marked without being loaded.
+//!
+//! A walk never descends below an object that was already marked, except, in the critical
+//! section, below an unsettled one (see [`crate::live`]). The work list is an explicit stack,
 //! so a deep DAG costs heap, not call stack. Blocks are fetched `WALK_BATCH` at a time with
 //! `get_many`, hot first and cold for the misses.
 
-use alloc::{sync::Arc, vec::Vec};
+use alloc::vec::Vec;
+use core::hash::BuildHasherDefault;
 
 use cid::Cid;
+use hashbrown::HashSet;
+use siphasher::sip::SipHasher13;
 use spin::Mutex;
 
 use crate::{
@@ -16,7 +27,8 @@ use crate::{
     key::{is_unitary, may_have_links, BlockKey},
     kv::{Kv, Space},
     links,
-    markset::{AnyMarks, Marks},
+    live::Live,
+    markset::Marks,
     store::SplitStore,
 };
 
@@ -54,92 +66,185 @@ pub(crate) struct WalkStats {
 /// How a walk reports and yields.
 pub(crate) struct WalkOpts<'a> {
     pub on_missing: OnMissing,
-    /// Receives the key of every newly marked object.
-    pub newly: Option<&'a mut Vec<BlockKey>>,
+    /// Receives the key of every object whose dead-list entry the caller must delete: each one
+    /// newly marked, and in a critical walk each unsettled one walked through.
+    pub revive: Option<&'a mut Vec<BlockKey>>,
     /// Call the store's yield point (pause while out of sync, stop when closing).
     pub yielding: bool,
+    /// A walk in the critical section by a writer (or by the purge for vanished writers):
+    /// new marks are unsettled, and unsettled objects are walked through.
+    pub critical: bool,
 }
 
-/// Marks each of `cids` not marked yet (skipping unitary ones), pushes the new ones that may
-/// have links onto `stack`, and reports them.
-fn mark_new(
-    cids: &[Cid],
-    marks: &Mutex<AnyMarks>,
-    stack: &mut Vec<Cid>,
-    opts: &mut WalkOpts<'_>,
-    stats: &mut WalkStats,
-) {
-    let mut m = marks.lock();
-    for c in cids {
-        if is_unitary(c) {
-            continue;
+impl<'a> WalkOpts<'a> {
+    /// A walk of the compaction's own, before the critical section.
+    pub fn compaction(on_missing: OnMissing, revive: Option<&'a mut Vec<BlockKey>>) -> Self {
+        WalkOpts { on_missing, revive, yielding: true, critical: false }
+    }
+
+    /// A critical-section walk: records missing blocks, never yields.
+    pub fn critical(revive: &'a mut Vec<BlockKey>) -> Self {
+        WalkOpts { on_missing: OnMissing::Record, revive: Some(revive), yielding: false, critical: true }
+    }
+}
+
+type KeySet = HashSet<Vec<u8>, BuildHasherDefault<SipHasher13>>;
+
+/// One walk's state: what to load next, and what it has reported.
+struct Walk<'a> {
+    opts: WalkOpts<'a>,
+    stats: WalkStats,
+    /// DAG-CBOR objects to load.
+    stack: Vec<Cid>,
+    /// Critical walks: objects this walk marked or walked through, so each is reported and
+    /// descended into once.
+    through: KeySet,
+}
+
+impl<'a> Walk<'a> {
+    fn new(opts: WalkOpts<'a>) -> Self {
+        Walk { opts, stats: WalkStats::default(), stack: Vec::new(), through: KeySet::default() }
+    }
+
+    fn report(&mut self, key: BlockKey) {
+        if let Some(r) = self.opts.revive.as_deref_mut() {
+            r.push(key);
         }
-        let key = BlockKey::of(c);
-        if m.mark(key.as_bytes()) {
-            stats.marked += 1;
-            if may_have_links(c) {
-                stack.push(*c);
+    }
+
+    /// Marks `cid`, whose block is present (or being written). True when the walk must go
+    /// below it: it was not marked, or (critical walk) it is unsettled and not walked through
+    /// yet.
+    fn claim(&mut self, live: &mut Live, cid: &Cid) -> bool {
+        let key = BlockKey::of(cid);
+        if live.marks.mark(key.as_bytes()) {
+            self.stats.marked += 1;
+            if self.opts.critical {
+                live.unsettled.insert(key.as_bytes().to_vec(), *cid);
+                self.through.insert(key.as_bytes().to_vec());
             }
-            if let Some(n) = opts.newly.as_deref_mut() {
-                n.push(key);
+            self.report(key);
+            true
+        } else if self.opts.critical
+            && live.unsettled.contains_key(key.as_bytes())
+            && self.through.insert(key.as_bytes().to_vec())
+        {
+            self.report(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes `cids` into the walk: leaves are claimed at once; DAG-CBOR objects the walk may
+    /// need to go below are queued for loading (they are claimed once loaded).
+    fn offer(&mut self, live: &mut Live, cids: &[Cid]) {
+        for c in cids {
+            if is_unitary(c) {
+                continue;
             }
+            if !may_have_links(c) {
+                self.claim(live, c);
+                continue;
+            }
+            let key = BlockKey::of(c);
+            let queue = !live.marks.contains(key.as_bytes())
+                || (self.opts.critical
+                    && live.unsettled.contains_key(key.as_bytes())
+                    && !self.through.contains(key.as_bytes()));
+            if queue {
+                self.stack.push(*c);
+            }
+        }
+    }
+
+    fn missing(&mut self, cid: &Cid) -> Result<(), Error> {
+        if let OnMissing::Fail(context) = self.opts.on_missing {
+            return Err(Error::MissingBlock { cid: *cid, context });
+        }
+        self.stats.missing += 1;
+        if self.stats.missing_cids.len() < MISSING_KEPT {
+            self.stats.missing_cids.push(*cid);
+        }
+        Ok(())
+    }
+
+    /// Appends the links of a block the walk goes below.
+    fn scan(&mut self, bytes: &[u8], children: &mut Vec<Cid>) {
+        self.stats.loaded += 1;
+        self.stats.bytes += bytes.len() as u64;
+        // A malformed block is kept with the links readable before the damage (docs/design.md).
+        if links::for_each_link(bytes, |l| children.push(l)).is_err() {
+            self.stats.unreadable += 1;
         }
     }
 }
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Marks `roots` and everything below them not marked yet.
-    pub(crate) async fn walk(
-        &self,
-        roots: &[Cid],
-        marks: &Arc<Mutex<AnyMarks>>,
-        mut opts: WalkOpts<'_>,
-    ) -> Result<WalkStats, Error> {
-        let mut stats = WalkStats::default();
-        let mut stack: Vec<Cid> = Vec::new();
-        mark_new(roots, marks, &mut stack, &mut opts, &mut stats);
-        self.expand(stack, marks, &mut opts, &mut stats).await?;
-        Ok(stats)
+    pub(crate) async fn walk(&self, roots: &[Cid], live: &Mutex<Live>, opts: WalkOpts<'_>) -> Result<WalkStats, Error> {
+        let mut w = Walk::new(opts);
+        w.offer(&mut live.lock(), roots);
+        self.run(&mut w, live).await?;
+        Ok(w.stats)
     }
 
-    /// Loads each block of `stack` (already marked) and marks the unmarked part of its DAG.
-    pub(crate) async fn expand(
+    /// Marks blocks about to be written (their bytes are in hand, so they are not loaded) and
+    /// everything below them not marked yet.
+    pub(crate) async fn walk_written(
         &self,
-        mut stack: Vec<Cid>,
-        marks: &Arc<Mutex<AnyMarks>>,
-        opts: &mut WalkOpts<'_>,
-        stats: &mut WalkStats,
-    ) -> Result<(), Error> {
+        blocks: &[(Cid, Vec<u8>)],
+        live: &Mutex<Live>,
+        opts: WalkOpts<'_>,
+    ) -> Result<WalkStats, Error> {
+        let mut w = Walk::new(opts);
+        let below: Vec<&(Cid, Vec<u8>)> = {
+            let mut l = live.lock();
+            blocks.iter().filter(|(c, _)| !is_unitary(c) && w.claim(&mut l, c)).collect()
+        };
+        let mut children = Vec::new();
+        for (c, bytes) in below {
+            if may_have_links(c) {
+                w.scan(bytes, &mut children);
+            }
+        }
+        w.offer(&mut live.lock(), &children);
+        self.run(&mut w, live).await?;
+        Ok(w.stats)
+    }
+
+    /// Loads the queued objects a batch at a time, claims the present ones, and queues what
+    /// lies below those it claimed, until nothing is queued.
+    async fn run(&self, w: &mut Walk<'_>, live: &Mutex<Live>) -> Result<(), Error> {
         let mut children: Vec<Cid> = Vec::new();
         let mut since_yield = 0usize;
-        while !stack.is_empty() {
-            let take = stack.len().min(WALK_BATCH);
-            let chunk: Vec<Cid> = stack.split_off(stack.len() - take);
+        while !w.stack.is_empty() {
+            let take = w.stack.len().min(WALK_BATCH);
+            let mut chunk: Vec<Cid> = w.stack.split_off(w.stack.len() - take);
+            // Several parents may have queued one child before it was loaded.
+            chunk.sort_unstable();
+            chunk.dedup();
             let blocks = self.load_many(&chunk).await?;
-            children.clear();
-            for (cid, bytes) in chunk.iter().zip(blocks) {
-                match bytes {
-                    None => {
-                        if let OnMissing::Fail(context) = opts.on_missing {
-                            return Err(Error::MissingBlock { cid: *cid, context });
-                        }
-                        stats.missing += 1;
-                        if stats.missing_cids.len() < MISSING_KEPT {
-                            stats.missing_cids.push(*cid);
-                        }
-                    }
-                    Some(bytes) => {
-                        stats.loaded += 1;
-                        stats.bytes += bytes.len() as u64;
-                        if links::for_each_link(&bytes, |l| children.push(l)).is_err() {
-                            stats.unreadable += 1;
-                        }
+            let mut below: Vec<&[u8]> = Vec::with_capacity(blocks.len());
+            {
+                let mut l = live.lock();
+                for (cid, bytes) in chunk.iter().zip(&blocks) {
+                    match bytes {
+                        Some(b) if w.claim(&mut l, cid) => below.push(b),
+                        Some(_) => {}
+                        None => w.missing(cid)?,
                     }
                 }
             }
-            mark_new(&children, marks, &mut stack, opts, stats);
+            children.clear();
+            for b in below {
+                w.scan(b, &mut children);
+            }
+            children.sort_unstable();
+            children.dedup();
+            w.offer(&mut live.lock(), &children);
             since_yield += take;
-            if opts.yielding && since_yield >= self.config.yield_every {
+            if w.opts.yielding && since_yield >= self.config.yield_every {
                 since_yield = 0;
                 self.yield_point().await?;
             }

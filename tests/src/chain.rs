@@ -9,7 +9,7 @@ use splitstore_core::{
     Cid, Config, Mode, SplitStore,
 };
 
-use crate::oracle::{links, Universe};
+use crate::oracle::{header, key_of, links, Universe};
 
 /// Small epochs and batches so a few dozen epochs exercise every phase and many batches.
 pub fn small_config(mode: Mode) -> Config {
@@ -73,6 +73,27 @@ pub async fn cold_holes<K: Kv>(hot: &K, cold: &K) -> Vec<Cid> {
     let u = universe_of(hot, cold).await;
     let children: Vec<Cid> = blocks(cold).await.iter().flat_map(|(_, b)| links(b).unwrap_or_default()).collect();
     u.closure(&children).missing
+}
+
+/// DAG-CBOR blocks linked from a non-header block of `hot` that neither store holds: a purge
+/// that deleted below a block it kept, or a recovery that did. Headers are skipped: an old
+/// header stays while its state and messages go, by design. Empty after every compaction and
+/// recovery of a store whose blocks were written with their children.
+pub async fn hot_holes<K: Kv>(hot: &K, cold: &K) -> Vec<(Vec<u8>, Cid)> {
+    let u = universe_of(hot, cold).await;
+    let mut out = Vec::new();
+    for (key, bytes) in blocks(hot).await {
+        if header(&bytes).is_some() {
+            continue;
+        }
+        for l in links(&bytes).unwrap_or_default() {
+            let unitary = l.hash().code() == 0 || matches!(l.codec(), 0xf101 | 0xf102);
+            if l.codec() == 0x71 && !unitary && !u.blocks.contains_key(&key_of(&l)) {
+                out.push((key.clone(), l));
+            }
+        }
+    }
+    out
 }
 
 /// Writes an epoch's blocks and applies it as the head; returns the compaction it triggered.

@@ -2,6 +2,7 @@
 
 pub mod chain;
 pub mod crash;
+pub mod drive;
 pub mod executor;
 pub mod fault;
 pub mod interleave;

@@ -234,11 +234,15 @@ pub async fn trigger_and_sync_rules<K: Kv>(make: &dyn Fn() -> K) {
     assert!(seen.iter().any(|(_, t)| *t == Trigger::NearUpgrade), "heads near the upgrade must not compact: {seen:?}");
     let pending = pending.expect("a fresh head past the threshold compacts");
     // A stale head arrives while compacting: the compaction pauses until a fresh one does.
+    // Then, as on a live node, a fresh head every block time: the purge waits until one is
+    // marked inside the critical section.
     let stale = chain.next_epoch();
-    let fresh = chain.next_epoch();
+    let later: Vec<_> = (0..20).map(|_| chain.next_epoch()).collect();
     let result = std::cell::RefCell::new(None);
+    let log = crate::drive::PhaseLog::default();
+    let heads_in_critical = std::cell::Cell::new(0);
     let mut ex = crate::executor::SeededExecutor::new(1);
-    ex.spawn(async { *result.borrow_mut() = Some(store.run_compaction(pending, &NoProgress).await) });
+    ex.spawn(async { *result.borrow_mut() = Some(store.run_compaction(pending, &log).await) });
     ex.spawn(async {
         store.put_many(stale.blocks.clone()).await.expect("put");
         clock.advance(10 * 60 * 1000); // ten minutes later this head is stale
@@ -247,14 +251,26 @@ pub async fn trigger_and_sync_rules<K: Kv>(make: &dyn Fn() -> K) {
             store.clock().yield_now().await;
         }
         assert!(store.is_compacting(), "compaction must pause while out of sync");
-        store.put_many(fresh.blocks.clone()).await.expect("put");
-        clock.set(fresh.timestamp * 1000 + 1000);
-        store.head_change(&[], std::slice::from_ref(&fresh.tipset)).await.expect("fresh head");
+        for e in &later {
+            if !store.is_compacting() {
+                break;
+            }
+            if log.seen(splitstore_core::Phase::Critical) {
+                heads_in_critical.set(heads_in_critical.get() + 1);
+            }
+            store.put_many(e.blocks.clone()).await.expect("put");
+            clock.set(e.timestamp * 1000 + 1000);
+            store.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("fresh head");
+            for _ in 0..200 {
+                store.clock().yield_now().await;
+            }
+        }
     });
     ex.run(10_000_000);
     drop(ex);
     let report = result.into_inner().expect("ran").expect("compaction completes after resync");
     assert!(report.purged > 0);
+    assert!(heads_in_critical.get() > 0, "the purge began before a fresh head reached the critical section");
 }
 
 /// Dropping a running compaction at any await is survivable: the same store keeps serving,

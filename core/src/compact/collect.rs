@@ -18,16 +18,15 @@
 //! costs far less than writing one: on the on-disk store under a writer that never pauses,
 //! `w/s` is about 0.2 and the scan visits about 12% more keys than were present.
 
-use alloc::{sync::Arc, vec::Vec};
-
-use spin::Mutex;
+use alloc::vec::Vec;
 
 use super::{CompactionReport, Phase, Progress, ProgressSink};
 use crate::{
     clock::Clock,
     error::Error,
     kv::{Kv, Space, WriteBatch},
-    markset::{AnyMarks, Marks},
+    live::LiveRef,
+    markset::Marks,
     store::SplitStore,
     Mode,
 };
@@ -35,8 +34,8 @@ use crate::{
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     pub(crate) async fn collect(
         &self,
-        marks: &Arc<Mutex<AnyMarks>>,
-        cold_marks: Option<&Arc<Mutex<AnyMarks>>>,
+        live: &LiveRef,
+        cold_marks: Option<&LiveRef>,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
     ) -> Result<u64, Error> {
@@ -53,17 +52,17 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let Some(last) = page.last().cloned() else { break };
             let mut batch = WriteBatch::new();
             {
-                let m = marks.lock();
+                let l = live.lock();
                 let cm = cold_marks.map(|c| c.lock());
                 for k in &page {
                     report.hot_scanned += 1;
-                    let live = m.contains(k);
+                    let marked = l.marks.contains(k);
                     let to_cold = match self.config.mode {
                         Mode::Discard => false,
-                        Mode::Universal => !live,
-                        Mode::Messages => cm.as_ref().is_some_and(|c| c.contains(k)),
+                        Mode::Universal => !marked,
+                        Mode::Messages => cm.as_ref().is_some_and(|c| c.marks.contains(k)),
                     };
-                    if !live {
+                    if !marked {
                         report.dead += 1;
                         batch.put(Space::Dead, k.clone(), Vec::new());
                     }

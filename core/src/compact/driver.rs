@@ -1,16 +1,14 @@
 //! Runs the phases in order and keeps the store's state consistent however a run ends.
 
-use alloc::{sync::Arc, vec::Vec};
-
-use spin::Mutex;
+use alloc::vec::Vec;
 
 use super::{error_text, CompactionReport, Phase, Plan, Progress, ProgressSink, RunGuard};
 use crate::{
     clock::Clock,
     error::Error,
-    kv::{Kv, Space},
-    markset::{AnyMarks, Marks},
-    meta,
+    kv::Kv,
+    live::Live,
+    markset::Marks,
     store::{
         state::{SharedRef, Txn},
         SplitStore,
@@ -41,6 +39,15 @@ impl PendingCompaction {
     pub fn head_epoch(&self) -> i64 {
         self.plan.boundaries.head
     }
+
+    /// Does not wait, before purging, for a fresh head marked in the critical section. That
+    /// wait protects state computed from the compaction's own head before a header names it;
+    /// a one-shot tool over a store that no node is writing to has no such state, and no
+    /// next head to wait for.
+    pub fn without_head_wait(mut self) -> Self {
+        self.plan.wait_for_head = false;
+        self
+    }
 }
 
 impl Drop for PendingCompaction {
@@ -60,12 +67,13 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         if s.compacting {
             return Err(Error::AlreadyCompacting);
         }
-        let plan = Plan { boundaries: self.config.boundaries(head.height), head, automatic: false };
+        let plan = Plan { boundaries: self.config.boundaries(head.height), head, wait_for_head: false };
         Ok(Self::open_txn(&mut s, &self.shared, plan))
     }
 
-    /// Opens the transaction (must happen under the state lock, before the work starts, so no
-    /// access between the decision and the mark escapes tracking).
+    /// Opens the transaction, under the state lock: every API call that looks at the state from
+    /// now on records what it touches. Calls that looked before are waited for when the run
+    /// starts.
     pub(crate) fn open_txn(s: &mut crate::store::state::Shared, shared: &SharedRef, plan: Plan) -> PendingCompaction {
         s.compacting = true;
         s.out_of_sync = false;
@@ -125,25 +133,33 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
         let resumable = {
             let s = self.shared.lock();
-            s.purge_pending.then(|| s.txn.as_ref().and_then(|t| t.marks.clone())).flatten()
+            s.purge_pending
+                .then(|| s.txn.as_ref().and_then(|t| Some((t.marks.clone()?, t.purge?, t.finished))))
+                .flatten()
         };
         let mut boundaries = plan.boundaries;
-        let marks = if let Some(marks) = resumable {
+        let live = if let Some((live, record, finished)) = resumable {
             // Finishing an interrupted purge: it belongs to the compaction that started it.
             report.resumed = true;
-            if let Some(b) = self.hot.get(Space::Meta, meta::PURGE).await.map_err(|e| self.hot_err(e))? {
-                let record = meta::PurgeRecord::decode(&b)?;
-                boundaries = record.boundaries;
-                report.dead = record.dead;
-                report.head_epoch = boundaries.head;
-                report.boundary_epoch = boundaries.boundary;
-                report.include_messages_epoch = boundaries.include_messages;
+            boundaries = record.boundaries;
+            report.dead = record.dead;
+            report.head_epoch = boundaries.head;
+            report.boundary_epoch = boundaries.boundary;
+            report.include_messages_epoch = boundaries.include_messages;
+            if finished.is_none() {
+                // The record's write may never have landed: write it (again) before deleting.
+                self.write_purge_record(&record).await?;
+                self.purge(Some(&live), progress, &mut report).await?;
             }
-            marks
+            live
         } else {
             if self.shared.lock().purge_pending {
                 return Err(Error::RecoveryPending);
             }
+            // Calls that checked for a transaction before it opened hold the lock shared until
+            // their writes land: wait for them, so every write after this point is recorded
+            // and every earlier one is in place before the walk.
+            drop(self.txn_lock.write().await);
             self.discard_lists().await?;
 
             progress.report(&Progress { phase: Phase::Protect, done: 0, total: None });
@@ -157,20 +173,20 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 let last = usize::try_from(s.state.last_marked).unwrap_or(usize::MAX);
                 last.saturating_add(last / 4).min(MAX_PRESIZED_MARKS)
             };
-            let marks = Arc::new(Mutex::new(AnyMarks::new(self.markset_kind, capacity, self.clock.random_seed())));
+            let live = Live::shared(self.markset_kind, capacity, self.clock.random_seed());
             if let Some(t) = self.shared.lock().txn.as_mut() {
-                t.marks = Some(marks.clone());
+                t.marks = Some(live.clone());
             }
-            let cold_marks = self.mark_chain(plan, &marks, progress, &mut report).await?;
-            report.protected_refs += self.protect_txn_refs(&marks, false, true).await?;
+            let cold_marks = self.mark_chain(plan, &live, progress, &mut report).await?;
+            report.protected_refs += self.protect_txn_refs(&live, false, true).await?;
             lap(&mut report, Phase::Mark, &self.clock);
 
-            let cold_listed = self.collect(&marks, cold_marks.as_ref(), progress, &mut report).await?;
+            let cold_listed = self.collect(&live, cold_marks.as_ref(), progress, &mut report).await?;
             drop(cold_marks);
-            report.protected_refs += self.protect_txn_refs(&marks, true, true).await?;
+            report.protected_refs += self.protect_txn_refs(&live, true, true).await?;
             lap(&mut report, Phase::Collect, &self.clock);
 
-            self.retry_missing(&marks, progress, &mut report).await?;
+            self.retry_missing(&live, progress, &mut report).await?;
             lap(&mut report, Phase::Retry, &self.clock);
 
             if self.config.mode != crate::Mode::Discard {
@@ -178,19 +194,18 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
             lap(&mut report, Phase::Move, &self.clock);
 
-            self.enter_critical(plan, &marks, progress, &mut report).await?;
+            self.enter_critical(plan, &live, progress, &mut report).await?;
             lap(&mut report, Phase::Critical, &self.clock);
-            marks
+            self.purge(Some(&live), progress, &mut report).await?;
+            live
         };
-
-        self.purge(Some(&marks), progress, &mut report).await?;
         lap(&mut report, Phase::Purge, &self.clock);
 
         {
-            let m = marks.lock();
-            report.marked = m.len() as u64;
-            report.markset_bytes = m.heap_bytes() as u64;
-            report.markset_bytes_per_object = m.bytes_per_object();
+            let l = live.lock();
+            report.marked = l.marks.len() as u64;
+            report.markset_bytes = l.marks.heap_bytes() as u64;
+            report.markset_bytes_per_object = l.marks.bytes_per_object();
         }
         self.finish(boundaries, report.marked).await?;
         progress.report(&Progress { phase: Phase::Reclaim, done: 0, total: None });

@@ -1,10 +1,9 @@
 //! Marking: the chain walk from the head, protection of transactional references, and the
 //! retries of references that were missing.
 
-use alloc::{sync::Arc, vec::Vec};
+use alloc::vec::Vec;
 
 use cid::Cid;
-use spin::Mutex;
 
 use super::{CompactionReport, Phase, Plan, Progress, ProgressSink};
 use crate::{
@@ -13,7 +12,8 @@ use crate::{
     header,
     key::BlockKey,
     kv::{Kv, Space, WriteBatch},
-    markset::{AnyMarks, Marks},
+    live::{Live, LiveRef},
+    markset::Marks,
     meta,
     store::SplitStore,
     walk::{OnMissing, WalkOpts},
@@ -28,20 +28,25 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// every header's parents; state of headers at or above the boundary and of genesis;
     /// messages and receipts at or above the message epoch. In `messages` mode, old messages
     /// and receipts still in the hot store are marked into the returned cold set.
+    ///
+    /// A missing header fails the walk unless `lenient_state` is set and another header of
+    /// the same generation names the parents (every header of a tipset names the same ones):
+    /// the headers below are live, and a walk that stopped there would purge them.
     pub(crate) async fn mark_chain(
         &self,
         plan: &Plan,
-        marks: &Arc<Mutex<AnyMarks>>,
+        live: &LiveRef,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
-    ) -> Result<Option<Arc<Mutex<AnyMarks>>>, Error> {
+    ) -> Result<Option<LiveRef>, Error> {
         let b = plan.boundaries;
         let cold_marks = (self.config.mode == crate::Mode::Messages)
-            .then(|| Arc::new(Mutex::new(AnyMarks::new(self.markset_kind, 0, self.clock.random_seed()))));
+            .then(|| Live::shared(self.markset_kind, 0, self.clock.random_seed()));
         let state_missing = if self.config.lenient_state { OnMissing::Record } else { OnMissing::Fail("state") };
         {
+            // A tipset-key object holds no links: marking it unseen loses nothing below it.
             let (tsk, _) = header::tipset_key(&plan.head.tipset);
-            marks.lock().mark(BlockKey::of(&tsk).as_bytes());
+            live.lock().marks.mark(BlockKey::of(&tsk).as_bytes());
         }
         let mut generation: Vec<Cid> = plan.head.tipset.clone();
         let mut headers_seen = 0u64;
@@ -56,22 +61,22 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let mut msg_roots = Vec::new();
             let mut cold_roots = Vec::new();
             let mut last_parents: Option<Vec<Cid>> = None;
+            let mut parents_agree = true;
+            let mut missing_header = None;
             for (cid, bytes) in generation.iter().zip(blocks) {
                 let Some(bytes) = bytes else {
-                    if self.config.lenient_state {
-                        report.missing += 1;
-                        continue;
-                    }
-                    return Err(Error::MissingBlock { cid: *cid, context: "header" });
+                    missing_header.get_or_insert(*cid);
+                    report.missing += 1;
+                    continue;
                 };
                 let h = header::decode(&bytes).map_err(|source| Error::BadHeader { cid: *cid, source })?;
                 headers_seen += 1;
                 {
-                    let mut m = marks.lock();
-                    m.mark(BlockKey::of(cid).as_bytes());
+                    let mut l = live.lock();
+                    l.marks.mark(BlockKey::of(cid).as_bytes());
                     if !h.parents.is_empty() && last_parents.as_ref() != Some(&h.parents) {
                         let (tsk, _) = header::tipset_key(&h.parents);
-                        m.mark(BlockKey::of(&tsk).as_bytes());
+                        l.marks.mark(BlockKey::of(&tsk).as_bytes());
                     }
                 }
                 let keep = b.retention(h.height);
@@ -88,13 +93,20 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 if h.height > 0 {
                     next.extend_from_slice(&h.parents);
                 }
+                parents_agree &= last_parents.as_ref().is_none_or(|p| *p == h.parents);
                 last_parents = Some(h.parents);
             }
-            let opts = |on_missing| WalkOpts { on_missing, newly: None, yielding: true };
-            let s = self.walk(&state_roots, marks, opts(state_missing)).await?;
+            if let Some(cid) = missing_header {
+                if !self.config.lenient_state || last_parents.is_none() || !parents_agree {
+                    return Err(Error::MissingBlock { cid, context: "header" });
+                }
+            }
+            let s = self.walk(&state_roots, live, WalkOpts::compaction(state_missing, None)).await?;
             report.missing += s.missing;
             report.unreadable += s.unreadable;
-            let s = self.walk(&msg_roots, marks, opts(OnMissing::Record)).await?;
+            // Messages may arrive after the header that names them: a missing one is left
+            // unmarked, and its write protects it.
+            let s = self.walk(&msg_roots, live, WalkOpts::compaction(OnMissing::Record, None)).await?;
             report.missing += s.missing;
             report.unreadable += s.unreadable;
             if let Some(cm) = &cold_marks {
@@ -104,7 +116,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 let present = self.hot.get_many(Space::Blocks, &keys).await.map_err(|e| self.hot_err(e))?;
                 let roots: Vec<Cid> =
                     cold_roots.iter().zip(present).filter(|(_, p)| p.is_some()).map(|(c, _)| *c).collect();
-                let s = self.walk(&roots, cm, opts(OnMissing::Record)).await?;
+                let s = self.walk(&roots, cm, WalkOpts::compaction(OnMissing::Record, None)).await?;
                 report.unreadable += s.unreadable;
             }
             progress.report(&Progress { phase: Phase::Mark, done: headers_seen, total: None });
@@ -129,18 +141,18 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// With `yielding` off the caller holds the exclusive lock and the walk never pauses.
     pub(crate) async fn protect_txn_refs(
         &self,
-        marks: &Arc<Mutex<AnyMarks>>,
+        live: &LiveRef,
         remove_dead: bool,
         yielding: bool,
     ) -> Result<u64, Error> {
         if !yielding {
-            return self.protect_passes(marks, remove_dead, false).await;
+            return self.protect_passes(live, remove_dead, false).await;
         }
-        let mut protected = self.protect_passes(marks, remove_dead, true).await?;
+        let mut protected = self.protect_passes(live, remove_dead, true).await?;
         let left = self.shared.lock().txn.as_ref().is_some_and(|t| !t.refs.is_empty());
         if left {
             let _exclusive = self.txn_lock.write().await;
-            protected += self.protect_passes(marks, remove_dead, false).await?;
+            protected += self.protect_passes(live, remove_dead, false).await?;
         }
         Ok(protected)
     }
@@ -150,12 +162,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// references recorded. Without it the caller holds the exclusive lock, which every API
     /// call that records a reference holds shared, so none is recorded meanwhile and the set is
     /// empty on return.
-    async fn protect_passes(
-        &self,
-        marks: &Arc<Mutex<AnyMarks>>,
-        remove_dead: bool,
-        yielding: bool,
-    ) -> Result<u64, Error> {
+    async fn protect_passes(&self, live: &LiveRef, remove_dead: bool, yielding: bool) -> Result<u64, Error> {
         let mut protected = 0u64;
         let mut passes = 0u32;
         let mut previous = usize::MAX;
@@ -166,7 +173,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             };
             let drained = refs.len();
             protected += drained as u64;
-            let missing = self.mark_late(&refs, marks, remove_dead, yielding).await?;
+            let missing = self.mark_late(&refs, live, remove_dead, yielding).await?;
             if let Some(t) = self.shared.lock().txn.as_mut() {
                 t.missing.extend(missing);
             }
@@ -184,24 +191,29 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     pub(crate) async fn mark_late(
         &self,
         roots: &[Cid],
-        marks: &Arc<Mutex<AnyMarks>>,
+        live: &LiveRef,
         remove_dead: bool,
         yielding: bool,
     ) -> Result<Vec<Cid>, Error> {
         let mut newly = Vec::new();
-        let stats = self
-            .walk(roots, marks, WalkOpts { on_missing: OnMissing::Record, newly: Some(&mut newly), yielding })
-            .await?;
-        if remove_dead && !newly.is_empty() {
-            for chunk in newly.chunks(self.config.batch_size) {
-                let mut batch = WriteBatch::with_capacity(chunk.len());
-                for k in chunk {
-                    self.revive(&mut batch, k.as_bytes());
-                }
-                self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
-            }
+        let opts = WalkOpts { yielding, ..WalkOpts::compaction(OnMissing::Record, Some(&mut newly)) };
+        let stats = self.walk(roots, live, opts).await?;
+        if remove_dead {
+            self.revive_all(&newly).await?;
         }
         Ok(stats.missing_cids)
+    }
+
+    /// Writes the list changes of objects marked live after collect, in batches.
+    async fn revive_all(&self, keys: &[BlockKey]) -> Result<(), Error> {
+        for chunk in keys.chunks(self.config.batch_size) {
+            let mut batch = WriteBatch::with_capacity(chunk.len());
+            for k in chunk {
+                self.revive(&mut batch, k.as_bytes());
+            }
+            self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+        }
+        Ok(())
     }
 
     /// Adds to `batch` the list changes of an object marked live after collect: it leaves the
@@ -219,7 +231,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// those that do have their DAGs marked.
     pub(crate) async fn retry_missing(
         &self,
-        marks: &Arc<Mutex<AnyMarks>>,
+        live: &LiveRef,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
     ) -> Result<(), Error> {
@@ -233,29 +245,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 self.clock.sleep(self.config.missing_retry_wait_ms).await;
                 self.yield_point().await?;
             }
-            let found = self.load_many(&missing).await?;
-            let mut still = Vec::new();
-            let mut present = Vec::new();
-            for (c, b) in missing.into_iter().zip(found) {
-                if b.is_some() {
-                    present.push(c);
-                } else {
-                    still.push(c);
-                }
-            }
-            // Already marked when first met: expand their children now.
+            // Missing references were left unmarked: walk them again.
             let mut newly = Vec::new();
-            let mut opts = WalkOpts { on_missing: OnMissing::Record, newly: Some(&mut newly), yielding: true };
-            let mut stats = crate::walk::WalkStats::default();
-            self.expand(present, marks, &mut opts, &mut stats).await?;
-            let mut batch = WriteBatch::new();
-            for k in &newly {
-                self.revive(&mut batch, k.as_bytes());
-            }
-            if !batch.is_empty() {
-                self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
-            }
-            still.extend(stats.missing_cids);
+            let stats = self.walk(&missing, live, WalkOpts::compaction(OnMissing::Record, Some(&mut newly))).await?;
+            self.revive_all(&newly).await?;
+            let still = stats.missing_cids;
             if attempt == self.config.missing_retries {
                 report.missing += still.len() as u64;
             } else if let Some(t) = self.shared.lock().txn.as_mut() {
@@ -271,12 +265,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     pub(crate) async fn enter_critical(
         &self,
         plan: &Plan,
-        marks: &Arc<Mutex<AnyMarks>>,
+        live: &LiveRef,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
     ) -> Result<(), Error> {
         progress.report(&Progress { phase: Phase::Critical, done: 0, total: None });
-        report.protected_refs += self.protect_txn_refs(marks, true, true).await?;
+        report.protected_refs += self.protect_txn_refs(live, true, true).await?;
         {
             let _exclusive = self.txn_lock.write().await;
             if let Some(t) = self.shared.lock().txn.as_mut() {
@@ -284,20 +278,34 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
             // References recorded since the first call are protected under the lock, where
             // none can be recorded: none is left unprotected when the flag is set.
-            report.protected_refs += self.protect_txn_refs(marks, true, false).await?;
-            let record =
-                meta::PurgeRecord { boundaries: plan.boundaries, marked: marks.lock().len() as u64, dead: report.dead };
-            let mut batch = WriteBatch::new();
-            batch.put(Space::Meta, meta::PURGE, record.encode()).strict();
-            self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
-            self.shared.lock().purge_pending = true;
+            report.protected_refs += self.protect_txn_refs(live, true, false).await?;
+            let record = meta::PurgeRecord {
+                boundaries: plan.boundaries,
+                marked: live.lock().marks.len() as u64,
+                dead: report.dead,
+            };
+            {
+                let mut s = self.shared.lock();
+                s.purge_pending = true;
+                if let Some(t) = s.txn.as_mut() {
+                    t.purge = Some(record);
+                }
+            }
+            self.write_purge_record(&record).await?;
         }
-        if plan.automatic && self.config.sync_gap_secs.is_some() {
+        if plan.wait_for_head && self.config.sync_gap_secs.is_some() {
             while !self.shared.lock().fresh_head_seen {
                 self.yield_point().await?;
                 self.clock.sleep(250).await;
             }
         }
         Ok(())
+    }
+
+    /// Writes the purge record strictly: it and every write before it are durable on return.
+    pub(crate) async fn write_purge_record(&self, record: &meta::PurgeRecord) -> Result<(), Error> {
+        let mut batch = WriteBatch::new();
+        batch.put(Space::Meta, meta::PURGE, record.encode()).strict();
+        self.hot.write(batch).await.map_err(|e| self.hot_err(e))
     }
 }

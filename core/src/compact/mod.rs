@@ -149,8 +149,9 @@ pub struct RecoveryReport {
 pub(crate) struct Plan {
     pub head: Head,
     pub boundaries: Boundaries,
-    /// Started by a head change (waits for a fresh head before purging when sync checks are on).
-    pub automatic: bool,
+    /// With sync checks on, the purge waits until a fresh head has been marked in the critical
+    /// section (a compaction decided by a head change on a live node).
+    pub wait_for_head: bool,
 }
 
 /// Resets the store's compaction state when a run ends in any way (including a dropped

@@ -1,14 +1,12 @@
 //! Purge: delete the dead list from the hot store in batches, and finish the compaction.
 //!
 //! Each batch deletes its blocks, removes their dead-list entries and advances the checkpoint
-//! in one atomic write, under the exclusive transaction lock, after re-checking the mark set;
-//! a batch is at most [`LOCKED_DELETES`] entries, so the foreground waits at most that long.
-//! The dead list that remains after any crash is therefore exactly the work left, and
-//! recovery replays it with the same function.
+//! in one atomic write, under the exclusive transaction lock, after settling the marks that
+//! vanished writers left and re-checking the mark set; a batch is at most [`LOCKED_DELETES`]
+//! entries, so the foreground waits at most that long. The dead list that remains after any
+//! crash is therefore exactly the work left, and recovery replays it with the same function.
 
-use alloc::{sync::Arc, vec::Vec};
-
-use spin::Mutex;
+use alloc::vec::Vec;
 
 use super::{CompactionReport, Phase, Progress, ProgressSink};
 use crate::{
@@ -16,9 +14,11 @@ use crate::{
     config::Boundaries,
     error::Error,
     kv::{Kv, Space, WriteBatch},
-    markset::{AnyMarks, Marks},
+    live::LiveRef,
+    markset::Marks,
     meta::{self, StoreState},
     store::SplitStore,
+    walk::WalkOpts,
 };
 
 /// Dead-list entries deleted per write under the exclusive lock: the foreground waits at most
@@ -26,7 +26,7 @@ use crate::{
 const LOCKED_DELETES: usize = 1024;
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
-    /// Purges every dead-list entry. `marks` is the live mark set during a compaction, `None`
+    /// Purges every dead-list entry. `live` is the live mark set during a compaction, `None`
     /// during recovery (then every later mark already removed its entry durably, and nothing
     /// else runs, so the purge is not paced).
     ///
@@ -34,7 +34,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// meanwhile is also in the mark set, which is checked under the lock before any delete.
     pub(crate) async fn purge(
         &self,
-        marks: Option<&Arc<Mutex<AnyMarks>>>,
+        live: Option<&LiveRef>,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
     ) -> Result<(), Error> {
@@ -52,11 +52,14 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let Some(last) = page.last().cloned() else { break };
             for chunk in page.chunks(LOCKED_DELETES) {
                 let _exclusive = self.txn_lock.write().await;
+                if let Some(live) = live {
+                    self.settle_vanished(live).await?;
+                }
                 let mut batch = WriteBatch::with_capacity(chunk.len() * 2 + 1);
                 {
-                    let m = marks.map(|m| m.lock());
+                    let l = live.map(|l| l.lock());
                     for k in chunk {
-                        if m.as_ref().is_some_and(|m| m.contains(k)) {
+                        if l.as_ref().is_some_and(|l| l.marks.contains(k)) {
                             report.rescued += 1;
                         } else {
                             batch.delete(Space::Blocks, k.clone());
@@ -76,25 +79,54 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             // the foreground keeps most of the store's throughput.
             let took = self.clock.now_millis().saturating_sub(started);
             work_ms += took;
-            if marks.is_some() && work_ms > self.config.purge_pace_after_ms && took > 0 {
+            if live.is_some() && work_ms > self.config.purge_pace_after_ms && took > 0 {
                 self.clock.sleep(took.saturating_mul(self.config.purge_sleep_factor as u64)).await;
             }
         }
         Ok(())
     }
 
+    /// Settles the marks left unsettled by critical-section writers that will never settle
+    /// them (dropped, or failed): walks below each, writes the dead-list deletions, settles.
+    /// Called with the exclusive lock held, where no writer is in flight, so every unsettled
+    /// mark is such a leftover. Afterwards every marked object has its present DAG marked and
+    /// its dead-list entry deleted, so the purge deletes nothing below a marked object.
+    async fn settle_vanished(&self, live: &LiveRef) -> Result<(), Error> {
+        let roots = live.lock().unsettled_cids();
+        if roots.is_empty() {
+            return Ok(());
+        }
+        let mut revived = Vec::new();
+        self.walk(&roots, live, WalkOpts::critical(&mut revived)).await?;
+        revived.extend(roots.iter().map(crate::key::BlockKey::of));
+        let mut batch = WriteBatch::with_capacity(revived.len());
+        for k in &revived {
+            batch.delete(Space::Dead, k.as_bytes());
+        }
+        self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+        live.lock().settle(&revived);
+        Ok(())
+    }
+
     /// Ends a compaction whose purge is complete: clears the cold list, then in one durable
-    /// write drops the purge record and checkpoint and records the new base epoch.
+    /// write drops the purge record and checkpoint and records the new base epoch. The new
+    /// state is computed once per compaction: a finish resumed after its write may have landed
+    /// writes the same record again.
     pub(crate) async fn finish(&self, boundaries: Boundaries, marked: u64) -> Result<(), Error> {
-        self.clear_space(Space::ColdList).await?;
         let state = {
-            let s = self.shared.lock();
-            StoreState {
+            let mut s = self.shared.lock();
+            let stashed = s.txn.as_ref().and_then(|t| t.finished);
+            let state = stashed.unwrap_or(StoreState {
                 base_epoch: boundaries.boundary.max(s.state.base_epoch),
                 compactions: s.state.compactions.saturating_add(1),
                 last_marked: marked,
+            });
+            if let Some(t) = s.txn.as_mut() {
+                t.finished = Some(state);
             }
+            state
         };
+        self.clear_space(Space::ColdList).await?;
         let mut batch = WriteBatch::new();
         batch.delete(Space::Meta, meta::PURGE);
         batch.delete(Space::Meta, meta::CHECKPOINT);

@@ -1,9 +1,8 @@
 //! Block reads and writes, and the store's metadata at open.
 
-use alloc::{sync::Arc, vec::Vec};
+use alloc::vec::Vec;
 
 use cid::Cid;
-use spin::Mutex;
 
 use super::SplitStore;
 use crate::{
@@ -11,16 +10,10 @@ use crate::{
     error::Error,
     key::{self, is_identity, is_unitary, BlockKey},
     kv::{Kv, Space, WriteBatch},
-    links,
-    markset::{AnyMarks, Marks},
+    live::LiveRef,
     meta,
+    walk::WalkOpts,
 };
-
-/// Where a read may look.
-enum Route {
-    HotThenCold,
-    ColdOnly,
-}
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     pub(crate) async fn load_meta(&self) -> Result<(), Error> {
@@ -38,22 +31,28 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         Ok(())
     }
 
-    /// Decides where a read of `cid` looks, remembering it while a transaction is open.
-    fn route(&self, cid: &Cid, key: &BlockKey) -> Route {
-        let mut s = self.shared.lock();
-        match s.txn.as_mut() {
-            Some(t) if t.critical => match &t.marks {
-                // In the critical section an unmarked hot block is as good as purged.
-                Some(m) if !m.lock().contains(key.as_bytes()) => Route::ColdOnly,
-                _ => Route::HotThenCold,
-            },
-            Some(t) => {
-                if !is_unitary(cid) {
-                    t.refs.insert(*cid);
-                }
-                Route::HotThenCold
+    /// True when a read of `key` may find it in the hot store. In the critical section the
+    /// mark set decides what exists: an unmarked hot block is as good as purged, and an
+    /// unsettled one is not live until a write protecting it has landed ([`crate::live`]).
+    fn hot_visible(&self, key: &BlockKey) -> bool {
+        let live = match self.shared.lock().txn.as_ref() {
+            Some(t) if t.critical => t.marks.clone(),
+            _ => None,
+        };
+        live.is_none_or(|l| l.lock().settled(key.as_bytes()))
+    }
+
+    /// Remembers a block the API found while a transaction is open, before its critical
+    /// section: the compaction protects its DAG. A miss is not remembered: an absent block
+    /// is unmarked, and the write that brings it is what protects it.
+    fn touched(&self, cid: &Cid) {
+        if is_unitary(cid) {
+            return;
+        }
+        if let Some(t) = self.shared.lock().txn.as_mut() {
+            if !t.critical {
+                t.refs.insert(*cid);
             }
-            None => Route::HotThenCold,
         }
     }
 
@@ -64,12 +63,17 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
         let key = BlockKey::of(cid);
         let _shared = self.txn_lock.read().await;
-        if let Route::HotThenCold = self.route(cid, &key) {
-            if let Some(v) = self.hot.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.hot_err(e))? {
-                return Ok(Some(v));
-            }
+        let mut found = None;
+        if self.hot_visible(&key) {
+            found = self.hot.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.hot_err(e))?;
         }
-        self.cold.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))
+        if found.is_none() {
+            found = self.cold.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))?;
+        }
+        if found.is_some() {
+            self.touched(cid);
+        }
+        Ok(found)
     }
 
     /// The block's bytes, from hot or else cold. Identity CIDs return their digest.
@@ -95,12 +99,17 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
         let key = BlockKey::of(cid);
         let _shared = self.txn_lock.read().await;
-        if let Route::HotThenCold = self.route(cid, &key) {
-            if self.hot.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.hot_err(e))? {
-                return Ok(true);
-            }
+        let mut found = false;
+        if self.hot_visible(&key) {
+            found = self.hot.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.hot_err(e))?;
         }
-        self.cold.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))
+        if !found {
+            found = self.cold.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))?;
+        }
+        if found {
+            self.touched(cid);
+        }
+        Ok(found)
     }
 
     /// Writes one block to the hot store.
@@ -110,9 +119,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// Writes blocks to the hot store in one atomic batch. Identity CIDs are skipped.
     ///
-    /// In a compaction's critical section the batch also marks the blocks' DAGs and removes
-    /// their dead-list entries, so a block is never durable without its children being
-    /// protected from the purge.
+    /// While a transaction is open the blocks are remembered before the write, so the
+    /// compaction protects their DAGs. In its critical section the write itself marks the
+    /// blocks' DAGs and deletes their dead-list entries **in the same atomic batch as the
+    /// blocks**, so a block is never durable without its children being protected from the
+    /// purge. Dropping the future, or a failed write, leaves marks that are not settled; the
+    /// next writer or the purge settles them ([`crate::live`]).
     pub async fn put_many(&self, blocks: Vec<(Cid, Vec<u8>)>) -> Result<(), Error> {
         self.usable()?;
         let blocks: Vec<(Cid, Vec<u8>)> = blocks.into_iter().filter(|(c, _)| !is_identity(c)).collect();
@@ -125,7 +137,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
         }
         let _shared = self.txn_lock.read().await;
-        let critical_marks: Option<Arc<Mutex<AnyMarks>>> = {
+        let critical: Option<LiveRef> = {
             let mut s = self.shared.lock();
             match s.txn.as_mut() {
                 Some(t) if t.critical => t.marks.clone(),
@@ -137,36 +149,21 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
         };
         let mut batch = WriteBatch::with_capacity(blocks.len());
-        if let Some(marks) = critical_marks {
-            let mut children = Vec::new();
-            let mut newly = Vec::new();
-            {
-                let mut m = marks.lock();
-                for (c, bytes) in &blocks {
-                    let k = BlockKey::of(c);
-                    if m.mark(k.as_bytes()) {
-                        newly.push(k);
-                    }
-                    if key::may_have_links(c) {
-                        // A malformed block is stored as given; its readable links are protected.
-                        let _ = links::for_each_link(bytes, |l| children.push(l));
-                    }
-                }
-            }
-            let opts = crate::walk::WalkOpts {
-                on_missing: crate::walk::OnMissing::Record,
-                newly: Some(&mut newly),
-                yielding: false,
-            };
-            self.walk(&children, &marks, opts).await?;
-            for k in &newly {
+        let mut revived = Vec::new();
+        if let Some(live) = &critical {
+            self.walk_written(&blocks, live, WalkOpts::critical(&mut revived)).await?;
+            for k in &revived {
                 batch.delete(Space::Dead, k.as_bytes());
             }
         }
         for (c, bytes) in blocks {
             batch.put(Space::Blocks, BlockKey::of(&c).into_bytes(), bytes);
         }
-        self.hot.write(batch).await.map_err(|e| self.hot_err(e))
+        self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+        if let Some(live) = critical {
+            live.lock().settle(&revived);
+        }
+        Ok(())
     }
 
     /// Refused: blocks leave the store only through compaction.

@@ -1,6 +1,6 @@
 //! Head changes: protection of applied tipsets, sync tracking, and the compaction trigger.
 
-use alloc::vec::Vec;
+use alloc::{sync::Arc, vec::Vec};
 
 use cid::Cid;
 
@@ -13,6 +13,7 @@ use crate::{
     header,
     kv::{Kv, Space, WriteBatch},
     meta::{self, Head},
+    walk::WalkOpts,
 };
 
 /// What a head change did besides recording the head.
@@ -64,11 +65,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let now = self.clock.now_millis();
         let now_s = now / 1000;
 
+        let fresh = now_s <= head.timestamp.saturating_add(self.config.sync_wait_secs);
         let _shared = self.txn_lock.read().await;
-        let critical_marks = {
+        let critical = {
             let mut s = self.shared.lock();
             let compacting = s.compacting;
-            let marks = match s.txn.as_mut() {
+            let live = match s.txn.as_mut() {
                 Some(t) if t.critical => t.marks.clone(),
                 Some(t) => {
                     for ts in apply {
@@ -84,24 +86,18 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                         s.out_of_sync = true;
                     }
                 }
-                if now_s <= head.timestamp.saturating_add(self.config.sync_wait_secs) {
+                if fresh {
                     s.out_of_sync = false;
-                    s.fresh_head_seen = true;
                 }
             }
-            marks
+            live
         };
         let mut batch = WriteBatch::new();
-        if let Some(marks) = critical_marks {
+        let mut revived = Vec::new();
+        if let Some(live) = &critical {
             let roots: Vec<Cid> = apply.iter().flatten().copied().collect();
-            let mut newly = Vec::new();
-            let opts = crate::walk::WalkOpts {
-                on_missing: crate::walk::OnMissing::Record,
-                newly: Some(&mut newly),
-                yielding: false,
-            };
-            self.walk(&roots, &marks, opts).await?;
-            for k in &newly {
+            self.walk(&roots, live, WalkOpts::critical(&mut revived)).await?;
+            for k in &revived {
                 batch.delete(Space::Dead, k.as_bytes());
             }
         }
@@ -110,15 +106,20 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         drop(_shared);
 
         let mut s = self.shared.lock();
+        if let Some(live) = critical {
+            live.lock().settle(&revived);
+            // The purge may start once a fresh head is marked here: the state computed from
+            // the compaction's own head is named by it (its parent state), or by an earlier
+            // head protected before.
+            let same_txn = s.txn.as_ref().and_then(|t| t.marks.as_ref()).is_some_and(|m| Arc::ptr_eq(m, &live));
+            s.fresh_head_seen |= fresh && same_txn;
+        }
         s.head = Some(head.clone());
         let trigger = decide_trigger(&self.config, s.compacting, head.height, head.timestamp, now, s.state.base_epoch);
         let compaction = match trigger {
             Trigger::Compact(boundaries) if !s.closing && !s.poisoned => {
-                let fresh = now_s <= head.timestamp.saturating_add(self.config.sync_wait_secs);
-                let plan = Plan { head, boundaries, automatic: true };
-                let pending = Self::open_txn(&mut s, &self.shared, plan);
-                s.fresh_head_seen = fresh;
-                Some(pending)
+                let plan = Plan { head, boundaries, wait_for_head: true };
+                Some(Self::open_txn(&mut s, &self.shared, plan))
             }
             _ => None,
         };

@@ -13,8 +13,8 @@ use spin::Mutex;
 
 use crate::{
     compact::{CompactionReport, RecoveryReport},
-    markset::AnyMarks,
-    meta::{Head, StoreState},
+    live::LiveRef,
+    meta::{Head, PurgeRecord, StoreState},
 };
 
 /// A set of CIDs (transactional references).
@@ -27,7 +27,7 @@ pub(crate) struct Txn {
     /// CIDs touched through the API (or applied as heads) not yet protected.
     pub refs: CidSet,
     /// The mark set, once marking has begun.
-    pub marks: Option<Arc<Mutex<AnyMarks>>>,
+    pub marks: Option<LiveRef>,
     /// Collect has written the dead list: from now on every new mark must also remove its
     /// dead-list entry durably.
     pub collected: bool,
@@ -37,6 +37,14 @@ pub(crate) struct Txn {
     pub critical: bool,
     /// Transactional references whose blocks were missing when protected.
     pub missing: Vec<Cid>,
+    /// The purge record, from the moment its write is issued: a write may land without its
+    /// future completing (IndexedDB commits unawaited transactions), so from then on a crash
+    /// may finish this purge at open, and the store stays in its critical section until the
+    /// purge is finished, however the run ends. A resumed run writes it again before purging.
+    pub purge: Option<PurgeRecord>,
+    /// The state record the finish writes, once computed: a resumed run writes the same one,
+    /// so a finish whose write landed unawaited is not counted twice.
+    pub finished: Option<StoreState>,
 }
 
 /// Everything the store keeps in memory besides its backends.
@@ -48,12 +56,14 @@ pub(crate) struct Shared {
     pub closing: bool,
     /// A `KvError::Crashed` was seen: nothing more is served.
     pub poisoned: bool,
-    /// The purge record is durable: an interrupted purge must be finished before compacting.
+    /// The purge record may be durable (its write was issued): the purge must be finished
+    /// before another compaction begins, by the next run or by recovery at open.
     pub purge_pending: bool,
     pub txn: Option<Txn>,
     /// Set by a stale head during a compaction; cleared by a fresh one.
     pub out_of_sync: bool,
-    /// A head younger than the sync-wait time was applied during the current transaction.
+    /// A head younger than the sync-wait time was marked inside the current transaction's
+    /// critical section (so state computed from the compaction's own head is protected).
     pub fresh_head_seen: bool,
     pub last_error: Option<String>,
     pub last_report: Option<CompactionReport>,

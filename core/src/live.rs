@@ -1,0 +1,87 @@
+//! What a running compaction knows to be live: its mark set, and the marks of critical-section
+//! writers that have not settled yet.
+//!
+//! # Settled and unsettled marks
+//!
+//! Before the critical section only the compaction marks, and each of its marks is followed,
+//! before the purge record is written, by the durable deletion of the object's dead-list entry
+//! (invariant I1 in `docs/design.md`). In the critical section foreground writers (`put_many`,
+//! `head_change`) mark too, and a writer marks its DAG *before* its batch lands: the purge must
+//! see those marks while the batch is in flight. A writer's future can be dropped, or its write
+//! fail, at any await, so a mark in the set does not prove that the dead-list deletion it
+//! stands for will ever land, nor even that the writer's walk below it finished. Such marks are
+//! **unsettled**: the object is in [`Live::unsettled`] from the moment it is marked until a
+//! write that deletes its dead-list entry, together with those of its whole unsettled DAG, has
+//! landed.
+//!
+//! Rules that make this safe (each enforced where the code marks):
+//!
+//! * A critical-section walk treats an unsettled object as unmarked for everything but the
+//!   mark itself: it descends into it and deletes its dead-list entry in its own batch. So a
+//!   second writer linking a block that a dropped writer marked still makes that block's
+//!   dead-list deletion durable together with its own block.
+//! * A writer settles the objects its walk reported only after its batch has landed. Writes
+//!   land in order, so a later writer that stops at a settled object relies on an earlier
+//!   batch, which no crash can lose without losing the later one too.
+//! * The purge, holding the exclusive lock (so no writer is in flight), first walks every
+//!   object still unsettled (left by a writer that was dropped or failed), writes their
+//!   dead-list deletions and settles them; only then does it delete anything. So a marked
+//!   object is never purged below, nor kept with its DAG cut short by a writer that vanished.
+//! * Reads in the critical section answer an unsettled object as absent from hot: it becomes
+//!   visible once a landed write protects it, as after the reference's write-then-mark.
+
+use alloc::{sync::Arc, vec::Vec};
+use core::hash::BuildHasherDefault;
+
+use cid::Cid;
+use hashbrown::HashMap;
+use siphasher::sip::SipHasher13;
+use spin::Mutex;
+
+use crate::{
+    key::BlockKey,
+    markset::{AnyMarks, MarkSetKind, Marks},
+};
+
+/// A compaction's mark set and its unsettled critical-section marks, under one lock so a
+/// walker's test of both is atomic with another walker's mark.
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// Every object found live.
+    pub marks: AnyMarks,
+    /// Objects marked in the critical section whose dead-list deletion (and walk below them)
+    /// is not known to have landed, by key, with the CID to walk them again.
+    pub unsettled: HashMap<Vec<u8>, Cid, BuildHasherDefault<SipHasher13>>,
+}
+
+/// The shared handle a compaction and its writers hold.
+pub(crate) type LiveRef = Arc<Mutex<Live>>;
+
+impl Live {
+    /// An empty set of `kind` with room for `capacity` objects.
+    pub fn new(kind: MarkSetKind, capacity: usize, seed: u128) -> Self {
+        Self { marks: AnyMarks::new(kind, capacity, seed), unsettled: HashMap::default() }
+    }
+
+    /// A shared empty set.
+    pub fn shared(kind: MarkSetKind, capacity: usize, seed: u128) -> LiveRef {
+        Arc::new(Mutex::new(Self::new(kind, capacity, seed)))
+    }
+
+    /// True when `key` is marked and settled: a read in the critical section may find it hot.
+    pub fn settled(&self, key: &[u8]) -> bool {
+        self.marks.contains(key) && !self.unsettled.contains_key(key)
+    }
+
+    /// Records that the dead-list deletions of `keys` have landed.
+    pub fn settle<'a>(&mut self, keys: impl IntoIterator<Item = &'a BlockKey>) {
+        for k in keys {
+            self.unsettled.remove(k.as_bytes());
+        }
+    }
+
+    /// The CIDs of every unsettled object.
+    pub fn unsettled_cids(&self) -> Vec<Cid> {
+        self.unsettled.values().copied().collect()
+    }
+}
