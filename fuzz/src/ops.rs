@@ -24,8 +24,8 @@ use std::{cell::RefCell, sync::OnceLock};
 use splitstore_conformance::{
     executor::{block_on, SeededExecutor},
     fault::{Fault, FaultKv},
-    interleave::YieldKv,
     oracle::key_of,
+    wrap::YieldKv,
 };
 use splitstore_core::{
     mem::{ManualClock, MemKv},

@@ -9,6 +9,8 @@ use splitstore_core::{
     Cid, Config, Mode, SplitStore,
 };
 
+use splitstore_core::key::dag_cbor_blake2b_cid;
+
 use crate::oracle::{header, key_of, links, Universe};
 
 /// Small epochs and batches so a few dozen epochs exercise every phase and many batches.
@@ -57,6 +59,13 @@ pub async fn blocks<K: Kv>(kv: &K) -> Vec<(Vec<u8>, Vec<u8>)> {
         out.extend(page);
         after = Some(last);
     }
+}
+
+/// The blocks of one store.
+pub async fn universe_in<K: Kv>(kv: &K) -> Universe {
+    let mut u = Universe::default();
+    u.extend(blocks(kv).await);
+    u
 }
 
 /// The union of hot and cold.
@@ -109,7 +118,7 @@ pub async fn apply_epoch<K: Kv>(
 /// timestamp, and `state` as its state root, receipts and messages; its CID and bytes. It
 /// carries no valid ticket or signature: what an attacker can forge.
 pub fn forged_header(parents: &[Cid], height: u64, timestamp: u64, state: &Cid) -> (Cid, Vec<u8>) {
-    use splitstore_core::{header::write_cbor_head, key::dag_cbor_blake2b_cid};
+    use splitstore_core::header::write_cbor_head;
     let link = |c: &Cid, out: &mut Vec<u8>| {
         let bytes = c.to_bytes();
         out.extend([0xd8, 0x2a]);
@@ -134,4 +143,18 @@ pub fn forged_header(parents: &[Cid], height: u64, timestamp: u64, state: &Cid) 
     write_cbor_head(&mut out, 0, timestamp);
     out.extend([0x40, 0x00, 0x40]);
     (dag_cbor_blake2b_cid(&out), out)
+}
+
+/// A new DAG-CBOR block linking `children` (and a nonce, so every block is new).
+pub fn node(children: &[Cid], nonce: u64) -> (Cid, Vec<u8>) {
+    let mut b = vec![0x82];
+    b.push(0x80 | children.len() as u8);
+    for c in children {
+        let bytes = c.to_bytes();
+        b.extend_from_slice(&[0xd8, 0x2a, 0x58, bytes.len() as u8 + 1, 0x00]);
+        b.extend_from_slice(&bytes);
+    }
+    b.push(0x1b);
+    b.extend_from_slice(&nonce.to_be_bytes());
+    (dag_cbor_blake2b_cid(&b), b)
 }

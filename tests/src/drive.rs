@@ -74,6 +74,11 @@ impl PhaseLog {
     pub fn seen(&self, phase: Phase) -> bool {
         self.0.lock().expect("phase log").contains(&phase)
     }
+
+    /// The last phase reported.
+    pub fn last(&self) -> Option<Phase> {
+        self.0.lock().expect("phase log").last().copied()
+    }
 }
 
 impl ProgressSink for PhaseLog {

@@ -7,8 +7,11 @@ pub mod executor;
 pub mod fault;
 pub mod interleave;
 pub mod kv_contract;
+pub mod liveness;
 pub mod oracle;
 pub mod realdata;
 pub mod scenarios;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testdata;
+pub mod workload;
+pub mod wrap;

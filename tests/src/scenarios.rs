@@ -322,7 +322,7 @@ pub async fn dropped_compaction_future(stride: usize) -> u64 {
         let mut touched = Vec::new();
         for c in old.iter().step_by(37) {
             if store.get(c).await.expect("get").is_some() {
-                let (n, b) = crate::interleave::node(&[*c], k as u64);
+                let (n, b) = crate::chain::node(&[*c], k as u64);
                 store.put(&n, b).await.expect("put");
                 touched.push(*c);
                 touched.push(n);

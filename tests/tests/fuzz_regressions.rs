@@ -233,7 +233,7 @@ fn operation_sequences_found_by_the_fuzzer_replay_cleanly() {
 #[test]
 fn parser_checks_accept_their_own_seeds() {
     // The checks themselves must hold on well-formed input, or the targets test nothing.
-    let (cid, block) = splitstore_conformance::interleave::node(&[dag_cbor_blake2b_cid(b"child")], 7);
+    let (cid, block) = splitstore_conformance::chain::node(&[dag_cbor_blake2b_cid(b"child")], 7);
     fuzz::links::check(&block);
     let mut car = vec![0x00, 0x01, 0x02, 0x03];
     splitstore_core::car::write_car_v1(&[cid], [(cid, &block)], &mut car);

@@ -5,7 +5,7 @@
 
 use splitstore_conformance::{
     executor::{block_on, SeededExecutor},
-    interleave::{SteppedWritesKv, WriteSteps, YieldKv},
+    wrap::{SteppedWritesKv, WriteSteps, YieldKv},
 };
 use splitstore_core::{
     car::write_car_v1,

@@ -1,22 +1,28 @@
-//! Interleavings of a compaction with foreground reads, writes and head changes, on the
-//! in-memory backend. `SPLITSTORE_SEEDS` sets the number of seeds (default 1000).
+//! Interleavings of a compaction with a node's foreground (a chain syncing in every order,
+//! several writers, dropped writes), on the in-memory backend. `SPLITSTORE_SEEDS` sets the
+//! number of seeds (default 1000).
 
 use splitstore_conformance::{executor::block_on, interleave::many_seeds};
 
+fn seeds() -> u64 {
+    std::env::var("SPLITSTORE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000)
+}
+
 #[test]
 fn foreground_survives_every_interleaving() {
-    let seeds: u64 = std::env::var("SPLITSTORE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let seeds = seeds();
     let t = block_on(many_seeds(1, seeds));
     println!(
-        "interleavings: {seeds} seeds, {} scheduling steps, {} reads and {} writes during compaction, {} blocks purged",
-        t.steps, t.reads, t.writes, t.purged
+        "interleavings: {seeds} seeds, {} scheduling steps; during compactions {} reads found, {} writes, \
+         {} writes dropped, {} heads applied; {} blocks purged",
+        t.steps, t.reads, t.writes, t.dropped, t.heads, t.purged
     );
-    assert!(t.reads > seeds && t.writes > 0 && t.purged > 0);
+    assert!(t.reads > seeds && t.writes > seeds && t.dropped > 0 && t.heads > seeds && t.purged > 0);
 }
 
 #[test]
 fn crashes_during_interleavings_lose_nothing_touched() {
-    let seeds: u64 = std::env::var("SPLITSTORE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000) / 2;
+    let seeds = seeds() / 2;
     let crashed = (1..=seeds).filter(|&s| block_on(splitstore_conformance::interleave::one_seed_with_crash(s))).count();
     println!("crash interleavings: {seeds} seeds, {crashed} crashed mid-compaction");
     assert!(crashed as u64 > seeds / 4);

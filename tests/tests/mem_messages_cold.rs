@@ -6,10 +6,10 @@
 //! message DAG with a hole (fuzz finding F7).
 
 use splitstore_conformance::{
-    chain::{apply_epoch, cold_holes, small_chain, small_config},
+    chain::{apply_epoch, cold_holes, node, small_chain, small_config},
     executor::{block_on, SeededExecutor},
-    interleave::{node, YieldKv},
     oracle::{header, key_of, links},
+    wrap::YieldKv,
 };
 use splitstore_core::{
     kv::{Kv, Space},

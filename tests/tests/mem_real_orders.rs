@@ -18,11 +18,11 @@
 use std::pin::pin;
 
 use splitstore_conformance::{
-    chain::{hot_holes, small_chain, small_config, universe_of},
+    chain::{hot_holes, node, small_chain, small_config, universe_of},
     drive::{finish, finish_beside, poll_times, poll_until, PhaseLog},
     executor::block_on,
-    interleave::{node, SteppedWritesKv, WriteSteps, YieldKv},
     oracle::{header, key_of, links},
+    wrap::{SteppedWritesKv, WriteSteps, YieldKv},
 };
 use splitstore_core::{
     kv::{Kv, Space, WriteBatch},
@@ -387,5 +387,102 @@ fn a_write_in_flight_when_the_transaction_opens_is_tracked() {
         let check = block_on(store.check()).expect("check");
         assert_eq!(check.missing, 0, "{mode:?}: live blocks missing {:?}", check.missing_cids);
         assert_hot_with_dag(&hot, &cold, &[h.messages], &format!("{mode:?}"));
+    }
+}
+
+/// A write records its blocks as transactional references before it writes them; a protection
+/// pass can drain those references while the write is still on its way to the backend, find
+/// the blocks absent, and leave them unmarked (an absent block is not marked), and the retries
+/// of missing references can end before it lands. The write must still have its blocks
+/// protected once they land.
+#[test]
+fn a_write_whose_reference_is_drained_before_it_lands_is_protected() {
+    for mode in MODES {
+        let (hot, cold) = (MemKv::new(), MemKv::new());
+        let store = block_on(SplitStore::open(
+            YieldKv(hot.clone()),
+            YieldKv(cold.clone()),
+            ManualClock::new(0),
+            small_config(mode),
+        ))
+        .expect("open");
+        let mut chain = small_chain(71);
+        for _ in 0..20 {
+            let e = chain.next_epoch();
+            block_on(store.put_many(e.blocks.clone())).expect("put");
+            drop(block_on(store.head_change(&[], std::slice::from_ref(&e.tipset))).expect("head"));
+        }
+        let old: Vec<(Cid, Vec<u8>)> = chain_blocks_in(&hot);
+        let log = PhaseLog::default();
+        let mut run = pin!(store.compact(&log));
+        assert!(poll_until(run.as_mut(), || log.seen(Phase::Collect), MANY).is_none());
+        // A block linking one that collect will list dead: the write records its reference,
+        // then waits on its way to the backend.
+        let dead = || hot.keys(Space::Dead);
+        assert!(poll_until(run.as_mut(), || !dead().is_empty(), MANY).is_none());
+        let victim = old
+            .iter()
+            .find(|(c, b)| dead().contains(&key_of(c)) && header(b).is_none())
+            .map(|(c, _)| *c)
+            .expect("a dead-listed block");
+        let (p, b) = node(&[victim], 7);
+        let mut w = Box::pin(store.put(&p, b));
+        assert!(poll_times(w.as_mut(), 1).is_none(), "the write is on its way");
+        // The compaction protects references (this one's block absent), retries the missing
+        // ones, and waits for the write to enter its critical section.
+        assert!(poll_until(run.as_mut(), || log.seen(Phase::Critical), MANY).is_none());
+        assert!(poll_times(run.as_mut(), 1_000).is_none(), "the critical section waits for the write");
+        let (written, done) = finish_beside(w.as_mut(), run.as_mut(), MANY);
+        written.expect("the write lands");
+        match done {
+            Some(r) => r.expect("compaction"),
+            None => finish(run, MANY).expect("compaction"),
+        };
+        assert_hot_with_dag(&hot, &cold, &[p], &format!("{mode:?}"));
+    }
+}
+
+/// On a backend whose writes land before their future completes (IndexedDB), a write made
+/// before the critical section is dropped after its blocks landed, and after a protection
+/// pass found them absent: its outcome is unknown to the node, but the block is there and
+/// must not be kept with its DAG cut.
+#[test]
+fn a_dropped_write_that_lands_late_keeps_its_dag() {
+    for mode in MODES {
+        let (hot, cold) = (MemKv::new(), MemKv::new());
+        let steps = |kv: &MemKv| YieldKv(SteppedWritesKv(kv.clone(), WriteSteps::AfterApplying));
+        let store = block_on(SplitStore::open(steps(&hot), steps(&cold), ManualClock::new(0), small_config(mode)))
+            .expect("open");
+        let mut chain = small_chain(73);
+        for _ in 0..20 {
+            let e = chain.next_epoch();
+            block_on(store.put_many(e.blocks.clone())).expect("put");
+            drop(block_on(store.head_change(&[], std::slice::from_ref(&e.tipset))).expect("head"));
+        }
+        let old: Vec<(Cid, Vec<u8>)> = chain_blocks_in(&hot);
+        let log = PhaseLog::default();
+        let mut run = pin!(store.compact(&log));
+        let dead = || hot.keys(Space::Dead);
+        assert!(poll_until(run.as_mut(), || !dead().is_empty(), MANY).is_none());
+        let victim = old
+            .iter()
+            .find(|(c, b)| dead().contains(&key_of(c)) && header(b).is_none())
+            .map(|(c, _)| *c)
+            .expect("a dead-listed block");
+        let (p, b) = node(&[victim], 9);
+        {
+            let mut w = Box::pin(store.put(&p, b));
+            assert!(poll_times(w.as_mut(), 1).is_none(), "the write is on its way");
+            // The protection after collect and the retries find the block absent; the
+            // critical section waits for the write.
+            assert!(poll_until(run.as_mut(), || log.seen(Phase::Critical), MANY).is_none());
+            assert!(poll_times(run.as_mut(), 1_000).is_none());
+            // The write lands, and its future is dropped before it returns.
+            assert!(poll_times(w.as_mut(), 1).is_none());
+        }
+        assert!(hot.keys(Space::Blocks).contains(&key_of(&p)), "the dropped write landed");
+        finish(run, MANY).expect("compaction");
+        let holes = block_on(hot_holes(&hot, &cold));
+        assert!(holes.is_empty(), "{mode:?}: hot blocks lost children {holes:02x?}");
     }
 }

@@ -21,10 +21,10 @@ use std::{
 
 use cid::Cid;
 use splitstore_conformance::{
-    chain::{apply_epoch, small_chain, small_config, universe_of},
+    chain::{apply_epoch, node, small_chain, small_config, universe_of},
     executor::{block_on, Rng, SeededExecutor},
-    interleave::{node, SteppedWritesKv, WriteSteps, YieldKv},
     oracle::{header, key_of, links},
+    wrap::{SteppedWritesKv, WriteSteps, YieldKv},
 };
 use splitstore_core::{
     mem::{ManualClock, MemKv},

@@ -86,13 +86,25 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         Ok(())
     }
 
-    /// Settles the marks left unsettled by critical-section writers that will never settle
-    /// them (dropped, or failed): walks below each, writes the dead-list deletions, settles.
-    /// Called with the exclusive lock held, where no writer is in flight, so every unsettled
-    /// mark is such a leftover. Afterwards every marked object has its present DAG marked and
-    /// its dead-list entry deleted, so the purge deletes nothing below a marked object.
+    /// Protects what writers that vanished left behind, before a batch of deletions. Called
+    /// with the exclusive lock held, where no writer is in flight: every unsettled mark was
+    /// left by a critical-section writer that was dropped or failed, and every block of
+    /// [`Txn::landing`](crate::store::state::Txn) by an earlier writer whose outcome is
+    /// unknown. Walks below each unsettled mark and each landed block, writes the dead-list
+    /// deletions, settles. Afterwards every marked object has its present DAG marked and its
+    /// dead-list entry deleted, so the purge deletes nothing below a marked object, nor below
+    /// a block that landed.
     async fn settle_vanished(&self, live: &LiveRef) -> Result<(), Error> {
-        let roots = live.lock().unsettled_cids();
+        let landing = self.shared.lock().txn.as_mut().map(|t| core::mem::take(&mut t.landing)).unwrap_or_default();
+        let mut roots = live.lock().unsettled_cids();
+        if !landing.is_empty() {
+            let found = self.load_many(&landing).await?;
+            let (landed, absent): (Vec<_>, Vec<_>) = landing.into_iter().zip(found).partition(|(_, b)| b.is_some());
+            roots.extend(landed.into_iter().map(|(c, _)| c));
+            if let Some(t) = self.shared.lock().txn.as_mut() {
+                t.landing.extend(absent.into_iter().map(|(c, _)| c));
+            }
+        }
         if roots.is_empty() {
             return Ok(());
         }

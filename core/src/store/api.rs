@@ -12,6 +12,7 @@ use crate::{
     kv::{Kv, Space, WriteBatch},
     live::LiveRef,
     meta,
+    store::state::SharedRef,
     walk::WalkOpts,
 };
 
@@ -46,14 +47,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// section: the compaction protects its DAG. A miss is not remembered: an absent block
     /// is unmarked, and the write that brings it is what protects it.
     fn touched(&self, cid: &Cid) {
-        if is_unitary(cid) {
-            return;
-        }
-        if let Some(t) = self.shared.lock().txn.as_mut() {
-            if !t.critical {
-                t.refs.insert(*cid);
-            }
-        }
+        self.track(core::slice::from_ref(cid));
     }
 
     async fn read(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
@@ -137,17 +131,17 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
         }
         let _shared = self.txn_lock.read().await;
+        let blocks_cids: Vec<Cid> = blocks.iter().map(|(c, _)| *c).collect();
         let critical: Option<LiveRef> = {
-            let mut s = self.shared.lock();
-            match s.txn.as_mut() {
-                Some(t) if t.critical => t.marks.clone(),
-                Some(t) => {
-                    t.refs.extend(blocks.iter().map(|(c, _)| *c).filter(|c| !is_unitary(c)));
-                    None
-                }
-                None => None,
-            }
+            let s = self.shared.lock();
+            s.txn.as_ref().filter(|t| t.critical).and_then(|t| t.marks.clone())
         };
+        // Disarmed once the write returns: a write that never returns may still land.
+        let mut unknown = None;
+        if critical.is_none() {
+            self.track(&blocks_cids);
+            unknown = Some(OutcomeUnknown { shared: &self.shared, cids: blocks_cids.clone() });
+        }
         let mut batch = WriteBatch::with_capacity(blocks.len());
         let mut revived = Vec::new();
         if let Some(live) = &critical {
@@ -160,14 +154,58 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             batch.put(Space::Blocks, BlockKey::of(&c).into_bytes(), bytes);
         }
         self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
-        if let Some(live) = critical {
-            live.lock().settle(&revived);
+        if let Some(u) = unknown {
+            u.returned();
+        }
+        match critical {
+            Some(live) => live.lock().settle(&revived),
+            // Recorded again now that the blocks are in: a protection pass may have taken the
+            // first record while the write was on its way, found the blocks absent and left
+            // them unmarked. (The first record stays: a backend that orders reads after earlier
+            // writes, as IndexedDB does, lets it protect a write whose future is dropped.)
+            None => self.track(&blocks_cids),
         }
         Ok(())
+    }
+
+    /// Records `cids` as transactional references while a transaction is open and before its
+    /// critical section.
+    fn track(&self, cids: &[Cid]) {
+        if let Some(t) = self.shared.lock().txn.as_mut().filter(|t| !t.critical) {
+            t.refs.extend(cids.iter().copied().filter(|c| !is_unitary(c)));
+        }
     }
 
     /// Refused: blocks leave the store only through compaction.
     pub async fn delete(&self, _cid: &Cid) -> Result<(), Error> {
         Err(Error::DeleteRefused)
+    }
+}
+
+/// The blocks of a write made before the critical section, while its outcome is unknown. If
+/// its future is dropped (or the write fails) it may still land, at any time, after every
+/// protection pass has found its blocks absent (IndexedDB commits a transaction whether or not
+/// its future is polled again): dropping this guard hands the blocks to the compaction, whose
+/// purge protects those present before deleting anything.
+struct OutcomeUnknown<'a> {
+    shared: &'a SharedRef,
+    cids: Vec<Cid>,
+}
+
+impl OutcomeUnknown<'_> {
+    /// The write returned: its outcome is known.
+    fn returned(mut self) {
+        self.cids.clear();
+    }
+}
+
+impl Drop for OutcomeUnknown<'_> {
+    fn drop(&mut self) {
+        if self.cids.is_empty() {
+            return;
+        }
+        if let Some(t) = self.shared.lock().txn.as_mut() {
+            t.landing.extend(self.cids.drain(..).filter(|c| !is_unitary(c)));
+        }
     }
 }

@@ -37,6 +37,10 @@ pub(crate) struct Txn {
     pub critical: bool,
     /// Transactional references whose blocks were missing when protected.
     pub missing: Vec<Cid>,
+    /// Blocks of writes made before the critical section whose futures were dropped (or
+    /// failed): they may land at any time. The purge protects each one present before every
+    /// batch of deletions.
+    pub landing: Vec<Cid>,
     /// The purge record, from the moment its write is issued: a write may land without its
     /// future completing (IndexedDB commits unawaited transactions), so from then on a crash
     /// may finish this purge at open, and the store stays in its critical section until the

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use splitstore_conformance::interleave::node;
+use splitstore_conformance::chain::node;
 use splitstore_core::{Cid, Error, PendingCompaction};
 
 use super::{model::Model, tracing, Op, Store};
