@@ -61,7 +61,8 @@ fn compact_under_traffic(pace: Option<Duration>) -> Outcome {
         sync_gap_secs: 0,
         hot_cache_mb: 32,
         cold_cache_mb: 8,
-        mode: "universal".into(),
+        // Discard: a block wrongly purged from hot is gone, not kept in cold.
+        mode: "discard".into(),
         ..RepoConfig::default()
     };
     let repo = Repo::init(&tmp.path().join("repo"), config).expect("init");

@@ -48,7 +48,8 @@ pub struct SeedStats {
 }
 
 impl SeedStats {
-    fn add(&mut self, o: &SeedStats) {
+    /// Adds another seed's figures.
+    pub fn add(&mut self, o: &SeedStats) {
         self.steps += o.steps;
         self.reads += o.reads;
         self.writes += o.writes;

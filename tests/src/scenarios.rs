@@ -43,13 +43,10 @@ pub async fn verify_compaction<K: Kv>(
         Mode::Discard => cold_before.clone(),
         Mode::Universal => cold_before.union(&dead).cloned().collect(),
         Mode::Messages => {
-            let roots: Vec<_> = before
-                .old_message_roots(&head, report.include_messages_epoch)
-                .into_iter()
-                .filter(|r| hot_before.contains(&key_of(r)))
-                .collect();
-            // Old message DAGs go to cold whole, with the blocks that stay hot (shared with
-            // live data): a later compaction never walks them again.
+            // The reference's rule: every block of an old message or receipt DAG goes to
+            // cold; here whole, with the blocks that also stay hot (shared with live data,
+            // invariant I7).
+            let roots = before.old_message_roots(&head, report.include_messages_epoch);
             let old = before.closure(&roots).present;
             cold_before.union(&hot_before.intersection(&old).cloned().collect()).cloned().collect()
         }
@@ -273,10 +270,19 @@ pub async fn trigger_and_sync_rules<K: Kv>(make: &dyn Fn() -> K) {
     assert!(heads_in_critical.get() > 0, "the purge began before a fresh head reached the critical section");
 }
 
-/// Dropping a running compaction at any await is survivable: the same store keeps serving,
-/// rescues what it is given, and its next compaction (or a fresh process) finishes the job.
-/// Returns how many drop points left a purge to resume.
+/// Dropping a running compaction at any await is survivable, in every mode: the same store
+/// keeps serving, rescues what it is given, and its next compaction (or a fresh process, from
+/// what was durable or from everything written) finishes the job. Returns how many drop
+/// points left a purge to resume.
 pub async fn dropped_compaction_future(stride: usize) -> u64 {
+    let mut resumed = 0;
+    for mode in [Mode::Discard, Mode::Universal, Mode::Messages] {
+        resumed += dropped_compaction_future_in(mode, stride).await;
+    }
+    resumed
+}
+
+async fn dropped_compaction_future_in(mode: Mode, stride: usize) -> u64 {
     use splitstore_core::mem::MemKv;
     use std::{
         future::Future,
@@ -287,17 +293,18 @@ pub async fn dropped_compaction_future(stride: usize) -> u64 {
     let mut resumed = 0;
     let mut k = 1;
     loop {
-        let (hot, cold) = (MemKv::new(), MemKv::new());
-        let store =
-            SplitStore::open(&hot, &cold, ManualClock::new(0), small_config(Mode::Universal)).await.expect("open");
+        let (hot, cold) = (MemKv::with_crash_tracking(), MemKv::with_crash_tracking());
+        let store = SplitStore::open(&hot, &cold, ManualClock::new(0), small_config(mode)).await.expect("open");
         let mut chain = small_chain(77);
         let mut old = Vec::new();
         for _ in 0..20 {
             let e = chain.next_epoch();
-            old.extend(e.blocks.iter().map(|(c, _)| *c));
+            // Not headers: a header's own DAG reaches old state, which goes by design.
+            old.extend(e.blocks.iter().filter(|(c, _)| !e.tipset.contains(c)).map(|(c, _)| *c));
             store.put_many(e.blocks.clone()).await.expect("put");
             drop(store.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head"));
         }
+        store.hot().flush().await.expect("flush");
         let pending = store.begin_compaction().expect("begin");
         let finished = {
             let mut fut = pin!(store.run_compaction(pending, &NoProgress));
@@ -315,9 +322,14 @@ pub async fn dropped_compaction_future(stride: usize) -> u64 {
         if finished {
             return resumed;
         }
+        let at = format!("{mode:?}, drop at poll {k}");
         let info = store.info().await.expect("info");
-        assert!(!info.compacting, "drop at poll {k}: still marked as compacting");
-        resumed += info.pending_recovery as u64;
+        assert!(!info.compacting, "{at}: still marked as compacting");
+        // Dropped after its purge record, the compaction's transaction stays open: what the
+        // store serves now is protected by it. Dropped before, the compaction is gone, and
+        // nothing done now binds the next one.
+        let in_txn = info.pending_recovery;
+        resumed += in_txn as u64;
         // The store keeps serving: read something old and write a block linking it.
         let mut touched = Vec::new();
         for c in old.iter().step_by(37) {
@@ -328,29 +340,35 @@ pub async fn dropped_compaction_future(stride: usize) -> u64 {
                 touched.push(n);
             }
         }
-        let check = |u: &Universe, when: &str| {
+        // Touched blocks in `u` (all of them with `all`) are there with their DAG.
+        let check = |u: &Universe, all: bool, when: &str| {
             for t in &touched {
-                assert!(u.blocks.contains_key(&key_of(t)), "drop at poll {k}, {when}: {t} lost");
-                assert!(u.closure(&[*t]).missing.is_empty(), "drop at poll {k}, {when}: DAG of {t} broken");
+                if !u.blocks.contains_key(&key_of(t)) {
+                    assert!(!all, "{at}, {when}: {t} lost");
+                    continue;
+                }
+                assert!(u.closure(&[*t]).missing.is_empty(), "{at}, {when}: DAG of {t} broken");
             }
         };
-        // A fresh process on the same data recovers and keeps everything touched…
-        {
-            let other = SplitStore::open(
-                hot.crash_image(usize::MAX),
-                cold.crash_image(usize::MAX),
-                ManualClock::new(0),
-                small_config(Mode::Universal),
-            )
-            .await
-            .expect("reopen");
-            assert_eq!(other.check().await.expect("check").missing, 0, "drop at poll {k}: reopen");
-            check(&universe_of(other.hot(), other.cold()).await, "reopened");
+        // A fresh process recovers and keeps what it finds touched: from everything written…
+        for keep in [usize::MAX, 0] {
+            let (h, c) = (hot.crash_image(keep), cold.crash_image(keep));
+            let image = universe_of(&h, &c).await;
+            let other = SplitStore::open(h, c, ManualClock::new(0), small_config(mode)).await.expect("reopen");
+            assert_eq!(other.check().await.expect("check").missing, 0, "{at}: reopened keeping {keep}");
+            let after = universe_of(other.hot(), other.cold()).await;
+            // …or from what was durable: a touched block the crash kept stays, with its DAG.
+            let kept: Vec<_> = touched.iter().filter(|t| image.blocks.contains_key(&key_of(t))).collect();
+            let lost: Vec<_> = kept.iter().filter(|t| !after.blocks.contains_key(&key_of(t))).collect();
+            assert!(lost.is_empty(), "{at}: recovery keeping {keep} deleted touched blocks {lost:?}");
+            check(&after, keep == usize::MAX, &format!("reopened keeping {keep} (purge pending: {in_txn})"));
         }
-        // …and so does the same store's next compaction.
-        store.compact(&NoProgress).await.unwrap_or_else(|e| panic!("drop at poll {k}: next compaction: {e}"));
+        // …and so does the same store's next compaction, which finishes the purge.
+        store.compact(&NoProgress).await.unwrap_or_else(|e| panic!("{at}: next compaction: {e}"));
         assert_eq!(store.check().await.expect("check").missing, 0);
-        check(&universe_of(&hot, &cold).await, "after the next compaction");
+        if in_txn {
+            check(&universe_of(&hot, &cold).await, true, "after the next compaction");
+        }
         k += stride;
     }
 }

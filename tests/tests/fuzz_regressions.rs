@@ -124,10 +124,14 @@ fn stored_compaction_count_may_be_the_largest() {
     let purge =
         PurgeRecord { boundaries: Boundaries { head: 2, boundary: 1, include_messages: 1 }, marked: 10, dead: 0 };
     // Recovery finishes the recorded purge at open: it must not overflow either.
-    let store = store_with_meta(&[(meta::STATE, state.encode()), (meta::PURGE, purge.encode())]);
-    if let Some(store) = store {
-        drop(block_on(store.compact(&NoProgress)));
-    }
+    let store =
+        store_with_meta(&[(meta::STATE, state.encode()), (meta::PURGE, purge.encode())]).expect("recovery at open");
+    let info = block_on(store.info()).expect("info");
+    assert!(info.recovery.as_ref().is_some_and(|r| r.finished_purge), "recovery finished the recorded purge: {info:?}");
+    assert_eq!(info.compactions, u64::MAX, "the count saturates");
+    let report = block_on(store.compact(&NoProgress)).expect("a compaction after the largest count");
+    assert!(report.marked > 0);
+    assert_eq!(block_on(store.info()).expect("info").compactions, u64::MAX);
 }
 
 /// F4 (fixed in `core/src/compact/mark.rs`), found by the `ops` target. Universal mode; epoch 0

@@ -48,13 +48,16 @@ fn crash_matrix_on_disk() {
 #[test]
 fn interleavings_on_disk() {
     let disks = Disks::new();
-    let seeds = 40;
-    let mut reads = 0;
+    let seeds = 100;
+    let mut t = interleave::SeedStats::default();
     for seed in 1..=seeds {
-        reads += block_on(interleave::one_seed_on(&|| disks.make(), seed, || async {})).reads;
+        t.add(&block_on(interleave::one_seed_on(&|| disks.make(), seed, || async {})));
     }
-    println!("on-disk interleavings: {seeds} seeds, {reads} reads during compaction");
-    assert!(reads > seeds);
+    println!(
+        "on-disk interleavings: {seeds} seeds; during compactions {} reads found, {} writes, {} dropped, {} heads",
+        t.reads, t.writes, t.dropped, t.heads
+    );
+    assert!(t.reads > seeds && t.writes > seeds && t.dropped > 0 && t.heads > seeds);
 }
 
 #[test]
