@@ -313,6 +313,25 @@ def ops_seeds(w):
     for _ in range(40):
         n = rng.randrange(20, 120)
         w.put("ops", bytes(rng.choice([0, 0, 0, 1, 2, 3, 4, 6, 8, 10, 11, 12, 13, 14, 15]) if i % 2 == 0 else rng.randrange(256) for i in range(n)))
+    # The orders real nodes write in (setup / 6 odd; setup / 12 % 3 picks how writes land):
+    # header-first syncs (16), prefetched state (18), parents before children (19), pending
+    # writes (20) and reads (22), dropped writes (23), compactions beside two writers (13 with
+    # an odd seed).
+    header_first, prefetch, parent_first, write_pending, read_pending, dropped = 16, 18, 19, 20, 22, 23
+    for setup in [6, 7, 8, 18, 19, 20, 30, 31, 32]:
+        base = bytes([setup, 7, 3])
+        w.put("ops", base + bytes(apply * 6) + bytes([header_first, 0, 0x0f, prefetch]) + bytes(apply * 3)
+              + bytes([parent_first, 1, 2, 3, 2, write_pending, 0, read_pending, 0, 0, dropped, 1, 2, 3, 65, 11]))
+        w.put("ops", base + bytes(apply * 8) + bytes([13, 1, 0, 7, header_first, 0, 0x33, parent_first, 4, 5, 6, 1,
+                                                        write_pending, 1, dropped, 7, 8, 9, 2, 4, 1, 2, 3, 2,
+                                                        write_pending, 0, 0, 0, 11]))
+        w.put("ops", base + bytes(apply * 7) + bytes([prefetch, 12, 0, header_first, 1, 0xaa, 13, 3, 0, 5, read_pending,
+                                                        1, 1, write_pending, 2, dropped, 4, 4, 4, 130, 0, 0,
+                                                        write_pending, 0, 15, 2, 0]))
+    for _ in range(40):
+        n = rng.randrange(20, 120)
+        setup = rng.choice([6, 7, 8, 9, 10, 11, 18, 19, 20, 21, 22, 23, 30, 31, 32, 33, 34, 35])
+        w.put("ops", bytes([setup]) + bytes(rng.randrange(256) if i % 2 else rng.choice([0, 0, 1, 4, 7, 11, 13, 16, 17, 18, 19, 20, 21, 22, 23]) for i in range(n)))
 
 
 def main():

@@ -216,12 +216,21 @@ impl Kv for MemKv {
 #[derive(Clone, Debug, Default)]
 pub struct ManualClock {
     now: Arc<Mutex<u64>>,
+    /// `sleep` leaves the time as it is (see [`ManualClock::stopped`]).
+    stopped: bool,
 }
 
 impl ManualClock {
     /// A clock reading `millis`.
     pub fn new(millis: u64) -> Self {
-        Self { now: Arc::new(Mutex::new(millis)) }
+        Self { now: Arc::new(Mutex::new(millis)), stopped: false }
+    }
+
+    /// A clock reading `millis` whose `sleep` only gives other tasks a turn: its time moves
+    /// only when set or advanced, for a test whose own tasks say what time it is (a node
+    /// applying each head at its timestamp), however often the code under test sleeps.
+    pub fn stopped(millis: u64) -> Self {
+        Self { now: Arc::new(Mutex::new(millis)), stopped: true }
     }
 
     /// Moves the clock forward.
@@ -260,7 +269,9 @@ impl Clock for ManualClock {
     }
 
     async fn sleep(&self, millis: u64) {
-        self.advance(millis);
+        if !self.stopped {
+            self.advance(millis);
+        }
         YieldOnce::default().await;
     }
 

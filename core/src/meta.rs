@@ -17,6 +17,9 @@ pub const STATE: &[u8] = b"state";
 pub const PURGE: &[u8] = b"purge";
 /// The last processed dead-list key of the running purge (progress, not needed for safety).
 pub const CHECKPOINT: &[u8] = b"checkpoint";
+/// Messages mode: roots of old message and receipt DAGs copied to cold while part of them was
+/// missing, walked again by every compaction until whole.
+pub const INCOMPLETE: &[u8] = b"incomplete";
 
 const VERSION: u8 = 1;
 
@@ -54,6 +57,13 @@ pub struct PurgeRecord {
     pub marked: u64,
     /// Dead-list entries written by collect.
     pub dead: u64,
+}
+
+/// Roots of old message DAGs that reached cold incomplete ([`INCOMPLETE`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IncompleteRoots {
+    /// The roots.
+    pub cids: Vec<Cid>,
 }
 
 struct Reader<'a> {
@@ -146,6 +156,35 @@ impl Head {
     }
 }
 
+impl IncompleteRoots {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = alloc::vec![VERSION];
+        out.extend_from_slice(&(self.cids.len() as u64).to_le_bytes());
+        for c in &self.cids {
+            put_cid(&mut out, c);
+        }
+        out
+    }
+
+    /// Decodes the record.
+    pub fn decode(buf: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new("incomplete", buf)?;
+        let n = r.u64()?;
+        // Each CID takes at least two bytes: a count beyond that is damage, not a size to
+        // allocate.
+        if n > (r.buf.len() / 2) as u64 {
+            return Err(r.err("count exceeds the record"));
+        }
+        let mut cids = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            cids.push(r.cid()?);
+        }
+        r.end()?;
+        Ok(IncompleteRoots { cids })
+    }
+}
+
 impl StoreState {
     /// Encodes the record.
     pub fn encode(&self) -> Vec<u8> {
@@ -232,6 +271,15 @@ mod tests {
         padded[first] += 1;
         padded.insert(first + 1 + c.to_bytes().len(), 0);
         assert!(Head::decode(&padded).is_err());
+        let i = IncompleteRoots { cids: alloc::vec![c, c] };
+        assert_eq!(IncompleteRoots::decode(&i.encode()).unwrap(), i);
+        let ie = i.encode();
+        for cut in 0..ie.len() {
+            assert!(IncompleteRoots::decode(&ie[..cut]).is_err(), "incomplete cut at {cut}");
+        }
+        let mut huge = ie.clone();
+        huge[1..9].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(IncompleteRoots::decode(&huge).is_err());
         let mut wrong_version = s.encode();
         wrong_version[0] = 9;
         assert!(matches!(StoreState::decode(&wrong_version), Err(Error::CorruptMeta { key: "state", .. })));

@@ -25,7 +25,7 @@ use splitstore_conformance::{
     executor::{block_on, SeededExecutor},
     fault::{Fault, FaultKv},
     oracle::key_of,
-    wrap::YieldKv,
+    wrap::{SteppedWritesKv, WriteSteps, YieldKv},
 };
 use splitstore_core::{
     mem::{ManualClock, MemKv},
@@ -36,7 +36,7 @@ use splitstore_core::{
 use self::model::{Chain, Model};
 use super::input::Bytes;
 
-type Store = SplitStore<FaultKv<YieldKv<MemKv>>, ManualClock>;
+type Store = SplitStore<FaultKv<YieldKv<SteppedWritesKv<MemKv>>>, ManualClock>;
 
 /// Operations before the run stops.
 const MAX_OPS: usize = 48;
@@ -74,10 +74,39 @@ enum Op {
     /// Reopen: 0 = close cleanly, 1 = crash keeping what was durable, 2 = crash keeping
     /// everything written, 3 = crash keeping `n` of the batches not yet durable.
     Reopen { kind: u8, n: u8 },
+    /// Sync the next epoch header first: write its headers and the state they name (and the
+    /// part of its messages and receipts `keep` picks), apply it as head; the rest of its
+    /// messages and receipts become pending (`then` as for [`Op::Apply`]).
+    ApplyHeaderFirst { then: u8, keep: u8 },
+    /// Write the next epoch's state, messages and receipts before its headers (a node computed
+    /// the state before any header names it).
+    Prefetch,
+    /// Put a new block linking a block not written yet (pending).
+    PutParentFirst { links: [u8; 3], count: u8 },
+    /// Write a pending block.
+    WritePending { sel: u8 },
+    /// Get or `has` of a pending block: absent, until it is written.
+    ReadPending { sel: u8, how: u8 },
+    /// Put a new block, dropping the write's future after `polls` polls.
+    PutDropped { links: [u8; 3], polls: u8 },
 }
 
-fn decode(b: &mut Bytes<'_>) -> Op {
-    match b.u8() % 16 {
+/// Decodes one operation. `orders` (chosen by the setup byte) adds the operations of the
+/// orders real nodes produce to the alphabet; without it every input decodes as it did before
+/// they existed, so the recorded findings replay unchanged.
+fn decode(b: &mut Bytes<'_>, orders: bool) -> Op {
+    let v = b.u8();
+    if orders && v % 24 >= 16 {
+        return match v % 24 {
+            16 | 17 => Op::ApplyHeaderFirst { then: b.u8(), keep: b.u8() },
+            18 => Op::Prefetch,
+            19 => Op::PutParentFirst { links: [b.u8(), b.u8(), b.u8()], count: b.u8() },
+            20 | 21 => Op::WritePending { sel: b.u8() },
+            22 => Op::ReadPending { sel: b.u8(), how: b.u8() },
+            _ => Op::PutDropped { links: [b.u8(), b.u8(), b.u8()], polls: b.u8() },
+        };
+    }
+    match v % 16 {
         0..=3 => Op::Apply { then: b.u8() },
         4 | 5 => Op::Put { links: [b.u8(), b.u8(), b.u8()], count: b.u8() },
         6 => Op::PutMany { count: b.u8(), sel: b.u8() },
@@ -97,10 +126,7 @@ fn decode(b: &mut Bytes<'_>) -> Op {
 
 /// True for operations a foreground task may run while a compaction runs.
 fn foreground(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Apply { .. } | Op::Put { .. } | Op::PutMany { .. } | Op::Get { .. } | Op::Has { .. } | Op::GetAbsent { .. }
-    )
+    !matches!(op, Op::Compact | Op::Hold | Op::DropHeld | Op::Interleave { .. } | Op::Arm { .. } | Op::Reopen { .. })
 }
 
 /// Two precomputed tiny chains.
@@ -148,6 +174,7 @@ pub fn check(data: &[u8]) {
 
 struct Run {
     cfg: Config,
+    steps: WriteSteps,
     clock: ManualClock,
     fuse: Fault,
     /// True while the fuse is armed and has not blown (checks through the store would tick it).
@@ -157,14 +184,16 @@ struct Run {
     m: RefCell<Model>,
 }
 
-async fn open(hot: &MemKv, cold: &MemKv, fuse: &Fault, clock: &ManualClock, cfg: &Config) -> Result<Store, Error> {
-    SplitStore::open(
-        FaultKv::new(YieldKv(hot.clone()), fuse.clone()),
-        FaultKv::new(YieldKv(cold.clone()), fuse.clone()),
-        clock.clone(),
-        cfg.clone(),
-    )
-    .await
+async fn open(
+    hot: &MemKv,
+    cold: &MemKv,
+    steps: WriteSteps,
+    fuse: &Fault,
+    clock: &ManualClock,
+    cfg: &Config,
+) -> Result<Store, Error> {
+    let kv = |m: &MemKv| FaultKv::new(YieldKv(SteppedWritesKv(m.clone(), steps)), fuse.clone());
+    SplitStore::open(kv(hot), kv(cold), clock.clone(), cfg.clone()).await
 }
 
 async fn run(data: &[u8]) {
@@ -176,16 +205,24 @@ async fn run(data: &[u8]) {
     cfg.finality = 2;
     cfg.batch_size = 1 + usize::from(b.u8() % 32);
     cfg.yield_every = 1 + usize::from(b.u8() % 16);
+    // The orders real nodes produce, and backends whose writes take steps or land before
+    // their future completes, for half of the setups (the others decode as before them).
+    let orders = setup / 6 % 2 == 1;
+    let steps = if orders {
+        [WriteSteps::Never, WriteSteps::PerEntry, WriteSteps::AfterApplying][usize::from(setup / 12 % 3)]
+    } else {
+        WriteSteps::Never
+    };
     let (hot, cold) = (MemKv::with_crash_tracking(), MemKv::with_crash_tracking());
     let clock = ManualClock::new(0);
     let fuse = Fault::new();
-    let store = open(&hot, &cold, &fuse, &clock, &cfg).await.expect("open an empty store");
-    let mut r =
-        Run { cfg, clock, fuse, armed: false, store, held: None, m: RefCell::new(Model::new(chain, mode, hot, cold)) };
+    let store = open(&hot, &cold, steps, &fuse, &clock, &cfg).await.expect("open an empty store");
+    let m = RefCell::new(Model::new(chain, mode, hot, cold));
+    let mut r = Run { cfg, steps, clock, fuse, armed: false, store, held: None, m };
     let mut ops = 0;
     while !b.is_empty() && ops < MAX_OPS {
         ops += 1;
-        let op = decode(&mut b);
+        let op = decode(&mut b, orders);
         trace!("op {ops}: {op:?} (applied {}, generation {})", r.m.borrow().applied, r.m.borrow().generation);
         match op {
             Op::Compact => r.compact().await,
@@ -196,15 +233,15 @@ async fn run(data: &[u8]) {
             }
             Op::DropHeld => drop(r.held.take()),
             Op::Interleave { seed, count } => {
-                let sub: Vec<Op> = (0..1 + count % 8).map(|_| decode(&mut b)).filter(foreground).collect();
-                r.interleave(u64::from(seed), &sub).await;
+                let sub: Vec<Op> = (0..1 + count % 8).map(|_| decode(&mut b, orders)).filter(foreground).collect();
+                r.interleave(u64::from(seed), &sub, orders).await;
             }
             Op::Arm { k } => {
                 r.fuse.arm(u64::from(k % 512));
                 r.armed = true;
             }
             Op::Reopen { kind, n } => r.reopen(kind, n).await,
-            Op::Apply { then } => {
+            Op::Apply { then } | Op::ApplyHeaderFirst { then, .. } => {
                 if let Some(pending) = fg(&r.store, &r.m, op).await {
                     match then % 3 {
                         0 => r.run_pending(pending).await,
@@ -233,7 +270,9 @@ impl Run {
     fn hold(&mut self) {
         match self.store.begin_compaction() {
             Ok(p) => {
-                self.m.get_mut().transaction_opened();
+                let m = self.m.get_mut();
+                let head = m.chain.epochs[m.applied - 1].tipset.clone();
+                m.transaction_opened(&head);
                 self.held = Some(p);
             }
             Err(Error::NoHead) => assert_eq!(self.m.get_mut().applied, 0, "NoHead with a head applied"),
@@ -252,20 +291,28 @@ impl Run {
     }
 
     async fn run_pending(&mut self, p: PendingCompaction) {
+        let txn = self.m.get_mut().txn.clone();
         let res = self.store.run_compaction(p, &NoProgress).await;
         trace!("compaction: {res:?}");
         match res {
-            Ok(_) => self.verify("after a compaction", false).await,
+            Ok(report) => {
+                self.verify("after a compaction", false).await;
+                if let Some(txn) = txn {
+                    self.m.get_mut().check_retention(&txn, &report, "after a compaction").await;
+                }
+            }
             Err(e) => assert!(store_fuse_blown(&e), "a compaction failed without a crash: {e}"),
         }
     }
 
-    /// Runs a compaction on the seeded executor while a second task runs `ops`.
-    async fn interleave(&mut self, seed: u64, ops: &[Op]) {
+    /// Runs a compaction on the seeded executor while `ops` run beside it: in one task, or
+    /// (with `orders`, seed permitting) shared between two writers.
+    async fn interleave(&mut self, seed: u64, ops: &[Op], orders: bool) {
         if self.held.is_none() {
             self.hold();
         }
         let Some(pending) = self.held.take() else { return };
+        let txn = self.m.get_mut().txn.clone();
         let result = RefCell::new(None);
         {
             let (store, m) = (&self.store, &self.m);
@@ -275,25 +322,40 @@ impl Run {
                     |p: &splitstore_core::Progress| trace!("  compaction phase {} ({} done)", p.phase.as_str(), p.done);
                 *result.borrow_mut() = Some(store.run_compaction(pending, &progress).await);
             });
-            ex.spawn(async move {
-                for (i, op) in ops.iter().enumerate() {
-                    // A compaction decided here (none can be while one runs) is dropped.
-                    trace!("  foreground {op:?}");
-                    drop(fg(store, m, *op).await);
-                    if i % 2 == 0 {
-                        store.clock().yield_now().await;
+            // A second writer takes every other operation but those that follow the chain,
+            // which apply epochs in order and stay with the first.
+            let writers = if orders && seed & 1 == 1 { 2 } else { 1 };
+            let writer_of = move |i: usize, op: &Op| match op {
+                Op::Apply { .. } | Op::ApplyHeaderFirst { .. } | Op::Prefetch => 0,
+                _ => i % writers,
+            };
+            for w in 0..writers {
+                ex.spawn(async move {
+                    for (i, op) in ops.iter().enumerate().filter(|(i, op)| writer_of(*i, op) == w) {
+                        // A compaction decided here (none can be while one runs) is dropped.
+                        trace!("  foreground {w} {op:?}");
+                        drop(fg(store, m, *op).await);
+                        if i % 2 == 0 {
+                            store.clock().yield_now().await;
+                        }
                     }
-                }
-            });
+                });
+            }
             ex.run(MAX_STEPS);
         }
-        match result.into_inner() {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => assert!(store_fuse_blown(&e), "an interleaved compaction failed without a crash: {e}"),
+        let report = match result.into_inner() {
+            Some(Ok(report)) => Some(report),
+            Some(Err(e)) => {
+                assert!(store_fuse_blown(&e), "an interleaved compaction failed without a crash: {e}");
+                None
+            }
             None => panic!("the interleaved compaction never finished"),
-        }
+        };
         if !self.fuse.blown() {
             self.verify("after an interleaved compaction", false).await;
+            if let (Some(report), Some(txn)) = (report, txn) {
+                self.m.get_mut().check_retention(&txn, &report, "after an interleaved compaction").await;
+            }
         }
     }
 
@@ -317,11 +379,14 @@ impl Run {
                 _ => usize::from(n % 8),
             };
             trace!("crash image keeping {keep} pending batches");
+            let before = model::present_keys(&m.hot, &m.cold);
             m.hot = m.hot.crash_image(keep);
             m.cold = m.cold.crash_image(keep);
-            // What a crash lost was never durable: it stops being required.
+            // What a crash lost was never durable: it stops being required, and a node that
+            // needs it again fetches it again.
             let present = model::present_keys(&m.hot, &m.cold);
             m.touched.retain(|k, _| present.contains(k));
+            m.excused.extend(before.difference(&present).cloned());
             if m.mode == Mode::Universal {
                 m.floor = present;
             }
@@ -329,7 +394,7 @@ impl Run {
         self.fuse = Fault::new();
         self.armed = false;
         let (hot, cold) = (m.hot.clone(), m.cold.clone());
-        self.store = open(&hot, &cold, &self.fuse, &self.clock, &self.cfg)
+        self.store = open(&hot, &cold, self.steps, &self.fuse, &self.clock, &self.cfg)
             .await
             .unwrap_or_else(|e| panic!("reopen after {} failed: {e}", if clean { "a clean close" } else { "a crash" }));
         let info = self.store.info().await.expect("info");
@@ -359,7 +424,10 @@ impl Run {
         }
         match self.store.check().await {
             Ok(check) => {
-                assert_eq!(check.missing, 0, "{when}: check() finds live blocks missing: {:?}", check.missing_cids)
+                // What a node never wrote, or linked once it was gone, is missing by no loss.
+                let m = self.m.get_mut();
+                let lost: Vec<_> = check.missing_cids.iter().filter(|c| m.lost(c)).collect();
+                assert!(lost.is_empty(), "{when}: check() finds live blocks missing: {lost:?}")
             }
             Err(Error::NoHead) => assert_eq!(self.m.get_mut().applied, 0, "{when}: check() finds no head"),
             Err(e) => panic!("{when}: check() failed: {e}"),

@@ -8,7 +8,11 @@
 mod support;
 
 use splitstore_conformance::{
-    crash::crash_matrix_on, interleave::one_seed_on, kv_contract, realdata::import_and_compact, scenarios,
+    crash::crash_matrix_on,
+    interleave::{one_seed_on, SeedStats},
+    kv_contract,
+    realdata::import_and_compact,
+    scenarios,
 };
 use splitstore_core::Mode;
 use splitstore_wasm::js;
@@ -131,27 +135,30 @@ async fn protectors_keep_their_dags_on_indexeddb() {
     support::cleanup().await;
 }
 
-/// Interleavings: a compaction against foreground readers, writers and head changes, task
-/// switches chosen by a seeded executor; when no task can progress the executor gives the
-/// page's event loop a turn, where IndexedDB delivers its results.
+/// Interleavings: a compaction beside a node's foreground (a chain syncing in every order,
+/// several writers, dropped writes), task switches chosen by a seeded executor; when no task can
+/// progress the executor gives the page's event loop a turn, where IndexedDB delivers its
+/// results (and commits the transactions of dropped writes).
 #[wasm_bindgen_test]
 async fn interleavings_on_indexeddb() {
-    const SEEDS: u64 = 8;
+    const SEEDS: u64 = 24;
     let t0 = js::perf_now();
-    let (mut reads, mut writes, mut purged) = (0, 0, 0);
+    let mut t = SeedStats::default();
     for seed in 1..=SEEDS {
-        let s = one_seed_on(&|| LazyIdb::fresh("inter"), seed, js::yield_to_event_loop).await;
-        reads += s.reads;
-        writes += s.writes;
-        purged += s.purged;
+        t.add(&one_seed_on(&|| LazyIdb::fresh("inter"), seed, js::yield_to_event_loop).await);
         support::cleanup().await;
     }
     log(&format!(
-        "interleavings on IndexedDB: {SEEDS} seeds, {reads} reads and {writes} writes during compaction, \
-         {purged} purged, {:.0} ms",
+        "interleavings on IndexedDB: {SEEDS} seeds; during compactions {} reads found, {} writes, {} dropped, \
+         {} heads applied; {} purged, {:.0} ms",
+        t.reads,
+        t.writes,
+        t.dropped,
+        t.heads,
+        t.purged,
         js::perf_now() - t0
     ));
-    assert!(reads > 0 && writes > 0 && purged > 0, "the foreground must overlap the compaction");
+    assert!(t.reads > 0 && t.writes > 0 && t.dropped > 0 && t.purged > 0, "the foreground must overlap the compaction");
 }
 
 #[wasm_bindgen_test]

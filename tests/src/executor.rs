@@ -15,6 +15,9 @@ use std::{
     task::{Context, Poll, Wake, Waker},
 };
 
+/// Steps between turns of the idle hook in [`SeededExecutor::run_with_idle`].
+pub const IDLE_EVERY: u64 = 64;
+
 /// A small deterministic PRNG (SplitMix64).
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
@@ -117,7 +120,10 @@ impl<'a> SeededExecutor<'a> {
 impl SeededExecutor<'_> {
     /// [`SeededExecutor::run`] for backends whose futures complete from outside (IndexedDB
     /// callbacks): when no task is ready it awaits `idle()` (e.g. one turn of the browser's
-    /// event loop) and looks again; only `max_idle` idle turns in a row are a deadlock.
+    /// event loop) and looks again; only `max_idle` idle turns in a row are a deadlock. It
+    /// also awaits `idle()` every [`IDLE_EVERY`] steps, as a browser runs its event loop
+    /// between tasks: a task that waits by yielding is always ready, and must not keep the
+    /// backend's callbacks from being delivered.
     pub async fn run_with_idle<F, Fut>(&mut self, max_steps: u64, max_idle: u32, idle: F)
     where
         F: Fn() -> Fut,
@@ -127,6 +133,9 @@ impl SeededExecutor<'_> {
         loop {
             if self.step(max_steps) {
                 idle_turns = 0;
+                if self.steps % IDLE_EVERY == 0 {
+                    idle().await;
+                }
                 continue;
             }
             if self.pending() == 0 {

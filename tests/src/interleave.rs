@@ -220,7 +220,8 @@ where
     let writes = steps(&mut rng);
     let (hot, cold) = (make(), make());
     let events = Events::default();
-    let clock = ManualClock::new(0);
+    // Time moves only as the node applies heads (at their timestamps, with sync checks on).
+    let clock = ManualClock::stopped(0);
     let wrap = |kv| YieldKv(SteppedWritesKv(DeletesKv::new(kv, events.clone()), writes));
     let open = |cfg: Config| SplitStore::open(wrap(&hot), wrap(&cold), clock.clone(), cfg);
     let store = open(cfg.clone()).await.expect("open");
@@ -287,7 +288,8 @@ pub async fn one_seed_with_crash(seed: u64) -> bool {
     let writes = steps(&mut rng);
     let (hot, cold) = (MemKv::with_crash_tracking(), MemKv::with_crash_tracking());
     let events = Events::default();
-    let clock = ManualClock::new(0);
+    // Time moves only as the node applies heads (at their timestamps, with sync checks on).
+    let clock = ManualClock::stopped(0);
     let fault = Fault::new();
     let wrap = |kv: &MemKv| {
         FaultKv::new(YieldKv(SteppedWritesKv(DeletesKv::new(kv.clone(), events.clone()), writes)), fault.clone())

@@ -121,3 +121,47 @@ fn a_child_read_at_any_point_of_the_compaction_reaches_cold() {
     // Some reads landed before the purge (the child stayed hot) and some after it.
     assert!(kept_hot > 0 && kept_hot < 120, "reads protected the child in {kept_hot} of 120 runs");
 }
+
+/// A node synced an old epoch's messages in part: the message root came while one of the
+/// blocks below it was still being fetched. The first compaction copies the root to cold
+/// without that block, which arrives afterwards. A later compaction must copy it to cold too:
+/// it is part of an old message DAG (the reference walks every old message DAG each time, so
+/// it would), and once nothing keeps it hot it would be purged, leaving the cold DAG cut.
+#[test]
+fn a_message_block_that_arrives_after_its_root_moved_reaches_cold() {
+    let (epochs, _) = base();
+    let child = old_message_child(&epochs);
+    // The child and the part of its DAG only it links: fetched together, later.
+    let late: Vec<(Cid, Vec<u8>)> = {
+        let e = &epochs[2];
+        let mut own = splitstore_conformance::oracle::Universe::default();
+        own.extend(e.blocks.iter().map(|(c, b)| (key_of(c), b.clone())));
+        let below = own.closure(&[child]).present;
+        own.blocks.remove(&key_of(&child));
+        let elsewhere = own.closure(&e.tipset).present;
+        e.blocks
+            .iter()
+            .filter(|(c, _)| below.contains(&key_of(c)) && !elsewhere.contains(&key_of(c)))
+            .cloned()
+            .collect()
+    };
+    let (hot, cold) = (MemKv::new(), MemKv::new());
+    let s = open(hot.clone(), cold.clone());
+    for e in &epochs[..EPOCHS] {
+        let blocks: Vec<_> = e.blocks.iter().filter(|b| !late.contains(b)).cloned().collect();
+        block_on(s.put_many(blocks)).expect("put");
+        drop(block_on(s.head_change(&[], std::slice::from_ref(&e.tipset))).expect("head"));
+    }
+    block_on(s.compact(&NoProgress)).expect("first compaction");
+    let root = header(&epochs[2].blocks.iter().find(|(c, _)| *c == epochs[2].tipset[0]).expect("header").1)
+        .expect("decodes")
+        .messages;
+    assert_eq!(hot_and_cold(&hot, &cold, &root), (false, true), "the message root moved");
+    // The missing blocks arrive.
+    block_on(s.put_many(late.clone())).expect("put the late blocks");
+    compact_again(&s, &epochs);
+    for (c, _) in &late {
+        assert_eq!(hot_and_cold(&hot, &cold, c), (false, true), "the late block {c} is copied to cold");
+    }
+    assert_eq!(block_on(cold_holes(&hot, &cold)), Vec::<Cid>::new(), "cold message DAGs are whole");
+}

@@ -50,6 +50,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
         let mut generation: Vec<Cid> = plan.head.tipset.clone();
         let mut headers_seen = 0u64;
+        let (mut incomplete, mut walked_cold) = (Vec::new(), Vec::new());
         progress.report(&Progress { phase: Phase::Mark, done: 0, total: None });
         while !generation.is_empty() {
             self.yield_point().await?;
@@ -111,18 +112,58 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             report.unreadable += s.unreadable;
             if let Some(cm) = &cold_marks {
                 // Old message DAGs whose root already left the hot store were moved whole by an
-                // earlier compaction: skip them instead of re-walking history every time.
+                // earlier compaction: skip them instead of re-walking history every time. A
+                // DAG found with blocks missing is walked again by the next compactions.
                 let keys: Vec<Vec<u8>> = cold_roots.iter().map(|c| BlockKey::of(c).into_bytes()).collect();
                 let present = self.hot.get_many(Space::Blocks, &keys).await.map_err(|e| self.hot_err(e))?;
                 let roots: Vec<Cid> =
                     cold_roots.iter().zip(present).filter(|(_, p)| p.is_some()).map(|(c, _)| *c).collect();
                 let s = self.walk(&roots, cm, WalkOpts::compaction(OnMissing::Record, None)).await?;
                 report.unreadable += s.unreadable;
+                if s.missing > 0 {
+                    incomplete.extend(roots.iter().copied());
+                }
+                walked_cold.extend(roots);
             }
             progress.report(&Progress { phase: Phase::Mark, done: headers_seen, total: None });
             generation = next;
         }
+        if let Some(cm) = &cold_marks {
+            self.walk_incomplete(cm, &walked_cold, &mut incomplete, report).await?;
+        }
         Ok(cold_marks)
+    }
+
+    /// Messages mode: walks again, one by one, the old message DAG roots earlier compactions
+    /// copied to cold while part of them was missing (those still hot were walked with their
+    /// tipset), then records for this compaction's finish which roots are still incomplete.
+    /// A block of such a DAG that arrived since is in the hot store: walking it into the cold
+    /// set copies it to cold before the purge, as the reference's walk of every old message
+    /// DAG would.
+    async fn walk_incomplete(
+        &self,
+        cold_marks: &LiveRef,
+        walked: &[Cid],
+        incomplete: &mut Vec<Cid>,
+        report: &mut CompactionReport,
+    ) -> Result<(), Error> {
+        let carried = match self.hot.get(Space::Meta, meta::INCOMPLETE).await.map_err(|e| self.hot_err(e))? {
+            Some(b) => meta::IncompleteRoots::decode(&b)?.cids,
+            None => Vec::new(),
+        };
+        for root in carried.into_iter().filter(|r| !walked.contains(r)) {
+            let s = self.walk(&[root], cold_marks, WalkOpts::compaction(OnMissing::Record, None)).await?;
+            report.unreadable += s.unreadable;
+            if s.missing > 0 {
+                incomplete.push(root);
+            }
+        }
+        incomplete.sort_unstable();
+        incomplete.dedup();
+        if let Some(t) = self.shared.lock().txn.as_mut() {
+            t.incomplete = Some(core::mem::take(incomplete));
+        }
+        Ok(())
     }
 
     /// Marks the DAGs of the transactional references: on return every reference recorded

@@ -125,8 +125,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// state is computed once per compaction: a finish resumed after its write may have landed
     /// writes the same record again.
     pub(crate) async fn finish(&self, boundaries: Boundaries, marked: u64) -> Result<(), Error> {
-        let state = {
+        let (state, incomplete) = {
             let mut s = self.shared.lock();
+            let incomplete = s.txn.as_ref().and_then(|t| t.incomplete.clone());
             let stashed = s.txn.as_ref().and_then(|t| t.finished);
             let state = stashed.unwrap_or(StoreState {
                 base_epoch: boundaries.boundary.max(s.state.base_epoch),
@@ -136,13 +137,23 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             if let Some(t) = s.txn.as_mut() {
                 t.finished = Some(state);
             }
-            state
+            (state, incomplete)
         };
         self.clear_space(Space::ColdList).await?;
         let mut batch = WriteBatch::new();
         batch.delete(Space::Meta, meta::PURGE);
         batch.delete(Space::Meta, meta::CHECKPOINT);
         batch.put(Space::Meta, meta::STATE, state.encode());
+        // Recovery, which walked nothing, leaves the record as it was.
+        match incomplete {
+            Some(roots) if roots.is_empty() => {
+                batch.delete(Space::Meta, meta::INCOMPLETE);
+            }
+            Some(cids) => {
+                batch.put(Space::Meta, meta::INCOMPLETE, meta::IncompleteRoots { cids }.encode());
+            }
+            None => {}
+        }
         batch.strict();
         self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
         let mut s = self.shared.lock();

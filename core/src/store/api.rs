@@ -43,13 +43,6 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         live.is_none_or(|l| l.lock().settled(key.as_bytes()))
     }
 
-    /// Remembers a block the API found while a transaction is open, before its critical
-    /// section: the compaction protects its DAG. A miss is not remembered: an absent block
-    /// is unmarked, and the write that brings it is what protects it.
-    fn touched(&self, cid: &Cid) {
-        self.track(core::slice::from_ref(cid));
-    }
-
     async fn read(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
         self.usable()?;
         if is_identity(cid) {
@@ -65,7 +58,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             found = self.cold.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))?;
         }
         if found.is_some() {
-            self.touched(cid);
+            self.track(core::slice::from_ref(cid));
         }
         Ok(found)
     }
@@ -101,7 +94,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             found = self.cold.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))?;
         }
         if found {
-            self.touched(cid);
+            self.track(core::slice::from_ref(cid));
         }
         Ok(found)
     }
@@ -169,7 +162,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     }
 
     /// Records `cids` as transactional references while a transaction is open and before its
-    /// critical section.
+    /// critical section: the compaction protects their DAGs. Reads record what they found, not
+    /// misses: an absent block is unmarked, and the write that brings it is what protects it.
     fn track(&self, cids: &[Cid]) {
         if let Some(t) = self.shared.lock().txn.as_mut().filter(|t| !t.critical) {
             t.refs.extend(cids.iter().copied().filter(|c| !is_unitary(c)));

@@ -49,6 +49,9 @@ pub(crate) struct Txn {
     /// The state record the finish writes, once computed: a resumed run writes the same one,
     /// so a finish whose write landed unawaited is not counted twice.
     pub finished: Option<StoreState>,
+    /// Messages mode: the old message DAG roots this compaction copies to cold incomplete,
+    /// recorded by its finish for the next compaction to walk again.
+    pub incomplete: Option<Vec<Cid>>,
 }
 
 /// Everything the store keeps in memory besides its backends.

@@ -18,13 +18,14 @@ use std::collections::{HashMap, HashSet};
 
 use splitstore_conformance::{
     chain,
+    liveness::closure_beside,
     oracle::{self, key_of},
 };
 use splitstore_core::{
     kv::{Kv, Space},
     mem::MemKv,
     synth::Epoch,
-    Cid, Mode,
+    Cid, CompactionReport, Mode,
 };
 
 /// A precomputed chain and an index of its blocks.
@@ -71,7 +72,9 @@ impl Chain {
     /// look past the store would not protect it, and the epoch would then link a block the
     /// compaction removes as dead.) A failed `has` counts as absent; the write that follows
     /// fails the same way.
-    pub async fn absent_ancestry(&self, epoch: &Epoch, store: &super::Store) -> Vec<(Cid, Vec<u8>)> {
+    /// Returns the absent blocks, and the blocks found present (each `has` that found its block
+    /// is a touch, as any read).
+    pub async fn absent_ancestry(&self, epoch: &Epoch, store: &super::Store) -> (Vec<(Cid, Vec<u8>)>, Vec<Cid>) {
         let own: HashSet<Vec<u8>> = epoch.blocks.iter().map(|(c, _)| key_of(c)).collect();
         let mut stack: Vec<Cid> = Vec::new();
         for (c, b) in &epoch.blocks {
@@ -81,20 +84,23 @@ impl Chain {
         }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
+        let mut found = Vec::new();
         while let Some(c) = stack.pop() {
             let k = key_of(&c);
             if unitary(&c) || own.contains(&k) || self.headers.contains(&k) || !seen.insert(k.clone()) {
                 continue;
             }
             let Some((cid, bytes)) = self.blocks.get(&k) else { continue };
-            if !store.has(cid).await.unwrap_or(false) {
+            if store.has(cid).await.unwrap_or(false) {
+                found.push(*cid);
+            } else {
                 if cid.codec() == 0x71 {
                     stack.extend(oracle::links(bytes).unwrap_or_default());
                 }
                 out.push((*cid, bytes.clone()));
             }
         }
-        out
+        (out, found)
     }
 }
 
@@ -123,6 +129,24 @@ pub struct Model {
     pub cold: MemKv,
     /// Counter for new, never-before-seen blocks.
     pub nonce: u64,
+    /// Blocks a node knows of and has not written yet: the children of blocks written parent
+    /// first, the messages and receipts of tipsets synced header first.
+    pub pending: Vec<(Cid, Vec<u8>)>,
+    /// Keys absent for reasons that are not the store's: absent when a block linking them was
+    /// written (that block's DAG was cut before it came, and writing it cannot bring them
+    /// back), or written and lost by a crash before they were durable. Written again, a key is
+    /// no longer excused.
+    pub excused: HashSet<Vec<u8>>,
+    /// Blocks of writes whose futures were dropped (outcome unknown), with their generation.
+    pub attempted: Vec<(Cid, Vec<u8>, u64)>,
+    /// Tipsets applied as head, with their generation.
+    pub applied_in: Vec<(Vec<Cid>, u64)>,
+    /// The head and generation of the current transaction.
+    pub txn: Option<(Vec<Cid>, u64)>,
+    /// The epoch whose state, messages and receipts were written before its headers.
+    pub prefetched: Option<usize>,
+    /// Keys of pending blocks whose write has begun.
+    pub writing: HashSet<Vec<u8>>,
 }
 
 impl Model {
@@ -140,6 +164,13 @@ impl Model {
             hot,
             cold,
             nonce: 0,
+            pending: Vec::new(),
+            excused: HashSet::new(),
+            attempted: Vec::new(),
+            applied_in: Vec::new(),
+            txn: None,
+            prefetched: None,
+            writing: HashSet::new(),
         }
     }
 
@@ -151,6 +182,7 @@ impl Model {
                 self.pickable.push(*c);
             }
             self.blocks.insert(k.clone(), (*c, b.clone()));
+            self.excused.remove(&k);
             if !headers.contains(c) {
                 self.touched.insert(k, (*c, self.generation));
             }
@@ -162,9 +194,32 @@ impl Model {
         self.touched.insert(key_of(cid), (*cid, self.generation));
     }
 
-    /// A transaction opened: earlier touches stop being required.
-    pub fn transaction_opened(&mut self) {
+    /// A transaction opened with `head` as its head: earlier touches stop being required.
+    pub fn transaction_opened(&mut self, head: &[Cid]) {
         self.generation += 1;
+        self.txn = Some((head.to_vec(), self.generation));
+    }
+
+    /// Records a tipset applied as head.
+    pub fn applied_tipset(&mut self, tipset: &[Cid]) {
+        self.applied_in.push((tipset.to_vec(), self.generation));
+    }
+
+    /// Records `keys` absent when a block linking them was written.
+    pub fn excuse(&mut self, gone: &[Cid]) {
+        self.excused.extend(gone.iter().map(key_of));
+    }
+
+    /// Records a write whose outcome is unknown.
+    pub fn attempted(&mut self, (c, b): (Cid, Vec<u8>)) {
+        self.attempted.push((c, b, self.generation));
+    }
+
+    /// True when a missing block is a loss: it was written, is not linked only since it was
+    /// gone, and is not about to be written again (pending).
+    pub fn lost(&self, c: &Cid) -> bool {
+        let k = key_of(c);
+        self.blocks.contains_key(&k) && !self.excused.contains(&k) && !self.pending.iter().any(|(p, _)| key_of(p) == k)
     }
 
     /// The bytes written under `cid`'s key.
@@ -196,10 +251,15 @@ impl Model {
                 (Some(_), None) => {}
             }
         }
-        let missing = closure_missing(&self.hot, &self.cold, &required).await;
+        let missing: Vec<Cid> =
+            closure_missing(&self.hot, &self.cold, &required).await.into_iter().filter(|c| self.lost(c)).collect();
         if !missing.is_empty() {
             for c in &required {
-                let lost = closure_missing(&self.hot, &self.cold, std::slice::from_ref(c)).await;
+                let lost: Vec<Cid> = closure_missing(&self.hot, &self.cold, std::slice::from_ref(c))
+                    .await
+                    .into_iter()
+                    .filter(|c| self.lost(c))
+                    .collect();
                 if !lost.is_empty() {
                     let lost: Vec<String> = lost.iter().map(|l| self.chain.locate(l)).collect();
                     panic!(
@@ -210,7 +270,8 @@ impl Model {
             }
             panic!("{when}: DAGs of touched blocks lost {missing:?}");
         }
-        let holes = chain::cold_holes(&self.hot, &self.cold).await;
+        let holes: Vec<Cid> =
+            chain::cold_holes(&self.hot, &self.cold).await.into_iter().filter(|c| self.lost(c)).collect();
         if !holes.is_empty() {
             let holes: Vec<String> = holes.iter().take(3).map(|c| self.chain.locate(c)).collect();
             panic!("{when}: blocks linked from cold blocks are in neither store: {holes:?}");
@@ -223,6 +284,41 @@ impl Model {
         }
     }
 
+    /// Checks that a compaction left nothing hot beyond what the rules keep: the live set of
+    /// its head, and the DAGs of what its transaction (`txn`: head and generation) touched,
+    /// applied, or tried to write (a dropped write may have landed).
+    pub async fn check_retention(&self, txn: &(Vec<Cid>, u64), report: &CompactionReport, when: &str) {
+        if report.resumed {
+            return;
+        }
+        let (head, g) = (&txn.0, txn.1);
+        let mut all = oracle::Universe::default();
+        all.extend(self.blocks.iter().map(|(k, (_, b))| (k.clone(), b.clone())));
+        all.extend(self.attempted.iter().map(|(c, b, _)| (key_of(c), b.clone())));
+        let chain = all.live_set(head, report.boundary_epoch, report.include_messages_epoch).present;
+        // Later generations too: a later transaction opens only once this compaction ended, so
+        // what it touched came after the purge.
+        let mut roots: Vec<Cid> = self.touched.values().filter(|(_, t)| *t >= g).map(|(c, _)| *c).collect();
+        roots.extend(self.attempted.iter().filter(|(_, _, t)| *t >= g).map(|(c, _, _)| *c));
+        roots.extend(self.applied_in.iter().filter(|(_, t)| *t >= g).flat_map(|(ts, _)| ts.iter().copied()));
+        let mut allowed = closure_beside(&all, &roots, &chain, |_| true);
+        allowed.extend(chain);
+        let stale: Vec<String> = self
+            .hot
+            .keys(Space::Blocks)
+            .iter()
+            .filter(|k| !allowed.contains(*k))
+            .take(3)
+            .map(|k| {
+                let what = self.blocks.get(k).map_or_else(|| format!("{k:02x?}"), |(c, _)| self.chain.locate(c));
+                let touched = self.touched.get(k).map(|(_, g)| *g);
+                let dropped = self.attempted.iter().filter(|(c, _, _)| key_of(c) == *k).map(|(_, _, g)| *g).next();
+                format!("{what}, last touched in generation {touched:?}, dropped write in {dropped:?} (now {g})")
+            })
+            .collect();
+        assert!(stale.is_empty(), "{when}: dead blocks stayed hot: {stale:?}");
+    }
+
     /// Checks the live set of the current head with the independent oracle.
     pub async fn check_live(&self, head: &[Cid], boundary: i64, include_messages: i64, when: &str) {
         let mut u = oracle::Universe::default();
@@ -230,11 +326,8 @@ impl Model {
             u.extend(kv.scan(Space::Blocks, None, usize::MAX).await.expect("scan memory"));
         }
         let live = u.live_set(head, boundary, include_messages);
-        assert!(
-            live.missing.is_empty(),
-            "{when}: live blocks missing: {:?}",
-            &live.missing[..live.missing.len().min(4)]
-        );
+        let missing: Vec<&Cid> = live.missing.iter().filter(|c| self.lost(c)).collect();
+        assert!(missing.is_empty(), "{when}: live blocks missing: {:?}", &missing[..missing.len().min(4)]);
     }
 }
 
