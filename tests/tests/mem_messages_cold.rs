@@ -7,6 +7,7 @@
 
 use splitstore_conformance::{
     chain::{apply_epoch, cold_holes, node, small_chain, small_config},
+    drive::{poll_until, PhaseLog},
     executor::{block_on, SeededExecutor},
     oracle::{header, key_of, links},
     wrap::YieldKv,
@@ -15,7 +16,7 @@ use splitstore_core::{
     kv::{Kv, Space},
     mem::{ManualClock, MemKv},
     synth::Epoch,
-    Cid, Clock, Mode, NoProgress, SplitStore,
+    Cid, Clock, Mode, NoProgress, Phase, SplitStore,
 };
 
 /// Epochs written before the first compaction (with the small config's finality of 4,
@@ -127,8 +128,9 @@ fn a_child_read_at_any_point_of_the_compaction_reaches_cold() {
 /// without that block, which arrives afterwards. A later compaction must copy it to cold too:
 /// it is part of an old message DAG (the reference walks every old message DAG each time, so
 /// it would), and once nothing keeps it hot it would be purged, leaving the cold DAG cut.
-#[test]
-fn a_message_block_that_arrives_after_its_root_moved_reaches_cold() {
+/// With `interrupted`, the process dies during the first compaction's purge, and recovery at
+/// open finishes it (fuzz finding F9).
+fn late_message_block_reaches_cold(interrupted: bool) {
     let (epochs, _) = base();
     let child = old_message_child(&epochs);
     // The child and the part of its DAG only it links: fetched together, later.
@@ -146,13 +148,24 @@ fn a_message_block_that_arrives_after_its_root_moved_reaches_cold() {
             .collect()
     };
     let (hot, cold) = (MemKv::new(), MemKv::new());
-    let s = open(hot.clone(), cold.clone());
+    let mut s = open(hot.clone(), cold.clone());
     for e in &epochs[..EPOCHS] {
         let blocks: Vec<_> = e.blocks.iter().filter(|b| !late.contains(b)).cloned().collect();
         block_on(s.put_many(blocks)).expect("put");
         drop(block_on(s.head_change(&[], std::slice::from_ref(&e.tipset))).expect("head"));
     }
-    block_on(s.compact(&NoProgress)).expect("first compaction");
+    if interrupted {
+        let log = PhaseLog::default();
+        {
+            let run = std::pin::pin!(s.compact(&log));
+            assert!(poll_until(run, || log.seen(Phase::Purge), 1_000_000).is_none(), "finished before its purge");
+        }
+        // The process dies; a new one finishes the purge at open.
+        s = open(hot.clone(), cold.clone());
+        assert!(block_on(s.info()).expect("info").recovery.is_some_and(|r| r.finished_purge));
+    } else {
+        block_on(s.compact(&NoProgress)).expect("first compaction");
+    }
     let root = header(&epochs[2].blocks.iter().find(|(c, _)| *c == epochs[2].tipset[0]).expect("header").1)
         .expect("decodes")
         .messages;
@@ -164,4 +177,14 @@ fn a_message_block_that_arrives_after_its_root_moved_reaches_cold() {
         assert_eq!(hot_and_cold(&hot, &cold, c), (false, true), "the late block {c} is copied to cold");
     }
     assert_eq!(block_on(cold_holes(&hot, &cold)), Vec::<Cid>::new(), "cold message DAGs are whole");
+}
+
+#[test]
+fn a_message_block_that_arrives_after_its_root_moved_reaches_cold() {
+    late_message_block_reaches_cold(false);
+}
+
+#[test]
+fn a_late_message_block_reaches_cold_after_a_purge_recovery_finished() {
+    late_message_block_reaches_cold(true);
 }

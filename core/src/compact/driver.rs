@@ -133,12 +133,10 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
         let resumable = {
             let s = self.shared.lock();
-            s.purge_pending
-                .then(|| s.txn.as_ref().and_then(|t| Some((t.marks.clone()?, t.purge?, t.finished))))
-                .flatten()
+            s.purge_pending.then(|| s.txn.as_ref().and_then(|t| Some((t.marks.clone()?, t.purge?)))).flatten()
         };
         let mut boundaries = plan.boundaries;
-        let live = if let Some((live, record, finished)) = resumable {
+        let live = if let Some((live, record)) = resumable {
             // Finishing an interrupted purge: it belongs to the compaction that started it.
             report.resumed = true;
             boundaries = record.boundaries;
@@ -146,11 +144,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             report.head_epoch = boundaries.head;
             report.boundary_epoch = boundaries.boundary;
             report.include_messages_epoch = boundaries.include_messages;
-            if finished.is_none() {
-                // The record's write may never have landed: write it (again) before deleting.
-                self.write_purge_record(&record).await?;
-                self.purge(Some(&live), progress, &mut report).await?;
-            }
+            // The record's write may never have landed: write it (again) before deleting.
+            self.write_purge_record(&record).await?;
+            self.purge(Some(&live), progress, &mut report).await?;
             live
         } else {
             if self.shared.lock().purge_pending {

@@ -136,7 +136,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// Messages mode: walks again, one by one, the old message DAG roots earlier compactions
     /// copied to cold while part of them was missing (those still hot were walked with their
-    /// tipset), then records for this compaction's finish which roots are still incomplete.
+    /// tipset), then keeps for the purge record which roots are still incomplete.
     /// A block of such a DAG that arrived since is in the hot store: walking it into the cold
     /// set copies it to cold before the purge, as the reference's walk of every old message
     /// DAG would.
@@ -344,9 +344,22 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     }
 
     /// Writes the purge record strictly: it and every write before it are durable on return.
+    /// In messages mode the same batch records the old message DAGs this compaction copies to
+    /// cold incomplete: from the moment deletions may begin (and so for a purge that recovery
+    /// finishes), the next compaction must walk them again.
     pub(crate) async fn write_purge_record(&self, record: &meta::PurgeRecord) -> Result<(), Error> {
+        let incomplete = self.shared.lock().txn.as_ref().and_then(|t| t.incomplete.clone());
         let mut batch = WriteBatch::new();
         batch.put(Space::Meta, meta::PURGE, record.encode()).strict();
+        match incomplete {
+            Some(cids) if cids.is_empty() => {
+                batch.delete(Space::Meta, meta::INCOMPLETE);
+            }
+            Some(cids) => {
+                batch.put(Space::Meta, meta::INCOMPLETE, meta::IncompleteRoots { cids }.encode());
+            }
+            None => {}
+        }
         self.hot.write(batch).await.map_err(|e| self.hot_err(e))
     }
 }

@@ -122,38 +122,22 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// Ends a compaction whose purge is complete: clears the cold list, then in one durable
     /// write drops the purge record and checkpoint and records the new base epoch. The new
-    /// state is computed once per compaction: a finish resumed after its write may have landed
-    /// writes the same record again.
+    /// state derives from the one in memory, which changes only once that write returns: a
+    /// finish resumed after its write landed unawaited writes the same record again.
     pub(crate) async fn finish(&self, boundaries: Boundaries, marked: u64) -> Result<(), Error> {
-        let (state, incomplete) = {
-            let mut s = self.shared.lock();
-            let incomplete = s.txn.as_ref().and_then(|t| t.incomplete.clone());
-            let stashed = s.txn.as_ref().and_then(|t| t.finished);
-            let state = stashed.unwrap_or(StoreState {
+        let state = {
+            let s = self.shared.lock();
+            StoreState {
                 base_epoch: boundaries.boundary.max(s.state.base_epoch),
                 compactions: s.state.compactions.saturating_add(1),
                 last_marked: marked,
-            });
-            if let Some(t) = s.txn.as_mut() {
-                t.finished = Some(state);
             }
-            (state, incomplete)
         };
         self.clear_space(Space::ColdList).await?;
         let mut batch = WriteBatch::new();
         batch.delete(Space::Meta, meta::PURGE);
         batch.delete(Space::Meta, meta::CHECKPOINT);
         batch.put(Space::Meta, meta::STATE, state.encode());
-        // Recovery, which walked nothing, leaves the record as it was.
-        match incomplete {
-            Some(roots) if roots.is_empty() => {
-                batch.delete(Space::Meta, meta::INCOMPLETE);
-            }
-            Some(cids) => {
-                batch.put(Space::Meta, meta::INCOMPLETE, meta::IncompleteRoots { cids }.encode());
-            }
-            None => {}
-        }
         batch.strict();
         self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
         let mut s = self.shared.lock();

@@ -46,11 +46,8 @@ pub(crate) struct Txn {
     /// may finish this purge at open, and the store stays in its critical section until the
     /// purge is finished, however the run ends. A resumed run writes it again before purging.
     pub purge: Option<PurgeRecord>,
-    /// The state record the finish writes, once computed: a resumed run writes the same one,
-    /// so a finish whose write landed unawaited is not counted twice.
-    pub finished: Option<StoreState>,
     /// Messages mode: the old message DAG roots this compaction copies to cold incomplete,
-    /// recorded by its finish for the next compaction to walk again.
+    /// recorded with its purge record for the next compactions to walk again.
     pub incomplete: Option<Vec<Cid>>,
 }
 
