@@ -21,6 +21,8 @@ pub mod clock;
 pub mod compact;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fvm")]
+pub mod fvm;
 pub mod header;
 pub mod import;
 pub mod key;
