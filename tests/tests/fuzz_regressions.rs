@@ -225,11 +225,28 @@ const CHILD_CHECKED_PAST_THE_STORE: &[u8] = &[
     0x3c, 0x3c, 0x3c, 0x81, 0x0a,
 ];
 
+/// Found by the `ops` target (campaign 5); a model error. An epoch's body was prefetched, a
+/// compaction with the previous head purged it as dead, and the headers came with part of the
+/// body left pending. A write of one pending block was refused (the store had failed when the
+/// fuse blew in a compaction running beside it), and the model had already taken the block off
+/// its pending list, so after the crash the model counted it lost. A pending block now stays
+/// pending until its write returns, as a node keeps fetching what it lacks.
+const PENDING_WRITE_REFUSED: &[u8] = &[
+    0x12, 0x07, 0x03, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x12, 0xcb,
+    0x0c, 0x00, 0x10, 0x17, 0x04, 0x04, 0x04, 0x82, 0x00, 0x00, 0x16, 0x00, 0x0f, 0x02, 0xa0, 0xe4, 0x02, 0x20, 0xa3,
+    0x2b, 0x10, 0x84, 0x56, 0x40, 0xaa, 0x49, 0x7a, 0x0e, 0x4a, 0x27, 0xfd, 0xdb, 0x31, 0x81, 0x67, 0x46, 0x7e, 0x11,
+    0xb6, 0x54, 0xec, 0xcd, 0xb9, 0x2f, 0x7d, 0x21, 0x33, 0xde, 0x30, 0x9a, 0x00, 0x00, 0x14, 0x00, 0x0f, 0x02, 0x00,
+];
+
 #[test]
 fn operation_sequences_found_by_the_fuzzer_replay_cleanly() {
-    for input in
-        [RELINKED_AFTER_PURGE, CLOSE_WITH_FUSE_ARMED, ANCESTRY_CHECKED_PAST_THE_STORE, CHILD_CHECKED_PAST_THE_STORE]
-    {
+    for input in [
+        RELINKED_AFTER_PURGE,
+        CLOSE_WITH_FUSE_ARMED,
+        ANCESTRY_CHECKED_PAST_THE_STORE,
+        CHILD_CHECKED_PAST_THE_STORE,
+        PENDING_WRITE_REFUSED,
+    ] {
         fuzz::ops::check(input);
     }
 }

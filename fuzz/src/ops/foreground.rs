@@ -100,13 +100,14 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
             None
         }
         Op::WritePending { sel } => {
+            // The block stays pending until its write returns: a write that fails or is
+            // dropped leaves it for the node to fetch again.
             let block = {
                 let mut m = m.borrow_mut();
                 if m.pending.is_empty() {
                     return None;
                 }
-                let i = usize::from(sel) % m.pending.len();
-                let block = m.pending.swap_remove(i);
+                let block = m.pending[usize::from(sel) % m.pending.len()].clone();
                 m.writing.insert(oracle::key_of(&block.0));
                 block
             };
@@ -121,6 +122,8 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
             match store.put(&block.0, block.1.clone()).await {
                 Ok(()) => {
                     let mut m = m.borrow_mut();
+                    let k = oracle::key_of(&block.0);
+                    m.pending.retain(|(c, _)| oracle::key_of(c) != k);
                     m.excuse(&gone);
                     m.wrote(&[block], &[]);
                 }
