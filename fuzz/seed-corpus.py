@@ -19,7 +19,8 @@ Seeds per target:
   meta    encoded head, state and purge records built from real CIDs, multihash keys, and
           hostile-open inputs;
   ops     operation sequences from a fixed pseudo-random generator, plus hand-written ones
-          that drive compactions, interleavings, crashes and reopens.
+          that drive compactions, interleavings, crashes and reopens, the orders real nodes
+          write in, and deletions.
 """
 
 import hashlib
@@ -332,6 +333,20 @@ def ops_seeds(w):
         n = rng.randrange(20, 120)
         setup = rng.choice([6, 7, 8, 9, 10, 11, 18, 19, 20, 21, 22, 23, 30, 31, 32, 33, 34, 35])
         w.put("ops", bytes([setup]) + bytes(rng.randrange(256) if i % 2 else rng.choice([0, 0, 1, 4, 7, 11, 13, 16, 17, 18, 19, 20, 21, 22, 23]) for i in range(n)))
+    # Deletions (setup / 36 odd; operation bytes 29 to 31): puts and deletions of what they
+    # wrote, around compactions held, interleaved with more of both, and crashes.
+    delete = 29
+    for setup in [36, 37, 38, 42, 43, 44, 54, 55, 56]:
+        base = bytes([setup, 7, 3])
+        w.put("ops", base + bytes(apply * 8) + bytes([4, 1, 2, 3, 2, 4, 4, 5, 6, 1, delete, 0, 12, 0, 13, 9, 6,
+                                                        delete, 1, 4, 7, 8, 9, 3, delete, 2, 11, 7, 0, delete, 3,
+                                                        15, 1, 0, 7, 1]))
+        w.put("ops", base + bytes(apply * 9) + bytes([6, 4, 9, delete, 0, 13, 5, 12, delete, 1, 4, 1, 2, 3, 3,
+                                                        delete, 2, 6, 3, 1, 0, 0, 14, 30, 0, 11, 15, 1, 0, 7, 2]))
+    for _ in range(40):
+        n = rng.randrange(20, 120)
+        setup = rng.choice([36, 37, 38, 39, 40, 41, 42, 43, 44, 54, 55, 56, 66, 67, 68])
+        w.put("ops", bytes([setup]) + bytes(rng.randrange(256) if i % 2 else rng.choice([0, 0, 1, 4, 6, 7, 11, 13, 16, 19, 20, 23, 29, 29, 30, 31]) for i in range(n)))
 
 
 def main():

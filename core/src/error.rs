@@ -130,8 +130,6 @@ pub enum Error {
     RecoveryPending,
     /// The store is closing or closed.
     Closed,
-    /// Deleting blocks through the API is refused; compaction decides what goes.
-    DeleteRefused,
     /// An earlier fatal error left the store's state unknown; reopen it.
     Poisoned,
     /// Metadata in the store could not be decoded.
@@ -173,7 +171,6 @@ impl fmt::Display for Error {
                 f.write_str("an interrupted compaction must be recovered first; reopen the store")
             }
             Error::Closed => f.write_str("the store is closed"),
-            Error::DeleteRefused => f.write_str("blocks are removed only by compaction"),
             Error::Poisoned => f.write_str("an earlier fatal error left the store in an unknown state; reopen it"),
             Error::CorruptMeta { key, detail } => write!(f, "metadata {key:?} is corrupt: {detail}"),
             Error::InvalidConfig { detail } => write!(f, "invalid configuration: {detail}"),

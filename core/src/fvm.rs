@@ -31,10 +31,7 @@ use alloc::vec::Vec;
 use cid::Cid;
 use futures::executor::block_on;
 
-use crate::{kv::Kv, Clock, SplitStore};
-
-/// Blocks per atomic batch of `put_many_keyed`.
-pub const PUT_MANY_CHUNK: usize = 1024;
+use crate::{kv::Kv, store::PUT_MANY_CHUNK, Clock, SplitStore};
 
 impl<K: Kv, C: Clock> fvm_ipld_blockstore::Blockstore for SplitStore<K, C> {
     fn get(&self, k: &Cid) -> anyhow::Result<Option<Vec<u8>>> {

@@ -15,6 +15,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "blockstore")]
+pub mod blockstore;
 pub mod car;
 mod cbor;
 pub mod clock;

@@ -20,6 +20,17 @@ pub const CHECKPOINT: &[u8] = b"checkpoint";
 /// Messages mode: roots of old message and receipt DAGs copied to cold while part of them was
 /// missing, walked again by every compaction until whole.
 pub const INCOMPLETE: &[u8] = b"incomplete";
+/// Prefix of the deletion records: `deleted/` + a block key, with an empty value, for each
+/// block deleted through the API whose cold copy may still exist ([`deleted_key`]).
+pub const DELETED_PREFIX: &[u8] = b"deleted/";
+
+/// The deletion record of the block with key `block_key`.
+pub fn deleted_key(block_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(DELETED_PREFIX.len() + block_key.len());
+    k.extend_from_slice(DELETED_PREFIX);
+    k.extend_from_slice(block_key);
+    k
+}
 
 const VERSION: u8 = 1;
 

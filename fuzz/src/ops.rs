@@ -89,13 +89,19 @@ enum Op {
     ReadPending { sel: u8, how: u8 },
     /// Put a new block, dropping the write's future after `polls` polls.
     PutDropped { links: [u8; 3], polls: u8 },
+    /// Delete a block written by a put (not a chain block): it must never be readable again,
+    /// and nothing else may go.
+    Delete { sel: u8 },
 }
 
 /// Decodes one operation. `orders` (chosen by the setup byte) adds the operations of the
-/// orders real nodes produce to the alphabet; without it every input decodes as it did before
-/// they existed, so the recorded findings replay unchanged.
-fn decode(b: &mut Bytes<'_>, orders: bool) -> Op {
+/// orders real nodes produce to the alphabet, and `deletes` deletions; without them every input
+/// decodes as it did before they existed, so the recorded findings replay unchanged.
+fn decode(b: &mut Bytes<'_>, orders: bool, deletes: bool) -> Op {
     let v = b.u8();
+    if deletes && v % 32 >= 29 {
+        return Op::Delete { sel: b.u8() };
+    }
     if orders && v % 24 >= 16 {
         return match v % 24 {
             16 | 17 => Op::ApplyHeaderFirst { then: b.u8(), keep: b.u8() },
@@ -208,6 +214,7 @@ async fn run(data: &[u8]) {
     // The orders real nodes produce, and backends whose writes take steps or land before
     // their future completes, for half of the setups (the others decode as before them).
     let orders = setup / 6 % 2 == 1;
+    let deletes = setup / 36 % 2 == 1;
     let steps = if orders {
         [WriteSteps::Never, WriteSteps::PerEntry, WriteSteps::AfterApplying][usize::from(setup / 12 % 3)]
     } else {
@@ -222,7 +229,7 @@ async fn run(data: &[u8]) {
     let mut ops = 0;
     while !b.is_empty() && ops < MAX_OPS {
         ops += 1;
-        let op = decode(&mut b, orders);
+        let op = decode(&mut b, orders, deletes);
         trace!("op {ops}: {op:?} (applied {}, generation {})", r.m.borrow().applied, r.m.borrow().generation);
         match op {
             Op::Compact => r.compact().await,
@@ -233,7 +240,8 @@ async fn run(data: &[u8]) {
             }
             Op::DropHeld => drop(r.held.take()),
             Op::Interleave { seed, count } => {
-                let sub: Vec<Op> = (0..1 + count % 8).map(|_| decode(&mut b, orders)).filter(foreground).collect();
+                let sub: Vec<Op> =
+                    (0..1 + count % 8).map(|_| decode(&mut b, orders, deletes)).filter(foreground).collect();
                 r.interleave(u64::from(seed), &sub, orders).await;
             }
             Op::Arm { k } => {
@@ -387,8 +395,9 @@ impl Run {
             let present = model::present_keys(&m.hot, &m.cold);
             m.touched.retain(|k, _| present.contains(k));
             m.excused.extend(before.difference(&present).cloned());
+            m.deletions_after_crash(&present);
             if m.mode == Mode::Universal {
-                m.floor = present;
+                m.floor = present.into_iter().filter(|k| !m.deleted.contains_key(k)).collect();
             }
         }
         self.fuse = Fault::new();
@@ -438,6 +447,10 @@ impl Run {
         for c in required {
             let got = self.store.get(&c).await.expect("get");
             assert_eq!(got.as_deref(), m.bytes_of(&c), "{when}: get of required block {c} ({:02x?})", key_of(&c));
+        }
+        let deleted: Vec<Cid> = m.deleted.values().map(|(c, _)| *c).collect();
+        for c in deleted {
+            assert_eq!(self.store.get(&c).await.expect("get"), None, "{when}: deleted block {c} is readable");
         }
         if full {
             if let (Some(head), Some(epoch)) = (info.head, info.head_epoch) {

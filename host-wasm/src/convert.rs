@@ -270,7 +270,6 @@ pub fn error_code(e: &Error) -> &'static str {
         Error::AlreadyCompacting => "AlreadyCompacting",
         Error::RecoveryPending => "RecoveryPending",
         Error::Closed => "Closed",
-        Error::DeleteRefused => "DeleteRefused",
         Error::Poisoned => "Poisoned",
         Error::CorruptMeta { .. } => "CorruptMeta",
         Error::InvalidConfig { .. } => "InvalidConfig",

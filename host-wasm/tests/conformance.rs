@@ -8,6 +8,7 @@
 mod support;
 
 use splitstore_conformance::{
+    blockstore_contract::blockstore_contract,
     crash::crash_matrix_on,
     interleave::{one_seed_on, SeedStats},
     kv_contract,
@@ -20,6 +21,12 @@ use support::{log, LazyIdb};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+async fn the_blockstore_crate_contract_holds_on_indexeddb() {
+    blockstore_contract(&|| LazyIdb::fresh("bs")).await;
+    support::cleanup().await;
+}
 
 #[wasm_bindgen_test]
 async fn kv_contract_get_has() {

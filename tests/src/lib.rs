@@ -1,5 +1,6 @@
 //! splitstore-conformance
 
+pub mod blockstore_contract;
 pub mod chain;
 pub mod crash;
 pub mod drive;

@@ -1,6 +1,6 @@
 //! The compaction scenarios on the in-memory backend.
 
-use splitstore_conformance::{executor::block_on, scenarios};
+use splitstore_conformance::{blockstore_contract, executor::block_on, scenarios};
 use splitstore_core::mem::MemKv;
 
 #[test]
@@ -38,4 +38,9 @@ fn dropped_compaction_future_is_survivable() {
     let resumed = block_on(scenarios::dropped_compaction_future(1));
     println!("{resumed} drop points left a purge to resume");
     assert!(resumed > 0);
+}
+
+#[test]
+fn the_blockstore_crate_contract_holds_in_memory() {
+    block_on(blockstore_contract::blockstore_contract(&MemKv::new));
 }

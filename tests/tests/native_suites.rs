@@ -5,7 +5,9 @@
 
 use std::sync::Mutex;
 
-use splitstore_conformance::{crash, executor::block_on, interleave, realdata, scenarios, testdata::testdata_path};
+use splitstore_conformance::{
+    blockstore_contract, crash, executor::block_on, interleave, realdata, scenarios, testdata::testdata_path,
+};
 use splitstore_core::Mode;
 use splitstore_native::{FjallKv, KvOptions};
 
@@ -22,6 +24,12 @@ impl Disks {
         self.0.lock().expect("lock").push(d);
         kv
     }
+}
+
+#[test]
+fn the_blockstore_crate_contract_holds_on_disk() {
+    let disks = Disks::new();
+    block_on(blockstore_contract::blockstore_contract(&|| disks.make()));
 }
 
 #[test]

@@ -101,16 +101,24 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         mut pending: PendingCompaction,
         progress: &dyn ProgressSink,
     ) -> Result<CompactionReport, Error> {
-        let _guard = RunGuard { shared: pending.shared.take().ok_or(Error::AlreadyCompacting)? };
+        let guard = RunGuard { shared: pending.shared.take().ok_or(Error::AlreadyCompacting)? };
         let plan = pending.plan.clone();
         let result = self.run_phases(&plan, progress).await;
-        let mut s = self.shared.lock();
-        match &result {
-            Ok(r) => {
-                s.last_error = None;
-                s.last_report = Some(r.clone());
+        {
+            let mut s = self.shared.lock();
+            match &result {
+                Ok(r) => {
+                    s.last_error = None;
+                    s.last_report = Some(r.clone());
+                }
+                Err(e) => s.last_error = Some(error_text(e)),
             }
-            Err(e) => s.last_error = Some(error_text(e)),
+        }
+        drop(guard);
+        // Blocks deleted while the transaction was open leave cold now. A failure here leaves
+        // their records for the next deletion, compaction or open; the compaction stands.
+        if let Err(e) = self.apply_deletes().await {
+            self.shared.lock().last_error = Some(error_text(&e));
         }
         result
     }

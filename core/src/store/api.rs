@@ -26,9 +26,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             Some(b) => meta::StoreState::decode(&b)?,
             None => meta::StoreState::default(),
         };
+        let deleted = self.load_deleted().await?;
         let mut s = self.shared.lock();
         s.head = head;
         s.state = state;
+        s.deleted = deleted;
         Ok(())
     }
 
@@ -43,6 +45,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         live.is_none_or(|l| l.lock().settled(key.as_bytes()))
     }
 
+    /// True when a read of `key` may be answered from the cold store: not when the block was
+    /// deleted through the API and its cold copy may not be gone yet.
+    fn cold_visible(&self, key: &BlockKey) -> bool {
+        !self.shared.lock().deleted.contains(key.as_bytes())
+    }
+
     async fn read(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
         self.usable()?;
         if is_identity(cid) {
@@ -54,7 +62,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         if self.hot_visible(&key) {
             found = self.hot.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.hot_err(e))?;
         }
-        if found.is_none() {
+        if found.is_none() && self.cold_visible(&key) {
             found = self.cold.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))?;
         }
         if found.is_some() {
@@ -90,7 +98,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         if self.hot_visible(&key) {
             found = self.hot.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.hot_err(e))?;
         }
-        if !found {
+        if !found && self.cold_visible(&key) {
             found = self.cold.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))?;
         }
         if found {
@@ -143,12 +151,28 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 batch.delete(Space::Dead, k.as_bytes());
             }
         }
-        for (c, bytes) in blocks {
-            batch.put(Space::Blocks, BlockKey::of(&c).into_bytes(), bytes);
+        // A block deleted earlier is back: its deletion record goes in the same batch.
+        let mut undeleted = Vec::new();
+        {
+            let s = self.shared.lock();
+            for (c, bytes) in blocks {
+                let key = BlockKey::of(&c).into_bytes();
+                if s.deleted.contains(&key) {
+                    batch.delete(Space::Meta, meta::deleted_key(&key));
+                    undeleted.push(key.clone());
+                }
+                batch.put(Space::Blocks, key, bytes);
+            }
         }
         self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
         if let Some(u) = unknown {
             u.returned();
+        }
+        if !undeleted.is_empty() {
+            let mut s = self.shared.lock();
+            for k in &undeleted {
+                s.deleted.remove(k);
+            }
         }
         match critical {
             Some(live) => live.lock().settle(&revived),
@@ -168,11 +192,6 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         if let Some(t) = self.shared.lock().txn.as_mut().filter(|t| !t.critical) {
             t.refs.extend(cids.iter().copied().filter(|c| !is_unitary(c)));
         }
-    }
-
-    /// Refused: blocks leave the store only through compaction.
-    pub async fn delete(&self, _cid: &Cid) -> Result<(), Error> {
-        Err(Error::DeleteRefused)
     }
 }
 

@@ -4,6 +4,7 @@
 //! block touched is remembered; in its critical section the mark set decides what exists.
 
 mod api;
+mod delete;
 mod head;
 mod report;
 pub(crate) mod state;
@@ -25,6 +26,10 @@ use crate::{
     markset::MarkSetKind,
     send::MaybeSendSync,
 };
+
+/// Blocks per atomic batch when a blockstore interface's bulk write is split (`put_many_keyed`
+/// of the `fvm` and `blockstore` features).
+pub const PUT_MANY_CHUNK: usize = 1024;
 
 /// Supplies CIDs that must stay hot through every compaction (e.g. a mempool's messages).
 pub trait Protector: MaybeSendSync {
@@ -92,6 +97,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         };
         store.load_meta().await?;
         store.recover().await?;
+        store.apply_deletes().await?;
         Ok(store)
     }
 

@@ -19,6 +19,8 @@ use crate::{
 
 /// A set of CIDs (transactional references).
 pub(crate) type CidSet = HashSet<Cid, BuildHasherDefault<SipHasher13>>;
+/// A set of block keys.
+pub(crate) type KeySet = HashSet<Vec<u8>, BuildHasherDefault<SipHasher13>>;
 
 /// A compaction's transaction: from the moment it is decided until it ends, every block the
 /// API touches is remembered so it (and its DAG) stays live.
@@ -69,6 +71,9 @@ pub(crate) struct Shared {
     /// A head younger than the sync-wait time was marked inside the current transaction's
     /// critical section (so state computed from the compaction's own head is protected).
     pub fresh_head_seen: bool,
+    /// Keys of blocks deleted through the API whose deletion records are not yet applied to
+    /// the cold store: reads never answer them from cold ([`crate::store`]'s `delete`).
+    pub deleted: KeySet,
     pub last_error: Option<String>,
     pub last_report: Option<CompactionReport>,
     pub recovery: Option<RecoveryReport>,

@@ -165,6 +165,20 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
             }
             None
         }
+        Op::Delete { sel } => {
+            let cid = m.borrow().deletable(sel)?;
+            match store.delete(&cid).await {
+                Ok(()) => {
+                    m.borrow_mut().deleted(&cid);
+                    match store.get(&cid).await {
+                        Ok(got) => assert_eq!(got, None, "{cid} is readable after its deletion returned"),
+                        Err(e) => blown(&e, "get"),
+                    }
+                }
+                Err(e) => blown(&e, "delete"),
+            }
+            None
+        }
         Op::PutDropped { links, polls } => {
             let block = new_block(store, m, &links[..1 + usize::from(polls / 86)]).await;
             let outcome = PollLimit::new(store.put(&block.0, block.1.clone()), 1 + usize::from(polls % 4)).await;
@@ -203,9 +217,12 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
                 match store.get(&cid).await {
                     Ok(got) => {
                         if let Some(got) = &got {
+                            // A get that raced a deletion may still find the block.
+                            let m = m.borrow();
+                            let raced = m.deleted.get(&oracle::key_of(&cid)).map(|(_, b)| b.as_slice());
                             assert_eq!(
                                 Some(got.as_slice()),
-                                m.borrow().bytes_of(&cid),
+                                m.bytes_of(&cid).or(raced),
                                 "get of {cid} returned other bytes"
                             );
                         }

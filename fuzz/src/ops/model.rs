@@ -147,6 +147,8 @@ pub struct Model {
     pub prefetched: Option<usize>,
     /// Keys of pending blocks whose write has begun.
     pub writing: HashSet<Vec<u8>>,
+    /// Blocks deleted and not written since: key -> (CID, bytes). Never readable.
+    pub deleted: HashMap<Vec<u8>, (Cid, Vec<u8>)>,
 }
 
 impl Model {
@@ -171,6 +173,7 @@ impl Model {
             txn: None,
             prefetched: None,
             writing: HashSet::new(),
+            deleted: HashMap::new(),
         }
     }
 
@@ -183,15 +186,66 @@ impl Model {
             }
             self.blocks.insert(k.clone(), (*c, b.clone()));
             self.excused.remove(&k);
+            self.deleted.remove(&k);
             if !headers.contains(c) {
                 self.touched.insert(k, (*c, self.generation));
             }
         }
     }
 
-    /// Records a successful read of `cid` that found it (get or has).
+    /// Records a successful read of `cid` that found it (get or has). A read that raced a
+    /// deletion of the block (it found the block before the deletion) requires nothing.
     pub fn read(&mut self, cid: &Cid) {
-        self.touched.insert(key_of(cid), (*cid, self.generation));
+        let k = key_of(cid);
+        if !self.deleted.contains_key(&k) {
+            self.touched.insert(k, (*cid, self.generation));
+        }
+    }
+
+    /// Blocks a deletion may pick: written by a put (not chain blocks, which the chain walk
+    /// needs, nor pending ones), not dropped writes that may still land, not deleted.
+    pub fn deletable(&self, sel: u8) -> Option<Cid> {
+        let candidates: Vec<Cid> = self
+            .pickable
+            .iter()
+            .filter(|c| {
+                let k = key_of(c);
+                !self.chain.blocks.contains_key(&k)
+                    && self.blocks.contains_key(&k)
+                    && !self.attempted.iter().any(|(a, _, _)| key_of(a) == k)
+            })
+            .copied()
+            .collect();
+        (!candidates.is_empty()).then(|| candidates[usize::from(sel) % candidates.len()])
+    }
+
+    /// Records a deletion that returned: the block is no longer required, nor in the universal
+    /// floor, and must never be readable until written again.
+    pub fn deleted(&mut self, cid: &Cid) {
+        let k = key_of(cid);
+        if let Some(v) = self.blocks.remove(&k) {
+            self.deleted.insert(k.clone(), v);
+        }
+        self.touched.remove(&k);
+        self.floor.remove(&k);
+    }
+
+    /// After a crash: a deletion holds if its record survived or the block is in neither
+    /// store; otherwise its batch was lost and the block is back, as a block written before.
+    pub fn deletions_after_crash(&mut self, present: &HashSet<Vec<u8>>) {
+        let records: HashSet<Vec<u8>> = self
+            .hot
+            .keys(Space::Meta)
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(splitstore_core::meta::DELETED_PREFIX).map(<[u8]>::to_vec))
+            .collect();
+        let undone: Vec<Vec<u8>> =
+            self.deleted.keys().filter(|k| present.contains(*k) && !records.contains(*k)).cloned().collect();
+        for k in undone {
+            if let Some(v) = self.deleted.remove(&k) {
+                self.blocks.insert(k, v);
+            }
+        }
     }
 
     /// A transaction opened with `head` as its head: earlier touches stop being required.
@@ -280,7 +334,8 @@ impl Model {
             let present = present_keys(&self.hot, &self.cold);
             let lost: Vec<_> = self.floor.difference(&present).take(3).collect();
             assert!(lost.is_empty(), "{when}: universal mode lost blocks {lost:02x?}");
-            self.floor = present;
+            // A deleted block's cold copy stays until no compaction runs.
+            self.floor = present.into_iter().filter(|k| !self.deleted.contains_key(k)).collect();
         }
     }
 
@@ -295,6 +350,8 @@ impl Model {
         let mut all = oracle::Universe::default();
         all.extend(self.blocks.iter().map(|(k, (_, b))| (k.clone(), b.clone())));
         all.extend(self.attempted.iter().map(|(c, b, _)| (key_of(c), b.clone())));
+        // Deleted blocks too: a compaction may have marked what they link before the deletion.
+        all.extend(self.deleted.iter().map(|(k, (_, b))| (k.clone(), b.clone())));
         let chain = all.live_set(head, report.boundary_epoch, report.include_messages_epoch).present;
         // Later generations too: a later transaction opens only once this compaction ended, so
         // what it touched came after the purge.
