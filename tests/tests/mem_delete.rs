@@ -21,7 +21,7 @@ use splitstore_conformance::{
     drive::{finish, finish_beside, poll_times, PhaseLog},
     executor::block_on,
     oracle::{header, key_of, Universe},
-    wrap::YieldKv,
+    wrap::{SteppedWritesKv, WriteSteps, YieldKv},
 };
 use splitstore_core::{
     kv::{Kv, Space},
@@ -251,5 +251,68 @@ fn a_crash_after_a_deletion_during_a_compaction_keeps_it_whole() {
             }
             polls += 3 + polls / 10;
         }
+    }
+}
+
+/// A write of a deleted block stopped after `polls` polls, then a second deletion of it run to
+/// its end beside the write, on a backend whose writes land before their futures complete,
+/// while a compaction holds its transaction open (so the earlier deletion record and the cold
+/// copy are still there). Whichever call lands last decides: a block the hot store lacks is
+/// never readable, then or once the compaction ended and the records were applied. (The
+/// deletion's exclusive lock keeps the two batches from being in flight together at all.)
+#[test]
+fn a_write_and_a_deletion_of_the_same_block_agree_on_the_outcome() {
+    let mut polls = 0;
+    loop {
+        // Writes land before their futures complete, as IndexedDB commits them.
+        let (hot, cold) = (MemKv::new(), MemKv::new());
+        let kv = |m: &MemKv| SteppedWritesKv(YieldKv(m.clone()), WriteSteps::AfterApplying);
+        let store = block_on(SplitStore::open(kv(&hot), kv(&cold), ManualClock::new(0), config(Mode::Universal)))
+            .expect("open");
+        let mut chain = small_chain(7);
+        for _ in 0..12 {
+            let e = chain.next_epoch();
+            block_on(store.put_many(e.blocks.clone())).expect("put");
+            drop(block_on(store.head_change(&[], std::slice::from_ref(&e.tipset))).expect("head"));
+        }
+        let (k, bytes) = node(&[], 0xd1);
+        block_on(store.put(&k, bytes.clone())).expect("put");
+        // A compaction moves the dead block to cold; then another holds its transaction open.
+        block_on(store.compact(&PhaseLog::default())).expect("compaction");
+        assert!(!hot.keys(Space::Blocks).contains(&key_of(&k)) && cold.keys(Space::Blocks).contains(&key_of(&k)));
+        let log = PhaseLog::default();
+        let mut run = pin!(store.compact(&log));
+        assert!(poll_times(run.as_mut(), 3).is_none(), "the compaction is running");
+        block_on(store.delete(&k)).expect("delete");
+        let at = format!("write stopped after {polls} polls");
+        let put_done = {
+            let mut put = pin!(store.put(&k, bytes.clone()));
+            let done = poll_times(put.as_mut(), polls).is_some();
+            let (deleted, put_out) = if done {
+                (block_on(store.delete(&k)), None)
+            } else {
+                finish_beside(pin!(store.delete(&k)), put.as_mut(), MANY)
+            };
+            deleted.expect("delete");
+            match put_out {
+                Some(r) => r.expect("put"),
+                None if !done => finish(put, MANY).expect("put"),
+                None => {}
+            }
+            done
+        };
+        let agree = |when: &str| {
+            let in_hot = hot.keys(Space::Blocks).contains(&key_of(&k));
+            let got = block_on(store.get(&k)).expect("get");
+            assert_eq!(got.is_some(), in_hot, "{at}, {when}: readable {} but in hot {in_hot}", got.is_some());
+        };
+        agree("both done");
+        finish(run, MANY).expect("compaction");
+        agree("after the compaction");
+        assert_eq!(deletion_records(&hot), 0, "{at}: records left");
+        if put_done {
+            break;
+        }
+        polls += 1;
     }
 }

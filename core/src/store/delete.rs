@@ -8,7 +8,9 @@
 //! by a crash, or by a compaction that was running, are applied when it ends and at open.
 //!
 //! A write of the block brings it back: its batch deletes the record, so the record never
-//! removes a block written after it.
+//! removes a block written after it. A deletion holds the transaction lock exclusively for its
+//! write, so no write of the same block is in flight meanwhile: whichever batch lands last
+//! decides, and the set of deleted keys follows it.
 //!
 //! Durability is that of a write: a deletion survives the process being killed once it
 //! returns; a power loss may undo the latest ones, whole (the block and its record come back
@@ -40,7 +42,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// brings them back; a later write of a block stores it again. Nothing else is removed: a
     /// DAG that links a deleted block is left incomplete, as in any blockstore, and a
     /// compaction keeps the rest of it as before. While a compaction runs, the cold copies are
-    /// deleted when it ends.
+    /// deleted when it ends. The call waits for the reads and writes in flight and holds new
+    /// ones back for its one write, as a purge batch does.
     pub async fn delete_many(&self, cids: &[Cid]) -> Result<(), Error> {
         self.usable()?;
         let keys: Vec<Vec<u8>> =
@@ -49,7 +52,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             return Ok(());
         }
         {
-            let _shared = self.txn_lock.read().await;
+            // Exclusive: a write of the same block is never in flight meanwhile, so the block
+            // and its membership of the deleted set always follow the batch that landed last.
+            let _exclusive = self.txn_lock.write().await;
             let mut batch = WriteBatch::with_capacity(keys.len() * 2);
             for k in &keys {
                 batch.delete(Space::Blocks, k.clone());
