@@ -12,10 +12,9 @@
 //! write, so no write of the same block is in flight meanwhile: whichever batch lands last
 //! decides, and the set of deleted keys follows it.
 //!
-//! Durability is that of a write: a deletion survives the process being killed once it
-//! returns; a power loss may undo the latest ones, whole (the block and its record come back
-//! together, or the block stays deleted and the record names it). A cold deletion is durable
-//! before its record is dropped.
+//! A deletion is durable when it returns (its batch is strict, as is each cold deletion,
+//! which is durable before its record is dropped). A deletion a crash interrupts has taken
+//! effect or not, whole: its batch is durable before any cold copy is deleted.
 
 use alloc::vec::Vec;
 
@@ -60,6 +59,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 batch.delete(Space::Blocks, k.clone());
                 batch.put(Space::Meta, meta::deleted_key(k), Vec::new());
             }
+            // Durable before any cold copy goes: a crash never keeps a cold deletion without
+            // the record and hot deletion before it.
+            batch.strict();
             self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
             let mut s = self.shared.lock();
             s.deleted.extend(keys);

@@ -167,6 +167,7 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
         }
         Op::Delete { sel } => {
             let cid = m.borrow().deletable(sel)?;
+            m.borrow_mut().deleting.insert(oracle::key_of(&cid));
             match store.delete(&cid).await {
                 Ok(()) => {
                     m.borrow_mut().deleted(&cid);
