@@ -443,13 +443,7 @@ impl Run {
         }
         let info = self.store.info().await.expect("info");
         let m = self.m.get_mut();
-        let required: Vec<Cid> = m
-            .touched
-            .values()
-            .filter(|(c, g)| *g == m.generation && !m.deleting.contains(&key_of(c)))
-            .map(|(c, _)| *c)
-            .collect();
-        for c in required {
+        for c in m.touched_now() {
             let got = self.store.get(&c).await.expect("get");
             assert_eq!(got.as_deref(), m.bytes_of(&c), "{when}: get of required block {c} ({:02x?})", key_of(&c));
         }

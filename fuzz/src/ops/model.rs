@@ -298,6 +298,16 @@ impl Model {
         self.blocks.get(&key_of(cid)).map(|(_, b)| b.as_slice())
     }
 
+    /// The blocks touched in the current generation, but for those a deletion in flight may
+    /// have removed: each must be present with its whole DAG.
+    pub fn touched_now(&self) -> Vec<Cid> {
+        self.touched
+            .values()
+            .filter(|(c, g)| *g == self.generation && !self.deleting.contains(&key_of(c)))
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
     /// True when the block must be readable now.
     pub fn required(&self, cid: &Cid) -> bool {
         let k = key_of(cid);
@@ -312,12 +322,7 @@ impl Model {
     /// Checks every required block and the universal floor; `when` names the check point.
     /// Afterwards, in universal mode, the floor is everything present.
     pub async fn check_required(&mut self, when: &str) {
-        let required: Vec<Cid> = self
-            .touched
-            .values()
-            .filter(|(c, g)| *g == self.generation && !self.deleting.contains(&key_of(c)))
-            .map(|(c, _)| *c)
-            .collect();
+        let required = self.touched_now();
         for c in &required {
             let got = raw_get(&self.hot, &self.cold, &key_of(c)).await;
             match (got, self.bytes_of(c)) {
