@@ -151,18 +151,21 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 batch.delete(Space::Dead, k.as_bytes());
             }
         }
+        let keys: Vec<Vec<u8>> = blocks.iter().map(|(c, _)| BlockKey::of(c).into_bytes()).collect();
         // A block deleted earlier is back: its deletion record goes in the same batch.
-        let mut undeleted = Vec::new();
-        {
+        let undeleted: Vec<Vec<u8>> = {
             let s = self.shared.lock();
-            for (c, bytes) in blocks {
-                let key = BlockKey::of(&c).into_bytes();
-                if s.deleted.contains(&key) {
-                    batch.delete(Space::Meta, meta::deleted_key(&key));
-                    undeleted.push(key.clone());
-                }
-                batch.put(Space::Blocks, key, bytes);
+            if s.deleted.is_empty() {
+                Vec::new()
+            } else {
+                keys.iter().filter(|k| s.deleted.contains(*k)).cloned().collect()
             }
+        };
+        for k in &undeleted {
+            batch.delete(Space::Meta, meta::deleted_key(k));
+        }
+        for (key, (_, bytes)) in keys.into_iter().zip(blocks) {
+            batch.put(Space::Blocks, key, bytes);
         }
         self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
         if let Some(u) = unknown {
