@@ -2,7 +2,7 @@
 # Runs every suite on a fresh machine: installs the toolchain pieces it needs first
 # (scripts/setup.sh), then native tests, the no_std / wasm builds of the core, the browser
 # suites in headless Chromium, the web page's Playwright tests, a short run of every fuzz
-# target, and the linters.
+# target, the linters, and a publish dry-run of the two crates.
 #
 #   SPLITSTORE_SEEDS        interleaving seeds (default 1000)
 #   SPLITSTORE_KILL_TRIALS  kill -9 trials of the native CLI (default 20)
@@ -22,6 +22,10 @@ cargo build -q -p splitstore-core --target wasm32-unknown-unknown
 step "native tests (core, conformance suites, native host, CLI)"
 cargo test --workspace --exclude splitstore-wasm
 
+step "embedding examples (a store embedded with threads, and under tokio)"
+cargo run -q -p splitstore-native --example embed_thread
+cargo run -q -p splitstore-native --example embed_tokio
+
 step "browser tests (IndexedDB backend in headless Chromium) and the npm package"
 bash scripts/test-wasm.sh
 
@@ -35,5 +39,10 @@ step "lint"
 cargo fmt --all --check
 cargo clippy -q --workspace --exclude splitstore-wasm --all-targets -- -D warnings
 cargo clippy -q -p splitstore-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --all-features -p splitstore-core -p splitstore-native
+# splitstore-core and splitstore-native as crates.io would take them: packaged together (the
+# native crate verified against the packaged core) and built from the packages. Reuses the
+# examples' dev-profile build.
+cargo publish -q --dry-run --allow-dirty --workspace --exclude splitstore-wasm --exclude splitstore-conformance
 
 step "all suites passed"

@@ -165,12 +165,22 @@ pub struct Capabilities {
 }
 
 /// Count and total value size of one keyspace.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SpaceStats {
     /// Number of keys.
     pub keys: u64,
     /// Sum of value lengths in bytes.
     pub bytes: u64,
+}
+
+/// A backend's estimate of one keyspace, read without visiting its entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpaceEstimate {
+    /// Keys, approximately: a log-structured backend may still count entries overwritten or
+    /// deleted since it last compacted its files.
+    pub keys: u64,
+    /// Bytes the keyspace occupies in the backend (on disk, or in memory), when known.
+    pub bytes: Option<u64>,
 }
 
 /// An ordered key-value store with atomic multi-keyspace batches.
@@ -224,6 +234,13 @@ pub trait Kv: MaybeSendSync {
         Ok(stats)
     }
 
+    /// An estimate of `space` in time independent of its size, where the backend keeps one
+    /// (`None` otherwise). [`crate::SplitStore::info`] reports it; [`Kv::stats`] counts exactly.
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        let _ = space;
+        Ok(None)
+    }
+
     /// What this backend can do.
     fn capabilities(&self) -> Capabilities;
 }
@@ -264,6 +281,9 @@ macro_rules! forward_kv {
             }
             async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
                 (**self).stats(space).await
+            }
+            async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+                (**self).estimate(space).await
             }
             fn capabilities(&self) -> Capabilities {
                 (**self).capabilities()

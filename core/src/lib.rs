@@ -1,13 +1,9 @@
-//! Portable online compaction for a Filecoin hot/cold block store.
-//!
-//! The core reads no clock and does no I/O of its own: bytes come from [`kv::Kv`]
-//! implementations and time from a [`clock::Clock`]. A host (native or browser) supplies both
-//! and drives the futures this crate returns. Every rule of the compaction (what is live, what
-//! is moved, what is purged, how a crash is recovered) lives here, so every host runs the same
-//! logic.
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // `Error` carries CIDs by value; errors are the cold path and boxing them would cost every caller.
 #![allow(clippy::result_large_err)]
 
@@ -19,6 +15,7 @@ extern crate std;
 pub mod blockstore;
 pub mod car;
 mod cbor;
+mod cid_serde;
 pub mod clock;
 pub mod compact;
 pub mod config;
@@ -34,8 +31,11 @@ mod live;
 pub mod markset;
 pub mod mem;
 pub mod meta;
+pub mod metrics;
 pub mod send;
 pub mod store;
+// The crate's own unit tests draw from the generator's random streams.
+#[cfg(any(test, feature = "synth"))]
 pub mod synth;
 mod walk;
 
@@ -46,4 +46,5 @@ pub use config::{Config, Mode};
 pub use error::{Error, KvError};
 pub use key::BlockKey;
 pub use kv::{Durability, Kv, Space, WriteBatch};
-pub use store::{CheckReport, HeadOutcome, Info, Protector, SplitStore};
+pub use metrics::Metrics;
+pub use store::{CheckReport, Counts, HeadOutcome, Info, Protector, SplitStore};

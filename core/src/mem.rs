@@ -14,7 +14,7 @@ use spin::Mutex;
 use crate::{
     clock::Clock,
     error::KvError,
-    kv::{Capabilities, Durability, Kv, Op, Space, SpaceStats, WriteBatch},
+    kv::{Capabilities, Durability, Kv, Op, Space, SpaceEstimate, SpaceStats, WriteBatch},
 };
 
 type Tables = [BTreeMap<Vec<u8>, Vec<u8>>; 4];
@@ -204,6 +204,13 @@ impl Kv for MemKv {
         Self::check(&inner)?;
         let t = &inner.live[idx(space)];
         Ok(SpaceStats { keys: t.len() as u64, bytes: t.values().map(|v| v.len() as u64).sum() })
+    }
+
+    /// Exact key count; the bytes are left unknown rather than summed.
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        let inner = self.inner.lock();
+        Self::check(&inner)?;
+        Ok(Some(SpaceEstimate { keys: inner.live[idx(space)].len() as u64, bytes: None }))
     }
 
     fn capabilities(&self) -> Capabilities {

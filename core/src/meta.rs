@@ -20,6 +20,9 @@ pub const CHECKPOINT: &[u8] = b"checkpoint";
 /// Messages mode: roots of old message and receipt DAGs copied to cold while part of them was
 /// missing, walked again by every compaction until whole.
 pub const INCOMPLETE: &[u8] = b"incomplete";
+/// The last finished compaction's report (DAG-CBOR of [`crate::CompactionReport`]), so a
+/// later process reports it too. Informational: written after the compaction, never read by it.
+pub const LAST_REPORT: &[u8] = b"last-report";
 /// Prefix of the deletion records: `deleted/` + a block key, with an empty value, for each
 /// block deleted through the API whose cold copy may still exist ([`deleted_key`]).
 pub const DELETED_PREFIX: &[u8] = b"deleted/";
@@ -30,6 +33,30 @@ pub fn deleted_key(block_key: &[u8]) -> Vec<u8> {
     k.extend_from_slice(DELETED_PREFIX);
     k.extend_from_slice(block_key);
     k
+}
+
+/// Prefix of the pin records: `pinned/` + the binary CID, with an empty value, for each CID
+/// protected from compaction by [`SplitStore::protect`](crate::SplitStore::protect)
+/// ([`pinned_key`]). Loaded at open; the CID is decoded from the key ([`pinned_cid`]).
+pub const PINNED_PREFIX: &[u8] = b"pinned/";
+
+/// The pin record of `cid`.
+pub fn pinned_key(cid: &Cid) -> Vec<u8> {
+    let b = cid.to_bytes();
+    let mut k = Vec::with_capacity(PINNED_PREFIX.len() + b.len());
+    k.extend_from_slice(PINNED_PREFIX);
+    k.extend_from_slice(&b);
+    k
+}
+
+/// The CID a pin record's key names: `None` when `key` is not a pin record, or
+/// [`Error::CorruptMeta`] when what follows the prefix is not exactly one binary CID.
+pub fn pinned_cid(key: &[u8]) -> Option<Result<Cid, Error>> {
+    let rest = key.strip_prefix(PINNED_PREFIX)?;
+    Some(
+        crate::cbor::parse_cid(rest)
+            .ok_or_else(|| Error::CorruptMeta { key: "pinned", detail: "a pin record's key is not a CID".to_string() }),
+    )
 }
 
 const VERSION: u8 = 1;
@@ -243,6 +270,21 @@ impl PurgeRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pin_keys_round_trip_and_reject_damage() {
+        let c = crate::key::dag_cbor_blake2b_cid(b"x");
+        let k = pinned_key(&c);
+        assert!(k.starts_with(PINNED_PREFIX));
+        assert_eq!(pinned_cid(&k).expect("a pin key").expect("decodes"), c);
+        assert!(pinned_cid(&deleted_key(&c.hash().to_bytes())).is_none());
+        for cut in PINNED_PREFIX.len()..k.len() {
+            assert!(pinned_cid(&k[..cut]).expect("a pin key").is_err(), "pin key cut at {cut}");
+        }
+        let mut longer = k.clone();
+        longer.push(0);
+        assert!(matches!(pinned_cid(&longer), Some(Err(Error::CorruptMeta { key: "pinned", .. }))));
+    }
 
     #[test]
     fn records_round_trip_and_reject_damage() {

@@ -9,9 +9,11 @@
 //!    pacing, against the same mix on the same store when idle.
 //! 4. `recovery`: `splitstore compact` killed early, midway and late in its purge; time to
 //!    open the store (recovery finishes the purge) against the dead entries left.
+//! 5. `info`: `info` (constant time: counters and the backends' estimates) against `count`
+//!    (a scan of every value, what `info` cost before it kept counters).
 //!
 //! `cargo bench -p splitstore-native --bench disk_compaction -- [--objects N] [--runs R]
-//! [--section all|phases|mark|foreground|recovery]` (defaults: 1,000,000 objects, 3 runs, all;
+//! [--section all|phases|mark|foreground|recovery|info]` (defaults: 1,000,000 objects, 3 runs, all;
 //! `phases` also runs `mark`; a universal run costs about three discard runs, so section 1 runs
 //! discard mode R times and universal mode ⌈R/3⌉ times). Stores live in a temporary directory under Cargo's target
 //! directory (on disk, not tmpfs), deleted at the end. Prints medians of the runs, ratios, and
@@ -26,7 +28,7 @@ use std::{process::ExitCode, time::Instant};
 
 use disk::{
     fixture::{Fixture, LiveSet, FINALITY},
-    sections::{section_foreground, section_mark, section_phases, section_recovery},
+    sections::{section_foreground, section_info, section_mark, section_phases, section_recovery},
     BenchResult,
 };
 
@@ -37,6 +39,7 @@ enum Section {
     Mark,
     Foreground,
     Recovery,
+    Info,
 }
 
 #[derive(Debug)]
@@ -61,7 +64,12 @@ fn parse_args() -> Result<Args, String> {
                     "mark" => Section::Mark,
                     "foreground" => Section::Foreground,
                     "recovery" => Section::Recovery,
-                    s => return Err(format!("--section {s:?}: expected all, phases, mark, foreground or recovery")),
+                    "info" => Section::Info,
+                    s => {
+                        return Err(format!(
+                            "--section {s:?}: expected all, phases, mark, foreground, recovery or info"
+                        ))
+                    }
                 }
             }
             // Cargo passes `--bench` to every bench binary.
@@ -142,6 +150,9 @@ fn run(args: Args) -> BenchResult<()> {
     }
     if matches!(s, Section::All | Section::Recovery) {
         section_recovery(&fx, &mut summary)?;
+    }
+    if matches!(s, Section::All | Section::Info) {
+        section_info(&fx, &mut summary)?;
     }
     println!("\n== summary (markdown) ==\n");
     for line in &summary {

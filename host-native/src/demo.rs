@@ -15,9 +15,8 @@ use std::{
 use futures::executor::block_on;
 use indicatif::MultiProgress;
 use splitstore_core::{
-    store::Info,
     synth::{ChainGen, SynthConfig},
-    CompactionReport, Mode, PendingCompaction, Phase,
+    CompactionReport, Counts, Mode, PendingCompaction, Phase,
 };
 
 use crate::{
@@ -77,7 +76,8 @@ pub fn synth_config(seed: u64, state_objects: usize) -> SynthConfig {
 }
 
 /// What a demo run did.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DemoSummary {
     /// Epochs generated.
     pub epochs: u64,
@@ -85,10 +85,10 @@ pub struct DemoSummary {
     pub chain_blocks: u64,
     /// Bytes of those blocks.
     pub chain_bytes: u64,
-    /// Every compaction's report with the store's state right after it.
-    pub compactions: Vec<(CompactionReport, Info)>,
-    /// The store at the end.
-    pub final_info: Info,
+    /// Every compaction's report with the stores' counts right after it.
+    pub compactions: Vec<(CompactionReport, Counts)>,
+    /// The stores' counts at the end.
+    pub final_counts: Counts,
     /// Live objects missing at the end (0 when all is well).
     pub missing: u64,
     /// Wall-clock seconds.
@@ -146,7 +146,7 @@ pub fn table_header() -> String {
 }
 
 /// One table row.
-pub fn table_row(r: &CompactionReport, i: &Info, chain_blocks: u64) -> String {
+pub fn table_row(r: &CompactionReport, i: &Counts, chain_blocks: u64) -> String {
     format!(
         "{:>6} {:>9} {:>10} {:>9} {:>10} {:>10} {:>8} {:>6} {:>7} {:>6} {:>6} {:>7}",
         r.head_epoch,
@@ -164,7 +164,7 @@ pub fn table_row(r: &CompactionReport, i: &Info, chain_blocks: u64) -> String {
     )
 }
 
-type Finished = Result<(CompactionReport, Info), splitstore_core::Error>;
+type Finished = Result<(CompactionReport, Counts), splitstore_core::Error>;
 
 fn spawn_compaction(
     store: &Arc<NativeStore>,
@@ -178,7 +178,7 @@ fn spawn_compaction(
     std::thread::spawn(move || {
         let result = block_on(store.run_compaction(pending, &bars));
         bars.finish();
-        let result = result.and_then(|r| block_on(store.info()).map(|i| (r, i)));
+        let result = result.and_then(|r| block_on(store.count()).map(|c| (r, c)));
         // The receiver outlives every compaction thread (the demo joins them).
         let _ = tx.send(result);
     })
@@ -260,11 +260,11 @@ pub fn run_demo(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummary, 
     }
     summary.chain_blocks = gen.emitted_blocks();
     summary.chain_bytes = gen.emitted_bytes();
-    summary.final_info = block_on(store.info())?;
+    summary.final_counts = block_on(store.count())?;
     summary.missing = block_on(store.check())?.missing;
     open.close()?;
     summary.seconds = start.elapsed().as_secs_f64();
-    let i = &summary.final_info;
+    let i = &summary.final_counts;
     writeln!(
         out,
         "\nchain: {} objects ({}) written over {} epochs; {} compactions\n\
@@ -289,7 +289,8 @@ pub fn run_demo(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummary, 
 }
 
 /// What [`generate`] wrote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GenerateReport {
     /// Epochs added.
     pub epochs: u64,

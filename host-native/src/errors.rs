@@ -59,6 +59,11 @@ pub enum HostError {
         /// The directory.
         path: PathBuf,
     },
+    /// The repo's split was undone by `rollback`: every block is in one store.
+    RolledBack {
+        /// The store holding every block.
+        path: PathBuf,
+    },
     /// `init` found an existing repo.
     AlreadyInitialised {
         /// The directory.
@@ -100,6 +105,11 @@ impl fmt::Display for HostError {
             HostError::InUse { path } => {
                 write!(f, "store is in use: another process holds the lock {}", path.display())
             }
+            HostError::RolledBack { path } => write!(
+                f,
+                "the split of this repo was undone by `rollback`: every block is in the fjall database {}",
+                path.display()
+            ),
             HostError::NotARepo { path } => {
                 write!(
                     f,

@@ -35,7 +35,7 @@ use fjall::{
 };
 use splitstore_core::{
     error::KvError,
-    kv::{Capabilities, Durability, Kv, Op, Space, SpaceStats, WriteBatch},
+    kv::{Capabilities, Durability, Kv, Op, Space, SpaceEstimate, SpaceStats, WriteBatch},
 };
 
 use crate::errors::fjall_error;
@@ -334,6 +334,14 @@ impl Kv for FjallKv {
             stats.bytes += v.len() as u64;
         }
         Ok(stats)
+    }
+
+    /// fjall's item count (which counts an overwritten or deleted key until its tables are
+    /// compacted) and the bytes of the keyspace's table files (writes still only in the
+    /// journal are not counted).
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        let ks = self.ks(space);
+        Ok(Some(SpaceEstimate { keys: ks.approximate_len() as u64, bytes: Some(ks.disk_space()) }))
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -1,18 +1,22 @@
-//! The native host of the splitstore: an on-disk [`kv::FjallKv`], a system clock, the repo
-//! directory with its configuration and lock, and the pieces of the `splitstore` command.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Errors carry the core's `Error`, which holds CIDs by value; errors are the cold path.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod clock;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod errors;
 pub mod kv;
 pub mod ops;
 pub mod output;
 pub mod progress;
+pub mod prometheus;
 pub mod repo;
+pub mod status;
 
 pub use clock::SystemClock;
 pub use errors::HostError;

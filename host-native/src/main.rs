@@ -1,35 +1,54 @@
 //! `splitstore`: a hot/cold Filecoin block store with online compaction, on disk.
 //!
-//! Exit status: 0 on success, 1 on any error (and when `check` finds live objects missing),
-//! 2 for a malformed command line.
+//! Exit status: see [`EXIT_CODES`].
 // Errors carry the core's `Error`, which holds CIDs by value; errors are the cold path.
 #![allow(clippy::result_large_err)]
 
 use std::{
-    io::Write,
+    io::{IsTerminal, Write},
     path::{Path, PathBuf},
     process::ExitCode,
 };
 
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::executor::block_on;
-use splitstore_core::{config::Trigger, import::HeadPolicy, Mode, PendingCompaction};
+use serde::Serialize;
+use splitstore_core::{config::Trigger, import::HeadPolicy, CompactionReport, Mode, PendingCompaction};
+#[cfg(feature = "demo")]
+use splitstore_native::demo::{self, DemoOptions};
 use splitstore_native::{
-    demo::{self, DemoOptions},
+    admin,
     errors::HostError,
     ops::{self, OpError, OpenStore, Which},
     output::{self, DiskUsage},
-    progress,
+    progress, prometheus,
     repo::{Repo, RepoConfig},
+    status::{self, HolderState},
 };
 use tracing_subscriber::EnvFilter;
 
+/// The exit statuses, as `--help` prints them.
+const EXIT_CODES: &str = "Exit status:
+  0  success
+  1  the operation failed (the error and its causes are printed)
+  2  the command line is malformed, or a confirmation was refused
+  3  check found live objects missing
+  4  another process holds the repo (and has no status record to read)";
+
 #[derive(Parser, Debug)]
-#[command(name = "splitstore", version, about = "A hot/cold Filecoin block store with online compaction")]
+#[command(
+    name = "splitstore",
+    version,
+    about = "A hot/cold Filecoin block store with online compaction",
+    after_help = EXIT_CODES
+)]
 struct Cli {
     /// The repo directory (config.toml, lock, hot/ and cold/ stores).
     #[arg(long, global = true, value_name = "DIR")]
     repo: Option<PathBuf>,
+    /// Print the result as JSON (one object) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -73,6 +92,34 @@ impl From<HeadArg> for HeadPolicy {
             HeadArg::Keep => HeadPolicy::Keep,
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+enum PinAction {
+    /// Pin these roots: their whole DAGs stay hot through every compaction, from now on.
+    Add {
+        /// Root CIDs.
+        #[arg(required = true)]
+        cids: Vec<String>,
+    },
+    /// Unpin these roots: the next compaction may drop what nothing else keeps.
+    Rm {
+        /// Root CIDs.
+        #[arg(required = true)]
+        cids: Vec<String>,
+    },
+    /// List the pinned roots.
+    Ls,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    /// For people.
+    Text,
+    /// One JSON object.
+    Json,
+    /// Prometheus text exposition (for node_exporter's textfile collector).
+    Prometheus,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -122,17 +169,41 @@ enum Command {
     },
     /// Compact now against the current head.
     Compact,
-    /// Head, base epoch, compactions, hot and cold sizes, compaction state.
+    /// Head, base epoch, compactions, estimated sizes, compaction state and counters, in
+    /// constant time. While another process holds the repo, its status record is shown.
     Info {
-        /// Print JSON.
+        /// Also count every block of both stores exactly (reads every value).
         #[arg(long)]
-        json: bool,
+        count: bool,
+        /// Output format (`--json` is `--format json`).
+        #[arg(long, value_enum, default_value = "text")]
+        format: FormatArg,
     },
     /// Walk the live set from the head and count hot, cold and missing objects.
     Check {
-        /// Print JSON.
+        /// Show the last check of the process holding the repo, from its status record.
         #[arg(long)]
-        json: bool,
+        from_status: bool,
+    },
+    /// Undo the split: copy every hot block into the cold store, then delete the hot store.
+    /// The cold store (DIR/cold, a fjall database) then holds every block and the repo no
+    /// longer opens. Crash-safe; run it again to finish an interrupted one.
+    Rollback {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Protect DAGs from every compaction (pins, kept in the hot store's metadata).
+    Pin {
+        #[command(subcommand)]
+        action: PinAction,
+    },
+    /// Drop the dead list, cold list and purge record of an interrupted compaction, without
+    /// opening the store (for when recovery fails). The blocks they name stay hot.
+    Clear {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
     /// Write every block of a store to a CARv1 file.
     Export {
@@ -148,6 +219,7 @@ enum Command {
         /// The block's CID.
         cid: String,
     },
+    #[cfg(feature = "demo")]
     /// Grow a synthetic chain and watch compactions keep the hot store bounded.
     Demo {
         /// Epochs to generate.
@@ -169,6 +241,7 @@ enum Command {
         #[arg(long, default_value_t = DemoOptions::default().epoch_ms)]
         epoch_ms: u64,
     },
+    #[cfg(feature = "demo")]
     /// Add a synthetic chain to an empty repo without compacting (for tests and benchmarks).
     Generate {
         /// Epochs to generate.
@@ -227,28 +300,77 @@ fn repo_dir(cli: &Cli) -> Result<&Path, Failure> {
     cli.repo.as_deref().ok_or_else(|| Failure::Usage("this command needs --repo DIR".into()))
 }
 
-fn disk_usage(open: &OpenStore) -> Result<DiskUsage, Failure> {
-    let kv = |store: &'static str, e| Failure::Op(OpError::Host(HostError::Kv { store, source: e }));
-    Ok(DiskUsage {
-        hot_disk: open.store.hot().disk_bytes().map_err(|e| kv("hot", e))?,
-        hot_journal: open.store.hot().journal_bytes().map_err(|e| kv("hot", e))?,
-        cold_disk: open.store.cold().disk_bytes().map_err(|e| kv("cold", e))?,
-    })
+/// Writes `value` as one line of JSON.
+fn print_json(out: &mut dyn Write, value: &impl Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string(value).expect("reports serialise");
+    writeln!(out, "{text}").map_err(io_failure)
 }
 
-/// Runs a compaction in the foreground with a bar per phase, and prints its report. The
+/// Asks on the terminal; refuses when stdin is not one.
+fn confirm(question: &str) -> Result<(), Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::Usage(format!("{question}: pass --yes to confirm (stdin is not a terminal)")));
+    }
+    eprint!("{question} Type yes to go on: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(|e| HostError::io("read", "stdin", e))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Failure::Usage("not confirmed; nothing was changed".into()))
+    }
+}
+
+/// Runs a compaction in the foreground with a bar per phase, and returns its report. The
 /// repository lock keeps every other process out, so no node computes state meanwhile and no
 /// later head will come: the purge does not wait for one.
-fn run_compaction(open: &OpenStore, pending: PendingCompaction, out: &mut dyn Write) -> Result<(), Failure> {
+fn run_compaction(open: &OpenStore, pending: PendingCompaction) -> Result<CompactionReport, Failure> {
     let mp = progress::multi();
     let bars = progress::PhaseBars::new(&mp);
-    let result = block_on(open.store.run_compaction(pending.without_head_wait(), &bars));
+    let result = block_on(open.store.run_compaction(pending.without_head_wait(), &open.status.progress(&bars)));
     bars.finish();
-    let report = result?;
-    write!(out, "{}", output::compaction_text(&report)).map_err(io_failure)
+    Ok(result?)
+}
+
+/// `info` about a repo another process holds, from its status record.
+fn info_from_status(dir: &Path, format: FormatArg, out: &mut dyn Write) -> Result<bool, Failure> {
+    let Some(status) = status::read(dir)? else { return Ok(false) };
+    let Some(snapshot) = status.snapshot.as_ref().filter(|_| status.state != HolderState::Closed) else {
+        if status.state == HolderState::Opening {
+            eprintln!("process {} is opening the store (recovery may be running)", status.pid);
+        }
+        return Ok(false);
+    };
+    match format {
+        FormatArg::Json => {
+            // The same object as from an open store, plus who wrote it and when.
+            let mut v = output::info_json(&snapshot.info, &snapshot.disk.unwrap_or_default(), None);
+            v["holder"] = serde_json::json!({
+                "pid": status.pid,
+                "state": status.state,
+                "updatedMs": status.updated_ms,
+                "ageMs": status.age_ms(),
+            });
+            writeln!(out, "{v}").map_err(io_failure)?;
+        }
+        FormatArg::Prometheus => write!(out, "{}", prometheus::text(snapshot)).map_err(io_failure)?,
+        FormatArg::Text => {
+            writeln!(
+                out,
+                "from the status record of process {}, updated {:.1} s ago:",
+                status.pid,
+                status.age_ms() as f64 / 1000.0
+            )
+            .map_err(io_failure)?;
+            write!(out, "{}", output::info_text(&snapshot.info, &snapshot.disk.unwrap_or_default(), None))
+                .map_err(io_failure)?;
+        }
+    }
+    Ok(true)
 }
 
 fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    let json = cli.json;
     match &cli.command {
         Command::Init {
             mode,
@@ -269,7 +391,12 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 ..RepoConfig::default()
             };
             Repo::init(dir, config)?;
-            writeln!(out, "initialised {}", Repo::config_path(dir).display()).map_err(io_failure)
+            let path = Repo::config_path(dir);
+            if json {
+                print_json(out, &serde_json::json!({ "config": path }))
+            } else {
+                writeln!(out, "initialised {}", path.display()).map_err(io_failure)
+            }
         }
         Command::Import { file, head } => {
             let open = OpenStore::open(repo_dir(cli)?)?;
@@ -277,13 +404,25 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let bar = progress::bytes_bar(&mp, 0, "import");
             let result = ops::import_file(&open.store, file, (*head).into(), Some(&bar));
             bar.finish_and_clear();
-            let report = match result {
+            let mut report = match result {
                 Ok(r) => r,
                 Err(e) => {
                     open.close()?;
                     return Err(e.into());
                 }
             };
+            let head_epoch = block_on(open.store.info())?.head_epoch;
+            let compaction = match report.compaction.take() {
+                Some(p) => Some(run_compaction(&open, p)?),
+                None => None,
+            };
+            open.close()?;
+            if json {
+                return print_json(
+                    out,
+                    &serde_json::json!({ "import": report, "headEpoch": head_epoch, "compaction": compaction }),
+                );
+            }
             writeln!(
                 out,
                 "imported {} blocks ({}) from {}",
@@ -293,23 +432,20 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             )
             .map_err(io_failure)?;
             if report.head_applied {
-                let info = block_on(open.store.info())?;
-                writeln!(out, "head is now epoch {}", info.head_epoch.unwrap_or_default()).map_err(io_failure)?;
+                writeln!(out, "head is now epoch {}", head_epoch.unwrap_or_default()).map_err(io_failure)?;
             } else if let Some(why) = &report.head_skipped {
                 writeln!(out, "the head is unchanged: {why}").map_err(io_failure)?;
             }
-            if let Some(p) = report.compaction {
-                run_compaction(&open, p, out)?;
+            if let Some(r) = &compaction {
+                write!(out, "{}", output::compaction_text(r)).map_err(io_failure)?;
             }
-            open.close()?;
             Ok(())
         }
         Command::Head { cids } => {
             let cids = cids.iter().map(|c| ops::parse_cid(c)).collect::<Result<Vec<_>, _>>()?;
             let open = OpenStore::open(repo_dir(cli)?)?;
             let outcome = block_on(open.store.head_change_outcome(&[], &[cids]))?;
-            let info = block_on(open.store.info())?;
-            writeln!(out, "head is now epoch {}", info.head_epoch.unwrap_or_default()).map_err(io_failure)?;
+            let head_epoch = block_on(open.store.info())?.head_epoch;
             let why = match outcome.trigger {
                 Trigger::Compact(_) => "compaction due",
                 Trigger::Busy => "no compaction: one is already running",
@@ -317,45 +453,178 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 Trigger::NearUpgrade => "no compaction: within one finality of a network upgrade",
                 Trigger::NotDue => "no compaction: the threshold is not reached",
             };
-            writeln!(out, "{why}").map_err(io_failure)?;
-            if let Some(p) = outcome.compaction {
-                run_compaction(&open, p, out)?;
-            }
+            let compaction = match outcome.compaction {
+                Some(p) => Some(run_compaction(&open, p)?),
+                None => None,
+            };
             open.close()?;
+            if json {
+                return print_json(
+                    out,
+                    &serde_json::json!({ "headEpoch": head_epoch, "trigger": why, "compaction": compaction }),
+                );
+            }
+            writeln!(out, "head is now epoch {}", head_epoch.unwrap_or_default()).map_err(io_failure)?;
+            writeln!(out, "{why}").map_err(io_failure)?;
+            if let Some(r) = &compaction {
+                write!(out, "{}", output::compaction_text(r)).map_err(io_failure)?;
+            }
             Ok(())
         }
         Command::Compact => {
             let open = OpenStore::open(repo_dir(cli)?)?;
             let pending = open.store.begin_compaction()?;
-            run_compaction(&open, pending, out)?;
+            let report = run_compaction(&open, pending)?;
             open.close()?;
-            Ok(())
-        }
-        Command::Info { json } => {
-            let open = OpenStore::open(repo_dir(cli)?)?;
-            let info = block_on(open.store.info())?;
-            let disk = disk_usage(&open)?;
-            if *json {
-                writeln!(out, "{}", output::info_json(&info, &disk)).map_err(io_failure)?;
+            if json {
+                print_json(out, &report)
             } else {
-                write!(out, "{}", output::info_text(&info, &disk)).map_err(io_failure)?;
+                write!(out, "{}", output::compaction_text(&report)).map_err(io_failure)
             }
-            open.close()?;
-            Ok(())
         }
-        Command::Check { json } => {
-            let open = OpenStore::open(repo_dir(cli)?)?;
-            let report = block_on(open.store.check())?;
-            if *json {
+        Command::Info { count, format } => {
+            let format = if json { FormatArg::Json } else { *format };
+            let dir = repo_dir(cli)?;
+            let open = match OpenStore::open(dir) {
+                Ok(open) => open,
+                Err(OpError::Host(HostError::InUse { path })) => {
+                    if *count {
+                        return Err(Failure::Usage("--count needs the repo: another process holds it".into()));
+                    }
+                    if info_from_status(dir, format, out)? {
+                        return Ok(());
+                    }
+                    return Err(HostError::InUse { path }.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let info = block_on(open.store.info())?;
+            let disk = DiskUsage::of(&open.store)?;
+            let counts = if *count { Some(block_on(open.store.count())?) } else { None };
+            open.close()?;
+            match format {
+                FormatArg::Json => {
+                    writeln!(out, "{}", output::info_json(&info, &disk, counts.as_ref())).map_err(io_failure)
+                }
+                FormatArg::Prometheus => {
+                    let snapshot = prometheus::Snapshot { info, disk: Some(disk) };
+                    write!(out, "{}", prometheus::text(&snapshot)).map_err(io_failure)
+                }
+                FormatArg::Text => {
+                    write!(out, "{}", output::info_text(&info, &disk, counts.as_ref())).map_err(io_failure)
+                }
+            }
+        }
+        Command::Check { from_status } => {
+            let dir = repo_dir(cli)?;
+            let report = if *from_status {
+                let record = status::read(dir)?.and_then(|s| s.last_check.map(|c| (s.pid, c)));
+                let Some((pid, record)) = record else {
+                    return Err(Failure::Usage("no check is recorded in the repo's status record".into()));
+                };
+                if !json {
+                    let age = status::now_ms().saturating_sub(record.at_ms) as f64 / 1000.0;
+                    writeln!(out, "the last check of process {pid}, {age:.1} s ago:").map_err(io_failure)?;
+                }
+                record.report
+            } else {
+                let open = OpenStore::open(dir)?;
+                let report = block_on(open.store.check());
+                if let Ok(r) = &report {
+                    open.status.record_check(r);
+                }
+                open.close()?;
+                report?
+            };
+            if json {
                 writeln!(out, "{}", output::check_json(&report)).map_err(io_failure)?;
             } else {
                 write!(out, "{}", output::check_text(&report)).map_err(io_failure)?;
             }
-            open.close()?;
             if report.missing > 0 {
                 return Err(Failure::Missing(report.missing));
             }
             Ok(())
+        }
+        Command::Rollback { yes } => {
+            let dir = repo_dir(cli)?;
+            if !*yes {
+                confirm(&format!(
+                    "Rollback copies every hot block of {} into its cold store and deletes the hot store; \
+                     the repo will no longer open as a split store.",
+                    dir.display()
+                ))?;
+            }
+            let mp = progress::multi();
+            let bar = progress::count_bar(&mp, None, "copy");
+            let report = admin::rollback(dir, |n| bar.set_position(n));
+            bar.finish_and_clear();
+            let report = report?;
+            if json {
+                return print_json(out, &report);
+            }
+            writeln!(
+                out,
+                "copied {} hot blocks ({}); every block is now in {}",
+                report.copied,
+                output::human_bytes(report.bytes),
+                report.store
+            )
+            .map_err(io_failure)
+        }
+        Command::Clear { yes } => {
+            let dir = repo_dir(cli)?;
+            let found = admin::clear(dir, true)?;
+            if found.is_empty() {
+                return if json {
+                    print_json(out, &found)
+                } else {
+                    writeln!(out, "no interrupted compaction: nothing to clear").map_err(io_failure)
+                };
+            }
+            if !*yes {
+                confirm(&format!(
+                    "Drop {} dead-list and {} cold-list entries{}? The blocks they name stay in the hot store.",
+                    found.dead_entries,
+                    found.cold_list_entries,
+                    if found.purge_record { " and the record of an interrupted purge" } else { "" }
+                ))?;
+            }
+            let report = admin::clear(dir, false)?;
+            if json {
+                return print_json(out, &report);
+            }
+            writeln!(
+                out,
+                "cleared {} dead-list and {} cold-list entries{}",
+                report.dead_entries,
+                report.cold_list_entries,
+                if report.purge_record { " and the purge record" } else { "" }
+            )
+            .map_err(io_failure)
+        }
+        Command::Pin { action } => {
+            let parse = |cids: &[String]| cids.iter().map(|c| ops::parse_cid(c)).collect::<Result<Vec<_>, _>>();
+            let open = OpenStore::open(repo_dir(cli)?)?;
+            let done = match action {
+                PinAction::Add { cids } => {
+                    block_on(open.store.protect(&parse(cids)?)).map(|()| Some(("pinned", cids.len())))
+                }
+                PinAction::Rm { cids } => {
+                    block_on(open.store.unprotect(&parse(cids)?)).map(|()| Some(("unpinned", cids.len())))
+                }
+                PinAction::Ls => Ok(None),
+            };
+            let pinned: Vec<String> = open.store.protected().iter().map(ToString::to_string).collect();
+            open.close()?;
+            let done = done?;
+            if json {
+                return print_json(out, &serde_json::json!({ "pinned": pinned }));
+            }
+            match done {
+                Some((what, n)) => writeln!(out, "{what} {n}; {} roots pinned", pinned.len()).map_err(io_failure),
+                None => pinned.iter().try_for_each(|c| writeln!(out, "{c}").map_err(io_failure)),
+            }
         }
         Command::Export { out: file, store } => {
             let open = OpenStore::open(repo_dir(cli)?)?;
@@ -368,7 +637,11 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let bar = progress::count_bar(&mp, None, "export");
             let report = ops::export_car(&open.store, which, file, Some(&bar));
             bar.finish_and_clear();
+            open.close()?;
             let report = report?;
+            if json {
+                return print_json(out, &report);
+            }
             writeln!(
                 out,
                 "exported {} blocks ({}) to {}",
@@ -376,17 +649,19 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 output::human_bytes(report.bytes),
                 file.display()
             )
-            .map_err(io_failure)?;
-            open.close()?;
-            Ok(())
+            .map_err(io_failure)
         }
         Command::Get { cid } => {
+            if json {
+                return Err(Failure::Usage("get writes the block's raw bytes; --json does not apply".into()));
+            }
             let cid = ops::parse_cid(cid)?;
             let open = OpenStore::open(repo_dir(cli)?)?;
             let bytes = ops::get_block(&open.store, &cid);
             open.close()?;
             out.write_all(&bytes?).map_err(io_failure)
         }
+        #[cfg(feature = "demo")]
         Command::Demo { epochs, mode, finality, state_objects, seed, epoch_ms } => {
             let opts = DemoOptions {
                 dir: cli.repo.clone().unwrap_or_else(demo::default_demo_dir),
@@ -397,12 +672,19 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 seed: *seed,
                 epoch_ms: *epoch_ms,
             };
-            let summary = demo::run_demo(&opts, out)?;
+            let summary = if json {
+                let summary = demo::run_demo(&opts, &mut std::io::sink())?;
+                print_json(out, &summary)?;
+                summary
+            } else {
+                demo::run_demo(&opts, out)?
+            };
             if summary.missing > 0 {
                 return Err(Failure::Missing(summary.missing));
             }
             Ok(())
         }
+        #[cfg(feature = "demo")]
         Command::Generate { epochs, state_objects, seed } => {
             let open = OpenStore::open(repo_dir(cli)?)?;
             let mp = progress::multi();
@@ -411,6 +693,9 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             bar.finish_and_clear();
             let report = report?;
             open.close()?;
+            if json {
+                return print_json(out, &report);
+            }
             writeln!(
                 out,
                 "generated {} epochs, {} blocks ({}); head is epoch {}",
@@ -435,7 +720,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Missing(n)) => {
             eprintln!("error: {n} live objects are missing");
-            ExitCode::from(1)
+            ExitCode::from(3)
         }
         Err(Failure::Usage(msg)) => {
             eprintln!("error: {msg}");
@@ -452,7 +737,10 @@ fn main() -> ExitCode {
                 }
                 source = s.source();
             }
-            ExitCode::from(1)
+            match e {
+                OpError::Host(HostError::InUse { .. }) => ExitCode::from(4),
+                _ => ExitCode::from(1),
+            }
         }
     }
 }

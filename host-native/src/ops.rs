@@ -2,7 +2,7 @@
 //! open a repo's store, import and export CAR files, read blocks.
 //!
 //! Store futures are driven with `futures::executor::block_on` on the calling thread (see
-//! [`crate::kv`] on blocking); a compaction is run on a thread of its own by [`crate::demo`].
+//! [`crate::kv`] on blocking); the demo runs each compaction on a thread of its own.
 
 use std::{
     fs::File,
@@ -25,6 +25,7 @@ use crate::{
     errors::HostError,
     kv::FjallKv,
     repo::{sync_dir, Repo},
+    status::{self, StatusKeeper},
 };
 
 /// The store the native host runs.
@@ -108,13 +109,16 @@ impl From<splitstore_core::Error> for OpError {
     }
 }
 
-/// A repo opened for use: the lock is held while this lives.
+/// A repo opened for use: the lock is held while this lives, and its status record
+/// ([`crate::status`]) is kept current for other processes.
 #[derive(Debug)]
 pub struct OpenStore {
     /// The repo (holds the lock).
     pub repo: Repo,
     /// The store, shareable with a compaction thread.
     pub store: Arc<NativeStore>,
+    /// Keeps `DIR/status.json` current.
+    pub status: StatusKeeper,
 }
 
 impl OpenStore {
@@ -126,14 +130,28 @@ impl OpenStore {
     /// Opens the store of a repo already opened (and locked).
     pub fn from_repo(repo: Repo) -> Result<Self, OpError> {
         let config = repo.core_config()?;
+        status::write_opening(repo.dir())?;
         let (hot, cold) = repo.open_stores()?;
-        let store = block_on(SplitStore::open(hot, cold, SystemClock, config))?;
-        Ok(Self { repo, store: Arc::new(store) })
+        let store = Arc::new(block_on(SplitStore::open(hot, cold, SystemClock, config))?);
+        let status = StatusKeeper::start(repo.dir(), Arc::clone(&store), status::INTERVAL)?;
+        Ok(Self { repo, store, status })
     }
 
-    /// Stops any compaction at its next yield and flushes both stores.
+    /// Closes the store ([`OpenStore::close`]) and returns the repo, its lock still held.
+    pub fn into_repo(self) -> Result<Repo, OpError> {
+        self.close()?;
+        let OpenStore { repo, store, status } = self;
+        drop(status);
+        drop(store);
+        Ok(repo)
+    }
+
+    /// Stops any compaction at its next yield, flushes both stores and marks the status
+    /// record closed.
     pub fn close(&self) -> Result<(), OpError> {
-        block_on(self.store.close())?;
+        let closed = block_on(self.store.close());
+        self.status.close()?;
+        closed?;
         Ok(())
     }
 }
@@ -237,13 +255,15 @@ pub enum Which {
 }
 
 /// What an export wrote.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ExportReport {
     /// Blocks written.
     pub blocks: u64,
     /// Bytes of the file.
     pub bytes: u64,
     /// The roots written (the head tipset, when there is one).
+    #[serde(serialize_with = "cid_strings")]
     pub roots: Vec<Cid>,
 }
 
@@ -355,4 +375,9 @@ fn write_export(
 /// The bytes of the block `cid` from either store.
 pub fn get_block(store: &NativeStore, cid: &Cid) -> Result<Vec<u8>, OpError> {
     block_on(store.get(cid))?.ok_or(OpError::NotFound { cid: *cid })
+}
+
+/// CIDs as strings, in serialised reports.
+fn cid_strings<S: serde::Serializer>(v: &[Cid], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(ToString::to_string))
 }

@@ -1,17 +1,33 @@
 //! Human and JSON renderings of the store's reports.
 
-use serde_json::{json, Value};
-use splitstore_core::{store::Info, CheckReport, Cid, CompactionReport, RecoveryReport};
+use serde::Serialize;
+use serde_json::Value;
+use splitstore_core::{kv::SpaceEstimate, store::Info, CheckReport, CompactionReport, Counts};
+
+use crate::{errors::HostError, ops::NativeStore};
 
 /// Sizes of a store's files, beside the core's object counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DiskUsage {
-    /// Hot store: every file.
-    pub hot_disk: u64,
+    /// Hot store: every file, in bytes.
+    pub hot: u64,
     /// Hot store: journals (a bounded cost, not reclaimed).
     pub hot_journal: u64,
     /// Cold store: every file.
-    pub cold_disk: u64,
+    pub cold: u64,
+}
+
+impl DiskUsage {
+    /// The sizes of `store`'s files now.
+    pub fn of(store: &NativeStore) -> Result<Self, HostError> {
+        let kv = |store: &'static str| move |source| HostError::Kv { store, source };
+        Ok(DiskUsage {
+            hot: store.hot().disk_bytes().map_err(kv("hot"))?,
+            hot_journal: store.hot().journal_bytes().map_err(kv("hot"))?,
+            cold: store.cold().disk_bytes().map_err(kv("cold"))?,
+        })
+    }
 }
 
 /// `1.5 MiB`-style sizes.
@@ -30,38 +46,30 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-fn cids(c: &[Cid]) -> Vec<String> {
-    c.iter().map(ToString::to_string).collect()
+/// `info --json`: the core's [`Info`] as it serialises, with the files' sizes and, when
+/// counted, exact block counts.
+pub fn info_json(i: &Info, disk: &DiskUsage, counts: Option<&Counts>) -> Value {
+    #[derive(Serialize)]
+    struct InfoJson<'a> {
+        #[serde(flatten)]
+        info: &'a Info,
+        disk: &'a DiskUsage,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        counts: Option<&'a Counts>,
+    }
+    serde_json::to_value(InfoJson { info: i, disk, counts }).expect("reports serialise")
 }
 
-fn recovery_json(r: &RecoveryReport) -> Value {
-    json!({
-        "finished_purge": r.finished_purge,
-        "purged": r.purged,
-        "discarded_entries": r.discarded_entries,
-        "ms": r.ms,
-    })
-}
-
-/// `info --json`.
-pub fn info_json(i: &Info, disk: &DiskUsage) -> Value {
-    json!({
-        "head": i.head.as_deref().map(cids),
-        "head_epoch": i.head_epoch,
-        "base_epoch": i.base_epoch,
-        "compactions": i.compactions,
-        "hot": { "objects": i.hot.keys, "bytes": i.hot.bytes, "disk_bytes": disk.hot_disk, "journal_bytes": disk.hot_journal },
-        "cold": { "objects": i.cold.keys, "bytes": i.cold.bytes, "disk_bytes": disk.cold_disk },
-        "compacting": i.compacting,
-        "pending_recovery": i.pending_recovery,
-        "recovery": i.recovery.as_ref().map(recovery_json),
-        "last_compaction": i.last_compaction.as_ref().map(compaction_json),
-        "last_error": i.last_error,
-    })
+fn estimate_text(e: Option<&SpaceEstimate>) -> String {
+    match e {
+        Some(SpaceEstimate { keys, bytes: Some(b) }) => format!("~{keys} objects, tables {}", human_bytes(*b)),
+        Some(SpaceEstimate { keys, bytes: None }) => format!("~{keys} objects"),
+        None => "size unknown".into(),
+    }
 }
 
 /// `info`.
-pub fn info_text(i: &Info, disk: &DiskUsage) -> String {
+pub fn info_text(i: &Info, disk: &DiskUsage, counts: Option<&Counts>) -> String {
     let mut s = String::new();
     match (&i.head, i.head_epoch) {
         (Some(h), Some(e)) => {
@@ -75,19 +83,24 @@ pub fn info_text(i: &Info, disk: &DiskUsage) -> String {
     s += &format!("base epoch:       {}\n", i.base_epoch);
     s += &format!("compactions:      {}\n", i.compactions);
     s += &format!(
-        "hot:              {} objects, {} (disk {}, of which journal {})\n",
-        i.hot.keys,
-        human_bytes(i.hot.bytes),
-        human_bytes(disk.hot_disk),
+        "hot:              {} (disk {}, of which journal {})\n",
+        estimate_text(i.hot.as_ref()),
+        human_bytes(disk.hot),
         human_bytes(disk.hot_journal)
     );
-    s += &format!(
-        "cold:             {} objects, {} (disk {})\n",
-        i.cold.keys,
-        human_bytes(i.cold.bytes),
-        human_bytes(disk.cold_disk)
-    );
-    s += &format!("compacting:       {}\n", if i.compacting { "yes" } else { "no" });
+    s += &format!("cold:             {} (disk {})\n", estimate_text(i.cold.as_ref()), human_bytes(disk.cold));
+    if let Some(c) = counts {
+        s += &format!("hot, counted:     {} objects, {}\n", c.hot.keys, human_bytes(c.hot.bytes));
+        s += &format!("cold, counted:    {} objects, {}\n", c.cold.keys, human_bytes(c.cold.bytes));
+    }
+    match (i.compacting, &i.progress) {
+        (true, Some(p)) => {
+            let total = p.total.map(|t| format!(" of {t}")).unwrap_or_default();
+            s += &format!("compacting:       yes, {} {}{total}\n", p.phase.as_str(), p.done);
+        }
+        (true, None) => s += "compacting:       yes\n",
+        (false, _) => s += "compacting:       no\n",
+    }
     s += &format!("pending recovery: {}\n", if i.pending_recovery { "yes" } else { "no" });
     if let Some(r) = &i.recovery {
         s += &format!(
@@ -95,6 +108,17 @@ pub fn info_text(i: &Info, disk: &DiskUsage) -> String {
             r.finished_purge, r.purged, r.discarded_entries, r.ms
         );
     }
+    let m = &i.metrics;
+    s += &format!(
+        "since open:       {} lookups ({} hot, {} cold, {} missed), {} blocks written ({}), {} deleted\n",
+        m.lookups,
+        m.hot_hits,
+        m.cold_hits,
+        m.misses,
+        m.blocks_written,
+        human_bytes(m.bytes_written),
+        m.blocks_deleted
+    );
     if let Some(e) = &i.last_error {
         s += &format!("last compaction error: {e}\n");
     }
@@ -103,12 +127,7 @@ pub fn info_text(i: &Info, disk: &DiskUsage) -> String {
 
 /// `check --json`.
 pub fn check_json(c: &CheckReport) -> Value {
-    json!({
-        "hot": c.hot,
-        "cold": c.cold,
-        "missing": c.missing,
-        "missing_cids": cids(&c.missing_cids),
-    })
+    serde_json::to_value(c).expect("reports serialise")
 }
 
 /// `check`.
@@ -122,24 +141,7 @@ pub fn check_text(c: &CheckReport) -> String {
 
 /// One compaction's report as JSON.
 pub fn compaction_json(r: &CompactionReport) -> Value {
-    let phases: serde_json::Map<String, Value> =
-        r.phases.iter().map(|(p, ms)| (p.as_str().to_string(), json!(ms))).collect();
-    json!({
-        "head_epoch": r.head_epoch,
-        "boundary_epoch": r.boundary_epoch,
-        "include_messages_epoch": r.include_messages_epoch,
-        "marked": r.marked,
-        "hot_scanned": r.hot_scanned,
-        "dead": r.dead,
-        "moved": r.moved,
-        "purged": r.purged,
-        "rescued": r.rescued,
-        "missing": r.missing,
-        "markset_bytes_per_object": r.markset_bytes_per_object,
-        "phases_ms": phases,
-        "total_ms": r.total_ms,
-        "resumed": r.resumed,
-    })
+    serde_json::to_value(r).expect("reports serialise")
 }
 
 /// One compaction's report for people.
@@ -177,20 +179,31 @@ mod tests {
 
     #[test]
     fn reports_render_their_numbers() {
-        let r = CompactionReport {
-            head_epoch: 77,
-            purged: 12,
-            phases: vec![(splitstore_core::Phase::Mark, 5)],
-            ..Default::default()
-        };
+        let mut r = CompactionReport::default();
+        r.head_epoch = 77;
+        r.purged = 12;
+        r.phases = vec![(splitstore_core::Phase::Mark, 5)];
         let t = compaction_text(&r);
         assert!(t.contains("epoch 77") && t.contains("purged 12") && t.contains("mark 5 ms"), "{t}");
         let j = compaction_json(&r);
-        assert_eq!(j["phases_ms"]["mark"], 5);
-        let c = CheckReport { hot: 3, cold: 1, missing: 0, missing_cids: vec![] };
-        assert_eq!(check_json(&c)["hot"], 3);
+        assert_eq!(j["phases"][0]["phase"], "mark");
+        assert_eq!(j["phases"][0]["ms"], 5);
+        assert_eq!(j["headEpoch"], 77);
+        let mut c = CheckReport::default();
+        c.hot = 3;
+        c.missing_cids = vec![splitstore_core::Cid::default()];
+        let cj = check_json(&c);
+        assert_eq!(cj["hot"], 3);
+        assert_eq!(cj["missingCids"][0], splitstore_core::Cid::default().to_string());
+        let back: CheckReport = serde_json::from_value(cj).expect("check reports read back");
+        assert_eq!(back, c);
         let i = Info::default();
-        assert!(info_text(&i, &DiskUsage::default()).contains("head:             none"));
-        assert_eq!(info_json(&i, &DiskUsage::default())["head"], Value::Null);
+        assert!(info_text(&i, &DiskUsage::default(), None).contains("head:             none"));
+        let ij = info_json(&i, &DiskUsage::default(), None);
+        assert_eq!(ij["head"], Value::Null);
+        assert_eq!(ij["disk"]["hotJournal"], 0);
+        assert!(ij.get("counts").is_none());
+        let back: Info = serde_json::from_value(ij).expect("info reads back, ignoring the host's fields");
+        assert_eq!(back, i);
     }
 }

@@ -188,8 +188,18 @@ impl Repo {
         Ok(Self { dir: dir.to_path_buf(), config, _lock: lock })
     }
 
-    /// Opens the repo in `dir`, taking its lock and reading its configuration.
+    /// Opens the repo in `dir`, taking its lock and reading its configuration. A repo whose
+    /// split was undone ([`crate::admin::rollback`]) is refused.
     pub fn open(dir: &Path) -> Result<Self, HostError> {
+        let repo = Self::open_any(dir)?;
+        if dir.join(crate::admin::ROLLED_BACK).exists() {
+            return Err(HostError::RolledBack { path: dir.join("cold") });
+        }
+        Ok(repo)
+    }
+
+    /// [`Repo::open`], also for a rolled-back repo.
+    pub(crate) fn open_any(dir: &Path) -> Result<Self, HostError> {
         let cfg_path = Self::config_path(dir);
         if !cfg_path.is_file() {
             return Err(HostError::NotARepo { path: dir.to_path_buf() });

@@ -47,15 +47,15 @@ fn compact_and_compare(mode: &str, retention: i64) {
     assert!(text.contains("head is now epoch 128"), "{text}");
 
     let before = info(&repo);
-    assert_eq!(before["head_epoch"], 128);
-    assert_eq!(before["hot"]["objects"].as_u64(), Some(export(&repo, "hot").blocks.len() as u64));
+    assert_eq!(before["headEpoch"], 128);
+    assert_eq!(before["counts"]["hot"]["keys"].as_u64(), Some(export(&repo, "hot").blocks.len() as u64));
 
     let text = ok(&repo, &["compact"]);
     assert!(text.contains("compaction at epoch 128"), "{text}");
     let after = info(&repo);
     let boundary = 128 - 4 * FINALITY;
     let include_messages = boundary - retention * FINALITY;
-    assert_eq!(after["base_epoch"], boundary);
+    assert_eq!(after["baseEpoch"], boundary);
     assert_eq!(after["compactions"], 1);
 
     // The oracle: the specification's live set, walked over every block of the file.
@@ -176,7 +176,12 @@ fn malformed_cars_fail_cleanly_and_change_nothing() {
         assert!(names_problem, "{}: the message must name the problem: {stderr}", f.display());
         assert!(stderr.contains("head is unchanged"), "{stderr}");
         assert_eq!(after["head"], before["head"], "{}: a failed import moved the head", f.display());
-        assert_eq!(after["hot"]["objects"], before["hot"]["objects"], "{}: a failed import wrote blocks", f.display());
+        assert_eq!(
+            after["counts"]["hot"]["keys"],
+            before["counts"]["hot"]["keys"],
+            "{}: a failed import wrote blocks",
+            f.display()
+        );
     }
     // The corpora's known-bad files: version 42, corrupt pragma, truncated data, bad lengths.
     assert!(failed >= 8, "only {failed} files were rejected");
@@ -189,11 +194,14 @@ fn a_second_process_gets_store_in_use() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let repo = tmp.path().join("repo");
     init(&repo, "discard", 0);
+    // A holder that keeps no status record (the bare lock): nothing to show.
     let held = splitstore_native::repo::Repo::open(&repo).expect("open");
     let out = run(&repo, &["info"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4), "exit status 4: in use");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("store is in use"), "{stderr}");
+    let out = run(&repo, &["check"]);
+    assert_eq!(out.status.code(), Some(4));
     drop(held);
     ok(&repo, &["info"]);
 }
@@ -241,7 +249,7 @@ fn bad_configuration_and_arguments_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     let out = run(&repo, &["check"]);
     assert_eq!(out.status.code(), Some(1), "check without a head is an error");
-    assert_eq!(info(&repo)["hot"]["objects"], 0, "nothing was written");
+    assert_eq!(info(&repo)["counts"]["hot"]["keys"], 0, "nothing was written");
 }
 
 #[test]
@@ -256,12 +264,12 @@ fn an_import_moves_the_head_only_forward_unless_told() {
 
     let text = ok(&repo, &["import", older.to_str().expect("path")]);
     assert!(text.contains("the head is unchanged") && text.contains("do not extend the current head"), "{text}");
-    assert_eq!(info(&repo)["head_epoch"], 256);
+    assert_eq!(info(&repo)["headEpoch"], 256);
     let text = ok(&repo, &["import", "--head", "keep", older.to_str().expect("path")]);
     assert!(text.contains("asked to keep the head"), "{text}");
-    assert_eq!(info(&repo)["head_epoch"], 256);
+    assert_eq!(info(&repo)["headEpoch"], 256);
 
     let text = ok(&repo, &["import", "--head", "apply", older.to_str().expect("path")]);
     assert!(text.contains("head is now epoch 128"), "{text}");
-    assert_eq!(info(&repo)["head_epoch"], 128);
+    assert_eq!(info(&repo)["headEpoch"], 128);
 }

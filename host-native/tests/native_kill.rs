@@ -72,7 +72,7 @@ fn sigkill_during_compaction_never_loses_a_live_block() {
     let all = read_car(&all_car);
     let head_info = info(&base);
     let head = head_of(&head_info);
-    let height = head_info["head_epoch"].as_i64().expect("height");
+    let height = head_info["headEpoch"].as_i64().expect("height");
     let boundary = height - 4 * FINALITY;
     let live = live_set(&all.blocks, &head, boundary, boundary).live;
     assert!(live.len() * 3 < all.blocks.len() * 2, "a compaction must have much to purge");
@@ -120,7 +120,7 @@ fn sigkill_during_compaction_never_loses_a_live_block() {
         assert_eq!(lost, 0, "trial {trial} ({mode}, killed after {delay:?}): {lost} live blocks lost");
         let after = info(&repo);
         assert_eq!(after["head"], head_info["head"], "trial {trial}: the head survives");
-        assert_eq!(after["pending_recovery"], false, "trial {trial}: recovery finished on open");
+        assert_eq!(after["pendingRecovery"], false, "trial {trial}: recovery finished on open");
 
         // Every few trials, the store also compacts to the end afterwards.
         if trial % 5 == 4 {

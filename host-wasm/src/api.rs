@@ -151,11 +151,7 @@ impl JsSplitStore {
     #[wasm_bindgen(js_name = headChange, unchecked_return_type = "Promise<void>")]
     pub fn head_change(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] cids: Array) -> Promise {
         self.call(move |s| async move {
-            let tipset = cids
-                .iter()
-                .map(|c| c.as_string().ok_or_else(|| type_error("headChange takes an array of CID strings")))
-                .map(|c| c.and_then(|c| parse_cid(&c)))
-                .collect::<Result<Vec<Cid>, _>>()?;
+            let tipset = cid_array(&cids, "headChange")?;
             if tipset.is_empty() {
                 return Err(type_error("a tipset has at least one block"));
             }
@@ -163,6 +159,34 @@ impl JsSplitStore {
             spawn_compaction(s, pending);
             Ok(JsValue::UNDEFINED)
         })
+    }
+
+    /// Pins roots: their whole DAGs stay hot through every compaction, from the moment the
+    /// promise resolves (durably: a crash afterwards does not undo it). Roots whose blocks are
+    /// not stored yet are protected once they arrive.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn protect(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] cids: Array) -> Promise {
+        self.call(move |s| async move {
+            let cids = cid_array(&cids, "protect")?;
+            s.protect(&cids).await.map_err(|e| store_error(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Unpins roots: a compaction that starts afterwards may drop what nothing else keeps.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn unprotect(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] cids: Array) -> Promise {
+        self.call(move |s| async move {
+            let cids = cid_array(&cids, "unprotect")?;
+            s.unprotect(&cids).await.map_err(|e| store_error(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The pinned roots, sorted.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string[]>")]
+    pub fn protected(&self) -> Promise {
+        self.call(move |s| async move { Ok(crate::convert::cids(&s.protected())) })
     }
 
     /// Runs a compaction now and resolves with its report. `onProgress` receives
@@ -176,24 +200,34 @@ impl JsSplitStore {
         self.call(move |s| async move {
             let sink = move |p: &Progress| {
                 if let Some(f) = &on_progress {
-                    let _ = f.call1(&JsValue::UNDEFINED, &convert::progress(p));
+                    if let Ok(event) = convert::progress(p) {
+                        let _ = f.call1(&JsValue::UNDEFINED, &event);
+                    }
                 }
             };
             let report = s.compact(&sink).await.map_err(|e| store_error(&e))?;
-            Ok(convert::report(&report))
+            convert::report(&report)
         })
     }
 
-    /// The store's state: head, base epoch, compactions, sizes, whether it is compacting.
+    /// The store's state: head, base epoch, compactions, estimated sizes, compaction state and
+    /// running counters, read in time independent of the store's size.
     #[wasm_bindgen(unchecked_return_type = "Promise<Info>")]
     pub fn info(&self) -> Promise {
-        self.call(move |s| async move { Ok(convert::info(&s.info().await.map_err(|e| store_error(&e))?)) })
+        self.call(move |s| async move { convert::info(&s.info().await.map_err(|e| store_error(&e))?) })
+    }
+
+    /// Exact block counts and bytes of both stores: reads every block, so it takes time in
+    /// proportion to the store.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Counts>")]
+    pub fn count(&self) -> Promise {
+        self.call(move |s| async move { convert::to_js(&s.count().await.map_err(|e| store_error(&e))?) })
     }
 
     /// Walks the live set from the head and counts where each object is.
     #[wasm_bindgen(unchecked_return_type = "Promise<CheckReport>")]
     pub fn check(&self) -> Promise {
-        self.call(move |s| async move { Ok(convert::check(&s.check().await.map_err(|e| store_error(&e))?)) })
+        self.call(move |s| async move { convert::check(&s.check().await.map_err(|e| store_error(&e))?) })
     }
 
     /// A CARv1 of the hot store, the cold store, or both (a block in both is written once),
@@ -313,4 +347,12 @@ async fn export_car(s: &Store, hot: bool, cold: bool) -> Result<Vec<u8>, JsValue
         }
     }
     Ok(out)
+}
+
+/// An array of CID strings, for method `what`.
+fn cid_array(cids: &Array, what: &str) -> Result<Vec<Cid>, JsValue> {
+    cids.iter()
+        .map(|c| c.as_string().ok_or_else(|| type_error(&format!("{what} takes an array of CID strings"))))
+        .map(|c| c.and_then(|c| parse_cid(&c)))
+        .collect()
 }

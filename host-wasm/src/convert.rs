@@ -3,12 +3,11 @@
 
 use js_sys::{Array, Reflect};
 use splitstore_core::{
-    import::HeadPolicy, kv::SpaceStats, CheckReport, Cid, CompactionReport, Config, Error, Info, KvError, Mode,
-    Progress,
+    import::HeadPolicy, CheckReport, Cid, CompactionReport, Config, Error, Info, KvError, Mode, Progress,
 };
 use wasm_bindgen::{prelude::wasm_bindgen, JsCast, JsValue};
 
-use crate::{js::object, lock::LockPolicy};
+use crate::lock::LockPolicy;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -72,11 +71,14 @@ export interface ImportResult {
   headSkipped?: string;
 }
 
+/** A compaction phase, in order. */
+export type Phase = "protect" | "mark" | "collect" | "retry" | "move" | "critical" | "purge" | "reclaim";
+
 /** A compaction progress event. */
 export interface CompactionProgress {
-  phase: string;
+  phase: Phase;
   done: number;
-  total?: number;
+  total: number | null;
 }
 
 /** What a compaction did. */
@@ -95,31 +97,79 @@ export interface CompactionReport {
   unreadable: number;
   marksetBytes: number;
   marksetBytesPerObject: number;
-  phases: { phase: string; ms: number }[];
+  phases: { phase: Phase; ms: number }[];
   totalMs: number;
   resumed: boolean;
 }
 
-/** Object count and value bytes of one store. */
+/** A backend's estimate of one store, read without visiting its blocks. */
+export interface StoreEstimate {
+  /** Blocks (IndexedDB counts them itself). */
+  keys: number;
+  /** Bytes, when the backend knows them (IndexedDB does not). */
+  bytes: number | null;
+}
+
+/** Exact block count and value bytes of one store. */
 export interface StoreSize {
-  objects: number;
+  keys: number;
   bytes: number;
 }
 
-/** Result of `info`. */
+/** Result of `count`: both stores counted block by block. */
+export interface Counts {
+  hot: StoreSize;
+  cold: StoreSize;
+}
+
+/** What recovery at open did. */
+export interface RecoveryReport {
+  finishedPurge: boolean;
+  purged: number;
+  discardedEntries: number;
+  ms: number;
+}
+
+/** Running counters since the store was opened (they only grow). */
+export interface Metrics {
+  lookups: number;
+  hotHits: number;
+  coldHits: number;
+  misses: number;
+  hotReadBytes: number;
+  coldReadBytes: number;
+  blocksWritten: number;
+  bytesWritten: number;
+  writeBatches: number;
+  blocksDeleted: number;
+  compactionsStarted: number;
+  compactionsFinished: number;
+  compactionsFailed: number;
+  marked: number;
+  dead: number;
+  moved: number;
+  purged: number;
+  compactionMs: number;
+  recoveries: number;
+}
+
+/** Result of `info`: read in time independent of the store's size. */
 export interface Info {
   head: string[] | null;
   headEpoch: number | null;
   baseEpoch: number;
   compactions: number;
-  hot: StoreSize;
-  cold: StoreSize;
+  hot: StoreEstimate | null;
+  cold: StoreEstimate | null;
   compacting: boolean;
+  /** The running compaction's latest progress event. */
+  progress: CompactionProgress | null;
   pendingRecovery: boolean;
-  /** True when opening the store finished an interrupted compaction. */
-  recoveredOnOpen: boolean;
-  lastCompaction?: CompactionReport;
-  lastError?: string;
+  /** What recovery did when the store was opened, if anything. */
+  recovery: RecoveryReport | null;
+  lastCompaction: CompactionReport | null;
+  lastError: string | null;
+  metrics: Metrics;
 }
 
 /** Result of `check`: the live set walked from the head. */
@@ -315,94 +365,38 @@ pub fn kv_error(e: &KvError) -> JsValue {
     error_to_js(e, kv_error_code(e))
 }
 
-fn num(n: impl Into<f64>) -> JsValue {
-    JsValue::from_f64(n.into())
-}
-
-fn num64(n: u64) -> JsValue {
-    JsValue::from_f64(n as f64)
-}
-
-fn inum64(n: i64) -> JsValue {
-    JsValue::from_f64(n as f64)
-}
-
 /// CIDs as an array of strings.
 pub fn cids(list: &[Cid]) -> JsValue {
     list.iter().map(|c| JsValue::from_str(&c.to_string())).collect::<Array>().into()
 }
 
+/// A report type as a plain JS object, through its one serde definition (camelCase fields,
+/// `null` for absent values, CIDs as strings).
+/// Fails only for a number beyond 2^53, which a JS number cannot hold exactly.
+pub fn to_js<T: serde::Serialize + ?Sized>(v: &T) -> Result<JsValue, JsValue> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| {
+        let err = js_sys::Error::new(&format!("a report does not fit JS numbers: {e}"));
+        let _ = Reflect::set(&err, &"code".into(), &"Error".into());
+        err.into()
+    })
+}
+
 /// A progress event object.
-pub fn progress(p: &Progress) -> JsValue {
-    let o = object(&[("phase", p.phase.as_str().into()), ("done", num64(p.done))]);
-    if let Some(t) = p.total {
-        let _ = Reflect::set(&o, &"total".into(), &num64(t));
-    }
-    o.into()
+pub fn progress(p: &Progress) -> Result<JsValue, JsValue> {
+    to_js(p)
 }
 
 /// A compaction report object.
-pub fn report(r: &CompactionReport) -> JsValue {
-    let phases: Array = r
-        .phases
-        .iter()
-        .map(|(p, ms)| JsValue::from(object(&[("phase", p.as_str().into()), ("ms", num64(*ms))])))
-        .collect();
-    object(&[
-        ("headEpoch", inum64(r.head_epoch)),
-        ("boundaryEpoch", inum64(r.boundary_epoch)),
-        ("includeMessagesEpoch", inum64(r.include_messages_epoch)),
-        ("marked", num64(r.marked)),
-        ("hotScanned", num64(r.hot_scanned)),
-        ("dead", num64(r.dead)),
-        ("moved", num64(r.moved)),
-        ("purged", num64(r.purged)),
-        ("rescued", num64(r.rescued)),
-        ("protectedRefs", num64(r.protected_refs)),
-        ("missing", num64(r.missing)),
-        ("unreadable", num64(r.unreadable)),
-        ("marksetBytes", num64(r.markset_bytes)),
-        ("marksetBytesPerObject", num(r.markset_bytes_per_object)),
-        ("phases", phases.into()),
-        ("totalMs", num64(r.total_ms)),
-        ("resumed", r.resumed.into()),
-    ])
-    .into()
-}
-
-fn size(s: &SpaceStats) -> JsValue {
-    object(&[("objects", num64(s.keys)), ("bytes", num64(s.bytes))]).into()
+pub fn report(r: &CompactionReport) -> Result<JsValue, JsValue> {
+    to_js(r)
 }
 
 /// An info object.
-pub fn info(i: &Info) -> JsValue {
-    let o = object(&[
-        ("head", i.head.as_deref().map_or(JsValue::NULL, cids)),
-        ("headEpoch", i.head_epoch.map_or(JsValue::NULL, inum64)),
-        ("baseEpoch", inum64(i.base_epoch)),
-        ("compactions", num64(i.compactions)),
-        ("hot", size(&i.hot)),
-        ("cold", size(&i.cold)),
-        ("compacting", i.compacting.into()),
-        ("pendingRecovery", i.pending_recovery.into()),
-        ("recoveredOnOpen", i.recovery.as_ref().is_some_and(|r| r.finished_purge).into()),
-    ]);
-    if let Some(r) = &i.last_compaction {
-        let _ = Reflect::set(&o, &"lastCompaction".into(), &report(r));
-    }
-    if let Some(e) = &i.last_error {
-        let _ = Reflect::set(&o, &"lastError".into(), &e.as_str().into());
-    }
-    o.into()
+pub fn info(i: &Info) -> Result<JsValue, JsValue> {
+    to_js(i)
 }
 
 /// A check report object.
-pub fn check(c: &CheckReport) -> JsValue {
-    object(&[
-        ("hot", num64(c.hot)),
-        ("cold", num64(c.cold)),
-        ("missing", num64(c.missing)),
-        ("missingCids", cids(&c.missing_cids)),
-    ])
-    .into()
+pub fn check(c: &CheckReport) -> Result<JsValue, JsValue> {
+    to_js(c)
 }

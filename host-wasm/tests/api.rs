@@ -151,7 +151,7 @@ async fn errors_carry_a_code_and_a_cause_chain() {
     let last = car.len() - 1;
     car[last] ^= 0xff;
     let store = open(&name, JsValue::UNDEFINED).await.unwrap();
-    let objects = async || num(&get(&call(store.info()).await.unwrap(), "hot"), "objects");
+    let objects = async || num(&get(&call(store.info()).await.unwrap(), "hot"), "keys");
     let before = objects().await;
     let err = call(store.import_car(car, JsValue::UNDEFINED)).await.expect_err("corrupt CAR");
     assert_eq!(code(&err), "BadCar", "{}", message(&err));
@@ -194,7 +194,7 @@ async fn import_compact_check_and_export_a_real_chain() {
 
     let info = call(store.info()).await.unwrap();
     assert_eq!(num(&info, "headEpoch"), 128.0);
-    assert_eq!(num(&get(&info, "hot"), "objects"), 1043.0, "identity blocks are never stored");
+    assert_eq!(num(&get(&info, "hot"), "keys"), 1043.0, "identity blocks are never stored");
     assert_eq!(get(&info, "compacting"), JsValue::FALSE, "a 2020 head is out of sync: no automatic run");
     let check = call(store.check()).await.unwrap();
     assert_eq!(num(&check, "missing"), 0.0);
@@ -230,8 +230,19 @@ async fn import_compact_check_and_export_a_real_chain() {
 
     let info = call(store.info()).await.unwrap();
     assert_eq!(num(&info, "compactions"), 1.0);
-    assert_eq!(num(&get(&info, "hot"), "objects"), 1043.0 - purged);
-    assert_eq!(num(&get(&info, "cold"), "objects"), purged, "universal mode copies every purged block");
+    assert_eq!(num(&get(&info, "hot"), "keys"), 1043.0 - purged);
+    assert_eq!(num(&get(&info, "cold"), "keys"), purged, "universal mode copies every purged block");
+    // The same counters as natively, as one serde definition renders them.
+    let metrics = get(&info, "metrics");
+    assert_eq!(num(&metrics, "compactionsFinished"), 1.0);
+    assert_eq!(num(&metrics, "purged"), purged);
+    assert_eq!(num(&metrics, "moved"), purged);
+    assert_eq!(num(&metrics, "blocksWritten"), 1043.0, "every stored block of the import, once");
+    let last = get(&info, "lastCompaction");
+    assert_eq!(num(&last, "purged"), purged);
+    assert_eq!(get(&Array::from(&get(&last, "phases")).get(0), "phase"), JsValue::from_str("protect"));
+    let counts = call(store.count()).await.unwrap();
+    assert_eq!(num(&get(&counts, "hot"), "keys"), 1043.0 - purged, "the estimate is IndexedDB's exact count");
     let check = call(store.check()).await.unwrap();
     assert_eq!(num(&check, "missing"), 0.0, "nothing live was lost");
 
@@ -264,8 +275,8 @@ async fn head_change_triggers_a_background_compaction() {
     loop {
         let info = call(store.info()).await.unwrap();
         if num(&info, "compactions") >= 1.0 && get(&info, "compacting") == JsValue::FALSE {
-            assert!(get(&info, "lastError").is_undefined(), "{:?}", get(&info, "lastError"));
-            assert!(num(&get(&info, "hot"), "objects") < 1043.0);
+            assert!(get(&info, "lastError").is_null(), "{:?}", get(&info, "lastError"));
+            assert!(num(&get(&info, "hot"), "keys") < 1043.0);
             break;
         }
         assert!(waited < 300, "no background compaction finished within 30 s");
@@ -276,6 +287,54 @@ async fn head_change_triggers_a_background_compaction() {
     assert_eq!(num(&check, "missing"), 0.0);
     // headChange with the same head is accepted and does not compact again.
     call(store.head_change(Array::of1(&CHAIN_128_HEAD.into()))).await.expect("headChange");
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+}
+
+/// A DAG-CBOR pair outside the chain: a parent linking a child. Returns (parent, child).
+fn pair(tag: &str) -> ((Cid, Vec<u8>), (Cid, Vec<u8>)) {
+    let mut child = vec![0x60 + tag.len() as u8];
+    child.extend_from_slice(tag.as_bytes());
+    let child_cid = dag_cbor_blake2b_cid(&child);
+    let link = child_cid.to_bytes();
+    let mut parent = vec![0x81, 0xd8, 0x2a, 0x58, (link.len() + 1) as u8, 0x00];
+    parent.extend_from_slice(&link);
+    ((dag_cbor_blake2b_cid(&parent), parent), (child_cid, child))
+}
+
+#[wasm_bindgen_test]
+async fn pins_keep_a_dag_hot_across_compactions_and_reopen() {
+    let name = unique("api-pins");
+    let store = open(&name, small_config("discard")).await.expect("open");
+    call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
+    let (pinned, pinned_child) = pair("pinned");
+    let (loose, loose_child) = pair("loose");
+    for (c, b) in [&pinned, &pinned_child, &loose, &loose_child] {
+        call(store.put(c.to_string(), b.clone())).await.expect("put");
+    }
+    // The root goes in the store's pins; the child is kept because the root links it.
+    call(store.protect(Array::of1(&pinned.0.to_string().into()))).await.expect("protect");
+    let listed = call(store.protected()).await.unwrap();
+    assert_eq!(Array::from(&listed).to_vec(), vec![JsValue::from_str(&pinned.0.to_string())]);
+    let bad = call(store.protect(Array::of1(&"not a cid".into()))).await.expect_err("a bad CID");
+    assert!(bad.is_instance_of::<js_sys::TypeError>(), "{bad:?}");
+
+    call(store.compact(None)).await.expect("compact");
+    let has = async |s: &JsSplitStore, c: &Cid| call(s.has(c.to_string())).await.unwrap() == JsValue::TRUE;
+    assert!(has(&store, &pinned.0).await && has(&store, &pinned_child.0).await, "the pinned DAG stays");
+    assert!(!has(&store, &loose.0).await && !has(&store, &loose_child.0).await, "discard mode drops the rest");
+    call(store.close()).await.unwrap();
+
+    // The pin is durable: a reopened store still has it and honours it.
+    let store = open(&name, small_config("discard")).await.expect("reopen");
+    let listed = call(store.protected()).await.unwrap();
+    assert_eq!(Array::from(&listed).length(), 1);
+    call(store.compact(None)).await.expect("compact again");
+    assert!(has(&store, &pinned_child.0).await);
+    call(store.unprotect(Array::of1(&pinned.0.to_string().into()))).await.expect("unprotect");
+    assert_eq!(Array::from(&call(store.protected()).await.unwrap()).length(), 0);
+    call(store.compact(None)).await.expect("compact unpinned");
+    assert!(!has(&store, &pinned.0).await && !has(&store, &pinned_child.0).await, "unpinned, it goes");
     call(store.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
 }

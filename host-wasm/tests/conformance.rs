@@ -11,7 +11,7 @@ use splitstore_conformance::{
     blockstore_contract::blockstore_contract,
     crash::crash_matrix_on,
     interleave::{one_seed_on, SeedStats},
-    kv_contract,
+    kv_contract, pins,
     realdata::import_and_compact,
     scenarios,
 };
@@ -25,6 +25,14 @@ wasm_bindgen_test_configure!(run_in_browser);
 #[wasm_bindgen_test]
 async fn the_blockstore_crate_contract_holds_on_indexeddb() {
     blockstore_contract(&|| LazyIdb::fresh("bs")).await;
+    support::cleanup().await;
+}
+
+#[wasm_bindgen_test]
+async fn pins_keep_their_dags_on_indexeddb() {
+    // Shared handles: the scenario reopens the store over the same databases.
+    #[allow(clippy::arc_with_non_send_sync)]
+    pins::pins_keep_their_dags(&|| std::sync::Arc::new(LazyIdb::fresh("pins"))).await;
     support::cleanup().await;
 }
 

@@ -35,7 +35,7 @@ struct Seen {
 async fn seen(store: &JsSplitStore) -> Seen {
     let info = call(store.info()).await.expect("info answers after any import");
     let head = js_sys::JSON::stringify(&get(&info, "head")).map(String::from).unwrap_or_default();
-    Seen { head, objects: get(&get(&info, "hot"), "objects").as_f64() }
+    Seen { head, objects: get(&get(&info, "hot"), "keys").as_f64() }
 }
 
 /// Imports `bytes`; returns true when the file was accepted.

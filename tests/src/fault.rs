@@ -8,7 +8,7 @@ use std::sync::{
 };
 
 use splitstore_core::{
-    kv::{Capabilities, Kv, Space, SpaceStats, WriteBatch},
+    kv::{Capabilities, Kv, Space, SpaceEstimate, SpaceStats, WriteBatch},
     KvError,
 };
 
@@ -111,6 +111,10 @@ impl<K: Kv> Kv for FaultKv<K> {
     async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
         self.fuse.tick()?;
         self.inner.stats(space).await
+    }
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        self.fuse.tick()?;
+        self.inner.estimate(space).await
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()

@@ -10,6 +10,7 @@ pub mod interleave;
 pub mod kv_contract;
 pub mod liveness;
 pub mod oracle;
+pub mod pins;
 pub mod realdata;
 pub mod scenarios;
 #[cfg(not(target_arch = "wasm32"))]

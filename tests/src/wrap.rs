@@ -2,7 +2,7 @@
 //! executor to switch, and one that logs the blocks a store deletes.
 
 use splitstore_core::{
-    kv::{Capabilities, Kv, Op, Space, SpaceStats, WriteBatch},
+    kv::{Capabilities, Kv, Op, Space, SpaceEstimate, SpaceStats, WriteBatch},
     mem::YieldOnce,
     KvError,
 };
@@ -67,6 +67,9 @@ impl<K: Kv> Kv for SteppedWritesKv<K> {
     async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
         self.0.stats(space).await
     }
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        self.0.estimate(space).await
+    }
     fn capabilities(&self) -> Capabilities {
         self.0.capabilities()
     }
@@ -109,6 +112,9 @@ impl<K: Kv> Kv for YieldKv<K> {
     }
     async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
         self.0.stats(space).await
+    }
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        self.0.estimate(space).await
     }
     fn capabilities(&self) -> Capabilities {
         self.0.capabilities()
@@ -174,6 +180,9 @@ impl<K: Kv> Kv for DeletesKv<K> {
     }
     async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
         self.inner.stats(space).await
+    }
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        self.inner.estimate(space).await
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()

@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use splitstore_conformance::{
-    blockstore_contract, crash, executor::block_on, interleave, realdata, scenarios, testdata::testdata_path,
+    blockstore_contract, crash, executor::block_on, interleave, pins, realdata, scenarios, testdata::testdata_path,
 };
 use splitstore_core::Mode;
 use splitstore_native::{FjallKv, KvOptions};
@@ -38,6 +38,12 @@ fn every_mode_matches_the_oracle_on_disk() {
     block_on(scenarios::all_modes(&|| disks.make()));
     block_on(scenarios::protectors_keep_their_dags(&|| disks.make()));
     block_on(scenarios::fingerprint_and_exact_agree(&|| disks.make()));
+}
+
+#[test]
+fn pins_keep_their_dags_on_disk() {
+    let disks = Disks::new();
+    block_on(pins::pins_keep_their_dags(&|| disks.make()));
 }
 
 #[test]

@@ -84,7 +84,7 @@ function refresh() {
       if (!store) break;
       let i;
       try {
-        i = model.info(await store.info());
+        i = model.info(await store.info(), await store.count());
       } catch (e) {
         if (state.store === store) showMessage({ kind: 'error', ...describeError('Reading the store', e) });
         break;

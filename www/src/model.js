@@ -43,10 +43,13 @@ export function recovery(r) {
   };
 }
 
-/** The store's state as the page shows it. */
-export function info(i) {
-  const hot = space(i.hot);
-  const cold = space(i.cold);
+/**
+ * The store's state as the page shows it: `info()` (constant time) with the exact sizes of
+ * `count()` when given (the package's `info` holds only the backends' estimates).
+ */
+export function info(i, counts) {
+  const hot = space(counts?.hot ?? i.hot);
+  const cold = space(counts?.cold ?? i.cold);
   return {
     head: Array.isArray(i.head) ? i.head.map(String) : [],
     headEpoch: num(i.headEpoch),

@@ -124,15 +124,16 @@ export async function shownStats(page) {
 export async function storeInfo(page) {
   return page.evaluate(async () => {
     const i = await window.splitstore.store.info();
+    const c = await window.splitstore.store.count();
     const n = (x) => (x == null ? null : Number(x));
     return {
       headEpoch: n(i.headEpoch),
       baseEpoch: n(i.baseEpoch),
       compactions: n(i.compactions),
-      hotObjects: n(i.hot.objects),
-      hotBytes: n(i.hot.bytes),
-      coldObjects: n(i.cold.objects),
-      coldBytes: n(i.cold.bytes),
+      hotObjects: n(c.hot.keys),
+      hotBytes: n(c.hot.bytes),
+      coldObjects: n(c.cold.keys),
+      coldBytes: n(c.cold.bytes),
       compacting: Boolean(i.compacting),
       pendingRecovery: Boolean(i.pendingRecovery),
       recovered: Boolean(i.recoveredOnOpen || i.recovery?.finishedPurge),

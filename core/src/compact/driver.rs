@@ -6,9 +6,11 @@ use super::{error_text, CompactionReport, Phase, Plan, Progress, ProgressSink, R
 use crate::{
     clock::Clock,
     error::Error,
-    kv::Kv,
+    kv::{Kv, Space, WriteBatch},
     live::Live,
     markset::Marks,
+    meta,
+    metrics::Counters,
     store::{
         state::{SharedRef, Txn},
         SplitStore,
@@ -103,15 +105,21 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     ) -> Result<CompactionReport, Error> {
         let guard = RunGuard { shared: pending.shared.take().ok_or(Error::AlreadyCompacting)? };
         let plan = pending.plan.clone();
-        let result = self.run_phases(&plan, progress).await;
+        Counters::add(&self.counters.compactions_started, 1);
+        let progress = Tracked { inner: progress, shared: &self.shared };
+        let result = self.run_phases(&plan, &progress).await;
         {
             let mut s = self.shared.lock();
             match &result {
                 Ok(r) => {
                     s.last_error = None;
                     s.last_report = Some(r.clone());
+                    self.counters.compaction_finished(r);
                 }
-                Err(e) => s.last_error = Some(error_text(e)),
+                Err(e) => {
+                    s.last_error = Some(error_text(e));
+                    Counters::add(&self.counters.compactions_failed, 1);
+                }
             }
         }
         drop(guard);
@@ -216,14 +224,24 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         self.hot.reclaim().await.map_err(|e| self.hot_err(e))?;
         lap(&mut report, Phase::Reclaim, &self.clock);
         report.total_ms = self.clock.now_millis().saturating_sub(start);
+        // For later processes' `info`; a failed write fails the run, as any backend error
+        // does (the compaction itself is finished and stays so).
+        if let Ok(bytes) = serde_ipld_dagcbor::to_vec(&report) {
+            let mut batch = WriteBatch::new();
+            batch.put(Space::Meta, meta::LAST_REPORT, bytes);
+            self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+        }
         Ok(report)
     }
 
+    /// The protectors' CIDs and the pins ([`SplitStore::protect`]) become transactional
+    /// references: their DAGs are marked before collect, so never dead-listed.
     fn apply_protectors(&self) {
         let cids: Vec<cid::Cid> = self.protectors.lock().iter().flat_map(|p| p.protected()).collect();
         let mut s = self.shared.lock();
+        let pins: Vec<cid::Cid> = s.pins.iter().copied().collect();
         if let Some(t) = s.txn.as_mut() {
-            t.refs.extend(cids.into_iter().filter(|c| !crate::key::is_unitary(c)));
+            t.refs.extend(cids.into_iter().chain(pins).filter(|c| !crate::key::is_unitary(c)));
         }
     }
 
@@ -248,5 +266,18 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
         self.clock.yield_now().await;
         Ok(())
+    }
+}
+
+/// Forwards progress events and keeps the latest in the shared state, for `info`.
+struct Tracked<'a> {
+    inner: &'a dyn ProgressSink,
+    shared: &'a SharedRef,
+}
+
+impl ProgressSink for Tracked<'_> {
+    fn report(&self, p: &Progress) {
+        self.shared.lock().progress = Some(*p);
+        self.inner.report(p);
     }
 }

@@ -20,12 +20,15 @@ mod relocate;
 
 use alloc::{string::String, vec::Vec};
 
+use serde::{Deserialize, Serialize};
+
 use crate::{config::Boundaries, meta::Head, send::MaybeSendSync, store::state::SharedRef};
 
 pub use self::driver::PendingCompaction;
 
-/// A compaction phase, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A compaction phase, in order. Serialised as its lower-case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Protectors' CIDs become transactional references.
     Protect,
@@ -62,7 +65,8 @@ impl Phase {
 }
 
 /// A progress event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Progress {
     /// Current phase.
     pub phase: Phase,
@@ -93,7 +97,9 @@ impl ProgressSink for NoProgress {
 }
 
 /// What a compaction did.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CompactionReport {
     /// Height of the head it walked from.
     pub head_epoch: i64,
@@ -123,7 +129,8 @@ pub struct CompactionReport {
     pub markset_bytes: u64,
     /// `markset_bytes / marked`.
     pub markset_bytes_per_object: f64,
-    /// Milliseconds per phase, in order.
+    /// Milliseconds per phase, in order (serialised as `[{"phase", "ms"}]`).
+    #[serde(with = "phase_times")]
     pub phases: Vec<(Phase, u64)>,
     /// Milliseconds from start to end.
     pub total_ms: u64,
@@ -132,7 +139,9 @@ pub struct CompactionReport {
 }
 
 /// What recovery at open did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// An interrupted purge was finished.
     pub finished_purge: bool,
@@ -166,6 +175,7 @@ impl Drop for RunGuard {
         let mut s = self.shared.lock();
         s.compacting = false;
         s.out_of_sync = false;
+        s.progress = None;
         if !s.purge_pending {
             s.txn = None;
         }
@@ -174,4 +184,34 @@ impl Drop for RunGuard {
 
 pub(crate) fn error_text(e: &crate::Error) -> String {
     alloc::format!("{e}")
+}
+
+impl Progress {
+    /// An event: `done` of `total` objects in `phase`.
+    pub fn new(phase: Phase, done: u64, total: Option<u64>) -> Self {
+        Progress { phase, done, total }
+    }
+}
+
+/// `(phase, ms)` pairs as `{"phase": "mark", "ms": 12}` objects.
+mod phase_times {
+    use alloc::vec::Vec;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Phase;
+
+    #[derive(Serialize, Deserialize)]
+    struct PhaseTime {
+        phase: Phase,
+        ms: u64,
+    }
+
+    pub fn serialize<S: Serializer>(v: &[(Phase, u64)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|&(phase, ms)| PhaseTime { phase, ms }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Phase, u64)>, D::Error> {
+        Ok(Vec::<PhaseTime>::deserialize(d)?.into_iter().map(|t| (t.phase, t.ms)).collect())
+    }
 }

@@ -32,6 +32,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             rec.discarded_entries = self.discard_lists().await?;
         }
         rec.ms = self.clock.now_millis().saturating_sub(start);
+        self.counters.recovered(&rec);
         if rec.finished_purge || rec.discarded_entries > 0 {
             self.shared.lock().recovery = Some(rec);
         }

@@ -30,19 +30,24 @@ pub use self::head_policy::{HeadPolicy, HeadSkip};
 const IMPORT_BATCH: usize = 1024;
 
 /// What an import did.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ImportReport {
     /// Blocks read from the file (identity blocks included).
     pub blocks: u64,
     /// Block bytes read.
     pub bytes: u64,
     /// The header's roots.
+    #[serde(with = "crate::cid_serde")]
     pub roots: Vec<Cid>,
     /// The roots became the head.
     pub head_applied: bool,
     /// Why the roots did not become the head, when they did not.
+    #[serde(serialize_with = "display")]
     pub head_skipped: Option<HeadSkip>,
     /// The compaction the new head decided, for the caller to run.
+    #[serde(skip)]
     pub compaction: Option<PendingCompaction>,
 }
 
@@ -195,5 +200,13 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             Err(skip) => report.head_skipped = Some(skip),
         }
         Ok(())
+    }
+}
+
+/// A value as its `Display` text.
+fn display<T: core::fmt::Display, S: serde::Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
     }
 }

@@ -12,6 +12,7 @@ use crate::{
     kv::{Kv, Space, WriteBatch},
     live::LiveRef,
     meta,
+    metrics::Hit,
     store::state::SharedRef,
     walk::WalkOpts,
 };
@@ -27,10 +28,18 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             None => meta::StoreState::default(),
         };
         let deleted = self.load_deleted().await?;
+        let pins = self.load_pins().await?;
+        // Informational: an unreadable report is as good as none.
+        let last_report = match self.hot.get(Space::Meta, meta::LAST_REPORT).await.map_err(|e| self.hot_err(e))? {
+            Some(b) => serde_ipld_dagcbor::from_slice(&b).ok(),
+            None => None,
+        };
         let mut s = self.shared.lock();
+        s.last_report = last_report;
         s.head = head;
         s.state = state;
         s.deleted = deleted;
+        s.pins = pins;
         Ok(())
     }
 
@@ -59,14 +68,21 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let key = BlockKey::of(cid);
         let _shared = self.txn_lock.read().await;
         let mut found = None;
+        let mut hit = Hit::Miss;
         if self.hot_visible(&key) {
             found = self.hot.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.hot_err(e))?;
+            hit = Hit::Hot;
         }
         if found.is_none() && self.cold_visible(&key) {
             found = self.cold.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))?;
+            hit = Hit::Cold;
         }
-        if found.is_some() {
-            self.track(core::slice::from_ref(cid));
+        match &found {
+            Some(b) => {
+                self.counters.lookup(hit, b.len());
+                self.track(core::slice::from_ref(cid));
+            }
+            None => self.counters.lookup(Hit::Miss, 0),
         }
         Ok(found)
     }
@@ -95,14 +111,20 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let key = BlockKey::of(cid);
         let _shared = self.txn_lock.read().await;
         let mut found = false;
+        let mut hit = Hit::Miss;
         if self.hot_visible(&key) {
             found = self.hot.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.hot_err(e))?;
+            hit = Hit::Hot;
         }
         if !found && self.cold_visible(&key) {
             found = self.cold.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))?;
+            hit = Hit::Cold;
         }
         if found {
+            self.counters.lookup(hit, 0);
             self.track(core::slice::from_ref(cid));
+        } else {
+            self.counters.lookup(Hit::Miss, 0);
         }
         Ok(found)
     }
@@ -119,7 +141,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// blocks' DAGs and deletes their dead-list entries **in the same atomic batch as the
     /// blocks**, so a block is never durable without its children being protected from the
     /// purge. Dropping the future, or a failed write, leaves marks that are not settled; the
-    /// next writer or the purge settles them ([`crate::live`]).
+    /// next writer or the purge settles them (see `docs/design.md`, I9).
     pub async fn put_many(&self, blocks: Vec<(Cid, Vec<u8>)>) -> Result<(), Error> {
         self.usable()?;
         let blocks: Vec<(Cid, Vec<u8>)> = blocks.into_iter().filter(|(c, _)| !is_identity(c)).collect();
@@ -164,10 +186,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         for k in &undeleted {
             batch.delete(Space::Meta, meta::deleted_key(k));
         }
+        let (count, bytes_total) = (blocks.len(), blocks.iter().map(|(_, b)| b.len() as u64).sum());
         for (key, (_, bytes)) in keys.into_iter().zip(blocks) {
             batch.put(Space::Blocks, key, bytes);
         }
         self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+        self.counters.written(count, bytes_total);
         if let Some(u) = unknown {
             u.returned();
         }

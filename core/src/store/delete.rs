@@ -63,6 +63,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             // the record and hot deletion before it.
             batch.strict();
             self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+            crate::metrics::Counters::add(&self.counters.blocks_deleted, keys.len() as u64);
             let mut s = self.shared.lock();
             s.deleted.extend(keys);
             // A reference to a deleted block is no longer a reason to wait for it.
@@ -115,8 +116,14 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// The block keys of every deletion record, read at open.
     pub(crate) async fn load_deleted(&self) -> Result<KeySet, Error> {
-        let mut out = KeySet::default();
-        let mut after = meta::DELETED_PREFIX.to_vec();
+        let keys = self.meta_keys(meta::DELETED_PREFIX).await?;
+        Ok(keys.iter().filter_map(|k| k.strip_prefix(meta::DELETED_PREFIX)).map(<[u8]>::to_vec).collect())
+    }
+
+    /// Every metadata key that starts with `prefix`, in order.
+    pub(crate) async fn meta_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+        let mut out = Vec::new();
+        let mut after = prefix.to_vec();
         loop {
             let page = self
                 .hot
@@ -125,9 +132,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 .map_err(|e| self.hot_err(e))?;
             let done = page.len() < self.config.batch_size;
             for k in page {
-                let Some(block_key) = k.strip_prefix(meta::DELETED_PREFIX) else { return Ok(out) };
-                out.insert(block_key.to_vec());
-                after = k;
+                if !k.starts_with(prefix) {
+                    return Ok(out);
+                }
+                after.clone_from(&k);
+                out.push(k);
             }
             if done {
                 return Ok(out);

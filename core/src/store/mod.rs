@@ -6,6 +6,7 @@
 mod api;
 mod delete;
 mod head;
+mod pins;
 mod report;
 pub(crate) mod state;
 
@@ -16,7 +17,7 @@ use cid::Cid;
 use spin::Mutex;
 
 pub use self::head::HeadOutcome;
-pub use self::report::{CheckReport, Info};
+pub use self::report::{CheckReport, Counts, Info};
 use self::state::{Shared, SharedRef};
 use crate::{
     clock::Clock,
@@ -24,6 +25,7 @@ use crate::{
     error::{Error, KvError},
     kv::Kv,
     markset::MarkSetKind,
+    metrics::Counters,
     send::MaybeSendSync,
 };
 
@@ -56,7 +58,12 @@ pub struct SplitStore<K: Kv, C: Clock> {
     /// head record and the head in memory always name the same tipset; an import holds it
     /// from its head-policy verdict to the change.
     pub(crate) head_lock: AsyncMutex<()>,
+    /// Held through each `protect` / `unprotect`, so pin records and the pins in memory change
+    /// in the same order.
+    pub(crate) pin_lock: AsyncMutex<()>,
     pub(crate) protectors: Mutex<Vec<Box<dyn Protector>>>,
+    /// Running counters ([`crate::metrics`]).
+    pub(crate) counters: Counters,
 }
 
 impl<K: Kv, C: Clock> core::fmt::Debug for SplitStore<K, C> {
@@ -93,7 +100,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             shared: Arc::new(Mutex::new(Shared::default())),
             txn_lock: RwLock::new(()),
             head_lock: AsyncMutex::new(()),
+            pin_lock: AsyncMutex::new(()),
             protectors: Mutex::new(Vec::new()),
+            counters: Counters::default(),
         };
         store.load_meta().await?;
         store.recover().await?;

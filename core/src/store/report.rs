@@ -3,24 +3,29 @@
 use alloc::{string::String, sync::Arc, vec::Vec};
 
 use cid::Cid;
+use serde::{Deserialize, Serialize};
 use spin::Mutex;
 
 use super::SplitStore;
 use crate::{
     clock::Clock,
-    compact::{CompactionReport, RecoveryReport},
+    compact::{CompactionReport, Progress, RecoveryReport},
     error::Error,
     header,
     key::{is_unitary, may_have_links, BlockKey},
-    kv::{Kv, Space, SpaceStats},
+    kv::{Kv, Space, SpaceEstimate, SpaceStats},
     markset::{AnyMarks, MarkSetKind, Marks},
+    metrics::Metrics,
     walk::WALK_BATCH,
 };
 
-/// A snapshot of the store's state.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A snapshot of the store's state, taken in time independent of the store's size.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Info {
     /// Head tipset.
+    #[serde(with = "crate::cid_serde::option")]
     pub head: Option<Vec<Cid>>,
     /// Head height.
     pub head_epoch: Option<i64>,
@@ -28,12 +33,15 @@ pub struct Info {
     pub base_epoch: i64,
     /// Completed compactions.
     pub compactions: u64,
-    /// Hot store blocks.
-    pub hot: SpaceStats,
-    /// Cold store blocks.
-    pub cold: SpaceStats,
+    /// Hot store blocks, as the backend estimates them without a scan (see
+    /// [`SplitStore::count`] for exact figures); `None` when it keeps no estimate.
+    pub hot: Option<SpaceEstimate>,
+    /// Cold store blocks, estimated likewise.
+    pub cold: Option<SpaceEstimate>,
     /// A compaction is running.
     pub compacting: bool,
+    /// The running compaction's latest progress event.
+    pub progress: Option<Progress>,
     /// An interrupted purge is waiting to be finished.
     pub pending_recovery: bool,
     /// What recovery did when the store was opened, if anything.
@@ -42,11 +50,25 @@ pub struct Info {
     pub last_compaction: Option<CompactionReport>,
     /// The last compaction's error, if it failed.
     pub last_error: Option<String>,
+    /// Running counters since the store was opened.
+    pub metrics: Metrics,
+}
+
+/// Exact block counts and value bytes of both stores, from a scan of each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Counts {
+    /// The hot store's blocks.
+    pub hot: SpaceStats,
+    /// The cold store's blocks.
+    pub cold: SpaceStats,
 }
 
 /// What `check` found walking the live set from the head (headers, tipset-key objects that
 /// are stored, and state, messages and receipts inside the current boundaries).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CheckReport {
     /// Live objects found in the hot store.
     pub hot: u64,
@@ -55,15 +77,18 @@ pub struct CheckReport {
     /// Live DAG-CBOR objects in neither store.
     pub missing: u64,
     /// The first missing CIDs.
+    #[serde(with = "crate::cid_serde")]
     pub missing_cids: Vec<Cid>,
 }
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
-    /// The store's state and sizes.
+    /// The store's state, estimated sizes and counters, in time independent of its size
+    /// (the backends' own estimates and the store's running counters; nothing is scanned).
     pub async fn info(&self) -> Result<Info, Error> {
         self.usable()?;
-        let hot = self.hot.stats(Space::Blocks).await.map_err(|e| self.hot_err(e))?;
-        let cold = self.cold.stats(Space::Blocks).await.map_err(|e| self.cold_err(e))?;
+        let hot = self.hot.estimate(Space::Blocks).await.map_err(|e| self.hot_err(e))?;
+        let cold = self.cold.estimate(Space::Blocks).await.map_err(|e| self.cold_err(e))?;
+        let metrics = self.counters.snapshot();
         let s = self.shared.lock();
         Ok(Info {
             head: s.head.as_ref().map(|h| h.tipset.clone()),
@@ -73,11 +98,22 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             hot,
             cold,
             compacting: s.compacting,
+            progress: s.progress,
             pending_recovery: s.purge_pending,
             recovery: s.recovery.clone(),
             last_compaction: s.last_report.clone(),
             last_error: s.last_error.clone(),
+            metrics,
         })
+    }
+
+    /// Exact block counts and bytes of both stores: scans every value of each, so it takes
+    /// time in proportion to the store (use [`SplitStore::info`] for a constant-time view).
+    pub async fn count(&self) -> Result<Counts, Error> {
+        self.usable()?;
+        let hot = self.hot.stats(Space::Blocks).await.map_err(|e| self.hot_err(e))?;
+        let cold = self.cold.stats(Space::Blocks).await.map_err(|e| self.cold_err(e))?;
+        Ok(Counts { hot, cold })
     }
 
     /// Walks the live set from the head (headers to genesis; state, messages and receipts

@@ -3,7 +3,7 @@
 //! Held behind a spin lock that is never held across an `.await`: every critical region here
 //! is a few field reads or writes.
 
-use alloc::{string::String, sync::Arc, vec::Vec};
+use alloc::{collections::BTreeSet, string::String, sync::Arc, vec::Vec};
 use core::hash::BuildHasherDefault;
 
 use cid::Cid;
@@ -12,7 +12,7 @@ use siphasher::sip::SipHasher13;
 use spin::Mutex;
 
 use crate::{
-    compact::{CompactionReport, RecoveryReport},
+    compact::{CompactionReport, Progress, RecoveryReport},
     live::LiveRef,
     meta::{Head, PurgeRecord, StoreState},
 };
@@ -74,6 +74,13 @@ pub(crate) struct Shared {
     /// Keys of blocks deleted through the API whose deletion records are not yet applied to
     /// the cold store: reads never answer them from cold ([`crate::store`]'s `delete`).
     pub deleted: KeySet,
+    /// CIDs protected from compaction through the API ([`crate::SplitStore::protect`]), loaded
+    /// from their records at open. A superset of the durable records: a pin is added before its
+    /// record's write is issued and removed only once the removal's write returned, so a call
+    /// that fails or is dropped leaves the CID pinned (the safe side) until the store reopens.
+    pub pins: BTreeSet<Cid>,
+    /// The running compaction's latest progress event.
+    pub progress: Option<Progress>,
     pub last_error: Option<String>,
     pub last_report: Option<CompactionReport>,
     pub recovery: Option<RecoveryReport>,

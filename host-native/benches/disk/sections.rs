@@ -357,3 +357,43 @@ pub fn section_recovery(fx: &Fixture, summary: &mut Vec<String>) -> BenchResult<
     ));
     Ok(())
 }
+
+/// `info` against `count` (the full scan `info` used to be) on the fixture's store.
+pub fn section_info(fx: &Fixture, summary: &mut Vec<String>) -> BenchResult<()> {
+    use futures::executor::block_on;
+    use std::time::Instant;
+
+    println!("\n== 5. info: constant-time info vs a scan of every value ==");
+    let dir = fx.copy("info")?;
+    let open = splitstore_native::ops::OpenStore::open(&dir)?;
+    let mut info_us = Vec::new();
+    for _ in 0..1000 {
+        let t = Instant::now();
+        let i = block_on(open.store.info())?;
+        info_us.push(t.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(i);
+    }
+    let mut count_s = Vec::new();
+    let mut counted = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let c = block_on(open.store.count())?;
+        count_s.push(t.elapsed().as_secs_f64());
+        counted = c.hot.keys + c.cold.keys;
+    }
+    let estimate = block_on(open.store.info())?.hot.map_or(0, |e| e.keys);
+    open.close()?;
+    drop(open);
+    fx.remove(&dir)?;
+    let (i, c) = (median(&info_us), median(&count_s));
+    println!(
+        "info: median {i:.1} µs over 1000 calls (hot estimate {estimate} objects); count: median {c:.2} s over 3 \
+         ({counted} objects); count / info = {:.0}",
+        c * 1e6 / i
+    );
+    summary.push(format!(
+        "| info (counters + fjall estimates) | {i:.1} µs | count (scan of {counted} objects) | {c:.2} s | {:.0}× |",
+        c * 1e6 / i
+    ));
+    Ok(())
+}

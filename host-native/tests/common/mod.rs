@@ -46,7 +46,7 @@ pub fn ok(repo: &Path, args: &[&str]) -> String {
 
 /// `info --json`, parsed.
 pub fn info(repo: &Path) -> serde_json::Value {
-    serde_json::from_str(&ok(repo, &["info", "--json"])).expect("info json")
+    serde_json::from_str(&ok(repo, &["info", "--json", "--count"])).expect("info json")
 }
 
 fn varint(b: &[u8], pos: &mut usize) -> u64 {

@@ -41,7 +41,7 @@ use futures::future::{select, Either};
 use idb::{Factory, KeyRange, Query};
 use js_sys::Array;
 use splitstore_core::{
-    kv::{Capabilities, Op},
+    kv::{Capabilities, Op, SpaceEstimate},
     Kv, KvError, Space, WriteBatch,
 };
 use wasm_bindgen::{prelude::Closure, JsCast, JsValue};
@@ -465,6 +465,16 @@ impl Kv for IdbKv {
             return Err(idb_error("flush", e));
         }
         done.wait().await
+    }
+
+    /// IndexedDB's own count of the object store (no value crosses into the page); the
+    /// bytes are unknown (`navigator.storage.estimate()` covers the whole origin).
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        let tx = self.transaction(&[space.name()], None, "estimate")?;
+        let store = Self::store_of(&tx, space, "estimate")?;
+        let req = store.count(None).map_err(|e| idb_error("estimate", e))?;
+        let n = Request::watch(req.into(), "estimate").result().await?;
+        Ok(Some(SpaceEstimate { keys: n.as_f64().unwrap_or(0.0) as u64, bytes: None }))
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use async_lock::OnceCell;
 use js_sys::Promise;
 use splitstore_core::{
-    kv::{Capabilities, SpaceStats},
+    kv::{Capabilities, SpaceEstimate, SpaceStats},
     Kv, KvError, Space, WriteBatch,
 };
 use splitstore_wasm::{js, IdbKv, LockPolicy};
@@ -87,6 +87,9 @@ impl Kv for LazyIdb {
     }
     async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
         self.kv().await?.stats(space).await
+    }
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        self.kv().await?.estimate(space).await
     }
     fn capabilities(&self) -> Capabilities {
         match self.kv.get() {
