@@ -117,7 +117,7 @@ try {
   await store.close();
   await SplitStore.destroy(name);
   const same = back && new TextDecoder().decode(back) === "splitstore";
-  out.textContent = (same && info.hot.objects === 1 && inUse === "InUse" ? "SMOKE OK" : "SMOKE FAIL")
+  out.textContent = (same && info.hot.keys === 1 && inUse === "InUse" ? "SMOKE OK" : "SMOKE FAIL")
     + " " + JSON.stringify({ same, hot: info.hot, inUse });
 } catch (e) {
   out.textContent = "SMOKE FAIL " + e + " " + (e.cause || "");
