@@ -65,6 +65,29 @@ pub fn finish_beside<A: Future + ?Sized, B: Future + ?Sized>(
     panic!("not complete after {max_polls} polls")
 }
 
+/// Polls `op` to completion while the compaction `run` waits at its current await, or beside
+/// it when `op` needs the compaction to move on (a purge batch holds the lock); sets `done`
+/// once `run` completes (and requires it to succeed). Each side gets at most `max_polls`.
+pub fn beside<O, R>(op: Pin<&mut O>, run: Pin<&mut R>, done: &mut bool, max_polls: usize) -> O::Output
+where
+    O: Future + ?Sized,
+    R: Future<Output = Result<splitstore_core::CompactionReport, splitstore_core::Error>> + ?Sized,
+{
+    if *done {
+        return finish(op, max_polls);
+    }
+    let mut op = op;
+    if let Some(out) = poll_times(op.as_mut(), 1000) {
+        return out;
+    }
+    let (out, report) = finish_beside(op, run, max_polls);
+    if let Some(report) = report {
+        report.expect("compaction");
+        *done = true;
+    }
+    out
+}
+
 /// A progress sink that remembers which phases were reported.
 #[derive(Debug, Default)]
 pub struct PhaseLog(Mutex<Vec<Phase>>);

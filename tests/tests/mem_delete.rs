@@ -18,7 +18,7 @@ use std::{
 
 use splitstore_conformance::{
     chain::{hot_holes, node, small_chain, small_config, universe_of},
-    drive::{finish, finish_beside, poll_times, PhaseLog},
+    drive::{self, finish, finish_beside, poll_times, PhaseLog},
     executor::block_on,
     oracle::{header, key_of, Universe},
     wrap::{SteppedWritesKv, WriteSteps, YieldKv},
@@ -98,28 +98,12 @@ fn live_without<K: Kv>(
     (live.present, live.missing)
 }
 
-/// Polls `op` to completion while the compaction `run` waits, or beside it when `op` needs it
-/// to move on; records in `done` when `run` completes.
 fn beside<O, R>(op: Pin<&mut O>, run: Pin<&mut R>, done: &mut bool) -> O::Output
 where
     O: Future + ?Sized,
     R: Future<Output = Result<CompactionReport, Error>> + ?Sized,
 {
-    if *done {
-        return finish(op, MANY);
-    }
-    // Alone while the compaction waits at this await, unless it needs the compaction to move
-    // on (a purge batch holds the lock).
-    let mut op = op;
-    if let Some(out) = poll_times(op.as_mut(), 1000) {
-        return out;
-    }
-    let (out, report) = finish_beside(op, run, MANY);
-    if let Some(report) = report {
-        report.expect("compaction");
-        *done = true;
-    }
-    out
+    drive::beside(op, run, done, MANY)
 }
 
 fn physically_absent(hot: &MemKv, cold: &MemKv, c: &Cid) -> bool {

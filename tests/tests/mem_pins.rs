@@ -21,7 +21,7 @@ use std::{
 
 use splitstore_conformance::{
     chain::{hot_holes, node, small_chain, small_config, universe_of},
-    drive::{finish, finish_beside, poll_times, poll_until, PhaseLog},
+    drive::{self, finish, poll_times, poll_until, PhaseLog},
     executor::block_on,
     oracle::{key_of, Universe},
     pins::{assert_kept, dag, held, pins_keep_their_dags},
@@ -139,26 +139,12 @@ fn assert_consistent<K: Kv>(store: &SplitStore<K, ManualClock>, hot: &MemKv, col
     assert!(holes.is_empty(), "{at}: hot blocks lost children {:02x?}", &holes[..holes.len().min(3)]);
 }
 
-/// Polls `op` to completion while the compaction `run` waits, or beside it when `op` needs it
-/// to move on (a purge batch holds the lock); records in `done` when `run` completes.
 fn beside<O, R>(op: Pin<&mut O>, run: Pin<&mut R>, done: &mut bool) -> O::Output
 where
     O: Future + ?Sized,
     R: Future<Output = Result<CompactionReport, Error>> + ?Sized,
 {
-    if *done {
-        return finish(op, MANY);
-    }
-    let mut op = op;
-    if let Some(out) = poll_times(op.as_mut(), 1000) {
-        return out;
-    }
-    let (out, report) = finish_beside(op, run, MANY);
-    if let Some(report) = report {
-        report.expect("compaction");
-        *done = true;
-    }
-    out
+    drive::beside(op, run, done, MANY)
 }
 
 /// Steps `run` once unless done; records completion.
