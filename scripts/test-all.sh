@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every suite on a fresh machine: installs the toolchain pieces it needs first
 # (scripts/setup.sh), then native tests, the no_std / wasm builds of the core, the browser
-# suites in headless Chromium, the web page's Playwright tests, a short run of every fuzz
-# target, the linters, and a publish dry-run of the two crates.
+# suites in headless Chromium, the packed npm package in a Vite app (Helia, the
+# interface-blockstore contract suite, a Web Worker, a strict tsc check), the web page's
+# Playwright tests, a short run of every fuzz target, the linters, and a publish dry-run of
+# the two crates.
 #
 #   SPLITSTORE_SEEDS        interleaving seeds (default 1000)
 #   SPLITSTORE_KILL_TRIALS  kill -9 trials of the native CLI (default 20)
@@ -28,6 +30,9 @@ cargo run -q -p splitstore-native --example embed_tokio
 
 step "browser tests (IndexedDB backend in headless Chromium) and the npm package"
 bash scripts/test-wasm.sh
+
+step "the packed npm package in a Vite app: interface-blockstore-tests, Helia, a Web Worker, tsc"
+bash scripts/test-npm.sh
 
 step "web page (Playwright on headless Chromium)"
 bash scripts/test-www.sh

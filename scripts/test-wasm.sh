@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Browser host: runs every browser test suite of splitstore-wasm in headless Chromium, builds
-# the npm package with wasm-pack, packs it, and loads the packed module in a plain ESM page.
+# the npm package (scripts/build-npm.sh), and loads the packed module in a plain ESM page.
 #
 #   scripts/test-wasm.sh            tests + package
 #   scripts/test-wasm.sh --bench    also the IndexedDB benchmark (prints its figures)
 #   scripts/test-wasm.sh --no-pack  tests only
 #   scripts/test-wasm.sh --pack-only package build and ESM page only
 #
-# Needs what scripts/setup.sh installs; nothing here downloads anything.
+# Needs what scripts/setup.sh installs; the package build fetches wasm-opt (binaryen) from npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,12 +44,8 @@ fi
 [ "$PACK" = 1 ] || exit 0
 for tool in wasm-pack npm python3; do need "$tool"; done
 
-log "wasm-pack build (no downloads: --mode no-install, wasm-opt off in Cargo.toml)"
-rm -rf host-wasm/pkg
-wasm-pack build host-wasm --target web --mode no-install --out-dir pkg --release
-(cd host-wasm/pkg && npm pack --silent)
+bash scripts/build-npm.sh
 tarball="$(ls host-wasm/pkg/splitstore-wasm-*.tgz)"
-log "packed $tarball"
 
 # A plain ESM page imports the packed module and uses IndexedDB through it.
 work="$(mktemp -d)"
@@ -88,7 +84,7 @@ cleanup() {
 }
 trap cleanup EXIT
 tar -xzf "$tarball" -C "$work"
-for f in splitstore_wasm.js splitstore_wasm_bg.wasm splitstore_wasm.d.ts README.md; do
+for f in splitstore_wasm.js splitstore_wasm_bg.wasm splitstore_wasm.d.ts blockstore.js blockstore.d.ts README.md LICENSE-MIT; do
   [ -f "$work/package/$f" ] || { echo "the tarball lacks $f" >&2; exit 1; }
 done
 # A raw-codec SHA2-256 CIDv1 of the block bytes "splitstore", computed independently here.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the npm package from host-wasm (when its sources are newer than the build), installs
+# Builds the npm package with the synthetic chain generator (host-wasm/pkg-demo, when its
+# sources are newer than the build), installs
 # the page's locked dependencies and runs the page's Playwright tests in headless Chromium.
 #
 #   scripts/test-www.sh            # build if needed, npm ci, test
@@ -17,18 +18,11 @@ for tool in wasm-pack node npm; do
 done
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || { echo "missing Chromium: run scripts/setup.sh" >&2; exit 1; }
 
-pkg=host-wasm/pkg/splitstore_wasm.js
-stale=0
-if [ "${FORCE_BUILD:-0}" = 1 ] || [ ! -f "$pkg" ]; then
-  stale=1
-elif [ -n "$(find host-wasm/src host-wasm/Cargo.toml core/src core/Cargo.toml Cargo.lock -newer "$pkg" -print -quit)" ]; then
-  stale=1
-fi
-if [ "$stale" = 1 ]; then
-  log "building the package (wasm-pack, release)"
-  wasm-pack build host-wasm --target web --mode no-install --out-dir pkg
+# The page generates its chain: it takes the package built with the synthetic chain generator.
+if [ "${FORCE_BUILD:-0}" = 1 ]; then
+  bash scripts/build-npm.sh --demo
 else
-  log "package is up to date: $pkg"
+  bash scripts/build-npm.sh --demo --if-stale
 fi
 
 log "installing the page's dependencies (npm ci)"

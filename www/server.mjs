@@ -1,7 +1,7 @@
 // A static file server for the page, bound to 127.0.0.1 only.
 //
 // Serves this folder (the page and `node_modules/splitstore-wasm`, the package npm links from
-// `../host-wasm/pkg`). Only GET and HEAD; paths outside the folder are refused.
+// `../host-wasm/pkg-demo`, the package built with the synthetic chain generator). Only GET and HEAD; paths outside the folder are refused.
 //
 //   node server.mjs [--port 8080]      (or PORT=8080 node server.mjs; port 0 picks a free one)
 

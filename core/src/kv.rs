@@ -166,6 +166,7 @@ pub struct Capabilities {
 
 /// Count and total value size of one keyspace.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct SpaceStats {
     /// Number of keys.
     pub keys: u64,
@@ -175,6 +176,7 @@ pub struct SpaceStats {
 
 /// A backend's estimate of one keyspace, read without visiting its entries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct SpaceEstimate {
     /// Keys, approximately: a log-structured backend may still count entries overwritten or
     /// deleted since it last compacted its files.

@@ -11,6 +11,7 @@ use crate::compact::{CompactionReport, RecoveryReport};
 
 /// A snapshot of the store's counters since it was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase", default)]
 #[non_exhaustive]
 pub struct Metrics {

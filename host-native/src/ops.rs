@@ -14,10 +14,10 @@ use std::{
 use futures::executor::block_on;
 use indicatif::ProgressBar;
 use splitstore_core::{
-    car::{encode_header_v1, encode_section, CarDecoder, CarError, CarLimits, Step},
+    car::{encode_header_v1, encode_section, export_cid, CarDecoder, CarError, CarLimits, Step},
     import::{HeadPolicy, ImportError, ImportReport, Importer},
     kv::{Kv, Space},
-    BlockKey, Cid, SplitStore,
+    Cid, SplitStore,
 };
 
 use crate::{
@@ -286,8 +286,9 @@ impl<W: Write> Write for CountingWriter<W> {
 /// Writes every block of one store (or both) to a CARv1 file at `out`.
 ///
 /// The store keeps blocks by multihash only, so each section is named by the CIDv1 of its
-/// multihash with the raw codec; the roots are the head tipset's header CIDs, so importing the
-/// file again restores the head. The file appears at `out` only when complete (it is written
+/// multihash with the codec [`export_cid`] infers (DAG-CBOR or raw), as the browser's export
+/// names it; the roots are the head tipset's header CIDs, so importing the file again restores
+/// the head. The file appears at `out` only when complete (it is written
 /// beside it, fsynced, then renamed).
 pub fn export_car(
     store: &NativeStore,
@@ -355,7 +356,7 @@ fn write_export(
                 if skip {
                     continue;
                 }
-                let cid = BlockKey::from_bytes(k).to_raw_cid().ok_or(OpError::CorruptKey { store: name })?;
+                let cid = export_cid(&k, &v).ok_or(OpError::CorruptKey { store: name })?;
                 encode_section(&cid, &v, &mut buf);
                 blocks += 1;
             }

@@ -5,21 +5,22 @@
 //! JS object can be used while earlier calls are still running; `close` stops a running
 //! compaction at its next yield, flushes, and closes both databases.
 
-use std::{cell::RefCell, collections::HashSet, rc::Rc};
+use std::{cell::RefCell, rc::Rc};
 
 use js_sys::{Array, Function, Promise, Uint8Array};
 use splitstore_core::{
-    car::{encode_header_v1, encode_section, CarError},
-    import::{HeadPolicy, ImportError},
-    key::{DAG_CBOR, RAW},
-    links::for_each_link,
-    Cid, Error, Kv, NoProgress, PendingCompaction, Progress, Space, SplitStore,
+    import::{HeadPolicy, ImportReport},
+    Cid, CompactionReport, Error, PendingCompaction, Progress, ProgressSink, SplitStore,
 };
-use wasm_bindgen::{prelude::wasm_bindgen, JsValue};
+use wasm_bindgen::{prelude::wasm_bindgen, JsCast, JsValue};
+
+use futures::StreamExt;
 
 use crate::{
+    car_stream,
     clock::JsClock,
-    convert::{self, parse_cid, store_error, type_error},
+    convert::{self, cid_of, store_error, type_error},
+    events::Events,
     guard::{check_usable, spawn_promise},
     idb_kv::{db_name, IdbKv, Role},
     js::object,
@@ -27,14 +28,15 @@ use crate::{
 
 type Store = SplitStore<IdbKv, JsClock>;
 
-/// Entries per scan page while exporting.
-const EXPORT_PAGE: usize = 2048;
+/// Blocks per `listBlocks` page when the caller names no limit.
+const LIST_PAGE: usize = 256;
 
 /// A Filecoin hot/cold block store with online compaction, kept in IndexedDB.
 #[wasm_bindgen(js_name = SplitStore)]
 pub struct JsSplitStore {
     name: String,
     store: Rc<RefCell<Option<Rc<Store>>>>,
+    events: Events,
 }
 
 impl JsSplitStore {
@@ -52,18 +54,32 @@ impl JsSplitStore {
         let store = self.current();
         spawn_promise(async move { f(store?).await })
     }
+
+    /// [`Self::call`] with the store's events.
+    fn call_with_events<F, Fut>(&self, f: F) -> Promise
+    where
+        F: FnOnce(Rc<Store>, Events) -> Fut + 'static,
+        Fut: std::future::Future<Output = Result<JsValue, JsValue>> + 'static,
+    {
+        let events = self.events.clone();
+        self.call(move |s| f(s, events))
+    }
 }
 
 #[wasm_bindgen(js_class = SplitStore)]
 impl JsSplitStore {
     /// Opens (creating if needed) the store `name`, finishing any compaction an earlier
-    /// session left interrupted before it resolves.
+    /// session left interrupted before it resolves. The store's events go to `events` when
+    /// given (so a `recovery` listener can be attached before the open), else to a new
+    /// target; either way `store.events` is that target.
     #[wasm_bindgen(unchecked_return_type = "Promise<SplitStore>")]
     pub fn open(
         name: String,
         #[wasm_bindgen(unchecked_optional_param_type = "SplitStoreConfig")] config: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "EventTarget")] events: Option<web_sys::EventTarget>,
     ) -> Promise {
         spawn_promise(async move {
+            let events = Events::new(events)?;
             if name.is_empty() {
                 return Err(type_error("the store name must not be empty"));
             }
@@ -78,7 +94,10 @@ impl JsSplitStore {
                     return Err(store_error(&e));
                 }
             };
-            Ok(JsSplitStore { name, store: Rc::new(RefCell::new(Some(Rc::new(store)))) }.into())
+            if let Some(report) = store.info().await.ok().and_then(|i| i.recovery) {
+                events.recovery(&report);
+            }
+            Ok(JsSplitStore { name, store: Rc::new(RefCell::new(Some(Rc::new(store)))), events }.into())
         })
     }
 
@@ -99,11 +118,23 @@ impl JsSplitStore {
         self.name.clone()
     }
 
+    /// The `EventTarget` the store dispatches its events on (`recovery`, `compactionstart`,
+    /// `compactionprogress`, `compactionend`, `compactionerror`; see `SplitStoreEventMap`).
+    #[wasm_bindgen(getter)]
+    pub fn events(&self) -> web_sys::EventTarget {
+        self.events.target().clone()
+    }
+
     /// Stores a block under its CID (hot store). Identity-hash CIDs are never stored.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn put(&self, cid: String, #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: Vec<u8>) -> Promise {
+    pub fn put(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "CidLike")] cid: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: Vec<u8>,
+    ) -> Promise {
+        let cid = cid_of(&cid);
         self.call(move |s| async move {
-            let cid = parse_cid(&cid)?;
+            let cid = cid?;
             s.put(&cid, bytes).await.map_err(|e| store_error(&e))?;
             Ok(JsValue::UNDEFINED)
         })
@@ -111,9 +142,10 @@ impl JsSplitStore {
 
     /// A block's bytes, or `undefined` when neither store has it.
     #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array | undefined>")]
-    pub fn get(&self, cid: String) -> Promise {
+    pub fn get(&self, #[wasm_bindgen(unchecked_param_type = "CidLike")] cid: JsValue) -> Promise {
+        let cid = cid_of(&cid);
         self.call(move |s| async move {
-            let cid = parse_cid(&cid)?;
+            let cid = cid?;
             Ok(match s.get(&cid).await.map_err(|e| store_error(&e))? {
                 Some(b) => Uint8Array::from(&b[..]).into(),
                 None => JsValue::UNDEFINED,
@@ -123,10 +155,72 @@ impl JsSplitStore {
 
     /// True when either store has the block.
     #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
-    pub fn has(&self, cid: String) -> Promise {
+    pub fn has(&self, #[wasm_bindgen(unchecked_param_type = "CidLike")] cid: JsValue) -> Promise {
+        let cid = cid_of(&cid);
+        self.call(move |s| async move { Ok(s.has(&cid?).await.map_err(|e| store_error(&e))?.into()) })
+    }
+
+    /// Stores blocks in one atomic write: all land or none do.
+    #[wasm_bindgen(js_name = putMany, unchecked_return_type = "Promise<void>")]
+    pub fn put_many(&self, #[wasm_bindgen(unchecked_param_type = "BlockInput[]")] blocks: Array) -> Promise {
+        let blocks = block_inputs(&blocks);
         self.call(move |s| async move {
-            let cid = parse_cid(&cid)?;
-            Ok(s.has(&cid).await.map_err(|e| store_error(&e))?.into())
+            s.put_many(blocks?).await.map_err(|e| store_error(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Many blocks' bytes, in the order asked (`undefined` for an absent block), read with
+    /// one IndexedDB transaction per store.
+    #[wasm_bindgen(js_name = getMany, unchecked_return_type = "Promise<(Uint8Array | undefined)[]>")]
+    pub fn get_many(&self, #[wasm_bindgen(unchecked_param_type = "CidLike[]")] cids: Array) -> Promise {
+        let cids = cid_array(&cids, "getMany");
+        self.call(move |s| async move {
+            let found = s.get_many(&cids?).await.map_err(|e| store_error(&e))?;
+            Ok(found
+                .into_iter()
+                .map(|b| b.map_or(JsValue::UNDEFINED, |b| Uint8Array::from(&b[..]).into()))
+                .collect::<Array>()
+                .into())
+        })
+    }
+
+    /// Deletes a block from both stores, safely against a running compaction: no read finds
+    /// it once the promise resolves, and no compaction brings it back. A DAG that links it is
+    /// left incomplete, as in any block store.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn delete(&self, #[wasm_bindgen(unchecked_param_type = "CidLike")] cid: JsValue) -> Promise {
+        let cid = cid_of(&cid);
+        self.call(move |s| async move {
+            s.delete(&cid?).await.map_err(|e| store_error(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Deletes blocks from both stores in one write (see `delete`).
+    #[wasm_bindgen(js_name = deleteMany, unchecked_return_type = "Promise<void>")]
+    pub fn delete_many(&self, #[wasm_bindgen(unchecked_param_type = "CidLike[]")] cids: Array) -> Promise {
+        let cids = cid_array(&cids, "deleteMany");
+        self.call(move |s| async move {
+            s.delete_many(&cids?).await.map_err(|e| store_error(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// A page of the listing of every stored block (hot, then cold; a block in both once),
+    /// starting at `cursor` (the start when absent), at most `limit` blocks (default 256).
+    /// A page may be short while the listing goes on: it ends when `next` is null.
+    #[wasm_bindgen(js_name = listBlocks, unchecked_return_type = "Promise<BlockPage>")]
+    pub fn list_blocks(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ListCursor | null | undefined")] cursor: JsValue,
+        limit: Option<u32>,
+    ) -> Promise {
+        let cursor = convert::parse_list_cursor(&cursor);
+        self.call(move |s| async move {
+            let limit = limit.map_or(LIST_PAGE, |l| l as usize);
+            let page = s.list_blocks(cursor?, limit).await.map_err(|e| store_error(&e))?;
+            Ok(convert::block_page(page).into())
         })
     }
 
@@ -140,23 +234,23 @@ impl JsSplitStore {
         #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: Vec<u8>,
         #[wasm_bindgen(unchecked_param_type = "ImportOptions | undefined")] options: JsValue,
     ) -> Promise {
-        self.call(move |s| async move {
+        self.call_with_events(move |s, events| async move {
             let policy = convert::parse_import_options(&options)?;
-            import_car(s, bytes, policy).await
+            import_car(s, bytes, policy, events).await
         })
     }
 
     /// Applies a new head tipset (its block-header CIDs). A compaction that the trigger rule
     /// decides runs in the background; `info().compacting` tells when it ends.
     #[wasm_bindgen(js_name = headChange, unchecked_return_type = "Promise<void>")]
-    pub fn head_change(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] cids: Array) -> Promise {
-        self.call(move |s| async move {
+    pub fn head_change(&self, #[wasm_bindgen(unchecked_param_type = "CidLike[]")] cids: Array) -> Promise {
+        self.call_with_events(move |s, events| async move {
             let tipset = cid_array(&cids, "headChange")?;
             if tipset.is_empty() {
                 return Err(type_error("a tipset has at least one block"));
             }
             let pending = s.head_change(&[], &[tipset]).await.map_err(|e| store_error(&e))?;
-            spawn_compaction(s, pending);
+            spawn_compaction(s, pending, events);
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -165,7 +259,7 @@ impl JsSplitStore {
     /// promise resolves (durably: a crash afterwards does not undo it). Roots whose blocks are
     /// not stored yet are protected once they arrive.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn protect(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] cids: Array) -> Promise {
+    pub fn protect(&self, #[wasm_bindgen(unchecked_param_type = "CidLike[]")] cids: Array) -> Promise {
         self.call(move |s| async move {
             let cids = cid_array(&cids, "protect")?;
             s.protect(&cids).await.map_err(|e| store_error(&e))?;
@@ -175,7 +269,7 @@ impl JsSplitStore {
 
     /// Unpins roots: a compaction that starts afterwards may drop what nothing else keeps.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn unprotect(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] cids: Array) -> Promise {
+    pub fn unprotect(&self, #[wasm_bindgen(unchecked_param_type = "CidLike[]")] cids: Array) -> Promise {
         self.call(move |s| async move {
             let cids = cid_array(&cids, "unprotect")?;
             s.unprotect(&cids).await.map_err(|e| store_error(&e))?;
@@ -190,23 +284,17 @@ impl JsSplitStore {
     }
 
     /// Runs a compaction now and resolves with its report. `onProgress` receives
-    /// `{ phase, done, total? }` events; an exception it throws is ignored.
+    /// `{ phase, done, total? }` events, as `compactionprogress` listeners do; an exception it
+    /// throws is ignored.
     #[wasm_bindgen(unchecked_return_type = "Promise<CompactionReport>")]
     pub fn compact(
         &self,
         #[wasm_bindgen(js_name = onProgress, unchecked_optional_param_type = "(e: CompactionProgress) => void")]
         on_progress: Option<Function>,
     ) -> Promise {
-        self.call(move |s| async move {
-            let sink = move |p: &Progress| {
-                if let Some(f) = &on_progress {
-                    if let Ok(event) = convert::progress(p) {
-                        let _ = f.call1(&JsValue::UNDEFINED, &event);
-                    }
-                }
-            };
-            let report = s.compact(&sink).await.map_err(|e| store_error(&e))?;
-            convert::report(&report)
+        self.call_with_events(move |s, events| async move {
+            let report = run_with_events(&s, &events, on_progress, Run::Now).await;
+            convert::report(&report.map_err(|e| store_error(&e))?)
         })
     }
 
@@ -240,14 +328,43 @@ impl JsSplitStore {
         #[wasm_bindgen(js_name = store, unchecked_param_type = "ExportSource")] which: String,
     ) -> Promise {
         self.call(move |s| async move {
-            let (hot, cold) = match which.as_str() {
-                "hot" => (true, false),
-                "cold" => (false, true),
-                "all" => (true, true),
-                _ => return Err(type_error("exportCar takes \"hot\", \"cold\" or \"all\"")),
-            };
-            let car = export_car(&s, hot, cold).await?;
+            let source = car_stream::Source::parse(&which)?;
+            let mut car = Vec::new();
+            let mut chunks = std::pin::pin!(car_stream::chunks(s, source));
+            while let Some(chunk) = chunks.next().await {
+                car.extend_from_slice(&chunk?);
+            }
             Ok(Uint8Array::from(&car[..]).into())
+        })
+    }
+
+    /// `exportCar` as a `ReadableStream<Uint8Array>`: the header, then one chunk per page of
+    /// blocks, each read when the consumer pulls, so an export of any size needs memory for
+    /// one page. Errors (a closed store, a bad argument) arrive through the stream.
+    #[wasm_bindgen(js_name = exportCarStream, unchecked_return_type = "ReadableStream<Uint8Array>")]
+    pub fn export_car_stream(
+        &self,
+        #[wasm_bindgen(js_name = store, unchecked_param_type = "ExportSource")] which: String,
+    ) -> Result<web_sys::ReadableStream, JsValue> {
+        let source = car_stream::Source::parse(&which)?;
+        Ok(car_stream::export(self.current()?, source))
+    }
+
+    /// `importCar` reading a `ReadableStream<Uint8Array>` (a `fetch` body, a `File` stream)
+    /// chunk by chunk, so a file of any size needs memory for one chunk and one batch. Blocks
+    /// are checked and written as they arrive: a stream that turns out malformed rejects with
+    /// `BadCar`, leaves the verified blocks before the damage (unreferenced) and never moves
+    /// the head.
+    #[wasm_bindgen(js_name = importCarStream, unchecked_return_type = "Promise<ImportResult>")]
+    pub fn import_car_stream(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ReadableStream<Uint8Array>")] stream: web_sys::ReadableStream,
+        #[wasm_bindgen(unchecked_param_type = "ImportOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        self.call_with_events(move |s, events| async move {
+            let policy = convert::parse_import_options(&options)?;
+            let report = car_stream::import(&s, stream, policy).await?;
+            Ok(import_result(s, report, events))
         })
     }
 
@@ -268,26 +385,70 @@ impl JsSplitStore {
 }
 
 /// Runs a compaction decided by a head change on the page's executor.
-fn spawn_compaction(store: Rc<Store>, pending: Option<PendingCompaction>) {
+fn spawn_compaction(store: Rc<Store>, pending: Option<PendingCompaction>, events: Events) {
     let Some(pending) = pending else { return };
     wasm_bindgen_futures::spawn_local(async move {
-        if let Err(e) = store.run_compaction(pending, &NoProgress).await {
-            // The error is also kept for `info().lastError`.
+        if let Err(e) = run_with_events(&store, &events, None, Run::Decided(pending)).await {
+            // The error is also kept for `info().lastError` and sent as `compactionerror`.
             web_sys::console::warn_1(&format!("splitstore: background compaction failed: {e}").into());
         }
     });
 }
 
-fn car_error(e: &CarError) -> JsValue {
-    convert::error_to_js(e, "BadCar")
+/// Which compaction [`run_with_events`] runs.
+enum Run {
+    /// One `compact()` asked for.
+    Now,
+    /// One a head change decided (it runs in the background).
+    Decided(PendingCompaction),
 }
 
-async fn import_car(s: Rc<Store>, bytes: Vec<u8>, policy: HeadPolicy) -> Result<JsValue, JsValue> {
-    let report = match s.import_car_with(&bytes, policy).await {
-        Ok(r) => r,
-        Err(ImportError::Car(e)) => return Err(car_error(&e)),
-        Err(ImportError::Store(e)) => return Err(store_error(&e)),
+/// Forwards progress to `compactionprogress` listeners and the `onProgress` callback.
+struct EventSink {
+    events: Events,
+    on_progress: Option<Function>,
+}
+
+impl ProgressSink for EventSink {
+    fn report(&self, p: &Progress) {
+        self.events.progress(p);
+        if let Some(f) = &self.on_progress {
+            if let Ok(event) = convert::progress(p) {
+                let _ = f.call1(&JsValue::UNDEFINED, &event);
+            }
+        }
+    }
+}
+
+/// Runs a compaction with its events: `compactionstart`, every progress event, then
+/// `compactionend` or `compactionerror`. A `compact()` while another compaction runs is
+/// refused before anything is dispatched.
+async fn run_with_events(
+    store: &Store,
+    events: &Events,
+    on_progress: Option<Function>,
+    run: Run,
+) -> Result<CompactionReport, Error> {
+    if matches!(run, Run::Now) && store.is_compacting() {
+        return Err(Error::AlreadyCompacting);
+    }
+    let sink = EventSink { events: events.clone(), on_progress };
+    events.start(matches!(run, Run::Decided(_)));
+    let outcome = match run {
+        Run::Now => store.compact(&sink).await,
+        Run::Decided(pending) => store.run_compaction(pending, &sink).await,
     };
+    events.end(&outcome);
+    outcome
+}
+
+async fn import_car(s: Rc<Store>, bytes: Vec<u8>, policy: HeadPolicy, events: Events) -> Result<JsValue, JsValue> {
+    let report = s.import_car_with(&bytes, policy).await.map_err(|e| car_stream::import_error(&e))?;
+    Ok(import_result(s, report, events))
+}
+
+/// The `ImportResult` object; starts the compaction the new head decided, if any.
+fn import_result(s: Rc<Store>, report: ImportReport, events: Events) -> JsValue {
     let out = object(&[
         ("blocks", JsValue::from_f64(report.blocks as f64)),
         ("roots", convert::cids(&report.roots)),
@@ -296,63 +457,29 @@ async fn import_car(s: Rc<Store>, bytes: Vec<u8>, policy: HeadPolicy) -> Result<
     if let Some(why) = &report.head_skipped {
         let _ = js_sys::Reflect::set(&out, &"headSkipped".into(), &why.to_string().into());
     }
-    spawn_compaction(s, report.compaction);
-    Ok(out.into())
+    spawn_compaction(s, report.compaction, events);
+    out.into()
 }
 
-/// The CID a stored block is exported under (see [`JsSplitStore::export_car`]).
-fn export_cid(key: &[u8], bytes: &[u8]) -> Option<Cid> {
-    let mh = cid::multihash::Multihash::<64>::from_bytes(key).ok()?;
-    let codec = if for_each_link(bytes, |_| {}).is_ok() { DAG_CBOR } else { RAW };
-    Some(Cid::new_v1(codec, mh))
+/// An array of CIDs (see [`cid_of`]), for method `what`.
+fn cid_array(cids: &JsValue, what: &str) -> Result<Vec<Cid>, JsValue> {
+    let Some(cids) = cids.dyn_ref::<Array>() else {
+        return Err(type_error(&format!("{what} takes an array of CIDs")));
+    };
+    cids.iter().map(|c| cid_of(&c).map_err(|_| type_error(&format!("{what}: every entry must be a CID")))).collect()
 }
 
-async fn export_car(s: &Store, hot: bool, cold: bool) -> Result<Vec<u8>, JsValue> {
-    let info = s.info().await.map_err(|e| store_error(&e))?;
-    let mut out = Vec::new();
-    encode_header_v1(info.head.as_deref().unwrap_or(&[]), &mut out);
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    let stores: [(bool, &IdbKv, &'static str); 2] = [(hot, s.hot(), "hot"), (cold, s.cold(), "cold")];
-    for (wanted, kv, which) in stores {
-        if !wanted {
-            continue;
-        }
-        let dedupe = hot && cold;
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = kv
-                .scan(Space::Blocks, after.as_deref(), EXPORT_PAGE)
-                .await
-                .map_err(|e| store_error(&Error::Kv { store: which, source: e }))?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (k, v) in page {
-                if dedupe && which == "cold" && seen.contains(&k) {
-                    continue;
-                }
-                let cid = export_cid(&k, &v).ok_or_else(|| {
-                    convert::error_to_js(
-                        &splitstore_core::KvError::Corrupt {
-                            detail: format!("{which} key {k:02x?} is not a multihash"),
-                        },
-                        "Corrupt",
-                    )
-                })?;
-                encode_section(&cid, &v, &mut out);
-                if dedupe && which == "hot" {
-                    seen.insert(k);
-                }
-            }
-            splitstore_core::Clock::yield_now(s.clock()).await;
-        }
-    }
-    Ok(out)
-}
-
-/// An array of CID strings, for method `what`.
-fn cid_array(cids: &Array, what: &str) -> Result<Vec<Cid>, JsValue> {
-    cids.iter()
-        .map(|c| c.as_string().ok_or_else(|| type_error(&format!("{what} takes an array of CID strings"))))
-        .map(|c| c.and_then(|c| parse_cid(&c)))
+/// The `{ cid, bytes }` objects of `putMany`.
+fn block_inputs(blocks: &JsValue) -> Result<Vec<(Cid, Vec<u8>)>, JsValue> {
+    let bad = || type_error("putMany takes an array of { cid, bytes: Uint8Array }");
+    let blocks = blocks.dyn_ref::<Array>().ok_or_else(bad)?;
+    blocks
+        .iter()
+        .map(|b| {
+            let cid = cid_of(&js_sys::Reflect::get(&b, &"cid".into()).map_err(|_| bad())?)?;
+            let bytes = js_sys::Reflect::get(&b, &"bytes".into()).map_err(|_| bad())?;
+            let bytes = bytes.dyn_into::<Uint8Array>().map_err(|_| bad())?;
+            Ok((cid, bytes.to_vec()))
+        })
         .collect()
 }

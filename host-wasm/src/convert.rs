@@ -3,7 +3,9 @@
 
 use js_sys::{Array, Reflect};
 use splitstore_core::{
-    import::HeadPolicy, CheckReport, Cid, CompactionReport, Config, Error, Info, KvError, Mode, Progress,
+    import::HeadPolicy,
+    store::{BlockPage, ListCursor},
+    CheckReport, Cid, CompactionReport, Config, Error, Info, KvError, Mode, Progress,
 };
 use wasm_bindgen::{prelude::wasm_bindgen, JsCast, JsValue};
 
@@ -71,114 +73,37 @@ export interface ImportResult {
   headSkipped?: string;
 }
 
-/** A compaction phase, in order. */
-export type Phase = "protect" | "mark" | "collect" | "retry" | "move" | "critical" | "purge" | "reclaim";
-
+/**
+ * The report types (`Info`, `Metrics`, `Progress`, `CompactionReport`, `RecoveryReport`,
+ * `Counts`, `SpaceStats`, `SpaceEstimate`, `CheckReport`, `Phase`) and `ErrorCode` are
+ * generated from their Rust definitions, the ones that serialise them.
+ */
 /** A compaction progress event. */
-export interface CompactionProgress {
-  phase: Phase;
-  done: number;
-  total: number | null;
+export type CompactionProgress = Progress;
+
+/**
+ * A CID: its string form, its binary form, or any object with a `bytes` property holding the
+ * binary form (a `CID` of `multiformats`).
+ */
+export type CidLike = string | Uint8Array | { bytes: Uint8Array };
+
+/** A block for `putMany`. */
+export interface BlockInput {
+  cid: CidLike;
+  bytes: Uint8Array;
 }
 
-/** What a compaction did. */
-export interface CompactionReport {
-  headEpoch: number;
-  boundaryEpoch: number;
-  includeMessagesEpoch: number;
-  marked: number;
-  hotScanned: number;
-  dead: number;
-  moved: number;
-  purged: number;
-  rescued: number;
-  protectedRefs: number;
-  missing: number;
-  unreadable: number;
-  marksetBytes: number;
-  marksetBytesPerObject: number;
-  phases: { phase: Phase; ms: number }[];
-  totalMs: number;
-  resumed: boolean;
+/** Where a listing stands (opaque: pass `next` back to `listBlocks`). */
+export interface ListCursor {
+  store: "hot" | "cold";
+  after: Uint8Array | null;
 }
 
-/** A backend's estimate of one store, read without visiting its blocks. */
-export interface StoreEstimate {
-  /** Blocks (IndexedDB counts them itself). */
-  keys: number;
-  /** Bytes, when the backend knows them (IndexedDB does not). */
-  bytes: number | null;
-}
-
-/** Exact block count and value bytes of one store. */
-export interface StoreSize {
-  keys: number;
-  bytes: number;
-}
-
-/** Result of `count`: both stores counted block by block. */
-export interface Counts {
-  hot: StoreSize;
-  cold: StoreSize;
-}
-
-/** What recovery at open did. */
-export interface RecoveryReport {
-  finishedPurge: boolean;
-  purged: number;
-  discardedEntries: number;
-  ms: number;
-}
-
-/** Running counters since the store was opened (they only grow). */
-export interface Metrics {
-  lookups: number;
-  hotHits: number;
-  coldHits: number;
-  misses: number;
-  hotReadBytes: number;
-  coldReadBytes: number;
-  blocksWritten: number;
-  bytesWritten: number;
-  writeBatches: number;
-  blocksDeleted: number;
-  compactionsStarted: number;
-  compactionsFinished: number;
-  compactionsFailed: number;
-  marked: number;
-  dead: number;
-  moved: number;
-  purged: number;
-  compactionMs: number;
-  recoveries: number;
-}
-
-/** Result of `info`: read in time independent of the store's size. */
-export interface Info {
-  head: string[] | null;
-  headEpoch: number | null;
-  baseEpoch: number;
-  compactions: number;
-  hot: StoreEstimate | null;
-  cold: StoreEstimate | null;
-  compacting: boolean;
-  /** The running compaction's latest progress event. */
-  progress: CompactionProgress | null;
-  pendingRecovery: boolean;
-  /** What recovery did when the store was opened, if anything. */
-  recovery: RecoveryReport | null;
-  lastCompaction: CompactionReport | null;
-  lastError: string | null;
-  metrics: Metrics;
-}
-
-/** Result of `check`: the live set walked from the head. */
-export interface CheckReport {
-  hot: number;
-  cold: number;
-  missing: number;
-  /** The first missing CIDs. */
-  missingCids: string[];
+/** A page of `listBlocks`: each block's multihash and bytes. */
+export interface BlockPage {
+  blocks: { multihash: Uint8Array; bytes: Uint8Array }[];
+  /** Where the next page starts; null once the listing is complete. */
+  next: ListCursor | null;
 }
 
 /** Which store `exportCar` reads. */
@@ -186,7 +111,7 @@ export type ExportSource = "hot" | "cold" | "all";
 
 /** Every rejection is an `Error` with a stable `code` and the underlying error as `cause`. */
 export interface SplitStoreError extends Error {
-  code: string;
+  code: ErrorCode;
   cause?: unknown;
 }
 "#;
@@ -297,7 +222,7 @@ fn boolean(v: &JsValue, name: &str) -> Result<bool, JsValue> {
 /// A JS `TypeError` with `code: "InvalidArgument"`.
 pub fn type_error(message: &str) -> JsValue {
     let e = js_sys::TypeError::new(message);
-    let _ = Reflect::set(&e, &"code".into(), &"InvalidArgument".into());
+    let _ = Reflect::set(&e, &"code".into(), &ErrorCode::InvalidArgument.as_str().into());
     e.into()
 }
 
@@ -306,44 +231,129 @@ pub fn parse_cid(s: &str) -> Result<Cid, JsValue> {
     Cid::try_from(s).map_err(|e| type_error(&format!("{s:?} is not a CID: {e}")))
 }
 
-/// A stable, machine-readable name for an error, set as the JS error's `code`.
-pub fn error_code(e: &Error) -> &'static str {
+/// A CID given as a string, as its binary form (`Uint8Array`), or as an object with a
+/// `bytes` property holding that form (a `CID` of `multiformats`).
+pub fn cid_of(v: &JsValue) -> Result<Cid, JsValue> {
+    if let Some(s) = v.as_string() {
+        return parse_cid(&s);
+    }
+    let bytes = if let Some(a) = v.dyn_ref::<js_sys::Uint8Array>() {
+        a.to_vec()
+    } else {
+        match Reflect::get(v, &"bytes".into()).ok().and_then(|b| b.dyn_into::<js_sys::Uint8Array>().ok()) {
+            Some(b) if v.is_object() => b.to_vec(),
+            _ => return Err(type_error("a CID is a string, a Uint8Array or a multiformats CID")),
+        }
+    };
+    Cid::try_from(bytes.as_slice()).map_err(|e| type_error(&format!("not a binary CID: {e}")))
+}
+
+/// Declares [`ErrorCode`] from one list: its variants, their names, and (through tsify) the
+/// TypeScript union of those names.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// The `code` of every error the API rejects with: a stable, machine-readable name.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, tsify::Tsify)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl ErrorCode {
+            /// The code as JS sees it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// Another tab or worker has the store open.
+    InUse,
+    /// The browser refused a write: the origin's storage quota is full.
+    QuotaExceeded,
+    /// An earlier write failed in a way that leaves the database unusable until reopened.
+    Crashed,
+    /// IndexedDB is not available here.
+    Unavailable,
+    /// Stored data that cannot be read back as written.
+    Corrupt,
+    /// Any other IndexedDB failure.
+    Backend,
+    /// A block the operation needs is in neither store.
+    MissingBlock,
+    /// A block header that does not decode.
+    BadHeader,
+    /// A block that does not decode.
+    BadBlock,
+    /// Bytes that do not hash to their CID.
+    HashMismatch,
+    /// A CID whose hash function the store cannot verify.
+    UnsupportedHash,
+    /// The operation needs a head and the store has none.
+    NoHead,
+    /// A tipset without blocks.
+    EmptyTipset,
+    /// A compaction is already running.
+    AlreadyCompacting,
+    /// An interrupted compaction must be finished first.
+    RecoveryPending,
+    /// The store was closed.
+    Closed,
+    /// An earlier failure stopped the store.
+    Poisoned,
+    /// The store's own records do not decode.
+    CorruptMeta,
+    /// A configuration the store refuses.
+    InvalidConfig,
+    /// A CAR file that is malformed or whose blocks do not match their CIDs.
+    BadCar,
+    /// An argument of the wrong type or shape (a `TypeError`).
+    InvalidArgument,
+    /// Anything else.
+    Error,
+}
+
+/// The code of a core error.
+pub fn error_code(e: &Error) -> ErrorCode {
     match e {
         Error::Kv { source, .. } => kv_error_code(source),
-        Error::MissingBlock { .. } => "MissingBlock",
-        Error::BadHeader { .. } => "BadHeader",
-        Error::BadBlock { .. } => "BadBlock",
-        Error::HashMismatch { .. } => "HashMismatch",
-        Error::UnsupportedHash { .. } => "UnsupportedHash",
-        Error::NoHead => "NoHead",
-        Error::EmptyTipset => "EmptyTipset",
-        Error::AlreadyCompacting => "AlreadyCompacting",
-        Error::RecoveryPending => "RecoveryPending",
-        Error::Closed => "Closed",
-        Error::Poisoned => "Poisoned",
-        Error::CorruptMeta { .. } => "CorruptMeta",
-        Error::InvalidConfig { .. } => "InvalidConfig",
-        _ => "Error",
+        Error::MissingBlock { .. } => ErrorCode::MissingBlock,
+        Error::BadHeader { .. } => ErrorCode::BadHeader,
+        Error::BadBlock { .. } => ErrorCode::BadBlock,
+        Error::HashMismatch { .. } => ErrorCode::HashMismatch,
+        Error::UnsupportedHash { .. } => ErrorCode::UnsupportedHash,
+        Error::NoHead => ErrorCode::NoHead,
+        Error::EmptyTipset => ErrorCode::EmptyTipset,
+        Error::AlreadyCompacting => ErrorCode::AlreadyCompacting,
+        Error::RecoveryPending => ErrorCode::RecoveryPending,
+        Error::Closed => ErrorCode::Closed,
+        Error::Poisoned => ErrorCode::Poisoned,
+        Error::CorruptMeta { .. } => ErrorCode::CorruptMeta,
+        Error::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+        _ => ErrorCode::Error,
     }
 }
 
-/// [`error_code`] for backend errors.
-pub fn kv_error_code(e: &KvError) -> &'static str {
+/// The code of a backend error.
+pub fn kv_error_code(e: &KvError) -> ErrorCode {
     match e {
-        KvError::Crashed => "Crashed",
-        KvError::QuotaExceeded { .. } => "QuotaExceeded",
-        KvError::InUse { .. } => "InUse",
-        KvError::Unavailable { .. } => "Unavailable",
-        KvError::Corrupt { .. } => "Corrupt",
-        _ => "Backend",
+        KvError::Crashed => ErrorCode::Crashed,
+        KvError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+        KvError::InUse { .. } => ErrorCode::InUse,
+        KvError::Unavailable { .. } => ErrorCode::Unavailable,
+        KvError::Corrupt { .. } => ErrorCode::Corrupt,
+        _ => ErrorCode::Backend,
     }
 }
 
 /// A JS `Error` whose message is `e`'s and whose `cause` chain follows
 /// [`std::error::Error::source`], with `code` on the outermost error.
-pub fn error_to_js(e: &(dyn std::error::Error + 'static), code: &str) -> JsValue {
+pub fn error_to_js(e: &(dyn std::error::Error + 'static), code: ErrorCode) -> JsValue {
     let outer = chain_to_js(e);
-    let _ = Reflect::set(&outer, &"code".into(), &code.into());
+    let _ = Reflect::set(&outer, &"code".into(), &code.as_str().into());
     outer
 }
 
@@ -376,7 +386,7 @@ pub fn cids(list: &[Cid]) -> JsValue {
 pub fn to_js<T: serde::Serialize + ?Sized>(v: &T) -> Result<JsValue, JsValue> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| {
         let err = js_sys::Error::new(&format!("a report does not fit JS numbers: {e}"));
-        let _ = Reflect::set(&err, &"code".into(), &"Error".into());
+        let _ = Reflect::set(&err, &"code".into(), &ErrorCode::Error.as_str().into());
         err.into()
     })
 }
@@ -399,4 +409,46 @@ pub fn info(i: &Info) -> Result<JsValue, JsValue> {
 /// A check report object.
 pub fn check(c: &CheckReport) -> Result<JsValue, JsValue> {
     to_js(c)
+}
+
+/// A `ListCursor` object (absent: the start of the listing).
+pub fn parse_list_cursor(v: &JsValue) -> Result<Option<ListCursor>, JsValue> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    let bad = || type_error("a list cursor is the `next` of a page of listBlocks");
+    let store = Reflect::get(v, &"store".into()).map_err(|_| bad())?.as_string().ok_or_else(bad)?;
+    let after = Reflect::get(v, &"after".into()).map_err(|_| bad())?;
+    let after = if after.is_null() || after.is_undefined() {
+        None
+    } else {
+        Some(after.dyn_into::<js_sys::Uint8Array>().map_err(|_| bad())?.to_vec())
+    };
+    match store.as_str() {
+        "hot" => Ok(Some(ListCursor::Hot(after))),
+        "cold" => Ok(Some(ListCursor::Cold(after))),
+        _ => Err(bad()),
+    }
+}
+
+/// A `BlockPage` object.
+pub fn block_page(page: BlockPage) -> js_sys::Object {
+    let bytes = |b: &[u8]| JsValue::from(js_sys::Uint8Array::from(b));
+    let blocks: Array = page
+        .blocks
+        .iter()
+        .map(|(k, v)| JsValue::from(crate::js::object(&[("multihash", bytes(k)), ("bytes", bytes(v))])))
+        .collect();
+    let next = match &page.next {
+        None => JsValue::NULL,
+        Some(c) => {
+            let (store, after) = match c {
+                ListCursor::Hot(a) => ("hot", a),
+                ListCursor::Cold(a) => ("cold", a),
+            };
+            crate::js::object(&[("store", store.into()), ("after", after.as_deref().map_or(JsValue::NULL, bytes))])
+                .into()
+        }
+    };
+    crate::js::object(&[("blocks", blocks.into()), ("next", next)])
 }

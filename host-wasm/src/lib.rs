@@ -13,13 +13,16 @@
 #![cfg(target_arch = "wasm32")]
 
 pub mod api;
+mod car_stream;
 mod chunked;
 pub mod clock;
 mod convert;
+pub mod events;
 pub mod guard;
 pub mod idb_kv;
 pub mod js;
 pub mod lock;
+#[cfg(feature = "synth")]
 pub mod synth_js;
 
 pub use api::JsSplitStore;

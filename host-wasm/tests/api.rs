@@ -40,7 +40,7 @@ fn message(e: &JsValue) -> String {
 }
 
 async fn open(name: &str, config: JsValue) -> Result<JsSplitStore, JsValue> {
-    let v = call(JsSplitStore::open(name.to_owned(), Some(config))).await?;
+    let v = call(JsSplitStore::open(name.to_owned(), Some(config), None)).await?;
     Ok(JsSplitStore::try_from_js_value(v).expect("open resolves with a SplitStore"))
 }
 
@@ -71,11 +71,11 @@ async fn put_get_has_and_argument_errors() {
     assert_eq!(store.name(), name);
     let bytes = b"\x82\x01\x02".to_vec();
     let cid = dag_cbor_blake2b_cid(&bytes).to_string();
-    assert_eq!(call(store.has(cid.clone())).await.unwrap(), JsValue::FALSE);
-    assert!(call(store.get(cid.clone())).await.unwrap().is_undefined());
-    call(store.put(cid.clone(), bytes.clone())).await.expect("put");
-    assert_eq!(call(store.has(cid.clone())).await.unwrap(), JsValue::TRUE);
-    let got = call(store.get(cid.clone())).await.unwrap();
+    assert_eq!(call(store.has(cid.clone().into())).await.unwrap(), JsValue::FALSE);
+    assert!(call(store.get(cid.clone().into())).await.unwrap().is_undefined());
+    call(store.put(cid.clone().into(), bytes.clone())).await.expect("put");
+    assert_eq!(call(store.has(cid.clone().into())).await.unwrap(), JsValue::TRUE);
+    let got = call(store.get(cid.clone().into())).await.unwrap();
     assert_eq!(got.dyn_into::<Uint8Array>().expect("a Uint8Array").to_vec(), bytes);
 
     let err = call(store.get("not-a-cid".into())).await.expect_err("bad CID");
@@ -88,14 +88,14 @@ async fn put_get_has_and_argument_errors() {
     assert_eq!(code(&err), "BadHeader", "{}", message(&err));
 
     let bad = object(&[("mode", "hotcold".into())]);
-    let err = call(JsSplitStore::open(unique("api-cfg"), Some(bad.into()))).await.expect_err("bad mode");
+    let err = call(JsSplitStore::open(unique("api-cfg"), Some(bad.into()), None)).await.expect_err("bad mode");
     assert!(message(&err).contains("mode"), "{}", message(&err));
     let typo = object(&[("finallity", 4.into())]);
-    let err = call(JsSplitStore::open(unique("api-cfg"), Some(typo.into()))).await.expect_err("unknown key");
+    let err = call(JsSplitStore::open(unique("api-cfg"), Some(typo.into()), None)).await.expect_err("unknown key");
     assert!(message(&err).contains("finallity"), "{}", message(&err));
 
     call(store.close()).await.expect("close");
-    let err = call(store.put(cid.clone(), bytes)).await.expect_err("closed");
+    let err = call(store.put(cid.clone().into(), bytes)).await.expect_err("closed");
     assert_eq!(code(&err), "Closed");
     call(store.close()).await.expect("close is idempotent");
     call(JsSplitStore::destroy(name)).await.expect("destroy");
@@ -113,15 +113,15 @@ async fn a_second_open_is_refused_with_in_use_and_destroy_waits_for_close() {
 
     let bytes = b"\x01".to_vec();
     let cid = dag_cbor_blake2b_cid(&bytes).to_string();
-    call(first.put(cid.clone(), bytes)).await.unwrap();
+    call(first.put(cid.clone().into(), bytes)).await.unwrap();
     call(first.close()).await.unwrap();
     // Reopening sees the data; destroying deletes it.
     let again = open(&name, JsValue::UNDEFINED).await.expect("reopen after close");
-    assert_eq!(call(again.has(cid.clone())).await.unwrap(), JsValue::TRUE);
+    assert_eq!(call(again.has(cid.clone().into())).await.unwrap(), JsValue::TRUE);
     call(again.close()).await.unwrap();
     call(JsSplitStore::destroy(name.clone())).await.expect("destroy after close");
     let fresh = open(&name, JsValue::UNDEFINED).await.expect("open after destroy");
-    assert_eq!(call(fresh.has(cid)).await.unwrap(), JsValue::FALSE);
+    assert_eq!(call(fresh.has(cid.into())).await.unwrap(), JsValue::FALSE);
     call(fresh.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
 }
@@ -137,7 +137,7 @@ async fn errors_carry_a_code_and_a_cause_chain() {
     // caused by the header decoder's.
     let bytes = b"\x82\x01\x02".to_vec();
     let cid = dag_cbor_blake2b_cid(&bytes).to_string();
-    call(first.put(cid.clone(), bytes)).await.unwrap();
+    call(first.put(cid.clone().into(), bytes)).await.unwrap();
     let err = call(first.head_change(Array::of1(&cid.as_str().into()))).await.expect_err("not a header");
     assert_eq!(code(&err), "BadHeader");
     assert!(message(&err).contains(&cid), "the message names the block: {}", message(&err));
@@ -256,7 +256,7 @@ async fn import_compact_check_and_export_a_real_chain() {
     for k in want.keys().take(50) {
         let mh = cid::multihash::Multihash::<64>::from_bytes(k).unwrap();
         let c = Cid::new_v1(0x71, mh).to_string();
-        assert_eq!(call(store.has(c)).await.unwrap(), JsValue::TRUE);
+        assert_eq!(call(store.has(c.into())).await.unwrap(), JsValue::TRUE);
     }
     call(store.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
@@ -310,7 +310,7 @@ async fn pins_keep_a_dag_hot_across_compactions_and_reopen() {
     let (pinned, pinned_child) = pair("pinned");
     let (loose, loose_child) = pair("loose");
     for (c, b) in [&pinned, &pinned_child, &loose, &loose_child] {
-        call(store.put(c.to_string(), b.clone())).await.expect("put");
+        call(store.put(c.to_string().into(), b.clone())).await.expect("put");
     }
     // The root goes in the store's pins; the child is kept because the root links it.
     call(store.protect(Array::of1(&pinned.0.to_string().into()))).await.expect("protect");
@@ -320,7 +320,7 @@ async fn pins_keep_a_dag_hot_across_compactions_and_reopen() {
     assert!(bad.is_instance_of::<js_sys::TypeError>(), "{bad:?}");
 
     call(store.compact(None)).await.expect("compact");
-    let has = async |s: &JsSplitStore, c: &Cid| call(s.has(c.to_string())).await.unwrap() == JsValue::TRUE;
+    let has = async |s: &JsSplitStore, c: &Cid| call(s.has(c.to_string().into())).await.unwrap() == JsValue::TRUE;
     assert!(has(&store, &pinned.0).await && has(&store, &pinned_child.0).await, "the pinned DAG stays");
     assert!(!has(&store, &loose.0).await && !has(&store, &loose_child.0).await, "discard mode drops the rest");
     call(store.close()).await.unwrap();

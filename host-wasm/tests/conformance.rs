@@ -36,6 +36,16 @@ async fn pins_keep_their_dags_on_indexeddb() {
     support::cleanup().await;
 }
 
+/// A pin made during a compaction's mark, move and purge, then the page dies at every 10th
+/// backend call: reopened, a pin that returned holds and its DAG is whole.
+#[wasm_bindgen_test]
+async fn pins_survive_a_crash_on_indexeddb() {
+    let points = pins::pins_survive_a_crash_beside_a_compaction(&|| LazyIdb::fresh("pin-crash"), 10).await;
+    log(&format!("pins: {points} crash points on IndexedDB"));
+    assert!(points > 20, "only {points} crash points");
+    support::cleanup().await;
+}
+
 #[wasm_bindgen_test]
 async fn kv_contract_get_has() {
     let t0 = js::perf_now();

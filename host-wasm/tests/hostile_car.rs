@@ -107,7 +107,7 @@ async fn hostile_cars_reject_cleanly_and_change_nothing() {
         CAR_FIXTURES.len()
     );
     let name = unique("hostile-car");
-    let store = call(JsSplitStore::open(name.clone(), None)).await.expect("open");
+    let store = call(JsSplitStore::open(name.clone(), None, None)).await.expect("open");
     let store = JsSplitStore::try_from_js_value(store).expect("open resolves with a SplitStore");
     assert!(hostile_import(&store, "the base chain", CHAIN_128.to_vec()).await, "the base chain imports");
 

@@ -30,7 +30,7 @@ async fn a_panic_rejects_the_call_and_stops_the_module() {
     assert!(guard::failed());
 
     // Later calls are refused with a clear message instead of running on broken state.
-    let err = call(JsSplitStore::open(unique("panic-after"), None)).await.expect_err("stopped");
+    let err = call(JsSplitStore::open(unique("panic-after"), None, None)).await.expect_err("stopped");
     let msg = js_sys::Error::from(err).message().as_string().unwrap_or_default();
     assert!(msg.contains("reload the page"), "{msg}");
 

@@ -7,14 +7,18 @@ use std::collections::HashSet;
 use splitstore_core::{
     key::dag_cbor_blake2b_cid,
     kv::{Kv, Space},
-    mem::ManualClock,
+    mem::{ManualClock, MemKv},
     synth::ChainGen,
-    Cid, Mode, NoProgress, SplitStore,
+    Cid, Mode, NoProgress, Phase, SplitStore,
 };
 
 use crate::{
     chain::{apply_epoch, keys, node, small_chain, small_config},
+    crash::copy_into,
+    drive::PhaseLog,
+    fault::{Fault, FaultKv},
     oracle::key_of,
+    wrap::YieldKv,
 };
 
 /// A DAG no chain names, parents first: `root → [a, b]`, `a → [g1, g2]`, `b → [g2]`,
@@ -100,4 +104,119 @@ pub async fn pins_keep_their_dags<K: Kv + Clone>(make: &dyn Fn() -> K) {
         let store = open().await.expect("reopen");
         assert!(store.protected().is_empty(), "{mode:?}: the unpin survives a reopen");
     }
+}
+
+/// True when `kv` holds every block of `blocks`.
+async fn held_all<K: Kv>(kv: &K, blocks: &[(Cid, Vec<u8>)]) -> bool {
+    held(&keys(kv, Space::Blocks).await, blocks).into_iter().all(|h| h)
+}
+
+/// Polls to `Pending` `n` times (waking itself), so a joined future runs meanwhile.
+async fn yield_times(n: usize) {
+    for _ in 0..n {
+        let mut yielded = false;
+        core::future::poll_fn(|cx| {
+            if yielded {
+                core::task::Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                core::task::Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+/// A compaction with a pin of `root` made once it reported `when` (or once it ended), on
+/// `hot` / `cold` behind a fuse armed at call `crash_at` (none: counted only). Every backend
+/// call yields, so the pin lands among the compaction's calls. Returns the calls made and
+/// whether the pin returned.
+async fn pin_beside_compaction<K: Kv>(
+    hot: &K,
+    cold: &K,
+    mode: Mode,
+    root: Cid,
+    when: Phase,
+    crash_at: Option<u64>,
+) -> (u64, bool) {
+    let fault = Fault::new();
+    let kv = |k| YieldKv(FaultKv::new(k, fault.clone()));
+    let store = SplitStore::open(kv(hot), kv(cold), ManualClock::new(0), small_config(mode)).await.expect("open");
+    fault.reset_ops();
+    if let Some(k) = crash_at {
+        fault.arm(k);
+    }
+    let log = PhaseLog::default();
+    let ended = core::cell::Cell::new(false);
+    let run = async {
+        let r = store.compact(&log).await;
+        ended.set(true);
+        r
+    };
+    let pin = async {
+        while !log.seen(when) && !ended.get() {
+            yield_times(1).await;
+        }
+        store.protect(&[root]).await
+    };
+    let (ran, pinned) = futures::join!(run, pin);
+    if crash_at.is_none() {
+        ran.expect("a compaction without a crash");
+        pinned.as_ref().expect("a pin without a crash");
+    }
+    (fault.ops(), pinned.is_ok())
+}
+
+/// A pin made while a compaction runs, then the process dies at every `stride`-th backend
+/// call of the two, on backends whose committed writes survive a crash (fjall after
+/// `kill -9`, IndexedDB after a reload); `make` returns a fresh, empty backend. Reopened: a
+/// pin whose call returned is in force; whenever the pin holds, its DAG is whole in the hot
+/// store, after recovery and after the next compaction. Returns the crash points run.
+pub async fn pins_survive_a_crash_beside_a_compaction<K: Kv>(make: &dyn Fn() -> K, stride: u64) -> u64 {
+    let mut points = 0;
+    for (i, mode) in [Mode::Discard, Mode::Universal, Mode::Messages].into_iter().enumerate() {
+        let (base_hot, base_cold) = (MemKv::new(), MemKv::new());
+        let store = SplitStore::open(base_hot.clone(), base_cold.clone(), ManualClock::new(0), small_config(mode))
+            .await
+            .expect("open");
+        let mut chain = small_chain(29 + i as u64);
+        compactions(&store, &mut chain, 1).await;
+        let (pinned, twin) = (dag(11), dag(12));
+        store.put_many(pinned.clone()).await.expect("put");
+        store.put_many(twin).await.expect("put");
+        store.close().await.expect("close");
+        drop(store);
+        let root = pinned[0].0;
+        let fresh = || async {
+            let (h, c) = (make(), make());
+            copy_into(&base_hot, &h).await;
+            copy_into(&base_cold, &c).await;
+            (h, c)
+        };
+        // The pin lands while the compaction marks, while it moves, and in its critical
+        // section (its purge).
+        for when in [Phase::Mark, Phase::Move, Phase::Purge] {
+            let (h, c) = fresh().await;
+            let (calls, _) = pin_beside_compaction(&h, &c, mode, root, when, None).await;
+            let mut k = 0;
+            while k < calls {
+                let at = format!("{mode:?}, pin in {when:?}, crash at call {k} of {calls}");
+                let (h, c) = fresh().await;
+                let (_, returned) = pin_beside_compaction(&h, &c, mode, root, when, Some(k)).await;
+                let reopened = SplitStore::open(&h, &c, ManualClock::new(0), small_config(mode))
+                    .await
+                    .unwrap_or_else(|e| panic!("{at}: reopen: {e}"));
+                let holds = reopened.protected().contains(&root);
+                assert!(holds || !returned, "{at}: a pin that returned did not survive");
+                let whole = || held_all(&h, &pinned);
+                assert!(!holds || whole().await, "{at}: a pinned DAG is not whole after recovery");
+                reopened.compact(&NoProgress).await.unwrap_or_else(|e| panic!("{at}: compaction after reopen: {e}"));
+                assert!(!holds || whole().await, "{at}: a pinned DAG is not whole after the next compaction");
+                points += 1;
+                k += stride;
+            }
+        }
+    }
+    points
 }

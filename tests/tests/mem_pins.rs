@@ -725,3 +725,11 @@ fn a_pin_of_absent_blocks_protects_them_once_they_land() {
         }
     }
 }
+
+/// The backend-generic crash proof of pins, at every call, on the in-memory backend (the
+/// native and IndexedDB suites run it at a stride).
+#[test]
+fn a_pin_made_beside_a_compaction_survives_a_crash_at_every_call() {
+    let points = block_on(splitstore_conformance::pins::pins_survive_a_crash_beside_a_compaction(&MemKv::new, 1));
+    assert!(points > 150, "only {points} crash points");
+}

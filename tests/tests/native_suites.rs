@@ -46,6 +46,15 @@ fn pins_keep_their_dags_on_disk() {
     block_on(pins::pins_keep_their_dags(&|| disks.make()));
 }
 
+/// A pin made during a compaction's mark, move and purge, then a crash at every 6th call:
+/// a pin that returned holds and its DAG is whole after reopening the files.
+#[test]
+fn pins_survive_a_crash_on_disk() {
+    let disks = Disks::new();
+    let points = block_on(pins::pins_survive_a_crash_beside_a_compaction(&|| disks.make(), 6));
+    assert!(points > 40, "only {points} crash points");
+}
+
 #[test]
 fn crash_matrix_on_disk() {
     let disks = Disks::new();

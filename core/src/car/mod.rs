@@ -35,7 +35,7 @@ pub use decoder::{CarDecoder, Step};
 pub use error::CarError;
 pub use header::PRAGMA;
 pub use slice::{read_car, CarBlocks};
-pub use writer::{encode_header_v1, encode_section, write_car_v1};
+pub use writer::{encode_header_v1, encode_section, export_cid, write_car_v1};
 
 /// Blocks copied out of a CAR, in file order.
 pub type OwnedBlocks = Vec<(Cid, Vec<u8>)>;

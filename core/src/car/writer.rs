@@ -26,6 +26,17 @@ pub fn encode_section(cid: &Cid, data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(data);
 }
 
+/// The CID an export names a stored block by. The store keys blocks by multihash and keeps no
+/// codec, so the codec is inferred from the bytes: DAG-CBOR when they are one well-formed CBOR
+/// item whose links all read (every Filecoin chain object is), raw otherwise. Every host's
+/// export uses it, so exports of the same blocks name them alike. `None` when `key` is not a
+/// multihash.
+pub fn export_cid(key: &[u8], bytes: &[u8]) -> Option<Cid> {
+    let mh = cid::multihash::Multihash::<64>::from_bytes(key).ok()?;
+    let codec = if crate::links::for_each_link(bytes, |_| {}).is_ok() { crate::key::DAG_CBOR } else { crate::key::RAW };
+    Some(Cid::new_v1(codec, mh))
+}
+
 /// Appends a complete CARv1 file: the header naming `roots`, then `blocks` in order.
 pub fn write_car_v1<B: AsRef<[u8]>>(roots: &[Cid], blocks: impl IntoIterator<Item = (Cid, B)>, out: &mut Vec<u8>) {
     encode_header_v1(roots, out);

@@ -28,6 +28,7 @@ pub use self::driver::PendingCompaction;
 
 /// A compaction phase, in order. Serialised as its lower-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Protectors' CIDs become transactional references.
@@ -66,6 +67,7 @@ impl Phase {
 
 /// A progress event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[non_exhaustive]
 pub struct Progress {
     /// Current phase.
@@ -98,6 +100,7 @@ impl ProgressSink for NoProgress {
 
 /// What a compaction did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct CompactionReport {
@@ -131,6 +134,7 @@ pub struct CompactionReport {
     pub markset_bytes_per_object: f64,
     /// Milliseconds per phase, in order (serialised as `[{"phase", "ms"}]`).
     #[serde(with = "phase_times")]
+    #[cfg_attr(feature = "ts", tsify(type = "{ phase: Phase; ms: number }[]"))]
     pub phases: Vec<(Phase, u64)>,
     /// Milliseconds from start to end.
     pub total_ms: u64,
@@ -140,6 +144,7 @@ pub struct CompactionReport {
 
 /// What recovery at open did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct RecoveryReport {

@@ -26,8 +26,12 @@ use crate::{
 
 pub use self::head_policy::{HeadPolicy, HeadSkip};
 
-/// Blocks per `put_many` during an import.
+/// Blocks per `put_many` during an import, at most.
 const IMPORT_BATCH: usize = 1024;
+
+/// Block bytes per `put_many` during an import, at most (a batch closes at either bound, so
+/// a streaming import holds at most this much beside the decoder's one section).
+const IMPORT_BATCH_BYTES: usize = 8 << 20;
 
 /// What an import did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -90,6 +94,7 @@ pub struct Importer<'s, K: Kv, C: Clock> {
     store: &'s SplitStore<K, C>,
     decoder: CarDecoder,
     batch: Vec<(Cid, Vec<u8>)>,
+    batch_bytes: usize,
     report: ImportReport,
     ended: bool,
     policy: HeadPolicy,
@@ -102,6 +107,7 @@ impl<'s, K: Kv, C: Clock> Importer<'s, K, C> {
             store,
             decoder: CarDecoder::new(limits),
             batch: Vec::new(),
+            batch_bytes: 0,
             report: ImportReport::default(),
             ended: false,
             policy: HeadPolicy::default(),
@@ -137,8 +143,10 @@ impl<'s, K: Kv, C: Clock> Importer<'s, K, C> {
                 Step::Block(b) => {
                     self.report.blocks += 1;
                     self.report.bytes += b.data.len() as u64;
+                    self.batch_bytes += b.data.len();
                     self.batch.push((b.cid, b.data.to_vec()));
-                    if self.batch.len() >= IMPORT_BATCH {
+                    if self.batch.len() >= IMPORT_BATCH || self.batch_bytes >= IMPORT_BATCH_BYTES {
+                        self.batch_bytes = 0;
                         self.store.put_many(core::mem::take(&mut self.batch)).await?;
                     }
                 }

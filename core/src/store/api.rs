@@ -46,18 +46,18 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// True when a read of `key` may find it in the hot store. In the critical section the
     /// mark set decides what exists: an unmarked hot block is as good as purged, and an
     /// unsettled one is not live until a write protecting it has landed ([`crate::live`]).
-    fn hot_visible(&self, key: &BlockKey) -> bool {
+    pub(super) fn hot_visible(&self, key: &[u8]) -> bool {
         let live = match self.shared.lock().txn.as_ref() {
             Some(t) if t.critical => t.marks.clone(),
             _ => None,
         };
-        live.is_none_or(|l| l.lock().settled(key.as_bytes()))
+        live.is_none_or(|l| l.lock().settled(key))
     }
 
     /// True when a read of `key` may be answered from the cold store: not when the block was
     /// deleted through the API and its cold copy may not be gone yet.
-    fn cold_visible(&self, key: &BlockKey) -> bool {
-        !self.shared.lock().deleted.contains(key.as_bytes())
+    pub(super) fn cold_visible(&self, key: &[u8]) -> bool {
+        !self.shared.lock().deleted.contains(key)
     }
 
     async fn read(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
@@ -69,11 +69,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let _shared = self.txn_lock.read().await;
         let mut found = None;
         let mut hit = Hit::Miss;
-        if self.hot_visible(&key) {
+        if self.hot_visible(key.as_bytes()) {
             found = self.hot.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.hot_err(e))?;
             hit = Hit::Hot;
         }
-        if found.is_none() && self.cold_visible(&key) {
+        if found.is_none() && self.cold_visible(key.as_bytes()) {
             found = self.cold.get(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))?;
             hit = Hit::Cold;
         }
@@ -90,6 +90,53 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// The block's bytes, from hot or else cold. Identity CIDs return their digest.
     pub async fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
         self.read(cid).await
+    }
+
+    /// Many blocks' bytes, in the order asked, with one backend call per store: the hot
+    /// store answers first and the cold store answers what hot did not.
+    pub async fn get_many(&self, cids: &[Cid]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        self.usable()?;
+        let mut found: Vec<Option<Vec<u8>>> =
+            cids.iter().map(|c| is_identity(c).then(|| c.hash().digest().to_vec())).collect();
+        let keys: Vec<BlockKey> = cids.iter().map(BlockKey::of).collect();
+        let _shared = self.txn_lock.read().await;
+        let mut hit = alloc::vec![Hit::Miss; cids.len()];
+        for (store, which) in [(&self.hot, Hit::Hot), (&self.cold, Hit::Cold)] {
+            let ask: Vec<usize> = (0..cids.len())
+                .filter(|&i| found[i].is_none())
+                .filter(|&i| match which {
+                    Hit::Hot => self.hot_visible(keys[i].as_bytes()),
+                    _ => self.cold_visible(keys[i].as_bytes()),
+                })
+                .collect();
+            if ask.is_empty() {
+                continue;
+            }
+            let wanted: Vec<Vec<u8>> = ask.iter().map(|&i| keys[i].as_bytes().to_vec()).collect();
+            let answers = store.get_many(Space::Blocks, &wanted).await.map_err(|e| match which {
+                Hit::Hot => self.hot_err(e),
+                _ => self.cold_err(e),
+            })?;
+            for (i, answer) in ask.into_iter().zip(answers) {
+                if answer.is_some() {
+                    hit[i] = which;
+                    found[i] = answer;
+                }
+            }
+        }
+        let mut read = Vec::new();
+        for ((cid, bytes), hit) in cids.iter().zip(&found).zip(hit) {
+            match bytes {
+                Some(_) if is_identity(cid) => {}
+                Some(b) => {
+                    self.counters.lookup(hit, b.len());
+                    read.push(*cid);
+                }
+                None => self.counters.lookup(Hit::Miss, 0),
+            }
+        }
+        self.track(&read);
+        Ok(found)
     }
 
     /// The block's size in bytes.
@@ -112,11 +159,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let _shared = self.txn_lock.read().await;
         let mut found = false;
         let mut hit = Hit::Miss;
-        if self.hot_visible(&key) {
+        if self.hot_visible(key.as_bytes()) {
             found = self.hot.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.hot_err(e))?;
             hit = Hit::Hot;
         }
-        if !found && self.cold_visible(&key) {
+        if !found && self.cold_visible(key.as_bytes()) {
             found = self.cold.has(Space::Blocks, key.as_bytes()).await.map_err(|e| self.cold_err(e))?;
             hit = Hit::Cold;
         }

@@ -6,6 +6,7 @@
 mod api;
 mod delete;
 mod head;
+mod list;
 mod pins;
 mod report;
 pub(crate) mod state;
@@ -17,6 +18,7 @@ use cid::Cid;
 use spin::Mutex;
 
 pub use self::head::HeadOutcome;
+pub use self::list::{BlockPage, ListCursor};
 pub use self::report::{CheckReport, Counts, Info};
 use self::state::{Shared, SharedRef};
 use crate::{

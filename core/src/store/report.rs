@@ -21,11 +21,13 @@ use crate::{
 
 /// A snapshot of the store's state, taken in time independent of the store's size.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Info {
     /// Head tipset.
     #[serde(with = "crate::cid_serde::option")]
+    #[cfg_attr(feature = "ts", tsify(type = "string[] | null"))]
     pub head: Option<Vec<Cid>>,
     /// Head height.
     pub head_epoch: Option<i64>,
@@ -56,6 +58,7 @@ pub struct Info {
 
 /// Exact block counts and value bytes of both stores, from a scan of each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[non_exhaustive]
 pub struct Counts {
     /// The hot store's blocks.
@@ -67,6 +70,7 @@ pub struct Counts {
 /// What `check` found walking the live set from the head (headers, tipset-key objects that
 /// are stored, and state, messages and receipts inside the current boundaries).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct CheckReport {
@@ -78,6 +82,7 @@ pub struct CheckReport {
     pub missing: u64,
     /// The first missing CIDs.
     #[serde(with = "crate::cid_serde")]
+    #[cfg_attr(feature = "ts", tsify(type = "string[]"))]
     pub missing_cids: Vec<Cid>,
 }
 
