@@ -39,7 +39,6 @@ Object.assign(manifest, {
   // Importing a module runs nothing: the WebAssembly loads when `init()` is called.
   sideEffects: false,
   dependencies: DEPENDENCIES,
-  browser: undefined,
 });
 writeFileSync(join(pkgDir, 'package.json'), JSON.stringify(manifest, null, 2) + '\n');
 console.log(`finished ${join(pkgDir, 'package.json')}`);

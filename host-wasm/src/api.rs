@@ -94,7 +94,7 @@ impl JsSplitStore {
                     return Err(store_error(&e));
                 }
             };
-            if let Some(report) = store.info().await.ok().and_then(|i| i.recovery) {
+            if let Some(report) = store.recovery() {
                 events.recovery(&report);
             }
             Ok(JsSplitStore { name, store: Rc::new(RefCell::new(Some(Rc::new(store)))), events }.into())

@@ -137,6 +137,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         self.shared.lock().compacting
     }
 
+    /// What recovery did when the store was opened, if it had anything to do (also in
+    /// [`SplitStore::info`]).
+    pub fn recovery(&self) -> Option<crate::RecoveryReport> {
+        self.shared.lock().recovery.clone()
+    }
+
     /// Registers a protector, consulted at the start of every compaction.
     pub fn add_protector(&self, p: Box<dyn Protector>) {
         self.protectors.lock().push(p);
