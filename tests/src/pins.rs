@@ -9,13 +9,12 @@ use splitstore_core::{
     kv::{Kv, Space},
     mem::{ManualClock, MemKv},
     synth::ChainGen,
-    Cid, Mode, NoProgress, Phase, SplitStore,
+    Cid, Mode, NoProgress, Phase, Progress, ProgressSink, SplitStore,
 };
 
 use crate::{
     chain::{apply_epoch, keys, node, small_chain, small_config},
     crash::copy_into,
-    drive::PhaseLog,
     fault::{Fault, FaultKv},
     oracle::key_of,
     wrap::YieldKv,
@@ -111,20 +110,46 @@ async fn held_all<K: Kv>(kv: &K, blocks: &[(Cid, Vec<u8>)]) -> bool {
     held(&keys(kv, Space::Blocks).await, blocks).into_iter().all(|h| h)
 }
 
-/// Polls to `Pending` `n` times (waking itself), so a joined future runs meanwhile.
-async fn yield_times(n: usize) {
-    for _ in 0..n {
-        let mut yielded = false;
+/// Opens once a compaction reports a chosen phase (or once it is opened by hand): a future
+/// waits on it without polling, so a backend whose events arrive between tasks (IndexedDB)
+/// is never starved by a waiter that wakes itself.
+struct PhaseGate {
+    when: Phase,
+    state: std::sync::Mutex<(bool, Option<core::task::Waker>)>,
+}
+
+impl PhaseGate {
+    fn new(when: Phase) -> Self {
+        PhaseGate { when, state: std::sync::Mutex::new((false, None)) }
+    }
+
+    fn open(&self) {
+        let mut s = self.state.lock().expect("gate");
+        s.0 = true;
+        if let Some(w) = s.1.take() {
+            w.wake();
+        }
+    }
+
+    async fn wait(&self) {
         core::future::poll_fn(|cx| {
-            if yielded {
+            let mut s = self.state.lock().expect("gate");
+            if s.0 {
                 core::task::Poll::Ready(())
             } else {
-                yielded = true;
-                cx.waker().wake_by_ref();
+                s.1 = Some(cx.waker().clone());
                 core::task::Poll::Pending
             }
         })
         .await;
+    }
+}
+
+impl ProgressSink for PhaseGate {
+    fn report(&self, p: &Progress) {
+        if p.phase == self.when {
+            self.open();
+        }
     }
 }
 
@@ -147,17 +172,14 @@ async fn pin_beside_compaction<K: Kv>(
     if let Some(k) = crash_at {
         fault.arm(k);
     }
-    let log = PhaseLog::default();
-    let ended = core::cell::Cell::new(false);
+    let gate = PhaseGate::new(when);
     let run = async {
-        let r = store.compact(&log).await;
-        ended.set(true);
+        let r = store.compact(&gate).await;
+        gate.open();
         r
     };
     let pin = async {
-        while !log.seen(when) && !ended.get() {
-            yield_times(1).await;
-        }
+        gate.wait().await;
         store.protect(&[root]).await
     };
     let (ran, pinned) = futures::join!(run, pin);
