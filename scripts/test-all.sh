@@ -48,6 +48,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --all-features -p splitstore-c
 # splitstore-core and splitstore-native as crates.io would take them: packaged together (the
 # native crate verified against the packaged core) and built from the packages. Reuses the
 # examples' dev-profile build.
+# Cargo unpacks the packaged core from its temporary registry into CARGO_HOME once per version
+# and reuses that copy on later runs, so a machine that ran this before would verify the
+# native crate against an old core: drop those copies (never crates.io's) first.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/splitstore-core-*
 cargo publish -q --dry-run --allow-dirty --workspace --exclude splitstore-wasm --exclude splitstore-conformance
 
 step "all suites passed"
