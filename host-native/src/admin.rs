@@ -5,8 +5,9 @@
 //!
 //! Copies every hot block into the cold store, makes the cold store durable, writes
 //! `DIR/rolled-back` (atomically), then deletes `DIR/hot`. Afterwards `DIR/cold` is one fjall
-//! database holding every block (keyspace `blocks`, keys the blocks' multihashes), and the
-//! repo no longer opens as a split store. Crash-safe: before the marker the hot store is
+//! database holding every block (in the on-disk layout of [`crate::kv`]: keyspace `data`,
+//! keys `b` followed by the blocks' multihashes), and the repo no longer opens as a split
+//! store. Crash-safe: before the marker the hot store is
 //! untouched and the copy (which only adds blocks to cold) is repeated by running rollback
 //! again; after it every hot block is durable in cold, and running rollback again finishes
 //! deleting the hot store. The store is opened (and so recovered) before the copy, so an

@@ -1,14 +1,39 @@
-//! The on-disk [`Kv`]: one fjall database per store, one fjall keyspace per [`Space`].
+//! The on-disk [`Kv`]: one fjall database per store, every [`Space`] in one fjall keyspace.
+//!
+//! # Layout
+//!
+//! All four spaces live in the keyspace `data`, each under a one-byte tag
+//! ([`space_tag`]): a key of space `s` is stored as `tag(s) ++ key`. Scans of a space are
+//! ranges over its tag, so each space keeps the bytewise order the contract requires. A
+//! private keyspace `reclaim` exists only so that [`Kv::reclaim`] can make fjall collect its
+//! garbage; nothing the core writes goes there.
 //!
 //! # Durability
 //!
-//! Every batch is one fjall write batch, so it is atomic across keyspaces: fjall writes it to
-//! its journal as one checksummed record and recovery replays whole records only.
+//! Every batch is one fjall write batch over the one keyspace. fjall applies a batch to a
+//! keyspace's memtable under its journal lock, so a batch is never split between two
+//! memtables, and it writes the batch to its journal as one checksummed record that recovery
+//! replays whole or not at all.
+//!
+//! One keyspace is what keeps a batch whole under **power loss**. fjall's flush worker fsyncs
+//! the journal, releases the journal lock and only then chooses the sealed memtables to write
+//! as tables, so a memtable sealed in between (by a size rotation or by `reclaim`) reaches a
+//! fsynced table while its journal bytes are still only in the operating system's cache.
+//! With one keyspace per space, a power cut then kept one keyspace's half of a batch and lost
+//! the other's (`tests/power_loss.rs` shows it on a filesystem that keeps only what was
+//! fsynced). With one keyspace the tables always hold a prefix of the batches (a table holds
+//! every batch up to the newest it holds) and the journal replays the batches after it, so a
+//! power cut loses a suffix of the writes that were not yet durable: exactly the crash model
+//! of [`splitstore_core::kv`].
+//!
 //! [`Durability::Relaxed`] batches are handed to the operating system before `write` returns
 //! (they survive the process being killed, not a power loss); [`Durability::Strict`] batches
-//! and [`Kv::flush`] fsync the journal, which makes them and every earlier batch durable. The
-//! journal is sequential, so a power loss loses a suffix of the relaxed batches: exactly the
-//! crash model of [`splitstore_core::kv`].
+//! and [`Kv::flush`] fsync the journal, which makes them and every earlier batch durable.
+//!
+//! A store written by an earlier version, with one keyspace per space, is copied into `data`
+//! when it is opened ([`FjallKv::open`]): the copy is made durable and marked done (the key
+//! [`LAYOUT_KEY`]) before the old keyspaces are deleted, so a crash at any point either
+//! repeats the whole copy from the untouched old keyspaces or finds it done.
 //!
 //! # Blocking
 //!
@@ -18,15 +43,18 @@
 //!
 //! # Space reclaim
 //!
-//! Deletes write tombstones; [`Kv::reclaim`] flushes the memtables, runs a major compaction of
-//! every keyspace (rewriting the live entries and dropping deleted ones) and then lets fjall
-//! release the superseded table files and fully flushed journals. Each step installs its
-//! result by atomically replacing fjall's version manifest, and files are deleted only after
-//! no version refers to them, so a crash at any point leaves either the old or the new tables.
+//! Deletes write tombstones; [`Kv::reclaim`] flushes the memtable, runs a major compaction
+//! (rewriting the live entries and dropping deleted ones) and then lets fjall release the
+//! superseded table files and fully flushed journals. Each step installs its result by
+//! atomically replacing fjall's version manifest, and files are deleted only after no version
+//! refers to them, so a crash at any point leaves either the old or the new tables. Waiting
+//! for a flush is bounded: if fjall's flush worker has failed (a full disk while writing a
+//! table), `reclaim` returns the error instead of waiting for a flush that never comes.
 
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use fjall::{
@@ -43,6 +71,26 @@ use crate::errors::fjall_error;
 /// A `get_many` of at least this many keys is split across threads.
 const PARALLEL_READ_MIN: usize = 4096;
 
+/// The keyspace holding every space.
+const DATA_KEYSPACE: &str = "data";
+
+/// The keyspace `reclaim` writes to.
+const RECLAIM_KEYSPACE: &str = "reclaim";
+
+/// The record saying `data` holds the whole store: written once the spaces of an earlier
+/// layout have been copied (or at creation), before any old keyspace is deleted. Its first
+/// byte is no space's tag.
+pub const LAYOUT_KEY: &[u8] = b"\0layout";
+
+/// Value of [`LAYOUT_KEY`]: layout version 2 (one keyspace, tagged spaces).
+const LAYOUT_V2: &[u8] = &[2];
+
+/// Entries copied per batch when an earlier layout is migrated.
+const MIGRATE_BATCH: usize = 16_384;
+
+/// How long `reclaim` waits for fjall to flush a memtable before it gives up.
+const FLUSH_WAIT: Duration = Duration::from_secs(600);
+
 /// Settings of one on-disk store.
 #[derive(Clone, Debug)]
 pub struct KvOptions {
@@ -50,19 +98,22 @@ pub struct KvOptions {
     pub cache_bytes: u64,
     /// Threads a large `get_many` may use (1 = read on the calling thread only).
     pub read_threads: usize,
+    /// Size at which a memtable is sealed and written to a table. Applies when the store is
+    /// created; an existing store keeps the size it was created with.
+    pub memtable_bytes: u64,
 }
 
 impl Default for KvOptions {
     fn default() -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        Self { cache_bytes: 256 << 20, read_threads: threads }
+        Self { cache_bytes: 256 << 20, read_threads: threads, memtable_bytes: 64 << 20 }
     }
 }
 
 struct Inner {
     db: Database,
-    /// Indexed by [`space_index`].
-    spaces: [Keyspace; 4],
+    /// Every space, under its tag.
+    data: Keyspace,
     /// Written by `reclaim` so that a memtable rotation runs fjall's file garbage collection.
     gc: Keyspace,
     path: PathBuf,
@@ -83,21 +134,32 @@ impl std::fmt::Debug for FjallKv {
     }
 }
 
-fn space_index(space: Space) -> usize {
+/// The byte every key of `space` starts with in the `data` keyspace.
+pub fn space_tag(space: Space) -> u8 {
     match space {
-        Space::Blocks => 0,
-        Space::Meta => 1,
-        Space::Dead => 2,
-        Space::ColdList => 3,
+        Space::Blocks => b'b',
+        Space::Meta => b'm',
+        Space::Dead => b'd',
+        Space::ColdList => b'c',
     }
 }
 
-/// The longest key fjall holds.
-const MAX_KEY: usize = u16::MAX as usize;
+const SPACES: [Space; 4] = [Space::Blocks, Space::Meta, Space::Dead, Space::ColdList];
 
-/// fjall refuses (by panicking) empty keys and keys over [`MAX_KEY`] bytes.
+/// The longest key of a space: fjall holds keys of up to `u16::MAX` bytes, one of which is
+/// the tag.
+const MAX_KEY: usize = u16::MAX as usize - 1;
+
+/// fjall refuses (by panicking) keys over its limit; the contract has no empty keys.
 fn valid_key(key: &[u8]) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY
+}
+
+fn tagged(space: Space, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(space_tag(space));
+    k.extend_from_slice(key);
+    k
 }
 
 fn op_key(op: &Op) -> &[u8] {
@@ -106,11 +168,12 @@ fn op_key(op: &Op) -> &[u8] {
     }
 }
 
-/// Options of the block keyspace: hashed data blocks (a point read skips the binary search),
+/// Options of the one keyspace: hashed data blocks (a point read skips the binary search),
 /// index and filter blocks pinned in memory, and no filter probe on the last level (marking
-/// reads are nearly all hits). Measured in `KV_CHOICE.md`.
-fn block_options() -> KeyspaceCreateOptions {
+/// reads, nearly all of the reads, are hits). Measured in `KV_CHOICE.md`.
+fn data_options(memtable_bytes: u64) -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
+        .max_memtable_size(memtable_bytes)
         .data_block_hash_ratio_policy(HashRatioPolicy::all(0.75))
         .index_block_pinning_policy(PinningPolicy::all(true))
         .filter_block_pinning_policy(PinningPolicy::all(true))
@@ -118,8 +181,9 @@ fn block_options() -> KeyspaceCreateOptions {
 }
 
 impl FjallKv {
-    /// Opens (creating if needed) the store in `dir`. A store already open, in this or another
-    /// process, gives [`KvError::InUse`].
+    /// Opens (creating if needed) the store in `dir`, first moving a store of the earlier
+    /// layout (one keyspace per space) into the current one. A store already open, in this or
+    /// another process, gives [`KvError::InUse`].
     pub fn open(dir: &Path, opts: &KvOptions) -> Result<Self, KvError> {
         std::fs::create_dir_all(dir).map_err(|e| fjall_error("open", fjall::Error::Io(e)))?;
         let db = Database::builder(dir)
@@ -127,19 +191,14 @@ impl FjallKv {
             .manual_journal_persist(true)
             .open()
             .map_err(|e| fjall_error("open", e))?;
-        let ks =
-            |name: &str, o: fn() -> KeyspaceCreateOptions| db.keyspace(name, o).map_err(|e| fjall_error("open", e));
-        let spaces = [
-            ks(Space::Blocks.name(), block_options)?,
-            ks(Space::Meta.name(), KeyspaceCreateOptions::default)?,
-            ks(Space::Dead.name(), KeyspaceCreateOptions::default)?,
-            ks(Space::ColdList.name(), KeyspaceCreateOptions::default)?,
-        ];
-        let gc = ks("reclaim", KeyspaceCreateOptions::default)?;
+        let memtable_bytes = opts.memtable_bytes.max(1 << 20);
+        let data = db.keyspace(DATA_KEYSPACE, || data_options(memtable_bytes)).map_err(|e| fjall_error("open", e))?;
+        let gc = db.keyspace(RECLAIM_KEYSPACE, KeyspaceCreateOptions::default).map_err(|e| fjall_error("open", e))?;
+        migrate_layout(&db, &data)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
-                spaces,
+                data,
                 gc,
                 path: dir.to_path_buf(),
                 read_threads: opts.read_threads.max(1),
@@ -169,22 +228,20 @@ impl FjallKv {
         Ok(self.disk_bytes()?.saturating_sub(self.journal_bytes()?))
     }
 
-    fn ks(&self, space: Space) -> &Keyspace {
-        &self.inner.spaces[space_index(space)]
-    }
-
-    fn get_one(ks: &Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+    fn get_one(ks: &Keyspace, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         if !valid_key(key) {
             // No such key can have been written.
             return Ok(None);
         }
-        Ok(ks.get(key).map_err(|e| fjall_error("get", e))?.map(|v| v.to_vec()))
+        Ok(ks.get(tagged(space, key)).map_err(|e| fjall_error("get", e))?.map(|v| v.to_vec()))
     }
 
-    fn get_sync(ks: &Keyspace, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        keys.iter().map(|k| Self::get_one(ks, k)).collect()
+    fn get_sync(ks: &Keyspace, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        keys.iter().map(|k| Self::get_one(ks, space, k)).collect()
     }
 
+    /// The entries of `space` strictly after `after`, at most `limit`, each passed through
+    /// `f` with its tag removed from the key.
     fn scan_sync<T>(
         &self,
         space: Space,
@@ -196,9 +253,11 @@ impl FjallKv {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let tag = space_tag(space);
+        let lower = after.map_or(Bound::Included(vec![tag]), |a| Bound::Excluded(tagged(space, a)));
+        let upper = Bound::Excluded(vec![tag + 1]);
         let mut out = Vec::with_capacity(limit.min(16_384));
-        for guard in self.ks(space).range::<&[u8], _>((lower, Bound::Unbounded)).take(limit) {
+        for guard in self.inner.data.range::<Vec<u8>, _>((lower, upper)).take(limit) {
             out.push(f(guard).map_err(|e| fjall_error("scan", e))?);
         }
         Ok(out)
@@ -207,51 +266,116 @@ impl FjallKv {
     /// Keeps the last operation on each key: fjall gives every item of a batch the same
     /// sequence number, so two writes of one key in one batch would be ambiguous.
     fn last_op_per_key(ops: Vec<Op>) -> Vec<Op> {
-        let mut seen = std::collections::HashSet::with_capacity(ops.len());
-        let mut dup = false;
-        for op in &ops {
-            let k = match op {
-                Op::Put { space, key, .. } | Op::Delete { space, key } => (space_index(*space), key.as_slice()),
-            };
-            if !seen.insert(k) {
-                dup = true;
-                break;
+        fn key_of(op: &Op) -> (u8, &[u8]) {
+            match op {
+                Op::Put { space, key, .. } | Op::Delete { space, key } => (space_tag(*space), key),
             }
         }
-        if !dup {
-            return ops;
-        }
-        let mut seen = std::collections::HashSet::with_capacity(ops.len());
-        let mut kept: Vec<Op> = ops
-            .into_iter()
-            .rev()
-            .filter(|op| match op {
-                Op::Put { space, key, .. } | Op::Delete { space, key } => {
-                    seen.insert((space_index(*space), key.clone()))
-                }
-            })
-            .collect();
-        kept.reverse();
-        kept
+        let keep: Vec<bool> = {
+            let mut seen = std::collections::HashSet::with_capacity(ops.len());
+            if ops.iter().all(|op| seen.insert(key_of(op))) {
+                return ops;
+            }
+            seen.clear();
+            let mut keep: Vec<bool> = ops.iter().rev().map(|op| seen.insert(key_of(op))).collect();
+            keep.reverse();
+            keep
+        };
+        ops.into_iter().zip(keep).filter_map(|(op, k)| k.then_some(op)).collect()
     }
+
+    /// Waits until the one keyspace `ks` has no sealed memtable left, failing if fjall's
+    /// flush worker has stopped (the database is poisoned) or after `limit`.
+    fn wait_flushed(&self, ks: &Keyspace, limit: Duration) -> Result<(), KvError> {
+        let start = Instant::now();
+        while ks.sealed_memtable_count() > 0 {
+            // `persist(Buffer)` costs a buffer flush and fails once a worker has died.
+            self.inner.db.persist(PersistMode::Buffer).map_err(|e| fjall_error("reclaim", e))?;
+            if start.elapsed() > limit {
+                return Err(KvError::Unavailable {
+                    detail: format!("reclaim: no memtable flush completed in {} s", limit.as_secs()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Seals `ks`'s memtable and waits (bounded) until it is written to a table.
+    fn flush_memtable(&self, ks: &Keyspace, limit: Duration) -> Result<(), KvError> {
+        ks.rotate_memtable().map_err(|e| fjall_error("reclaim", e))?;
+        self.wait_flushed(ks, limit)
+    }
+
+    /// [`Kv::reclaim`] with the flush wait bounded by `flush_wait`.
+    fn reclaim_within(&self, flush_wait: Duration) -> Result<(), KvError> {
+        let _one_at_a_time = self.inner.reclaiming.lock().map_err(|_| KvError::Crashed)?;
+        let err = |e| fjall_error("reclaim", e);
+        self.flush_memtable(&self.inner.data, flush_wait)?;
+        self.inner.data.major_compact().map_err(err)?;
+        // A memtable rotation raises fjall's garbage-collection watermark and deletes the table
+        // files and journals that no version refers to any more.
+        self.inner.gc.insert("reclaims", [1u8]).map_err(err)?;
+        self.flush_memtable(&self.inner.gc, flush_wait)?;
+        self.inner.db.persist(PersistMode::SyncAll).map_err(err)
+    }
+}
+
+/// Moves a store of the earlier layout (keyspaces named by [`Space::name`]) into `data`, then
+/// records the current layout; a store with no record gets it. Crash-safe: the old keyspaces
+/// are deleted only after the copy and the record are durable, and an interrupted copy is
+/// made again from them (overwriting the same values: nothing else writes before `open`
+/// returns).
+fn migrate_layout(db: &Database, data: &Keyspace) -> Result<(), KvError> {
+    let err = |e| fjall_error("open", e);
+    let done = data.get(LAYOUT_KEY).map_err(err)?.is_some();
+    let old: Vec<(Space, Keyspace)> = SPACES
+        .iter()
+        .filter(|s| db.keyspace_exists(s.name()))
+        .map(|s| Ok((*s, db.keyspace(s.name(), KeyspaceCreateOptions::default).map_err(err)?)))
+        .collect::<Result<_, KvError>>()?;
+    if !done {
+        for (space, ks) in &old {
+            let mut batch = db.batch();
+            let mut n = 0;
+            for guard in ks.iter() {
+                let (k, v) = guard.into_inner().map_err(err)?;
+                batch.insert(data, tagged(*space, &k), v);
+                n += 1;
+                if n == MIGRATE_BATCH {
+                    std::mem::replace(&mut batch, db.batch()).commit().map_err(err)?;
+                    n = 0;
+                }
+            }
+            batch.commit().map_err(err)?;
+        }
+        let mut record = db.batch();
+        record.insert(data, LAYOUT_KEY, LAYOUT_V2);
+        record.durability(Some(PersistMode::SyncAll)).commit().map_err(err)?;
+    }
+    for (_, ks) in old {
+        db.delete_keyspace(ks).map_err(err)?;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
 impl Kv for FjallKv {
     async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        Self::get_one(self.ks(space), key)
+        Self::get_one(&self.inner.data, space, key)
     }
 
     async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        let ks = self.ks(space);
+        let ks = &self.inner.data;
         let threads = self.inner.read_threads;
         if threads < 2 || keys.len() < PARALLEL_READ_MIN {
-            return Self::get_sync(ks, keys);
+            return Self::get_sync(ks, space, keys);
         }
         // Point reads are CPU-bound once the data is cached; split large requests.
         let chunk = keys.len().div_ceil(threads);
         let parts: Vec<Result<Vec<Option<Vec<u8>>>, KvError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = keys.chunks(chunk).map(|part| s.spawn(move || Self::get_sync(ks, part))).collect();
+            let handles: Vec<_> =
+                keys.chunks(chunk).map(|part| s.spawn(move || Self::get_sync(ks, space, part))).collect();
             handles
                 .into_iter()
                 .map(|h| {
@@ -270,14 +394,14 @@ impl Kv for FjallKv {
         if !valid_key(key) {
             return Ok(false);
         }
-        self.ks(space).contains_key(key).map_err(|e| fjall_error("has", e))
+        self.inner.data.contains_key(tagged(space, key)).map_err(|e| fjall_error("has", e))
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
         let strict = batch.durability() == Durability::Strict;
         let ops = Self::last_op_per_key(batch.into_ops());
         if let Some(op) = ops.iter().find(|op| !valid_key(op_key(op))) {
-            let detail = format!("key of {} bytes (fjall holds keys of 1 to {MAX_KEY} bytes)", op_key(op).len());
+            let detail = format!("key of {} bytes (this store holds keys of 1 to {MAX_KEY} bytes)", op_key(op).len());
             let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, detail);
             return Err(KvError::Backend { backend: "fjall", op: "write", source: Box::new(source) });
         }
@@ -287,11 +411,12 @@ impl Kv for FjallKv {
             }
             return Ok(());
         }
+        let data = &self.inner.data;
         let mut b = self.inner.db.batch();
         for op in ops {
             match op {
-                Op::Put { space, key, value } => b.insert(self.ks(space), key, value),
-                Op::Delete { space, key } => b.remove(self.ks(space), key),
+                Op::Put { space, key, value } => b.insert(data, tagged(space, &key), value),
+                Op::Delete { space, key } => b.remove(data, tagged(space, &key)),
             }
         }
         let mode = if strict { PersistMode::SyncAll } else { PersistMode::Buffer };
@@ -299,11 +424,11 @@ impl Kv for FjallKv {
     }
 
     async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
-        self.scan_sync(space, after, limit, |g| g.key().map(|k| k.to_vec()))
+        self.scan_sync(space, after, limit, |g| g.key().map(|k| k[1..].to_vec()))
     }
 
     async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-        self.scan_sync(space, after, limit, |g| g.into_inner().map(|(k, v)| (k.to_vec(), v.to_vec())))
+        self.scan_sync(space, after, limit, |g| g.into_inner().map(|(k, v)| (k[1..].to_vec(), v.to_vec())))
     }
 
     async fn flush(&self) -> Result<(), KvError> {
@@ -311,24 +436,12 @@ impl Kv for FjallKv {
     }
 
     async fn reclaim(&self) -> Result<(), KvError> {
-        let _one_at_a_time = self.inner.reclaiming.lock().map_err(|_| KvError::Crashed)?;
-        let err = |e| fjall_error("reclaim", e);
-        for ks in &self.inner.spaces {
-            ks.rotate_memtable_and_wait().map_err(err)?;
-        }
-        for ks in &self.inner.spaces {
-            ks.major_compact().map_err(err)?;
-        }
-        // A memtable rotation raises fjall's garbage-collection watermark and deletes the table
-        // files and journals that no version refers to any more.
-        self.inner.gc.insert("reclaims", [1u8]).map_err(err)?;
-        self.inner.gc.rotate_memtable_and_wait().map_err(err)?;
-        self.inner.db.persist(PersistMode::SyncAll).map_err(err)
+        self.reclaim_within(FLUSH_WAIT)
     }
 
     async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
         let mut stats = SpaceStats::default();
-        for guard in self.ks(space).iter() {
+        for guard in self.inner.data.prefix([space_tag(space)]) {
             let (_, v) = guard.into_inner().map_err(|e| fjall_error("stats", e))?;
             stats.keys += 1;
             stats.bytes += v.len() as u64;
@@ -336,15 +449,37 @@ impl Kv for FjallKv {
         Ok(stats)
     }
 
-    /// fjall's item count (which counts an overwritten or deleted key until its tables are
-    /// compacted) and the bytes of the keyspace's table files (writes still only in the
-    /// journal are not counted).
+    /// For [`Space::Blocks`] only: fjall's item count of the one keyspace less the layout
+    /// record, and its table bytes. It counts the store's bookkeeping entries too (metadata,
+    /// and the dead and cold lists while a compaction runs), and an overwritten or deleted
+    /// key until its tables are compacted; writes still only in the journal are not in the
+    /// bytes. For a cold store, which holds only blocks, the count is exact after a reclaim.
     async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
-        let ks = self.ks(space);
-        Ok(Some(SpaceEstimate { keys: ks.approximate_len() as u64, bytes: Some(ks.disk_space()) }))
+        if space != Space::Blocks {
+            return Ok(None);
+        }
+        let ks = &self.inner.data;
+        let keys = (ks.approximate_len() as u64).saturating_sub(1);
+        Ok(Some(SpaceEstimate { keys, bytes: Some(ks.disk_space()) }))
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities { name: "fjall", preferred_batch: 16_384, reclaims_space: true }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_distinct_and_not_internal() {
+        let mut tags: Vec<u8> = SPACES.iter().map(|s| space_tag(*s)).collect();
+        tags.push(LAYOUT_KEY[0]);
+        tags.sort_unstable();
+        tags.dedup();
+        assert_eq!(tags.len(), SPACES.len() + 1);
+        // A scan's upper bound is the next tag value: no tag may be 0xff.
+        assert!(SPACES.iter().all(|s| space_tag(*s) < u8::MAX));
     }
 }

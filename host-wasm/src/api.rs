@@ -1,9 +1,11 @@
 //! The JS API: class `SplitStore`, every method returning a Promise.
 //!
 //! A store named `n` is the IndexedDB databases `n-hot` and `n-cold`, each held under a Web
-//! Lock while open. Methods clone a handle to the open core store into their future, so the
-//! JS object can be used while earlier calls are still running; `close` stops a running
-//! compaction at its next yield, flushes, and closes both databases.
+//! Lock while open, and both carrying the store's identity record (module `identity`), by
+//! which an open refuses a store the browser evicted in whole or in part. Methods clone a
+//! handle to the open core store into their future, so the JS object can be used while
+//! earlier calls are still running; `close` stops a running compaction at its next yield,
+//! flushes, and closes both databases.
 
 use std::{cell::RefCell, rc::Rc};
 
@@ -21,9 +23,11 @@ use crate::{
     clock::JsClock,
     convert::{self, cid_of, store_error, type_error},
     events::Events,
-    guard::{check_usable, spawn_promise},
+    guard::{self, check_usable, spawn_promise},
     idb_kv::{db_name, IdbKv, Role},
+    identity,
     js::object,
+    storage,
 };
 
 type Store = SplitStore<IdbKv, JsClock>;
@@ -72,6 +76,10 @@ impl JsSplitStore {
     /// session left interrupted before it resolves. The store's events go to `events` when
     /// given (so a `recovery` listener can be attached before the open), else to a new
     /// target; either way `store.events` is that target.
+    ///
+    /// Rejects with `StoreEvicted` when the store was evicted or deleted in part (one of its
+    /// databases is gone), or, with `mustExist`, in whole. Once open, asks the browser for
+    /// persistent storage unless `persist` is false.
     #[wasm_bindgen(unchecked_return_type = "Promise<SplitStore>")]
     pub fn open(
         name: String,
@@ -83,10 +91,16 @@ impl JsSplitStore {
             if name.is_empty() {
                 return Err(type_error("the store name must not be empty"));
             }
-            let (config, policy) = convert::parse_config(&config.unwrap_or(JsValue::UNDEFINED))?;
+            let options = convert::parse_config(&config.unwrap_or(JsValue::UNDEFINED))?;
+            let policy = options.lock;
             let hot = IdbKv::open(&db_name(&name, Role::Hot), policy).await.map_err(|e| convert::kv_error(&e))?;
             let cold = IdbKv::open(&db_name(&name, Role::Cold), policy).await.map_err(|e| convert::kv_error(&e))?;
-            let store = match SplitStore::open(hot.clone(), cold.clone(), JsClock::new(), config).await {
+            if let Err(e) = identity::establish(&name, &hot, &cold, options.must_exist).await {
+                hot.close().await;
+                cold.close().await;
+                return Err(convert::identity_error(&e));
+            }
+            let store = match SplitStore::open(hot.clone(), cold.clone(), JsClock::new(), options.config).await {
                 Ok(s) => s,
                 Err(e) => {
                     hot.close().await;
@@ -94,6 +108,9 @@ impl JsSplitStore {
                     return Err(store_error(&e));
                 }
             };
+            if options.persist {
+                storage::request_persistence();
+            }
             if let Some(report) = store.recovery() {
                 events.recovery(&report);
             }
@@ -298,11 +315,15 @@ impl JsSplitStore {
         })
     }
 
-    /// The store's state: head, base epoch, compactions, estimated sizes, compaction state and
-    /// running counters, read in time independent of the store's size.
-    #[wasm_bindgen(unchecked_return_type = "Promise<Info>")]
+    /// The store's state: head, base epoch, compactions, estimated sizes, compaction state,
+    /// running counters, and whether the browser keeps the storage persistently, read in time
+    /// independent of the store's size.
+    #[wasm_bindgen(unchecked_return_type = "Promise<StoreInfo>")]
     pub fn info(&self) -> Promise {
-        self.call(move |s| async move { convert::info(&s.info().await.map_err(|e| store_error(&e))?) })
+        self.call(move |s| async move {
+            let info = s.info().await.map_err(|e| store_error(&e))?;
+            convert::info(&convert::StoreInfo { info, persisted: storage::persisted().await })
+        })
     }
 
     /// Exact block counts and bytes of both stores: reads every block, so it takes time in
@@ -384,10 +405,11 @@ impl JsSplitStore {
     }
 }
 
-/// Runs a compaction decided by a head change on the page's executor.
+/// Runs a compaction decided by a head change on the page's executor, as a task that stops
+/// with the module ([`guard::spawn`]).
 fn spawn_compaction(store: Rc<Store>, pending: Option<PendingCompaction>, events: Events) {
     let Some(pending) = pending else { return };
-    wasm_bindgen_futures::spawn_local(async move {
+    guard::spawn(async move {
         if let Err(e) = run_with_events(&store, &events, None, Run::Decided(pending)).await {
             // The error is also kept for `info().lastError` and sent as `compactionerror`.
             web_sys::console::warn_1(&format!("splitstore: background compaction failed: {e}").into());

@@ -42,7 +42,8 @@ impl core::fmt::Debug for Chain {
 impl Chain {
     /// Runs `step` now (call right after creating `tx`, while it is active) and then from the
     /// success event of each returned request until it returns `None`. A step error aborts
-    /// the transaction and is kept for [`Chain::take_error`].
+    /// the transaction and is kept for [`Chain::take_error`], as is the refusal of a module that
+    /// has failed ([`crate::guard`]).
     pub fn start(tx: &IdbTransaction, step: Step) -> Chain {
         let state = Rc::new(State { tx: tx.clone(), step: RefCell::new(step), error: RefCell::new(None) });
         run(state.clone());
@@ -56,7 +57,12 @@ impl Chain {
 }
 
 fn run(state: Rc<State>) {
-    let next = (state.step.borrow_mut())();
+    // Once the module has failed, no further request is issued: the transaction is aborted
+    // and applies nothing.
+    let next = match crate::guard::check_running() {
+        Ok(()) => (state.step.borrow_mut())(),
+        Err(e) => Err(e),
+    };
     match next {
         Ok(Some(last)) => {
             let again = state.clone();

@@ -9,7 +9,7 @@ use splitstore_core::{
 };
 use wasm_bindgen::{prelude::wasm_bindgen, JsCast, JsValue};
 
-use crate::lock::LockPolicy;
+use crate::{identity::IdentityError, lock::LockPolicy};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -48,6 +48,18 @@ export interface SplitStoreConfig {
   verifyPuts?: boolean;
   /** When another tab has the store open: fail at once (default) or wait for it. */
   lock?: "fail" | "wait";
+  /**
+   * Ask the browser to keep the origin's storage under pressure (`navigator.storage.persist()`)
+   * once the store is open, without waiting for the answer (default true; `info().persisted`
+   * reports it).
+   */
+  persist?: boolean;
+  /**
+   * The store must already exist (default false): when nothing of it is there (both databases
+   * absent, or present without a completed store), the open rejects with `StoreEvicted` instead
+   * of creating an empty store. For an embedder that knows it created the store before.
+   */
+  mustExist?: boolean;
 }
 
 /** Options of `importCar`. */
@@ -74,9 +86,9 @@ export interface ImportResult {
 }
 
 /**
- * The report types (`Info`, `Metrics`, `Progress`, `CompactionReport`, `RecoveryReport`,
- * `Counts`, `SpaceStats`, `SpaceEstimate`, `CheckReport`, `Phase`) and `ErrorCode` are
- * generated from their Rust definitions, the ones that serialise them.
+ * The report types (`StoreInfo`, `Info`, `Metrics`, `Progress`, `CompactionReport`,
+ * `RecoveryReport`, `Counts`, `SpaceStats`, `SpaceEstimate`, `CheckReport`, `Phase`) and
+ * `ErrorCode` are generated from their Rust definitions, the ones that serialise them.
  */
 /** A compaction progress event. */
 export type CompactionProgress = Progress;
@@ -143,15 +155,29 @@ pub fn parse_import_options(v: &JsValue) -> Result<HeadPolicy, JsValue> {
     Ok(policy)
 }
 
+/// What `SplitStore.open` takes: the core's settings and the browser host's own.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// The core's settings.
+    pub config: Config,
+    /// What to do when another tab holds the store.
+    pub lock: LockPolicy,
+    /// Ask for persistent storage once open.
+    pub persist: bool,
+    /// Refuse to create a store of which nothing is there.
+    pub must_exist: bool,
+}
+
 /// Reads the options object of `SplitStore.open`. Unknown keys are rejected so that a typo
 /// does not silently fall back to a default.
-pub fn parse_config(v: &JsValue) -> Result<(Config, LockPolicy), JsValue> {
+pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
     // Browser defaults: smaller batches and more frequent yields than the native ones keep
     // every IndexedDB transaction and every task between yields short.
     let mut cfg = Config { batch_size: 4096, yield_every: 256, ..Config::default() };
     let mut policy = LockPolicy::Fail;
+    let (mut persist, mut must_exist) = (true, false);
     if v.is_undefined() || v.is_null() {
-        return Ok((cfg, policy));
+        return Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist });
     }
     if !v.is_object() {
         return Err(type_error("config must be an object"));
@@ -197,10 +223,12 @@ pub fn parse_config(v: &JsValue) -> Result<(Config, LockPolicy), JsValue> {
                     _ => return Err(type_error("config.lock must be \"fail\" or \"wait\"")),
                 }
             }
+            "persist" => persist = boolean(&val, &name)?,
+            "mustExist" => must_exist = boolean(&val, &name)?,
             other => return Err(type_error(&format!("unknown config option {other:?}"))),
         }
     }
-    Ok((cfg, policy))
+    Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist })
 }
 
 fn int(v: &JsValue, name: &str) -> Result<i64, JsValue> {
@@ -308,6 +336,10 @@ error_codes! {
     CorruptMeta,
     /// A configuration the store refuses.
     InvalidConfig,
+    /// The store was evicted by the browser or deleted, in whole or in part (one of its two
+    /// databases is gone, or they belong to different stores), or, with `mustExist`, nothing
+    /// of it is there. The message names what is missing.
+    StoreEvicted,
     /// A CAR file that is malformed or whose blocks do not match their CIDs.
     BadCar,
     /// An argument of the wrong type or shape (a `TypeError`).
@@ -401,9 +433,29 @@ pub fn report(r: &CompactionReport) -> Result<JsValue, JsValue> {
     to_js(r)
 }
 
+/// What `info()` answers: the core's [`Info`] and what the browser says about the storage.
+#[derive(Clone, Debug, serde::Serialize, tsify::Tsify)]
+pub struct StoreInfo {
+    /// The store's state and counters.
+    #[serde(flatten)]
+    pub info: Info,
+    /// Whether the browser keeps the origin's storage under storage pressure
+    /// (`navigator.storage.persisted()`, asked when `info()` is called); `null` when the
+    /// browser cannot say. Without it, the browser may evict the store.
+    pub persisted: Option<bool>,
+}
+
 /// An info object.
-pub fn info(i: &Info) -> Result<JsValue, JsValue> {
+pub fn info(i: &StoreInfo) -> Result<JsValue, JsValue> {
     to_js(i)
+}
+
+/// A refused store identity as a JS `Error`.
+pub fn identity_error(e: &IdentityError) -> JsValue {
+    match e {
+        IdentityError::Gone(gone) => error_to_js(gone, ErrorCode::StoreEvicted),
+        IdentityError::Kv(kv) => error_to_js(e, kv_error_code(kv)),
+    }
 }
 
 /// A check report object.

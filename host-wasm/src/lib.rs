@@ -5,6 +5,8 @@
 //!   role, one object store per keyspace, one transaction per call).
 //! - [`clock::JsClock`]: `Date.now()`, `setTimeout` sleeps and yields to the event loop.
 //! - [`lock::WebLock`]: a Web Lock per database, so two tabs never open one store at once.
+//! - [`identity`]: the store identity record, by which an open refuses a store the browser
+//!   evicted in whole or in part.
 //!
 //! Everything runs on the page's one thread under `wasm-bindgen-futures`; a panic rejects
 //! the call that caused it and stops the module cleanly (see [`guard`]).
@@ -20,8 +22,10 @@ mod convert;
 pub mod events;
 pub mod guard;
 pub mod idb_kv;
+pub mod identity;
 pub mod js;
 pub mod lock;
+mod storage;
 #[cfg(feature = "synth")]
 pub mod synth_js;
 

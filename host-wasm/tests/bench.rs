@@ -456,3 +456,73 @@ async fn bench_issue_cost_per_put() {
     db.close();
     IdbKv::destroy(&name).await.unwrap();
 }
+
+/// Puts `batches` transactions of `per_batch` values of `len` bytes into a fresh database with
+/// raw IndexedDB calls at the given durability; resolves to the milliseconds taken.
+const RAW_PUTS: &str = r#"
+    const [name, durability, batches, perBatch, len] = arguments;
+    return new Promise((resolve, reject) => {
+        const open = indexedDB.open(name, 1);
+        open.onupgradeneeded = () => open.result.createObjectStore("blocks");
+        open.onerror = () => reject(open.error);
+        open.onsuccess = async () => {
+            const db = open.result;
+            const value = new Uint8Array(len).fill(7);
+            const t0 = performance.now();
+            for (let b = 0; b < batches; b++) {
+                await new Promise((done, fail) => {
+                    const tx = db.transaction(["blocks"], "readwrite", { durability });
+                    const store = tx.objectStore("blocks");
+                    for (let i = 0; i < perBatch; i++) store.put(value, new Uint8Array([b >> 8, b & 255, i >> 8, i & 255]));
+                    tx.oncomplete = done;
+                    tx.onerror = () => fail(tx.error);
+                });
+            }
+            const ms = performance.now() - t0;
+            db.close();
+            indexedDB.deleteDatabase(name);
+            resolve(ms);
+        };
+    });
+"#;
+
+async fn raw_puts(durability: &str, batches: u32, per_batch: u32, len: u32) -> f64 {
+    let f = js_sys::Function::new_no_args(RAW_PUTS);
+    let args = js_sys::Array::of5(
+        &unique("bench-durability").into(),
+        &durability.into(),
+        &batches.into(),
+        &per_batch.into(),
+        &len.into(),
+    );
+    let p: js_sys::Promise = f.apply(&JsValue::UNDEFINED, &args).expect("start").unchecked_into();
+    wasm_bindgen_futures::JsFuture::from(p).await.expect("raw puts").as_f64().expect("ms")
+}
+
+/// What committing every transaction strict costs (the IndexedDB backend does): the same raw
+/// puts, relaxed then strict, alternating, median of five rounds each.
+#[wasm_bindgen_test]
+#[ignore]
+async fn bench_strict_vs_relaxed_commits() {
+    for (label, batches, per_batch, len) in
+        [("1 block per transaction", 300, 1, 1024), ("256 blocks per transaction", 40, 256, 1024)]
+    {
+        let (mut relaxed, mut strict) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            relaxed.push(raw_puts("relaxed", batches, per_batch, len).await);
+            strict.push(raw_puts("strict", batches, per_batch, len).await);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (r, s) = (median(&mut relaxed), median(&mut strict));
+        let n = u64::from(batches * per_batch);
+        log(&format!(
+            "{label}: relaxed {} ({r:.0} ms), strict {} ({s:.0} ms), strict/relaxed time {:.2}x",
+            rate(n, r),
+            rate(n, s),
+            s / r
+        ));
+    }
+}

@@ -1,5 +1,5 @@
 //! The IndexedDB backend in headless Chromium: ordering, paging, atomicity of aborted
-//! batches, durability options, Web Lock exclusivity, deletion and the JS clock.
+//! batches, durability (every write strict), Web Lock exclusivity, deletion and the JS clock.
 #![cfg(target_arch = "wasm32")]
 
 use std::{cell::Cell, rc::Rc};
@@ -221,6 +221,58 @@ async fn strict_writes_and_flush_commit() {
     drop(kv);
     let kv = IdbKv::open(&name, LockPolicy::Fail).await.unwrap();
     assert_eq!(kv.get(Space::Meta, b"k").await.unwrap(), Some(b"v".to_vec()));
+    dispose(kv, &name).await;
+}
+
+/// Records the mode and durability of every transaction the page opens, until `restore`.
+fn spy_on_transactions() -> js_sys::Object {
+    let install = js_sys::Function::new_no_args(
+        r#"
+        const proto = IDBDatabase.prototype;
+        const original = proto.transaction;
+        const seen = [];
+        proto.transaction = function (names, mode, options) {
+            seen.push([mode || "readonly", (options && options.durability) || "default"]);
+            return original.call(this, names, mode, options);
+        };
+        return { seen, restore: () => { proto.transaction = original; } };
+        "#,
+    );
+    install.call0(&wasm_bindgen::JsValue::UNDEFINED).expect("install the spy").unchecked_into()
+}
+
+/// In Chromium a relaxed commit can be lost in a power cut even after a later strict one (blob
+/// files of large values, LevelDB's previous log), so every readwrite transaction is strict.
+#[wasm_bindgen_test]
+async fn every_write_is_committed_strict_relaxed_batches_included() {
+    let (kv, name) = fresh("durability").await;
+    let spy = spy_on_transactions();
+    let mut small = WriteBatch::new();
+    small.put(Space::Blocks, b"small".to_vec(), vec![1; 100]).delete(Space::Dead, b"small".to_vec());
+    kv.write(small).await.unwrap();
+    let mut large = WriteBatch::new();
+    large.put(Space::Blocks, b"large".to_vec(), vec![2; 200 << 10]);
+    kv.write(large).await.unwrap();
+    let mut strict = WriteBatch::new();
+    strict.put(Space::Meta, b"m".to_vec(), b"v".to_vec()).strict();
+    kv.write(strict).await.unwrap();
+    kv.flush().await.unwrap();
+    assert_eq!(kv.get(Space::Blocks, b"large").await.unwrap().map(|v| v.len()), Some(200 << 10));
+    let restore: js_sys::Function = js_sys::Reflect::get(&spy, &"restore".into()).unwrap().unchecked_into();
+    restore.call0(&spy).unwrap();
+
+    let seen: js_sys::Array = js_sys::Reflect::get(&spy, &"seen".into()).unwrap().unchecked_into();
+    let seen: Vec<(String, String)> = seen
+        .iter()
+        .map(|e| {
+            let e: js_sys::Array = e.unchecked_into();
+            (e.get(0).as_string().unwrap_or_default(), e.get(1).as_string().unwrap_or_default())
+        })
+        .collect();
+    let writes: Vec<&(String, String)> = seen.iter().filter(|(mode, _)| mode == "readwrite").collect();
+    assert_eq!(writes.len(), 4, "three batches and a flush: {seen:?}");
+    assert!(writes.iter().all(|(_, d)| d == "strict"), "{seen:?}");
+    assert!(seen.iter().any(|(mode, _)| mode == "readonly"), "the read was seen too: {seen:?}");
     dispose(kv, &name).await;
 }
 

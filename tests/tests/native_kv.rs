@@ -10,7 +10,7 @@ use splitstore_core::kv::{Kv, Space, WriteBatch};
 use splitstore_native::{FjallKv, KvOptions};
 
 fn small() -> KvOptions {
-    KvOptions { cache_bytes: 8 << 20, read_threads: 2 }
+    KvOptions { cache_bytes: 8 << 20, read_threads: 2, ..KvOptions::default() }
 }
 
 #[test]
@@ -141,7 +141,8 @@ fn keys_fjall_cannot_hold_are_errors_not_panics() {
 #[test]
 fn large_get_many_is_split_across_threads_and_keeps_order() {
     let d = tempfile::tempdir().expect("tempdir");
-    let kv = FjallKv::open(d.path(), &KvOptions { cache_bytes: 8 << 20, read_threads: 3 }).expect("open");
+    let kv = FjallKv::open(d.path(), &KvOptions { cache_bytes: 8 << 20, read_threads: 3, ..KvOptions::default() })
+        .expect("open");
     fill(&kv, 20_000, 50);
     let keys: Vec<_> = (0..25_000).rev().map(key).collect();
     let got = block_on(kv.get_many(Space::Blocks, &keys)).expect("get_many");

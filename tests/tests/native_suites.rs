@@ -20,7 +20,8 @@ impl Disks {
     }
     fn make(&self) -> FjallKv {
         let d = tempfile::tempdir().expect("tempdir");
-        let kv = FjallKv::open(d.path(), &KvOptions { cache_bytes: 4 << 20, read_threads: 1 }).expect("open");
+        let kv = FjallKv::open(d.path(), &KvOptions { cache_bytes: 4 << 20, read_threads: 1, ..KvOptions::default() })
+            .expect("open");
         self.0.lock().expect("lock").push(d);
         kv
     }

@@ -70,8 +70,12 @@ pub fn default_read_threads() -> usize {
 
 /// The stores of a repo opened directly, each reading with `read_threads` threads.
 pub fn open_kvs(repo: &Path, read_threads: usize) -> BenchResult<(FjallKv, FjallKv)> {
-    let hot = FjallKv::open(&repo.join("hot"), &KvOptions { cache_bytes: HOT_CACHE, read_threads })?;
-    let cold = FjallKv::open(&repo.join("cold"), &KvOptions { cache_bytes: COLD_CACHE, read_threads })?;
+    let hot =
+        FjallKv::open(&repo.join("hot"), &KvOptions { cache_bytes: HOT_CACHE, read_threads, ..KvOptions::default() })?;
+    let cold = FjallKv::open(
+        &repo.join("cold"),
+        &KvOptions { cache_bytes: COLD_CACHE, read_threads, ..KvOptions::default() },
+    )?;
     Ok((hot, cold))
 }
 

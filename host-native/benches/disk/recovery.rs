@@ -166,7 +166,10 @@ fn recover_after_kill(fx: &Fixture, dir: &Path, fraction: f64) -> BenchResult<Ki
     let unpaced: PathBuf = dir.with_extension("unpaced");
     copy_dir(dir, &unpaced)?;
     let (record, remaining) = {
-        let hot = FjallKv::open(&dir.join("hot"), &KvOptions { cache_bytes: HOT_CACHE, read_threads: 1 })?;
+        let hot = FjallKv::open(
+            &dir.join("hot"),
+            &KvOptions { cache_bytes: HOT_CACHE, read_threads: 1, ..KvOptions::default() },
+        )?;
         let record = block_on(hot.get(Space::Meta, meta::PURGE))?.is_some();
         (record, all_keys(&hot, Space::Dead)?.len() as u64)
     };

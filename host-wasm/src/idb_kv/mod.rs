@@ -4,7 +4,9 @@
 //!
 //! One IndexedDB database per store *role*: a store named `n` lives in the databases
 //! `n-hot` and `n-cold` (see [`db_name`]). Each database has one object store per [`Space`]
-//! (named by [`Space::name`]) plus a private `sync` store that [`IdbKv::flush`] writes to.
+//! (named by [`Space::name`]) plus a private `sync` store that the core never sees:
+//! [`IdbKv::flush`] writes a counter there, and the store identity record lives there
+//! ([`crate::identity`]).
 //! Hot and cold are separate [`Kv`] instances in the core, so separate databases keep them
 //! independent (a cold store can be deleted, exported or quota-managed on its own) and give
 //! each one its own Web Lock. Keys and values are `Uint8Array`s; IndexedDB compares binary
@@ -15,10 +17,23 @@
 //! Every trait call is one transaction, created and finished inside the call: nothing is held
 //! across an await that belongs to anything else. A [`WriteBatch`] is one `readwrite`
 //! transaction over every object store it touches, so it commits whole or not at all; a
-//! failed request aborts it and the error is returned. Strict batches and `flush` ask for
-//! `durability: "strict"`; relaxed batches ask for `"relaxed"` explicitly. Large batches and
-//! `get_many` issue their requests in chunks from the transaction's own events
-//! (module `chunked`), so no single task on the page's thread runs long.
+//! failed request aborts it and the error is returned. Large batches and `get_many` issue
+//! their requests in chunks from the transaction's own events (module `chunked`), so no single
+//! task on the page's thread runs long.
+//!
+//! # Durability
+//!
+//! Every `readwrite` transaction asks for `durability: "strict"`, relaxed batches included:
+//! in Chromium a relaxed commit does not meet the contract's crash model, which says a strict
+//! write makes every earlier write durable too. Chromium keeps IndexedDB in LevelDB (the SQLite
+//! backend is off by default), where `"strict"` syncs the log and `"relaxed"` does not, and
+//! two things escape a later strict commit: a value over 64 KiB (after compression) goes to a
+//! blob file that is fsynced only when its own transaction is strict; and when LevelDB starts
+//! a new log it does not sync the old one, so until the old memtable is written out a strict
+//! commit syncs only the new log and a power cut can keep it while losing relaxed commits
+//! before it (a dead-list deletion behind the purge record, a block behind the head). A strict
+//! transaction is durable by itself when it completes, so every batch is; what that costs is
+//! measured in `BENCHMARKS.md`.
 //!
 //! The `idb` crate provides the typed handles and the open/upgrade/delete flow; waiting on a
 //! request or a transaction goes through the Promise bridges of [`crate::js`], which register
@@ -30,6 +45,10 @@
 //! The connection holds a Web Lock on its database name ([`crate::lock`]). If another page
 //! deletes or upgrades the database, the `versionchange` event closes this connection at once
 //! (so the other page is not blocked) and every later call returns [`KvError::Unavailable`].
+//!
+//! Every open connection is registered with the panic hook ([`crate::guard`]), which closes
+//! it before it releases the Web Locks; once the module has failed, every entry point refuses
+//! with [`KvError::Unavailable`] before it touches IndexedDB.
 
 use std::{
     cell::{Cell, RefCell},
@@ -56,6 +75,7 @@ use self::{
 };
 use crate::{
     chunked::{Chain, ISSUE_CHUNK},
+    guard,
     js::{kv_error, kv_error_js, object, JsError, Request, TxDone},
     lock::{LockPolicy, WebLock},
 };
@@ -87,20 +107,12 @@ pub fn db_name(store: &str, role: Role) -> String {
     format!("{store}-{}", role.as_str())
 }
 
-/// Transaction durability as IndexedDB names it.
+/// What a transaction does; every `Write` is committed with `durability: "strict"` (see
+/// "Durability" above).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TxDurability {
-    Strict,
-    Relaxed,
-}
-
-impl TxDurability {
-    fn as_str(self) -> &'static str {
-        match self {
-            TxDurability::Strict => "strict",
-            TxDurability::Relaxed => "relaxed",
-        }
-    }
+enum TxMode {
+    Read,
+    Write,
 }
 
 /// Where a batch is deliberately broken, to prove that an aborted transaction applies nothing.
@@ -125,6 +137,10 @@ pub struct IdbKv {
 struct Inner {
     db: IdbDatabase,
     name: String,
+    /// This open created the database (it did not exist before).
+    created: bool,
+    /// Registration with the panic hook, which closes every open connection.
+    hook_id: Cell<Option<u64>>,
     /// Why the connection is closed, once it is.
     closed: Rc<Cell<Option<&'static str>>>,
     on_version_change: RefCell<Option<VersionChangeHandler>>,
@@ -136,11 +152,18 @@ impl IdbKv {
     /// Opens (creating if needed) the database `name`, holding its Web Lock per `policy`.
     ///
     /// Errors: [`KvError::InUse`] when another holder has the lock; [`KvError::Unavailable`]
-    /// when IndexedDB is missing, the database was created by a newer schema, or the open is
-    /// blocked by another page that keeps an older connection open.
+    /// when IndexedDB is missing, the database was created by a newer schema, the open is
+    /// blocked by another page that keeps an older connection open, or the module has
+    /// stopped after a panic.
     pub async fn open(name: &str, policy: LockPolicy) -> Result<Self, KvError> {
+        guard::check_running()?;
         let lock = WebLock::acquire(&format!("splitstore:{name}"), policy).await?;
-        let db = open_database(name).await?;
+        let (db, created) = open_database(name).await?;
+        if let Err(e) = guard::check_running() {
+            db.close();
+            return Err(e);
+        }
+        let hook_id = guard::register_connection(&db);
 
         let closed: Rc<Cell<Option<&'static str>>> = Rc::new(Cell::new(None));
         let on_version_change = {
@@ -157,6 +180,8 @@ impl IdbKv {
             inner: Rc::new(Inner {
                 db,
                 name: name.to_owned(),
+                created,
+                hook_id: Cell::new(Some(hook_id)),
                 closed,
                 on_version_change: RefCell::new(Some(on_version_change)),
                 lock: RefCell::new(lock),
@@ -175,6 +200,63 @@ impl IdbKv {
         self.inner.lock.borrow().is_some()
     }
 
+    /// True when this open created the database: it did not exist before (never created, or
+    /// deleted or evicted since).
+    pub fn created(&self) -> bool {
+        self.inner.created
+    }
+
+    /// True when none of the core's keyspaces holds a key (the private store is not counted).
+    pub async fn holds_nothing(&self) -> Result<bool, KvError> {
+        let names: Vec<&str> = Space::ALL.iter().map(|s| s.name()).collect();
+        let tx = self.transaction(&names, TxMode::Read, "count")?;
+        let mut counts = Vec::with_capacity(names.len());
+        for space in Space::ALL {
+            let store = Self::store_of(&tx, space, "count")?;
+            let req = store.count(None).map_err(|e| idb_error("count", e))?;
+            counts.push(Request::watch(req.into(), "count"));
+        }
+        for count in counts {
+            if count.result().await?.as_f64().unwrap_or(0.0) > 0.0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The value of `key` in the private store.
+    pub(crate) async fn get_private(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let tx = self.transaction(&[SYNC_STORE], TxMode::Read, "get")?;
+        let store = idb::Transaction::from(tx).object_store(SYNC_STORE).map_err(|e| idb_error("get", e))?;
+        let req = store.get(Query::Key(JsValue::from_str(key))).map_err(|e| idb_error("get", e))?;
+        let v = Request::watch(req.into(), "get").result().await?;
+        value_bytes(v)
+    }
+
+    /// Writes `value` under `key` in the private store, durably (`"strict"`).
+    pub(crate) async fn put_private(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        let tx = self.transaction(&[SYNC_STORE], TxMode::Write, "write")?;
+        let done = TxDone::watch(&tx, "write");
+        let store = idb::Transaction::from(tx.clone()).object_store(SYNC_STORE).map_err(|e| idb_error("write", e))?;
+        if let Err(e) = store.put(&bytes(value), Some(&JsValue::from_str(key))) {
+            let _ = tx.abort();
+            return Err(idb_error("write", e));
+        }
+        done.wait().await
+    }
+
+    /// Closes the connection and deletes the database while still holding its lock (so no
+    /// other open can slip in between), then releases the lock. The deletion waits for this
+    /// connection's last transactions to finish (IndexedDB reports that wait as `blocked`).
+    pub(crate) async fn close_and_delete(&self) -> Result<(), KvError> {
+        let lock = self.inner.close_now();
+        let result = delete_database(&self.inner.name, true).await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        result
+    }
+
     /// Closes the connection (after its running transactions finish) and releases the lock,
     /// returning once another open of this database can take it. Later calls return
     /// [`KvError::Unavailable`]. Idempotent.
@@ -190,43 +272,29 @@ impl IdbKv {
     /// Fails with [`KvError::InUse`] while any page holds its lock (an open store), and with
     /// [`KvError::Unavailable`] if a connection outside this crate's control blocks it.
     pub async fn destroy(name: &str) -> Result<(), KvError> {
-        let guard = WebLock::acquire(&format!("splitstore:{name}"), LockPolicy::Fail).await?;
-        let factory = Factory::new().map_err(|e| unavailable("indexedDB is not available", e))?;
-        let mut req = factory.delete(name).map_err(|e| unavailable("deleteDatabase failed", e))?;
-        let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        req.on_blocked(move |_| {
-            let _ = tx.send(());
-        });
-        let result = match select(req.into_future(), rx).await {
-            Either::Left((r, _)) => r.map_err(|e| unavailable("deleteDatabase failed", e)),
-            Either::Right(_) => Err(KvError::Unavailable {
-                detail: format!("deleting {name} is blocked by a connection another page keeps open"),
-            }),
-        };
-        if let Some(guard) = guard {
-            guard.release().await;
+        guard::check_running()?;
+        let lock = WebLock::acquire(&format!("splitstore:{name}"), LockPolicy::Fail).await?;
+        let result = delete_database(name, false).await;
+        if let Some(lock) = lock {
+            lock.release().await;
         }
         result
     }
 
     fn check_open(&self) -> Result<(), KvError> {
+        guard::check_running()?;
         match self.inner.closed.get() {
             Some(why) => Err(KvError::Unavailable { detail: format!("{}: {why}", self.inner.name) }),
             None => Ok(()),
         }
     }
 
-    fn transaction(
-        &self,
-        stores: &[&str],
-        write: Option<TxDurability>,
-        op: &'static str,
-    ) -> Result<IdbTransaction, KvError> {
+    fn transaction(&self, stores: &[&str], mode: TxMode, op: &'static str) -> Result<IdbTransaction, KvError> {
         self.check_open()?;
         let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
-        let (mode, durability) = match write {
-            Some(d) => ("readwrite", d.as_str()),
-            None => ("readonly", "default"),
+        let (mode, durability) = match mode {
+            TxMode::Write => ("readwrite", "strict"),
+            TxMode::Read => ("readonly", "default"),
         };
         let options = object(&[("durability", JsValue::from_str(durability))]);
         self.inner.db.unchecked_ref::<DatabaseWithOptions>().transaction_with_options(&names, mode, &options).map_err(
@@ -291,15 +359,11 @@ impl IdbKv {
         if batch.is_empty() {
             return if batch.durability() == splitstore_core::Durability::Strict { self.flush().await } else { Ok(()) };
         }
-        let durability = match batch.durability() {
-            splitstore_core::Durability::Strict => TxDurability::Strict,
-            splitstore_core::Durability::Relaxed => TxDurability::Relaxed,
-        };
         let mut spaces: Vec<Space> = batch.ops().iter().map(Op::space).collect();
         spaces.sort();
         spaces.dedup();
         let names: Vec<&str> = spaces.iter().map(|s| s.name()).collect();
-        let tx = self.transaction(&names, Some(durability), "write")?;
+        let tx = self.transaction(&names, TxMode::Write, "write")?;
         let done = TxDone::watch(&tx, "write");
         let itx = idb::Transaction::from(tx.clone());
         let ops = batch.into_ops();
@@ -339,6 +403,26 @@ impl IdbKv {
     }
 }
 
+/// Deletes the database `name`; the caller holds its lock. A connection still open blocks
+/// the deletion: unless `wait_when_blocked`, that fails at once (it belongs to another page).
+async fn delete_database(name: &str, wait_when_blocked: bool) -> Result<(), KvError> {
+    let factory = Factory::new().map_err(|e| unavailable("indexedDB is not available", e))?;
+    let mut req = factory.delete(name).map_err(|e| unavailable("deleteDatabase failed", e))?;
+    if wait_when_blocked {
+        return req.into_future().await.map_err(|e| unavailable("deleteDatabase failed", e));
+    }
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    req.on_blocked(move |_| {
+        let _ = tx.send(());
+    });
+    match select(req.into_future(), rx).await {
+        Either::Left((r, _)) => r.map_err(|e| unavailable("deleteDatabase failed", e)),
+        Either::Right(_) => Err(KvError::Unavailable {
+            detail: format!("deleting {name} is blocked by a connection another page keeps open"),
+        }),
+    }
+}
+
 impl Inner {
     /// The synchronous part of [`IdbKv::close`]: the lock is released a moment later.
     fn close_now(&self) -> Option<WebLock> {
@@ -347,6 +431,9 @@ impl Inner {
         }
         self.db.set_onversionchange(None);
         self.db.close();
+        if let Some(id) = self.hook_id.take() {
+            guard::forget_connection(id);
+        }
         self.on_version_change.borrow_mut().take();
         self.lock.borrow_mut().take()
     }
@@ -361,7 +448,7 @@ impl Drop for Inner {
 #[async_trait::async_trait(?Send)]
 impl Kv for IdbKv {
     async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        let tx = self.transaction(&[space.name()], None, "get")?;
+        let tx = self.transaction(&[space.name()], TxMode::Read, "get")?;
         let store = Self::store_of(&tx, space, "get")?;
         let req = store.get(Query::Key(bytes(key))).map_err(|e| idb_error("get", e))?;
         let v = Request::watch(req.into(), "get").result().await?;
@@ -372,7 +459,7 @@ impl Kv for IdbKv {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let tx = self.transaction(&[space.name()], None, "get_many")?;
+        let tx = self.transaction(&[space.name()], TxMode::Read, "get_many")?;
         let store = Self::store_of(&tx, space, "get_many")?;
         let done = TxDone::watch(&tx, "get_many");
         let reqs: Rc<RefCell<Vec<web_sys::IdbRequest>>> = Rc::new(RefCell::new(Vec::with_capacity(keys.len())));
@@ -405,7 +492,7 @@ impl Kv for IdbKv {
     }
 
     async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
-        let tx = self.transaction(&[space.name()], None, "has")?;
+        let tx = self.transaction(&[space.name()], TxMode::Read, "has")?;
         let store = Self::store_of(&tx, space, "has")?;
         let req = store.count(Some(Query::Key(bytes(key)))).map_err(|e| idb_error("has", e))?;
         let n = Request::watch(req.into(), "has").result().await?;
@@ -421,7 +508,7 @@ impl Kv for IdbKv {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let tx = self.transaction(&[space.name()], None, "scan")?;
+        let tx = self.transaction(&[space.name()], TxMode::Read, "scan")?;
         let store = Self::store_of(&tx, space, "scan")?;
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         let req = store.get_all_keys(Self::range_after(after)?, Some(limit)).map_err(|e| idb_error("scan", e))?;
@@ -433,7 +520,7 @@ impl Kv for IdbKv {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let tx = self.transaction(&[space.name()], None, "scan")?;
+        let tx = self.transaction(&[space.name()], TxMode::Read, "scan")?;
         let store = Self::store_of(&tx, space, "scan")?;
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         // Both requests run in one read transaction, so they see the same snapshot and
@@ -455,7 +542,7 @@ impl Kv for IdbKv {
     async fn flush(&self) -> Result<(), KvError> {
         // A strict commit is written through the same log as every earlier commit, so it is
         // durable only after they are: writing one counter makes everything before it durable.
-        let tx = self.transaction(&[SYNC_STORE], Some(TxDurability::Strict), "flush")?;
+        let tx = self.transaction(&[SYNC_STORE], TxMode::Write, "flush")?;
         let done = TxDone::watch(&tx, "flush");
         let n = self.inner.flushes.get().wrapping_add(1);
         self.inner.flushes.set(n);
@@ -470,7 +557,7 @@ impl Kv for IdbKv {
     /// IndexedDB's own count of the object store (no value crosses into the page); the
     /// bytes are unknown (`navigator.storage.estimate()` covers the whole origin).
     async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
-        let tx = self.transaction(&[space.name()], None, "estimate")?;
+        let tx = self.transaction(&[space.name()], TxMode::Read, "estimate")?;
         let store = Self::store_of(&tx, space, "estimate")?;
         let req = store.count(None).map_err(|e| idb_error("estimate", e))?;
         let n = Request::watch(req.into(), "estimate").result().await?;

@@ -1,9 +1,9 @@
 //! The database schema: its version, its object stores, and opening with upgrade.
 
-use std::future::IntoFuture;
+use std::{cell::Cell, future::IntoFuture, rc::Rc};
 
 use futures::future::{select, Either};
-use idb::{DatabaseEvent, Factory, ObjectStoreParams};
+use idb::{DatabaseEvent, Event, Factory, ObjectStoreParams, Request};
 use js_sys::Array;
 use splitstore_core::{KvError, Space};
 use wasm_bindgen::{prelude::wasm_bindgen, JsValue};
@@ -13,7 +13,9 @@ use super::bytes::unavailable;
 
 /// Schema version of every database this crate creates.
 pub(super) const VERSION: u32 = 1;
-/// The object store [`IdbKv::flush`] writes a counter to, forcing a durable commit.
+/// The private object store, which the core never sees: [`IdbKv::flush`] writes a counter
+/// under the key `"seq"` to force a durable commit, and the store identity record lives under
+/// `"store-id"` (module `identity`).
 pub(super) const SYNC_STORE: &str = "sync";
 
 #[wasm_bindgen]
@@ -32,11 +34,24 @@ extern "C" {
     ) -> Result<IdbTransaction, JsValue>;
 }
 
-/// Opens `name` at [`VERSION`], creating the object stores on first use.
-pub(super) async fn open_database(name: &str) -> Result<IdbDatabase, KvError> {
+/// Opens `name` at [`VERSION`], creating the object stores on first use. The flag is true
+/// when this open created the database: the upgrade started from version 0, which IndexedDB
+/// reports only for a database that did not exist.
+pub(super) async fn open_database(name: &str) -> Result<(IdbDatabase, bool), KvError> {
     let factory = Factory::new().map_err(|e| unavailable("indexedDB is not available", e))?;
     let mut req = factory.open(name, Some(VERSION)).map_err(|e| unavailable("open failed", e))?;
-    req.on_upgrade_needed(|event| {
+    let created = Rc::new(Cell::new(false));
+    let seen = created.clone();
+    req.on_upgrade_needed(move |event| {
+        seen.set(event.old_version().is_ok_and(|v| v == 0));
+        // A module that failed since the open was asked for creates nothing: the aborted
+        // upgrade fails the open.
+        if crate::guard::failed() {
+            if let Some(tx) = event.target().ok().and_then(|r| r.transaction()) {
+                let _ = tx.abort();
+            }
+            return;
+        }
         // Failures here abort the upgrade; the open then fails and reports why.
         if let Ok(db) = event.database() {
             let existing = db.store_names();
@@ -81,5 +96,5 @@ pub(super) async fn open_database(name: &str) -> Result<IdbDatabase, KvError> {
             return Err(KvError::Corrupt { detail: format!("{name} has no object store {store:?}") });
         }
     }
-    Ok(raw)
+    Ok((raw, created.get()))
 }
