@@ -214,7 +214,7 @@ impl fmt::Display for IdentityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IdentityError::Gone(e) => e.fmt(f),
-            IdentityError::Kv(e) => write!(f, "reading the store identity failed: {e}"),
+            IdentityError::Kv(e) => write!(f, "reading or writing the store identity failed: {e}"),
         }
     }
 }
@@ -266,15 +266,30 @@ pub async fn establish_until(
     stop: Option<Step>,
 ) -> Result<(), IdentityError> {
     let verdict = decide(found(hot).await?, found(cold).await?, must_exist);
-    let gone = match verdict {
-        Verdict::Ready => return Ok(()),
-        Verdict::Create => return write_records(hot, cold, crate::js::random_u128(), true, stop).await,
-        Verdict::Resume(id) => return write_records(hot, cold, id, false, stop).await,
-        Verdict::Complete(id) => return Ok(write_record(cold, StoreRecord { id, complete: true }).await?),
-        Verdict::Missing(role) => StoreGone::Missing { store: store.to_owned(), role },
-        Verdict::Mismatch => StoreGone::Mismatch { store: store.to_owned() },
-        Verdict::Absent => StoreGone::Absent { store: store.to_owned() },
+    let written = match verdict {
+        Verdict::Ready => Ok(()),
+        Verdict::Create => write_records(hot, cold, crate::js::random_u128(), true, stop).await,
+        Verdict::Resume(id) => write_records(hot, cold, id, false, stop).await,
+        Verdict::Complete(id) => write_record(cold, StoreRecord { id, complete: true }).await.map_err(Into::into),
+        Verdict::Missing(role) => return refuse(hot, cold, StoreGone::Missing { store: store.to_owned(), role }).await,
+        Verdict::Mismatch => return refuse(hot, cold, StoreGone::Mismatch { store: store.to_owned() }).await,
+        Verdict::Absent => return refuse(hot, cold, StoreGone::Absent { store: store.to_owned() }).await,
     };
+    match written {
+        // A full quota refuses the records: the store opens without them (a full store must
+        // still open, to be compacted), as after a crash at that write, which the next open
+        // with room finishes by the same rules.
+        Err(IdentityError::Kv(KvError::QuotaExceeded { detail })) => {
+            let message = format!("splitstore: the identity records of \"{store}\" wait for room: {detail}");
+            web_sys::console::warn_1(&message.into());
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Refuses the open: deletes the databases this open created, and nothing else.
+async fn refuse(hot: &IdbKv, cold: &IdbKv, gone: StoreGone) -> Result<(), IdentityError> {
     for kv in [hot, cold] {
         // The refusal stands either way: a database left behind is empty and has no record,
         // which the rules refuse again beside a complete record.
