@@ -144,8 +144,6 @@ pub fn space_tag(space: Space) -> u8 {
     }
 }
 
-const SPACES: [Space; 4] = [Space::Blocks, Space::Meta, Space::Dead, Space::ColdList];
-
 /// The longest key of a space: fjall holds keys of up to `u16::MAX` bytes, one of which is
 /// the tag.
 const MAX_KEY: usize = u16::MAX as usize - 1;
@@ -329,7 +327,7 @@ impl FjallKv {
 fn migrate_layout(db: &Database, data: &Keyspace) -> Result<(), KvError> {
     let err = |e| fjall_error("open", e);
     let done = data.get(LAYOUT_KEY).map_err(err)?.is_some();
-    let old: Vec<(Space, Keyspace)> = SPACES
+    let old: Vec<(Space, Keyspace)> = Space::ALL
         .iter()
         .filter(|s| db.keyspace_exists(s.name()))
         .map(|s| Ok((*s, db.keyspace(s.name(), KeyspaceCreateOptions::default).map_err(err)?)))
@@ -474,12 +472,12 @@ mod tests {
 
     #[test]
     fn tags_are_distinct_and_not_internal() {
-        let mut tags: Vec<u8> = SPACES.iter().map(|s| space_tag(*s)).collect();
+        let mut tags: Vec<u8> = Space::ALL.iter().map(|s| space_tag(*s)).collect();
         tags.push(LAYOUT_KEY[0]);
         tags.sort_unstable();
         tags.dedup();
-        assert_eq!(tags.len(), SPACES.len() + 1);
+        assert_eq!(tags.len(), Space::ALL.len() + 1);
         // A scan's upper bound is the next tag value: no tag may be 0xff.
-        assert!(SPACES.iter().all(|s| space_tag(*s) < u8::MAX));
+        assert!(Space::ALL.iter().all(|s| space_tag(*s) < u8::MAX));
     }
 }

@@ -9,8 +9,6 @@ use futures::executor::block_on;
 use splitstore_core::kv::{Kv, Space};
 use splitstore_native::{kv::space_tag, FjallKv, KvOptions};
 
-const SPACES: [Space; 4] = [Space::Blocks, Space::Meta, Space::Dead, Space::ColdList];
-
 /// The entries the earlier layout held: a few hundred per space, more than one copy batch in
 /// blocks.
 fn legacy_entries(space: Space) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -22,7 +20,7 @@ fn legacy_entries(space: Space) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// given tagged entries already in the current layout's keyspace.
 fn write_legacy(dir: &Path, already_moved: &[(Vec<u8>, Vec<u8>)]) {
     let db = Database::builder(dir).open().expect("open legacy");
-    for space in SPACES {
+    for space in Space::ALL {
         let ks = db.keyspace(space.name(), KeyspaceCreateOptions::default).expect("keyspace");
         for (k, v) in legacy_entries(space) {
             ks.insert(k, v).expect("insert");
@@ -56,7 +54,7 @@ fn opts() -> KvOptions {
 fn assert_holds_exactly_the_legacy_store(dir: &Path) {
     for _ in 0..2 {
         let kv = FjallKv::open(dir, &opts()).expect("open");
-        for space in SPACES {
+        for space in Space::ALL {
             let want = legacy_entries(space);
             assert_eq!(all(&kv, space), want, "{space:?}");
             let (k, v) = &want[want.len() / 2];
@@ -64,7 +62,7 @@ fn assert_holds_exactly_the_legacy_store(dir: &Path) {
         }
         drop(kv);
         let db = Database::builder(dir).open().expect("raw open");
-        for space in SPACES {
+        for space in Space::ALL {
             assert!(!db.keyspace_exists(space.name()), "the old keyspace {} is gone", space.name());
         }
     }
@@ -97,7 +95,7 @@ fn a_move_interrupted_after_its_record_is_not_repeated() {
     // The copy and its record are durable; the old keyspaces were not deleted yet. Since then
     // the store changed (a dead-list entry was deleted): copying again would bring it back.
     let mut moved = Vec::new();
-    for space in SPACES {
+    for space in Space::ALL {
         for (k, v) in legacy_entries(space) {
             moved.push(([&[space_tag(space)][..], &k].concat(), v));
         }
