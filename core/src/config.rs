@@ -72,6 +72,11 @@ pub struct Config {
     pub missing_retry_wait_ms: u64,
     /// Check every block's hash on `put`.
     pub verify_puts: bool,
+    /// Compact early when the hot store's blocks take this many bytes or more (as its backend
+    /// estimates them), once a tenth of a finality (at least one epoch) has passed since the
+    /// last compaction's head, so that a live set above the limit does not compact at every
+    /// head change. `None`: only the epoch threshold triggers.
+    pub hot_size_limit: Option<u64>,
 }
 
 impl Default for Config {
@@ -93,6 +98,7 @@ impl Default for Config {
             missing_retries: 3,
             missing_retry_wait_ms: 1000,
             verify_puts: false,
+            hot_size_limit: None,
         }
     }
 }
@@ -131,6 +137,9 @@ impl Config {
         }
         if self.batch_size == 0 || self.yield_every == 0 {
             return bad("batch size and yield interval must be positive");
+        }
+        if self.hot_size_limit == Some(0) {
+            return bad("a hot size limit must be at least one byte");
         }
         Ok(())
     }
@@ -185,11 +194,24 @@ pub enum Trigger {
     OutOfSync,
     /// Within ±F of a network upgrade.
     NearUpgrade,
+    /// Start one early: the hot store passed [`Config::hot_size_limit`].
+    OverSizeLimit(Boundaries),
     /// `head - base_epoch` has not passed the threshold.
     NotDue,
 }
 
-/// The trigger rule, as a pure function of the state it reads.
+impl Trigger {
+    /// The compaction to start, if the rule decided one.
+    pub fn boundaries(&self) -> Option<Boundaries> {
+        match self {
+            Trigger::Compact(b) | Trigger::OverSizeLimit(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// The trigger rule, as a pure function of the state it reads. `hot_bytes` is the hot
+/// store's size estimate, read only when [`Config::hot_size_limit`] is set.
 pub fn decide_trigger(
     cfg: &Config,
     compacting: bool,
@@ -197,6 +219,7 @@ pub fn decide_trigger(
     head_ts_secs: u64,
     now_ms: u64,
     base_epoch: i64,
+    hot_bytes: Option<u64>,
 ) -> Trigger {
     if compacting {
         return Trigger::Busy;
@@ -209,8 +232,14 @@ pub fn decide_trigger(
     if cfg.near_upgrade(head) {
         return Trigger::NearUpgrade;
     }
-    if head.saturating_sub(base_epoch) > cfg.threshold() {
+    let since = head.saturating_sub(base_epoch);
+    let over = matches!((cfg.hot_size_limit, hot_bytes), (Some(limit), Some(bytes)) if bytes >= limit);
+    // The last compaction's head was `boundary_finalities·F` above its boundary, the base.
+    let new_epochs = since.saturating_sub(cfg.boundary_finalities.saturating_mul(cfg.finality));
+    if since > cfg.threshold() {
         Trigger::Compact(cfg.boundaries(head))
+    } else if over && new_epochs >= (cfg.finality / 10).max(1) {
+        Trigger::OverSizeLimit(cfg.boundaries(head))
     } else {
         Trigger::NotDue
     }
@@ -252,13 +281,39 @@ mod tests {
         let c = Config { finality: 10, sync_gap_secs: Some(60), upgrade_epochs: alloc::vec![200], ..Config::default() };
         let now = 1_000_000_000;
         let fresh = now / 1000 - 5;
-        assert_eq!(decide_trigger(&c, false, 51, fresh, now, 0), Trigger::Compact(c.boundaries(51)));
-        assert_eq!(decide_trigger(&c, false, 50, fresh, now, 0), Trigger::NotDue);
-        assert_eq!(decide_trigger(&c, true, 51, fresh, now, 0), Trigger::Busy);
-        assert_eq!(decide_trigger(&c, false, 51, fresh - 61, now, 0), Trigger::OutOfSync);
-        assert_eq!(decide_trigger(&c, false, 195, fresh, now, 0), Trigger::NearUpgrade);
-        assert_eq!(decide_trigger(&c, false, 215, fresh, now, 0), Trigger::Compact(c.boundaries(215)));
+        assert_eq!(decide_trigger(&c, false, 51, fresh, now, 0, None), Trigger::Compact(c.boundaries(51)));
+        assert_eq!(decide_trigger(&c, false, 50, fresh, now, 0, None), Trigger::NotDue);
+        assert_eq!(decide_trigger(&c, true, 51, fresh, now, 0, None), Trigger::Busy);
+        assert_eq!(decide_trigger(&c, false, 51, fresh - 61, now, 0, None), Trigger::OutOfSync);
+        assert_eq!(decide_trigger(&c, false, 195, fresh, now, 0, None), Trigger::NearUpgrade);
+        assert_eq!(decide_trigger(&c, false, 215, fresh, now, 0, None), Trigger::Compact(c.boundaries(215)));
         let nocheck = Config { sync_gap_secs: None, ..c };
-        assert_eq!(decide_trigger(&nocheck, false, 51, 0, now, 0), Trigger::Compact(nocheck.boundaries(51)));
+        assert_eq!(decide_trigger(&nocheck, false, 51, 0, now, 0, None), Trigger::Compact(nocheck.boundaries(51)));
+    }
+
+    #[test]
+    fn size_limit_compacts_early_but_not_at_every_head_nor_past_the_other_rules() {
+        let c = Config {
+            finality: 20,
+            sync_gap_secs: Some(60),
+            upgrade_epochs: alloc::vec![300],
+            hot_size_limit: Some(1000),
+            ..Config::default()
+        };
+        let now = 1_000_000_000;
+        let fresh = now / 1000 - 5;
+        let over = Some(1000);
+        // The last compaction (head 180) left base 100: two new epochs are a tenth of F.
+        assert_eq!(decide_trigger(&c, false, 182, fresh, now, 100, over), Trigger::OverSizeLimit(c.boundaries(182)));
+        assert_eq!(decide_trigger(&c, false, 181, fresh, now, 100, over), Trigger::NotDue, "too soon after the last");
+        assert_eq!(decide_trigger(&c, false, 182, fresh, now, 100, Some(999)), Trigger::NotDue);
+        assert_eq!(decide_trigger(&c, false, 182, fresh, now, 100, None), Trigger::NotDue, "no estimate");
+        assert_eq!(decide_trigger(&c, false, 201, fresh, now, 100, over), Trigger::Compact(c.boundaries(201)));
+        assert_eq!(decide_trigger(&c, true, 182, fresh, now, 100, over), Trigger::Busy);
+        assert_eq!(decide_trigger(&c, false, 182, fresh - 61, now, 100, over), Trigger::OutOfSync);
+        assert_eq!(decide_trigger(&c, false, 290, fresh, now, 200, over), Trigger::NearUpgrade);
+        let unlimited = Config { hot_size_limit: None, ..c.clone() };
+        assert_eq!(decide_trigger(&unlimited, false, 182, fresh, now, 100, over), Trigger::NotDue);
+        assert!(Config { hot_size_limit: Some(0), ..c }.validate().is_err());
     }
 }

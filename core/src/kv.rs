@@ -88,6 +88,7 @@ impl Op {
 pub struct WriteBatch {
     ops: Vec<Op>,
     durability: Durability,
+    maintenance: bool,
 }
 
 impl WriteBatch {
@@ -98,7 +99,7 @@ impl WriteBatch {
 
     /// An empty batch with room for `n` operations.
     pub fn with_capacity(n: usize) -> Self {
-        Self { ops: Vec::with_capacity(n), durability: Durability::Relaxed }
+        Self { ops: Vec::with_capacity(n), durability: Durability::Relaxed, maintenance: false }
     }
 
     /// Adds an insert.
@@ -119,12 +120,40 @@ impl WriteBatch {
         self
     }
 
-    /// Appends every operation of `other`; the result is strict if either was.
+    /// Marks the batch as the store's own upkeep: a write of a compaction or of recovery,
+    /// whose purpose is to free space. A backend that keeps space in reserve (a full disk, a
+    /// browser quota) lets such a write use it and refuses every other write before the
+    /// reserve, so that a full store can still compact itself back.
+    pub fn maintenance(&mut self) -> &mut Self {
+        self.maintenance = true;
+        self
+    }
+
+    /// True for the store's own upkeep ([`WriteBatch::maintenance`]).
+    pub fn is_maintenance(&self) -> bool {
+        self.maintenance
+    }
+
+    /// Bytes of keys and values the batch writes (a delete counts its key): what a backend
+    /// compares with its free space before it writes.
+    pub fn payload_bytes(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, .. } => key.len() + value.len(),
+                Op::Delete { key, .. } => key.len(),
+            } as u64)
+            .sum()
+    }
+
+    /// Appends every operation of `other`; the result is strict if either was, and upkeep
+    /// only if both were.
     pub fn extend(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);
         if other.durability == Durability::Strict {
             self.durability = Durability::Strict;
         }
+        self.maintenance &= other.maintenance;
     }
 
     /// The requested durability.

@@ -5,6 +5,10 @@
 //! keeps, beside the live state, the *durable image* — the state as of the last strict write or
 //! flush. [`MemKv::crash_image`] returns a fresh store holding only that image, which is what a
 //! process would find after a power loss at that instant.
+//!
+//! It can also model a full disk or browser quota ([`MemKv::set_quota`]): writes are refused
+//! once the bytes stored would pass a limit, and a reserve below that limit is kept for the
+//! store's own upkeep ([`WriteBatch::maintenance`]).
 
 use alloc::{boxed::Box, collections::BTreeMap, sync::Arc, vec::Vec};
 use core::task::Poll;
@@ -37,6 +41,51 @@ struct Inner {
     pending: Vec<Vec<Op>>,
     /// Set by [`MemKv::crash`]: every later call fails.
     crashed: bool,
+    /// The modelled capacity, if any.
+    quota: Option<Quota>,
+    /// Bytes of keys and values held now, per space.
+    used: [u64; 4],
+    /// The most bytes held at once since the last [`MemKv::take_peak`].
+    peak: u64,
+}
+
+/// A modelled capacity: the store holds at most `limit` bytes of keys and values, and
+/// writes other than the store's upkeep are refused once they would leave less than
+/// `reserve` of it free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Bytes of keys and values the store can hold.
+    pub limit: u64,
+    /// Bytes of that limit only upkeep writes may use.
+    pub reserve: u64,
+}
+
+fn entry_bytes(key: &[u8], value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
+
+fn usage(tables: &Tables) -> [u64; 4] {
+    let mut used = [0; 4];
+    for (u, t) in used.iter_mut().zip(tables) {
+        *u = t.iter().map(|(k, v)| entry_bytes(k, v)).sum();
+    }
+    used
+}
+
+/// The change in bytes held if `ops` were applied to `tables`, in order.
+fn usage_delta(tables: &Tables, ops: &[Op]) -> i64 {
+    let mut now: BTreeMap<(usize, &[u8]), u64> = BTreeMap::new();
+    let mut delta = 0i64;
+    for op in ops {
+        let (space, key, new) = match op {
+            Op::Put { space, key, value } => (idx(*space), key.as_slice(), entry_bytes(key, value)),
+            Op::Delete { space, key } => (idx(*space), key.as_slice(), 0),
+        };
+        let old = *now.entry((space, key)).or_insert_with(|| tables[space].get(key).map_or(0, |v| entry_bytes(key, v)));
+        delta += new as i64 - old as i64;
+        now.insert((space, key), new);
+    }
+    delta
 }
 
 fn apply(tables: &mut Tables, ops: &[Op]) {
@@ -71,6 +120,24 @@ impl MemKv {
         kv
     }
 
+    /// Models a capacity (`None`: unlimited). The bytes already held stay, even over it.
+    pub fn set_quota(&self, quota: Option<Quota>) {
+        self.inner.lock().quota = quota;
+    }
+
+    /// Bytes of keys and values held now, over every space.
+    pub fn used_bytes(&self) -> u64 {
+        self.inner.lock().used.iter().sum()
+    }
+
+    /// The most bytes held at once since the last call (or since the store was made), and
+    /// starts the next period at the bytes held now.
+    pub fn take_peak(&self) -> u64 {
+        let mut inner = self.inner.lock();
+        let now = inner.used.iter().sum();
+        core::mem::replace(&mut inner.peak, now)
+    }
+
     /// Makes every later call fail with [`KvError::Crashed`], as if the process died.
     pub fn crash(&self) {
         self.inner.lock().crashed = true;
@@ -81,7 +148,7 @@ impl MemKv {
     ///
     /// `keep_pending` of the not-yet-durable batches survive as well, oldest first, modelling a
     /// crash after the system happened to write some of them out. The new store tracks
-    /// durability if this one does.
+    /// durability if this one does, and has the same quota.
     pub fn crash_image(&self, keep_pending: usize) -> MemKv {
         let inner = self.inner.lock();
         let mut tables = match &inner.durable {
@@ -98,6 +165,9 @@ impl MemKv {
         {
             let mut n = kv.inner.lock();
             n.durable = tracking.then(|| tables.clone());
+            n.used = usage(&tables);
+            n.peak = n.used.iter().sum();
+            n.quota = inner.quota;
             n.live = tables;
         }
         kv
@@ -169,8 +239,35 @@ impl Kv for MemKv {
         let mut inner = self.inner.lock();
         Self::check(&inner)?;
         let strict = batch.durability() == Durability::Strict;
+        let maintenance = batch.is_maintenance();
         let ops = batch.into_ops();
-        apply(&mut inner.live, &ops);
+        let delta = usage_delta(&inner.live, &ops);
+        let held: u64 = inner.used.iter().sum();
+        let after = held.saturating_add_signed(delta);
+        if let Some(q) = inner.quota {
+            let allowed = if maintenance { q.limit } else { q.limit.saturating_sub(q.reserve) };
+            if delta > 0 && after > allowed {
+                let whose = if maintenance { "" } else { " beside the reserve kept for compaction" };
+                return Err(KvError::QuotaExceeded {
+                    detail: alloc::format!(
+                        "memory store: {held} of {} bytes used, no room for {delta} more{whose}",
+                        q.limit
+                    ),
+                });
+            }
+        }
+        for op in &ops {
+            let (space, key) = match op {
+                Op::Put { space, key, .. } | Op::Delete { space, key } => (idx(*space), key),
+            };
+            let old = inner.live[space].get(key).map_or(0, |v| entry_bytes(key, v));
+            inner.used[space] -= old;
+            if let Op::Put { value, .. } = op {
+                inner.used[space] += entry_bytes(key, value);
+            }
+            apply(&mut inner.live, core::slice::from_ref(op));
+        }
+        inner.peak = inner.peak.max(after);
         if inner.durable.is_some() {
             inner.pending.push(ops);
             if strict {
@@ -206,11 +303,12 @@ impl Kv for MemKv {
         Ok(SpaceStats { keys: t.len() as u64, bytes: t.values().map(|v| v.len() as u64).sum() })
     }
 
-    /// Exact key count; the bytes are left unknown rather than summed.
+    /// Exact key count and bytes of keys and values.
     async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
         let inner = self.inner.lock();
         Self::check(&inner)?;
-        Ok(Some(SpaceEstimate { keys: inner.live[idx(space)].len() as u64, bytes: None }))
+        let i = idx(space);
+        Ok(Some(SpaceEstimate { keys: inner.live[i].len() as u64, bytes: Some(inner.used[i]) }))
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -66,7 +66,7 @@ use splitstore_core::{
     kv::{Capabilities, Durability, Kv, Op, Space, SpaceEstimate, SpaceStats, WriteBatch},
 };
 
-use crate::errors::fjall_error;
+use crate::{errors::fjall_error, space::DiskSpace};
 
 /// A `get_many` of at least this many keys is split across threads.
 const PARALLEL_READ_MIN: usize = 4096;
@@ -101,12 +101,24 @@ pub struct KvOptions {
     /// Size at which a memtable is sealed and written to a table. Applies when the store is
     /// created; an existing store keeps the size it was created with.
     pub memtable_bytes: u64,
+    /// The free-space policy shared with the repo's other store; `None`: a policy of this
+    /// store's own, with no reserve and [`KvOptions::headroom`] kept free.
+    pub disk: Option<Arc<DiskSpace>>,
+}
+
+impl KvOptions {
+    /// Bytes every write must leave free: room to write out two full memtables (fjall's
+    /// flush worker writes a sealed memtable as a table while its journal is still on disk),
+    /// and a MiB more.
+    pub fn headroom(&self) -> u64 {
+        2 * self.memtable_bytes.max(1 << 20) + (1 << 20)
+    }
 }
 
 impl Default for KvOptions {
     fn default() -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        Self { cache_bytes: 256 << 20, read_threads: threads, memtable_bytes: 64 << 20 }
+        Self { cache_bytes: 256 << 20, read_threads: threads, memtable_bytes: 64 << 20, disk: None }
     }
 }
 
@@ -120,6 +132,8 @@ struct Inner {
     read_threads: usize,
     /// Serialises `reclaim` calls.
     reclaiming: Mutex<()>,
+    /// Which writes the disk has room for.
+    disk: Arc<DiskSpace>,
 }
 
 /// An on-disk key-value store. Cloning shares the same database.
@@ -193,6 +207,8 @@ impl FjallKv {
         let data = db.keyspace(DATA_KEYSPACE, || data_options(memtable_bytes)).map_err(|e| fjall_error("open", e))?;
         let gc = db.keyspace(RECLAIM_KEYSPACE, KeyspaceCreateOptions::default).map_err(|e| fjall_error("open", e))?;
         migrate_layout(&db, &data)?;
+        let disk = opts.disk.clone().unwrap_or_else(|| Arc::new(DiskSpace::new(dir, opts.headroom(), 0)));
+        disk.restore();
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -201,8 +217,33 @@ impl FjallKv {
                 path: dir.to_path_buf(),
                 read_threads: opts.read_threads.max(1),
                 reclaiming: Mutex::new(()),
+                disk,
             }),
         })
+    }
+
+    /// The free-space policy this store writes under.
+    pub fn disk(&self) -> &DiskSpace {
+        &self.inner.disk
+    }
+
+    /// Maps a fjall error of a write (or flush) to [`KvError`], naming a full disk as the cause
+    /// of this and of every later failure: fjall stops writing at the first write the disk
+    /// refuses and reports only that it is poisoned from then on.
+    fn write_error(&self, op: &'static str, e: fjall::Error) -> KvError {
+        match fjall_error(op, e) {
+            KvError::QuotaExceeded { detail } => {
+                let detail = format!("the disk holding {} is full ({detail})", self.inner.path.display());
+                KvError::QuotaExceeded { detail: self.inner.disk.record_refusal(&detail) }
+            }
+            KvError::Crashed => match self.inner.disk.cause_of_stop() {
+                Some(cause) => KvError::QuotaExceeded {
+                    detail: format!("{cause}; the store stopped writing there: reopen it, then compact it"),
+                },
+                None => KvError::Crashed,
+            },
+            other => other,
+        }
     }
 
     /// The store's directory.
@@ -288,7 +329,7 @@ impl FjallKv {
         let start = Instant::now();
         while ks.sealed_memtable_count() > 0 {
             // `persist(Buffer)` costs a buffer flush and fails once a worker has died.
-            self.inner.db.persist(PersistMode::Buffer).map_err(|e| fjall_error("reclaim", e))?;
+            self.inner.db.persist(PersistMode::Buffer).map_err(|e| self.write_error("reclaim", e))?;
             if start.elapsed() > limit {
                 return Err(KvError::Unavailable {
                     detail: format!("reclaim: no memtable flush completed in {} s", limit.as_secs()),
@@ -301,14 +342,14 @@ impl FjallKv {
 
     /// Seals `ks`'s memtable and waits (bounded) until it is written to a table.
     fn flush_memtable(&self, ks: &Keyspace, limit: Duration) -> Result<(), KvError> {
-        ks.rotate_memtable().map_err(|e| fjall_error("reclaim", e))?;
+        ks.rotate_memtable().map_err(|e| self.write_error("reclaim", e))?;
         self.wait_flushed(ks, limit)
     }
 
     /// [`Kv::reclaim`] with the flush wait bounded by `flush_wait`.
     fn reclaim_within(&self, flush_wait: Duration) -> Result<(), KvError> {
         let _one_at_a_time = self.inner.reclaiming.lock().map_err(|_| KvError::Crashed)?;
-        let err = |e| fjall_error("reclaim", e);
+        let err = |e| self.write_error("reclaim", e);
         self.flush_memtable(&self.inner.data, flush_wait)?;
         self.inner.data.major_compact().map_err(err)?;
         // A memtable rotation raises fjall's garbage-collection watermark and deletes the table
@@ -397,6 +438,7 @@ impl Kv for FjallKv {
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
         let strict = batch.durability() == Durability::Strict;
+        let (payload, upkeep) = (batch.payload_bytes(), batch.is_maintenance());
         let ops = Self::last_op_per_key(batch.into_ops());
         if let Some(op) = ops.iter().find(|op| !valid_key(op_key(op))) {
             let detail = format!("key of {} bytes (this store holds keys of 1 to {MAX_KEY} bytes)", op_key(op).len());
@@ -405,10 +447,12 @@ impl Kv for FjallKv {
         }
         if ops.is_empty() {
             if strict {
-                self.inner.db.persist(PersistMode::SyncAll).map_err(|e| fjall_error("write", e))?;
+                self.inner.db.persist(PersistMode::SyncAll).map_err(|e| self.write_error("write", e))?;
             }
             return Ok(());
         }
+        let tables = || self.table_bytes().unwrap_or(0);
+        self.inner.disk.admit(&self.inner.path, tables, payload, upkeep)?;
         let data = &self.inner.data;
         let mut b = self.inner.db.batch();
         for op in ops {
@@ -418,7 +462,7 @@ impl Kv for FjallKv {
             }
         }
         let mode = if strict { PersistMode::SyncAll } else { PersistMode::Buffer };
-        b.durability(Some(mode)).commit().map_err(|e| fjall_error("write", e))
+        b.durability(Some(mode)).commit().map_err(|e| self.write_error("write", e))
     }
 
     async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
@@ -430,11 +474,14 @@ impl Kv for FjallKv {
     }
 
     async fn flush(&self) -> Result<(), KvError> {
-        self.inner.db.persist(PersistMode::SyncAll).map_err(|e| fjall_error("flush", e))
+        self.inner.db.persist(PersistMode::SyncAll).map_err(|e| self.write_error("flush", e))
     }
 
+    /// Also writes the reserve again if a compaction released it and there is room now.
     async fn reclaim(&self) -> Result<(), KvError> {
-        self.reclaim_within(FLUSH_WAIT)
+        self.reclaim_within(FLUSH_WAIT)?;
+        self.inner.disk.restore();
+        Ok(())
     }
 
     async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {

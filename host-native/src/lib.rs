@@ -16,6 +16,7 @@ pub mod output;
 pub mod progress;
 pub mod prometheus;
 pub mod repo;
+pub mod space;
 pub mod status;
 
 pub use clock::SystemClock;

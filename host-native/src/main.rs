@@ -13,7 +13,7 @@ use std::{
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::executor::block_on;
 use serde::Serialize;
-use splitstore_core::{config::Trigger, import::HeadPolicy, CompactionReport, Mode, PendingCompaction};
+use splitstore_core::{config::Trigger, error::KvError, import::HeadPolicy, CompactionReport, Mode, PendingCompaction};
 #[cfg(feature = "demo")]
 use splitstore_native::demo::{self, DemoOptions};
 use splitstore_native::{
@@ -151,6 +151,15 @@ enum Command {
         /// Heads older than this many seconds are out of sync (0 = no check).
         #[arg(long, default_value_t = 60)]
         sync_gap_secs: u64,
+        /// Disk space kept in DIR/reserve for compaction and recovery alone, MiB (0 = none).
+        #[arg(long, default_value_t = 64)]
+        reserve_mb: u64,
+        /// Memtable size of each store, MiB; every write leaves twice this free on the disk.
+        #[arg(long, default_value_t = 64)]
+        memtable_mb: u64,
+        /// Compact early when the hot store's blocks take this many MiB (0 = no limit).
+        #[arg(long, default_value_t = 0)]
+        hot_limit_mb: u64,
     },
     /// Stream a CARv1 or CARv2 file into the hot store; block-header roots become the head
     /// when they extend the current one (see --head).
@@ -379,6 +388,9 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             threshold_finalities,
             boundary_finalities,
             sync_gap_secs,
+            reserve_mb,
+            memtable_mb,
+            hot_limit_mb,
         } => {
             let dir = repo_dir(cli)?;
             let config = RepoConfig {
@@ -388,6 +400,9 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 threshold_finalities: *threshold_finalities,
                 boundary_finalities: *boundary_finalities,
                 sync_gap_secs: *sync_gap_secs,
+                reserve_mb: *reserve_mb,
+                memtable_mb: *memtable_mb,
+                hot_limit_mb: *hot_limit_mb,
                 ..RepoConfig::default()
             };
             Repo::init(dir, config)?;
@@ -448,6 +463,7 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let head_epoch = block_on(open.store.info())?.head_epoch;
             let why = match outcome.trigger {
                 Trigger::Compact(_) => "compaction due",
+                Trigger::OverSizeLimit(_) => "compaction due early: the hot store passed its size limit",
                 Trigger::Busy => "no compaction: one is already running",
                 Trigger::OutOfSync => "no compaction: the head is older than the sync gap",
                 Trigger::NearUpgrade => "no compaction: within one finality of a network upgrade",
@@ -709,6 +725,20 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
     }
 }
 
+/// True when a full disk is the cause of `e`, at any depth.
+fn is_disk_full(e: &OpError) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if matches!(err.downcast_ref::<KvError>(), Some(KvError::QuotaExceeded { .. }))
+            || err.downcast_ref::<std::io::Error>().is_some_and(splitstore_native::errors::is_disk_full)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -736,6 +766,14 @@ fn main() -> ExitCode {
                     eprintln!("  caused by: {text}");
                 }
                 source = s.source();
+            }
+            if is_disk_full(&e) {
+                let repo = cli.repo.as_deref().map_or_else(|| "DIR".into(), |p| p.display().to_string());
+                eprintln!(
+                    "next step: `splitstore --repo {repo} compact` frees space; it may use the space kept in \
+                     {repo}/reserve. If it cannot, free space on the disk (or raise reserve_mb in \
+                     {repo}/config.toml for next time) and run it again"
+                );
             }
             match e {
                 OpError::Host(HostError::InUse { .. }) => ExitCode::from(4),

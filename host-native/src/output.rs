@@ -148,11 +148,12 @@ pub fn compaction_json(r: &CompactionReport) -> Value {
 pub fn compaction_text(r: &CompactionReport) -> String {
     let phases: Vec<String> = r.phases.iter().map(|(p, ms)| format!("{} {ms} ms", p.as_str())).collect();
     format!(
-        "compaction at epoch {} (boundary {}): marked {}, scanned {}, dead {}, moved {}, purged {}{}\n\
+        "compaction at epoch {} (boundary {}){}: marked {}, scanned {}, dead {}, moved {}, purged {}{}\n\
          time {} ms: {}\n\
          mark set: {:.1} bytes per object\n",
         r.head_epoch,
         r.boundary_epoch,
+        if r.over_size_limit { ", early: the hot store passed its size limit" } else { "" },
         r.marked,
         r.hot_scanned,
         r.dead,

@@ -14,6 +14,7 @@ use std::{
     fs::{File, OpenOptions},
     io::Write,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ use splitstore_core::{config::Config, Mode};
 use crate::{
     errors::HostError,
     kv::{FjallKv, KvOptions},
+    space::DiskSpace,
 };
 
 /// The settings in `config.toml`. Every field is optional in the file; missing ones take the
@@ -55,6 +57,16 @@ pub struct RepoConfig {
     pub hot_cache_mb: u64,
     /// Block cache of the cold store, MiB.
     pub cold_cache_mb: u64,
+    /// Memtable size of each store, MiB: writes are gathered in memory up to this size before
+    /// they are written out as a table. Every write leaves twice this (and a MiB) free on the
+    /// disk. Applies to stores created after it is set.
+    pub memtable_mb: u64,
+    /// Disk space held in `DIR/reserve` for compaction and recovery alone, MiB: when the disk
+    /// fills, other writes are refused before it and a compaction releases it (0: none).
+    pub reserve_mb: u64,
+    /// Compact early (once a tenth of a finality has passed since the last compaction's head)
+    /// when the hot store's blocks take this many MiB on disk (0: no limit).
+    pub hot_limit_mb: u64,
 }
 
 impl Default for RepoConfig {
@@ -74,6 +86,9 @@ impl Default for RepoConfig {
             verify_puts: true,
             hot_cache_mb: 256,
             cold_cache_mb: 64,
+            memtable_mb: 64,
+            reserve_mb: 64,
+            hot_limit_mb: 0,
         }
     }
 }
@@ -95,11 +110,15 @@ impl RepoConfig {
             lenient_state: self.lenient_state,
             batch_size: self.batch_size,
             verify_puts: self.verify_puts,
+            hot_size_limit: (self.hot_limit_mb > 0).then_some(self.hot_limit_mb << 20),
             ..Config::default()
         };
         c.validate().map_err(|e| e.to_string())?;
         if self.hot_cache_mb == 0 || self.cold_cache_mb == 0 {
             return Err("cache sizes must be at least 1 MiB".into());
+        }
+        if self.memtable_mb == 0 {
+            return Err("memtable_mb must be at least 1".into());
         }
         Ok(c)
     }
@@ -227,9 +246,10 @@ impl Repo {
         self.config.to_core().map_err(|detail| HostError::BadConfig { path: Self::config_path(&self.dir), detail })
     }
 
-    /// Opens the hot and cold stores.
+    /// Opens the hot and cold stores, which share one free-space policy and one reserve.
     pub fn open_stores(&self) -> Result<(FjallKv, FjallKv), HostError> {
-        let base = KvOptions::default();
+        let mut base = KvOptions { memtable_bytes: self.config.memtable_mb << 20, ..KvOptions::default() };
+        base.disk = Some(Arc::new(DiskSpace::new(&self.dir, base.headroom(), self.config.reserve_mb << 20)));
         let hot = FjallKv::open(
             &self.dir.join("hot"),
             &KvOptions { cache_bytes: self.config.hot_cache_mb << 20, ..base.clone() },

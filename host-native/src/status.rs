@@ -97,13 +97,23 @@ pub fn read(dir: &Path) -> Result<Option<Status>, HostError> {
         .map_err(|e| HostError::io("parse", &p, std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
-/// Replaces the record of repo `dir` with `status`, atomically for readers.
+/// Replaces the record of repo `dir` with `status`, atomically for readers. On a full disk
+/// the record is left as it was (it is advisory, and a full store must still open to be
+/// compacted); readers then see an older record.
 pub fn write(dir: &Path, status: &Status) -> Result<(), HostError> {
     let p = path(dir);
     let tmp = dir.join(format!("{STATUS_FILE}.tmp"));
     let bytes = serde_json::to_vec(status).expect("status records serialise");
-    std::fs::write(&tmp, bytes).map_err(|e| HostError::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, &p).map_err(|e| HostError::io("rename", &p, e))
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &p));
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if crate::errors::is_disk_full(&e) => {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!("status record not updated: the disk holding {} is full", dir.display());
+            Ok(())
+        }
+        Err(e) => Err(HostError::io("write", &tmp, e)),
+    }
 }
 
 #[derive(Debug, Default)]

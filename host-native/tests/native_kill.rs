@@ -9,7 +9,6 @@ mod common;
 use std::{
     collections::HashSet,
     path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -94,21 +93,8 @@ fn sigkill_during_compaction_never_loses_a_live_block() {
         copy_dir(&base, &repo);
         set_mode(&repo, mode);
         let delay = Duration::from_millis(rng.next() % (full.as_millis() as u64 + 1));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_splitstore"))
-            .arg("--repo")
-            .arg(&repo)
-            .arg("compact")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn compact");
-        std::thread::sleep(delay);
-        if child.try_wait().expect("try_wait").is_none() {
-            killed_running += 1;
-        }
-        // Child::kill sends SIGKILL on Unix.
-        let _ = child.kill();
-        let status = child.wait().expect("wait");
+        let (running, status) = kill_compaction_after(&repo, delay);
+        killed_running += u64::from(running);
 
         // Reopening runs recovery; the live set must be complete.
         let check: serde_json::Value = serde_json::from_str(&ok(&repo, &["check", "--json"])).expect("json");

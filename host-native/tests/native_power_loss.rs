@@ -154,7 +154,7 @@ const BATCHES: u32 = 3_000;
 const ENOSPC: i32 = 28;
 
 fn kv_options() -> KvOptions {
-    KvOptions { cache_bytes: 4 << 20, read_threads: 1, memtable_bytes: 1 << 20 }
+    KvOptions { cache_bytes: 4 << 20, read_threads: 1, memtable_bytes: 1 << 20, ..KvOptions::default() }
 }
 
 fn read_store(dir: &Path) -> Presence {

@@ -38,7 +38,8 @@ pub enum Survival {
     Everything,
 }
 
-fn image(kv: &MemKv, s: Survival) -> MemKv {
+/// What of `kv` survives a crash, by `s`.
+pub fn image(kv: &MemKv, s: Survival) -> MemKv {
     let keep = match s {
         Survival::DurableOnly => 0,
         Survival::Half => kv.pending_batches() / 2,
@@ -66,7 +67,7 @@ async fn base_store(mode: Mode, seed: u64, epochs: usize) -> (MemKv, MemKv) {
 }
 
 /// Backend calls of one clean compaction of the given stores.
-async fn count_calls<K: Kv>(hot: K, cold: K, mode: Mode) -> u64 {
+pub async fn count_calls<K: Kv>(hot: K, cold: K, mode: Mode) -> u64 {
     let fault = Fault::new();
     let store = SplitStore::open(
         FaultKv::new(hot, fault.clone()),
@@ -119,7 +120,7 @@ pub async fn crash_matrix(mode: Mode, seed: u64, epochs: usize, stride: u64) -> 
 }
 
 /// Reopens a crashed image and checks every promise the design makes about it.
-async fn check_recovered<K: Kv>(
+pub async fn check_recovered<K: Kv>(
     mode: Mode,
     hot: &K,
     cold: &K,

@@ -6,6 +6,7 @@ pub mod crash;
 pub mod drive;
 pub mod executor;
 pub mod fault;
+pub mod full;
 pub mod interleave;
 pub mod kv_contract;
 pub mod liveness;

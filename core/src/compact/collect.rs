@@ -51,6 +51,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 .map_err(|e| self.hot_err(e))?;
             let Some(last) = page.last().cloned() else { break };
             let mut batch = WriteBatch::new();
+            batch.maintenance();
             {
                 let l = live.lock();
                 let cm = cold_marks.map(|c| c.lock());

@@ -69,7 +69,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         if s.compacting {
             return Err(Error::AlreadyCompacting);
         }
-        let plan = Plan { boundaries: self.config.boundaries(head.height), head, wait_for_head: false };
+        let plan = Plan {
+            boundaries: self.config.boundaries(head.height),
+            head,
+            wait_for_head: false,
+            over_size_limit: false,
+        };
         Ok(Self::open_txn(&mut s, &self.shared, plan))
     }
 
@@ -138,6 +143,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             head_epoch: plan.boundaries.head,
             boundary_epoch: plan.boundaries.boundary,
             include_messages_epoch: plan.boundaries.include_messages,
+            over_size_limit: plan.over_size_limit,
             ..CompactionReport::default()
         };
         let mut phase_start = start;
@@ -228,6 +234,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         // does (the compaction itself is finished and stays so).
         if let Ok(bytes) = serde_ipld_dagcbor::to_vec(&report) {
             let mut batch = WriteBatch::new();
+            batch.maintenance();
             batch.put(Space::Meta, meta::LAST_REPORT, bytes);
             self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
         }

@@ -249,6 +249,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     async fn revive_all(&self, keys: &[BlockKey]) -> Result<(), Error> {
         for chunk in keys.chunks(self.config.batch_size) {
             let mut batch = WriteBatch::with_capacity(chunk.len());
+            batch.maintenance();
             for k in chunk {
                 self.revive(&mut batch, k.as_bytes());
             }
@@ -350,6 +351,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     pub(crate) async fn write_purge_record(&self, record: &meta::PurgeRecord) -> Result<(), Error> {
         let incomplete = self.shared.lock().txn.as_ref().and_then(|t| t.incomplete.clone());
         let mut batch = WriteBatch::new();
+        batch.maintenance();
         batch.put(Space::Meta, meta::PURGE, record.encode()).strict();
         match incomplete {
             Some(cids) if cids.is_empty() => {

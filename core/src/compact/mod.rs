@@ -140,6 +140,9 @@ pub struct CompactionReport {
     pub total_ms: u64,
     /// True when this run finished a purge left by an interrupted one.
     pub resumed: bool,
+    /// True when the hot store's size limit decided this run early
+    /// ([`Config::hot_size_limit`](crate::Config::hot_size_limit)).
+    pub over_size_limit: bool,
 }
 
 /// What recovery at open did.
@@ -166,6 +169,8 @@ pub(crate) struct Plan {
     /// With sync checks on, the purge waits until a fresh head has been marked in the critical
     /// section (a compaction decided by a head change on a live node).
     pub wait_for_head: bool,
+    /// Decided early by the hot store's size limit.
+    pub over_size_limit: bool,
 }
 
 /// Resets the store's compaction state when a run ends in any way (including a dropped

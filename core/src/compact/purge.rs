@@ -56,6 +56,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                     self.settle_vanished(live).await?;
                 }
                 let mut batch = WriteBatch::with_capacity(chunk.len() * 2 + 1);
+                batch.maintenance();
                 {
                     let l = live.map(|l| l.lock());
                     for k in chunk {
@@ -112,6 +113,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         self.walk(&roots, live, WalkOpts::critical(&mut revived)).await?;
         revived.extend(roots.iter().map(crate::key::BlockKey::of));
         let mut batch = WriteBatch::with_capacity(revived.len());
+        batch.maintenance();
         for k in &revived {
             batch.delete(Space::Dead, k.as_bytes());
         }
@@ -135,6 +137,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         };
         self.clear_space(Space::ColdList).await?;
         let mut batch = WriteBatch::new();
+        batch.maintenance();
         batch.delete(Space::Meta, meta::PURGE);
         batch.delete(Space::Meta, meta::CHECKPOINT);
         batch.put(Space::Meta, meta::STATE, state.encode());
@@ -163,6 +166,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             after = Some(last);
             n += page.len() as u64;
             let mut batch = WriteBatch::with_capacity(page.len());
+            batch.maintenance();
             for k in page {
                 batch.delete(space, k);
             }

@@ -38,6 +38,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let Some(last) = page.last().cloned() else { break };
             let values = self.hot.get_many(Space::Blocks, &page).await.map_err(|e| self.hot_err(e))?;
             let mut batch = WriteBatch::with_capacity(page.len());
+            batch.maintenance();
             for (k, v) in page.into_iter().zip(values) {
                 if let Some(v) = v {
                     batch.put(Space::Blocks, k, v);

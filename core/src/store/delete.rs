@@ -97,12 +97,14 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 return Ok(());
             }
             let mut cold = WriteBatch::with_capacity(chunk.len());
+            cold.maintenance();
             for k in &chunk {
                 cold.delete(Space::Blocks, k.clone());
             }
             cold.strict();
             self.cold.write(cold).await.map_err(|e| self.cold_err(e))?;
             let mut records = WriteBatch::with_capacity(chunk.len());
+            records.maintenance();
             for k in &chunk {
                 records.delete(Space::Meta, meta::deleted_key(k));
             }

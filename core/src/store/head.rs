@@ -66,6 +66,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let now_s = now / 1000;
 
         let fresh = now_s <= head.timestamp.saturating_add(self.config.sync_wait_secs);
+        // For the size limit; an estimate that fails is no estimate (the head change stands).
+        let hot_bytes = match self.config.hot_size_limit {
+            Some(_) => self.hot.estimate(Space::Blocks).await.ok().flatten().and_then(|e| e.bytes),
+            None => None,
+        };
         let _shared = self.txn_lock.read().await;
         let critical = {
             let mut s = self.shared.lock();
@@ -115,10 +120,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             s.fresh_head_seen |= fresh && same_txn;
         }
         s.head = Some(head.clone());
-        let trigger = decide_trigger(&self.config, s.compacting, head.height, head.timestamp, now, s.state.base_epoch);
-        let compaction = match trigger {
-            Trigger::Compact(boundaries) if !s.closing && !s.poisoned => {
-                let plan = Plan { head, boundaries, wait_for_head: true };
+        let trigger =
+            decide_trigger(&self.config, s.compacting, head.height, head.timestamp, now, s.state.base_epoch, hot_bytes);
+        let compaction = match trigger.boundaries() {
+            Some(boundaries) if !s.closing && !s.poisoned => {
+                let over_size_limit = matches!(trigger, Trigger::OverSizeLimit(_));
+                let plan = Plan { head, boundaries, wait_for_head: true, over_size_limit };
                 Some(Self::open_txn(&mut s, &self.shared, plan))
             }
             _ => None,

@@ -44,6 +44,24 @@ pub fn ok(repo: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Starts `splitstore --repo DIR compact`, sends it SIGKILL after `delay`, and waits for it.
+/// Returns whether it was still running when killed, and how it ended.
+pub fn kill_compaction_after(repo: &Path, delay: std::time::Duration) -> (bool, std::process::ExitStatus) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_splitstore"))
+        .arg("--repo")
+        .arg(repo)
+        .arg("compact")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn compact");
+    std::thread::sleep(delay);
+    let running = child.try_wait().expect("try_wait").is_none();
+    // Child::kill sends SIGKILL on Unix.
+    let _ = child.kill();
+    (running, child.wait().expect("wait"))
+}
+
 /// `info --json`, parsed.
 pub fn info(repo: &Path) -> serde_json::Value {
     serde_json::from_str(&ok(repo, &["info", "--json", "--count"])).expect("info json")
