@@ -38,8 +38,7 @@ pub enum Survival {
     Everything,
 }
 
-/// What of `kv` survives a crash, by `s`.
-pub fn image(kv: &MemKv, s: Survival) -> MemKv {
+fn image(kv: &MemKv, s: Survival) -> MemKv {
     let keep = match s {
         Survival::DurableOnly => 0,
         Survival::Half => kv.pending_batches() / 2,
@@ -67,7 +66,7 @@ async fn base_store(mode: Mode, seed: u64, epochs: usize) -> (MemKv, MemKv) {
 }
 
 /// Backend calls of one clean compaction of the given stores.
-pub async fn count_calls<K: Kv>(hot: K, cold: K, mode: Mode) -> u64 {
+async fn count_calls<K: Kv>(hot: K, cold: K, mode: Mode) -> u64 {
     let fault = Fault::new();
     let store = SplitStore::open(
         FaultKv::new(hot, fault.clone()),
@@ -86,7 +85,13 @@ pub async fn count_calls<K: Kv>(hot: K, cold: K, mode: Mode) -> u64 {
 /// naming the crash point.
 pub async fn crash_matrix(mode: Mode, seed: u64, epochs: usize, stride: u64) -> CrashStats {
     let (base_hot, base_cold) = base_store(mode, seed, epochs).await;
-    let everything: HashSet<Vec<u8>> = keys(&base_hot, Space::Blocks).await;
+    crash_matrix_over(&base_hot, &base_cold, mode, stride).await
+}
+
+/// The matrix over a compaction of the given stores (each crash point starts from a copy,
+/// which keeps the stores' quota, if any).
+pub async fn crash_matrix_over(base_hot: &MemKv, base_cold: &MemKv, mode: Mode, stride: u64) -> CrashStats {
+    let everything: HashSet<Vec<u8>> = keys(base_hot, Space::Blocks).await;
 
     let calls = count_calls(base_hot.crash_image(0), base_cold.crash_image(0), mode).await;
     let mut stats = CrashStats { calls, ..CrashStats::default() };
@@ -120,7 +125,7 @@ pub async fn crash_matrix(mode: Mode, seed: u64, epochs: usize, stride: u64) -> 
 }
 
 /// Reopens a crashed image and checks every promise the design makes about it.
-pub async fn check_recovered<K: Kv>(
+async fn check_recovered<K: Kv>(
     mode: Mode,
     hot: &K,
     cold: &K,

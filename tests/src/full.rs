@@ -5,8 +5,6 @@
 //! children first or parents first (a header before the state it names), with pieces of a
 //! refused epoch left behind unreferenced, as a failed import leaves them.
 
-use std::collections::HashSet;
-
 use splitstore_core::{
     error::KvError,
     kv::Space,
@@ -17,9 +15,8 @@ use splitstore_core::{
 
 use crate::{
     chain::{keys, small_chain, small_config, universe_of},
-    crash::{check_recovered, count_calls, Survival},
+    crash::{crash_matrix_over, CrashStats},
     executor::Rng,
-    fault::{Fault, FaultKv},
     scenarios::verify_compaction,
 };
 
@@ -183,39 +180,12 @@ pub async fn too_small_a_reserve_fails_cleanly(mode: Mode, seed: u64, limit: u64
     verify_compaction(&store, &r, &hb, &cb, &after).await;
 }
 
-/// Crashes the compaction of a full store at every `stride`-th backend call; each image is
-/// reopened (recovery runs under the same quota) and must have lost nothing live and compact
-/// to exactly the live set, still under the quota.
-pub async fn crash_while_full(mode: Mode, seed: u64, quota: Quota, stride: u64) -> u64 {
+/// The crash matrix over the compaction of a full store, at every `stride`-th backend call
+/// with each survival variant: every image is reopened (recovery runs under the same quota)
+/// and must have lost nothing live and compact to exactly the live set, still under it.
+pub async fn crash_while_full(mode: Mode, seed: u64, quota: Quota, stride: u64) -> CrashStats {
     let Filled { store, hot, cold, .. } = fill(mode, seed, quota).await;
     store.close().await.expect("close");
     drop(store);
-    let (base_hot, base_cold) = (hot.crash_image(usize::MAX), cold.crash_image(usize::MAX));
-    let everything: HashSet<Vec<u8>> = keys(&base_hot, Space::Blocks).await;
-    let calls = count_calls(base_hot.crash_image(0), base_cold.crash_image(0), mode).await;
-    let mut points = 0;
-    let mut k = 0;
-    while k < calls {
-        let survival = [Survival::DurableOnly, Survival::Half, Survival::Everything][(k / stride) as usize % 3];
-        let (h, c) = (base_hot.crash_image(0), base_cold.crash_image(0));
-        let fault = Fault::new();
-        let s = SplitStore::open(
-            FaultKv::new(h.clone(), fault.clone()),
-            FaultKv::new(c.clone(), fault.clone()),
-            ManualClock::new(0),
-            small_config(mode),
-        )
-        .await
-        .expect("open");
-        fault.arm(k);
-        assert!(s.compact(&NoProgress).await.is_err(), "{mode:?}: compaction survived a crash at call {k}");
-        drop(s);
-        let (h2, c2) = (crate::crash::image(&h, survival), crate::crash::image(&c, survival));
-        assert!(h2.used_bytes() <= quota.limit, "the image holds more than the quota");
-        let had_purge = h2.keys(Space::Meta).iter().any(|k| k.as_slice() == b"purge");
-        check_recovered(mode, &h2, &c2, &everything, had_purge, k, survival).await;
-        points += 1;
-        k += stride;
-    }
-    points
+    crash_matrix_over(&hot.crash_image(usize::MAX), &cold.crash_image(usize::MAX), mode, stride).await
 }
