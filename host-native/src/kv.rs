@@ -222,11 +222,6 @@ impl FjallKv {
         })
     }
 
-    /// The free-space policy this store writes under.
-    pub fn disk(&self) -> &DiskSpace {
-        &self.inner.disk
-    }
-
     /// Maps a fjall error of a write (or flush) to [`KvError`], naming a full disk as the cause
     /// of this and of every later failure: fjall stops writing at the first write the disk
     /// refuses and reports only that it is poisoned from then on.

@@ -110,21 +110,6 @@ impl DiskSpace {
         }
     }
 
-    /// The directory whose filesystem is watched.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Bytes kept for upkeep.
-    pub fn reserve(&self) -> u64 {
-        self.reserve
-    }
-
-    /// True while the ballast file holds the reserve.
-    pub fn ballast_held(&self) -> bool {
-        self.lock().ballast
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
