@@ -72,8 +72,9 @@ pub struct Config {
     pub missing_retry_wait_ms: u64,
     /// Check every block's hash on `put`.
     pub verify_puts: bool,
-    /// Compact early when the hot store's blocks take this many bytes or more (as its backend
-    /// estimates them), once a tenth of a finality (at least one epoch) has passed since the
+    /// Compact early when the hot store takes this many bytes or more (its backend's
+    /// [`Kv::footprint`](crate::Kv::footprint): the blocks' bytes on disk natively, the
+    /// origin's usage in a browser), once a tenth of a finality (at least one epoch) has passed since the
     /// last compaction's head, so that a live set above the limit does not compact at every
     /// head change. `None`: only the epoch threshold triggers.
     pub hot_size_limit: Option<u64>,
@@ -211,7 +212,7 @@ impl Trigger {
 }
 
 /// The trigger rule, as a pure function of the state it reads. `hot_bytes` is the hot
-/// store's size estimate, read only when [`Config::hot_size_limit`] is set.
+/// store's footprint, read only when [`Config::hot_size_limit`] is set.
 pub fn decide_trigger(
     cfg: &Config,
     compacting: bool,

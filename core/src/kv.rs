@@ -272,6 +272,15 @@ pub trait Kv: MaybeSendSync {
         Ok(None)
     }
 
+    /// Bytes the store's storage occupies as its platform reports them, which
+    /// [`Config::hot_size_limit`](crate::Config::hot_size_limit) is compared with; `None` when
+    /// unknown. The default is [`Kv::estimate`]'s bytes for [`Space::Blocks`]. A platform that
+    /// reports only a total it shares with other stores (a browser reports its origin's usage)
+    /// returns that total.
+    async fn footprint(&self) -> Result<Option<u64>, KvError> {
+        Ok(self.estimate(Space::Blocks).await?.and_then(|e| e.bytes))
+    }
+
     /// What this backend can do.
     fn capabilities(&self) -> Capabilities;
 }
@@ -315,6 +324,9 @@ macro_rules! forward_kv {
             }
             async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
                 (**self).estimate(space).await
+            }
+            async fn footprint(&self) -> Result<Option<u64>, KvError> {
+                (**self).footprint().await
             }
             fn capabilities(&self) -> Capabilities {
                 (**self).capabilities()

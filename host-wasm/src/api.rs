@@ -27,6 +27,7 @@ use crate::{
     idb_kv::{db_name, IdbKv, Role},
     identity,
     js::object,
+    limit::StorageLimit,
     storage,
 };
 
@@ -41,6 +42,7 @@ pub struct JsSplitStore {
     name: String,
     store: Rc<RefCell<Option<Rc<Store>>>>,
     events: Events,
+    limit: Option<Rc<StorageLimit>>,
 }
 
 impl JsSplitStore {
@@ -91,7 +93,7 @@ impl JsSplitStore {
             if name.is_empty() {
                 return Err(type_error("the store name must not be empty"));
             }
-            let options = convert::parse_config(&config.unwrap_or(JsValue::UNDEFINED))?;
+            let mut options = convert::parse_config(&config.unwrap_or(JsValue::UNDEFINED))?;
             let policy = options.lock;
             let hot = IdbKv::open(&db_name(&name, Role::Hot), policy).await.map_err(|e| convert::kv_error(&e))?;
             let cold = IdbKv::open(&db_name(&name, Role::Cold), policy).await.map_err(|e| convert::kv_error(&e))?;
@@ -100,6 +102,14 @@ impl JsSplitStore {
                 cold.close().await;
                 return Err(convert::identity_error(&e));
             }
+            // Set before the core opens: its recovery writes are upkeep, which the limit lets through.
+            let reported_quota = storage::estimate().await.map(|e| e.quota);
+            let limit = options.storage.resolve(reported_quota).map(|(limit, reserve)| {
+                options.config.hot_size_limit = options.storage.compact_at.map(|share| (limit as f64 * share) as u64);
+                Rc::new(StorageLimit::new(limit, reserve))
+            });
+            hot.set_storage_limit(limit.clone());
+            cold.set_storage_limit(limit.clone());
             let store = match SplitStore::open(hot.clone(), cold.clone(), JsClock::new(), options.config).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -114,7 +124,7 @@ impl JsSplitStore {
             if let Some(report) = store.recovery() {
                 events.recovery(&report);
             }
-            Ok(JsSplitStore { name, store: Rc::new(RefCell::new(Some(Rc::new(store)))), events }.into())
+            Ok(JsSplitStore { name, store: Rc::new(RefCell::new(Some(Rc::new(store)))), events, limit }.into())
         })
     }
 
@@ -316,13 +326,21 @@ impl JsSplitStore {
     }
 
     /// The store's state: head, base epoch, compactions, estimated sizes, compaction state,
-    /// running counters, and whether the browser keeps the storage persistently, read in time
-    /// independent of the store's size.
+    /// running counters, whether the browser keeps the storage persistently, and the storage
+    /// limit with the origin's usage, read in time independent of the store's size.
     #[wasm_bindgen(unchecked_return_type = "Promise<StoreInfo>")]
     pub fn info(&self) -> Promise {
+        let limit = self.limit.clone();
         self.call(move |s| async move {
             let info = s.info().await.map_err(|e| store_error(&e))?;
-            convert::info(&convert::StoreInfo { info, persisted: storage::persisted().await })
+            let storage = match limit {
+                Some(l) => {
+                    l.usage_now().await;
+                    Some(l.status())
+                }
+                None => None,
+            };
+            convert::info(&convert::StoreInfo { info, persisted: storage::persisted().await, storage })
         })
     }
 

@@ -60,6 +60,29 @@ export interface SplitStoreConfig {
    * of creating an empty store. For an embedder that knows it created the store before.
    */
   mustExist?: boolean;
+  /**
+   * Bytes the origin's storage may use (`navigator.storage.estimate().usage`, which counts
+   * every database of the origin) before the store refuses writes other than a compaction's
+   * with `QuotaExceeded`, keeping `storageReserve` of them for compactions so that a full
+   * store can always compact. Default: 9/10 of the quota the browser reports when the store
+   * opens (Chromium reports a quota that need not be the one it enforces: set the limit when
+   * you know better); null: no limit (the browser's quota is the only bound, and a store that
+   * fills it may be unable to compact).
+   */
+  storageLimit?: number | null;
+  /**
+   * Bytes below `storageLimit` kept for compactions (default: a quarter of the limit). A
+   * compaction's own writes (its dead list above all) took 4.3 MB to compact a full store of
+   * 18.6 MB in Chromium, a quarter of it; a smaller reserve may leave a full store unable to
+   * compact.
+   */
+  storageReserve?: number;
+  /**
+   * Compact early, before the epoch threshold, once usage reaches this share of
+   * `storageLimit` (default 0.75; null: only the epoch threshold triggers). The report says
+   * so (`overSizeLimit`).
+   */
+  compactAtShare?: number | null;
 }
 
 /** Options of `importCar`. */
@@ -166,6 +189,37 @@ pub struct OpenOptions {
     pub persist: bool,
     /// Refuse to create a store of which nothing is there.
     pub must_exist: bool,
+    /// The storage limit and when to compact early.
+    pub storage: StorageOptions,
+}
+
+/// `storageLimit`, `storageReserve` and `compactAtShare` as given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StorageOptions {
+    /// `None`: the default (a share of the reported quota); `Some(None)`: no limit.
+    pub limit: Option<Option<u64>>,
+    /// `None`: the default (a quarter of the limit).
+    pub reserve: Option<u64>,
+    /// Share of the limit at which to compact early; `None`: never early.
+    pub compact_at: Option<f64>,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self { limit: None, reserve: None, compact_at: Some(0.75) }
+    }
+}
+
+impl StorageOptions {
+    /// The limit and reserve in bytes, given the quota the browser reports (`None`: no limit).
+    pub fn resolve(&self, reported_quota: Option<u64>) -> Option<(u64, u64)> {
+        let limit = match self.limit {
+            Some(given) => given?,
+            None => reported_quota? / 10 * 9,
+        };
+        let reserve = self.reserve.unwrap_or(limit / 4).min(limit);
+        Some((limit, reserve))
+    }
 }
 
 /// Reads the options object of `SplitStore.open`. Unknown keys are rejected so that a typo
@@ -176,8 +230,9 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
     let mut cfg = Config { batch_size: 4096, yield_every: 256, ..Config::default() };
     let mut policy = LockPolicy::Fail;
     let (mut persist, mut must_exist) = (true, false);
+    let mut storage = StorageOptions::default();
     if v.is_undefined() || v.is_null() {
-        return Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist });
+        return Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist, storage });
     }
     if !v.is_object() {
         return Err(type_error("config must be an object"));
@@ -225,10 +280,26 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
             }
             "persist" => persist = boolean(&val, &name)?,
             "mustExist" => must_exist = boolean(&val, &name)?,
+            "storageLimit" => storage.limit = Some(if val.is_null() { None } else { Some(uint(&val, &name)?) }),
+            "storageReserve" => storage.reserve = Some(uint(&val, &name)?),
+            "compactAtShare" => {
+                storage.compact_at = match val.as_f64() {
+                    _ if val.is_null() => None,
+                    Some(f) if f > 0.0 && f <= 1.0 => Some(f),
+                    _ => {
+                        return Err(type_error("config.compactAtShare must be a number above 0 and at most 1, or null"))
+                    }
+                }
+            }
             other => return Err(type_error(&format!("unknown config option {other:?}"))),
         }
     }
-    Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist })
+    if let (Some(Some(limit)), Some(reserve)) = (storage.limit, storage.reserve) {
+        if reserve >= limit {
+            return Err(type_error("config.storageReserve must be below config.storageLimit"));
+        }
+    }
+    Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist, storage })
 }
 
 fn int(v: &JsValue, name: &str) -> Result<i64, JsValue> {
@@ -300,7 +371,8 @@ macro_rules! error_codes {
 error_codes! {
     /// Another tab or worker has the store open.
     InUse,
-    /// The browser refused a write: the origin's storage quota is full.
+    /// A write was refused: the store's storage limit or the browser's quota is reached (a
+    /// compaction can still run and free space).
     QuotaExceeded,
     /// An earlier write failed in a way that leaves the database unusable until reopened.
     Crashed,
@@ -443,6 +515,9 @@ pub struct StoreInfo {
     /// (`navigator.storage.persisted()`, asked when `info()` is called); `null` when the
     /// browser cannot say. Without it, the browser may evict the store.
     pub persisted: Option<bool>,
+    /// The storage limit, its reserve and the origin's usage at the last reading; `null`
+    /// without a limit.
+    pub storage: Option<crate::limit::LimitStatus>,
 }
 
 /// An info object.

@@ -19,7 +19,7 @@
 //!   before each poll and, once it is set, never polls its future again (nor drops it: its
 //!   state may be half-updated);
 //! * every IndexedDB entry point ([`crate::idb_kv::IdbKv`], the request chains of
-//!   [`crate::chunked`]) refuses before touching the database ([`check_running`]);
+//!   `crate::chunked`) refuses before touching the database ([`check_running`]);
 //! * every connection is closed before the locks are released: `transaction()` on it throws
 //!   from then on, and a transaction it created earlier finishes before any overlapping
 //!   transaction another connection creates later starts (IndexedDB orders transactions by

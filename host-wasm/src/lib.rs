@@ -5,6 +5,8 @@
 //!   role, one object store per keyspace, one transaction per call).
 //! - [`clock::JsClock`]: `Date.now()`, `setTimeout` sleeps and yields to the event loop.
 //! - [`lock::WebLock`]: a Web Lock per database, so two tabs never open one store at once.
+//! - [`limit::StorageLimit`]: the store's limit on the origin's usage, below which it keeps a
+//!   reserve for compactions, so that a full store can still compact.
 //! - [`identity`]: the store identity record, by which an open refuses a store the browser
 //!   evicted in whole or in part.
 //!
@@ -24,6 +26,7 @@ pub mod guard;
 pub mod idb_kv;
 pub mod identity;
 pub mod js;
+pub mod limit;
 pub mod lock;
 mod storage;
 #[cfg(feature = "synth")]

@@ -1,5 +1,6 @@
-//! Persistent storage (`navigator.storage`): without it the browser may evict every
-//! IndexedDB database of the origin under storage pressure.
+//! The origin's storage (`navigator.storage`): whether the browser keeps it (without that it
+//! may evict every IndexedDB database of the origin under storage pressure), and how much of
+//! it is used.
 //!
 //! `persist()` is exposed to windows only; workers have `persisted()`. Where a function is
 //! missing, nothing is asked and the answer is unknown (`None`).
@@ -41,4 +42,21 @@ pub fn request_persistence() {
 /// (`navigator.storage.persisted()`), or `None` when it cannot say.
 pub async fn persisted() -> Option<bool> {
     JsFuture::from(call("persisted")?).await.ok()?.as_bool()
+}
+
+/// What `navigator.storage.estimate()` reports for the origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Estimate {
+    /// Bytes the origin's storage uses (every database of the origin, and other storage).
+    pub usage: u64,
+    /// The quota the browser reports. Chromium reports a figure that need not be the one it
+    /// enforces (a quota set through the DevTools protocol is enforced but not reported).
+    pub quota: u64,
+}
+
+/// `navigator.storage.estimate()`, or `None` when the browser cannot say.
+pub async fn estimate() -> Option<Estimate> {
+    let v = JsFuture::from(call("estimate")?).await.ok()?;
+    let field = |name: &str| Reflect::get(&v, &name.into()).ok()?.as_f64().filter(|f| f.is_finite() && *f >= 0.0);
+    Some(Estimate { usage: field("usage")? as u64, quota: field("quota")? as u64 })
 }

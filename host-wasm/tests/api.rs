@@ -93,6 +93,16 @@ async fn put_get_has_and_argument_errors() {
     let typo = object(&[("finallity", 4.into())]);
     let err = call(JsSplitStore::open(unique("api-cfg"), Some(typo.into()), None)).await.expect_err("unknown key");
     assert!(message(&err).contains("finallity"), "{}", message(&err));
+    for (bad, what) in [
+        (object(&[("storageLimit", 1000.into()), ("storageReserve", 1000.into())]), "storageReserve"),
+        (object(&[("compactAtShare", 1.5.into())]), "compactAtShare"),
+        (object(&[("compactAtShare", 0.into())]), "compactAtShare"),
+        (object(&[("storageLimit", (-1).into())]), "storageLimit"),
+    ] {
+        let err = call(JsSplitStore::open(unique("api-cfg"), Some(bad.into()), None)).await.expect_err(what);
+        assert_eq!(code(&err), "InvalidArgument");
+        assert!(message(&err).contains(what), "{}", message(&err));
+    }
 
     call(store.close()).await.expect("close");
     let err = call(store.put(cid.clone().into(), bytes)).await.expect_err("closed");

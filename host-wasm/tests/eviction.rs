@@ -113,6 +113,7 @@ async fn persistent_storage_is_asked_for_at_open_and_reported_by_info() {
     let missing = raw::fake_storage(true, true);
     let store = open(&name, JsValue::UNDEFINED).await.expect("open without navigator.storage");
     assert!(get(&call(store.info()).await.unwrap(), "persisted").is_null());
+    assert!(get(&call(store.info()).await.unwrap(), "storage").is_null(), "no quota reported, no default limit");
     call(store.close()).await.unwrap();
     missing.restore();
 
@@ -132,6 +133,15 @@ async fn info_reports_the_browsers_own_answer() {
     support::log(&format!("Chromium's persist(): {answer}; info().persisted: {reported:?}"));
     assert_eq!(reported, JsValue::from_bool(answer));
     assert_eq!(raw::real_persisted().await, Some(answer));
+    // The default storage limit: 9/10 of the quota the browser reported at the open, a
+    // quarter of it kept for compactions; the usage is the browser's figure.
+    let storage = get(&call(store.info()).await.unwrap(), "storage");
+    let field = |k: &str| get(&storage, k).as_f64().unwrap_or_else(|| panic!("storage.{k}: {storage:?}"));
+    let quota = raw::real_estimate_quota().await;
+    let (limit, reserve, usage) = (field("limit"), field("reserve"), field("usage"));
+    assert!(limit > 0.0 && (limit - quota * 0.9).abs() < quota * 0.01, "limit {limit} of quota {quota}");
+    assert_eq!(reserve, (limit / 4.0).floor());
+    assert!(usage > 0.0 && usage < limit, "usage {usage}");
     call(store.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
 }

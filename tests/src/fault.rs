@@ -116,6 +116,10 @@ impl<K: Kv> Kv for FaultKv<K> {
         self.fuse.tick()?;
         self.inner.estimate(space).await
     }
+    async fn footprint(&self) -> Result<Option<u64>, KvError> {
+        self.fuse.tick()?;
+        self.inner.footprint().await
+    }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }

@@ -70,6 +70,9 @@ impl<K: Kv> Kv for SteppedWritesKv<K> {
     async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
         self.0.estimate(space).await
     }
+    async fn footprint(&self) -> Result<Option<u64>, KvError> {
+        self.0.footprint().await
+    }
     fn capabilities(&self) -> Capabilities {
         self.0.capabilities()
     }
@@ -115,6 +118,9 @@ impl<K: Kv> Kv for YieldKv<K> {
     }
     async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
         self.0.estimate(space).await
+    }
+    async fn footprint(&self) -> Result<Option<u64>, KvError> {
+        self.0.footprint().await
     }
     fn capabilities(&self) -> Capabilities {
         self.0.capabilities()
@@ -183,6 +189,9 @@ impl<K: Kv> Kv for DeletesKv<K> {
     }
     async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
         self.inner.estimate(space).await
+    }
+    async fn footprint(&self) -> Result<Option<u64>, KvError> {
+        self.inner.footprint().await
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()

@@ -68,7 +68,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let fresh = now_s <= head.timestamp.saturating_add(self.config.sync_wait_secs);
         // For the size limit; an estimate that fails is no estimate (the head change stands).
         let hot_bytes = match self.config.hot_size_limit {
-            Some(_) => self.hot.estimate(Space::Blocks).await.ok().flatten().and_then(|e| e.bytes),
+            Some(_) => self.hot.footprint().await.ok().flatten(),
             None => None,
         };
         let _shared = self.txn_lock.read().await;

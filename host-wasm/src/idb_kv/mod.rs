@@ -40,6 +40,13 @@
 //! no Rust closure with the browser: dropping any of these futures (how a crash is modelled)
 //! leaves nothing behind that could be called after it was freed.
 //!
+//! # Storage limit
+//!
+//! With a [`StorageLimit`] set ([`IdbKv::set_storage_limit`], shared by a store's two
+//! databases), a batch not marked as upkeep is admitted by it before any request is issued:
+//! a refused batch reaches IndexedDB not at all. A `QuotaExceededError` from the browser itself
+//! is returned naming this database and the next step.
+//!
 //! # Connection life
 //!
 //! The connection holds a Web Lock on its database name ([`crate::lock`]). If another page
@@ -77,6 +84,7 @@ use crate::{
     chunked::{Chain, ISSUE_CHUNK},
     guard,
     js::{kv_error, kv_error_js, object, JsError, Request, TxDone},
+    limit::StorageLimit,
     lock::{LockPolicy, WebLock},
 };
 
@@ -146,6 +154,8 @@ struct Inner {
     on_version_change: RefCell<Option<VersionChangeHandler>>,
     lock: RefCell<Option<WebLock>>,
     flushes: Cell<u64>,
+    /// The store's storage limit, which writes other than upkeep must fit under.
+    limit: RefCell<Option<Rc<StorageLimit>>>,
 }
 
 impl IdbKv {
@@ -186,6 +196,7 @@ impl IdbKv {
                 on_version_change: RefCell::new(Some(on_version_change)),
                 lock: RefCell::new(lock),
                 flushes: Cell::new(0),
+                limit: RefCell::new(None),
             }),
         })
     }
@@ -193,6 +204,34 @@ impl IdbKv {
     /// The database name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Makes every later write other than upkeep fit under `limit` (shared by a store's
+    /// databases, which share the origin's storage); `None` lifts it.
+    pub fn set_storage_limit(&self, limit: Option<Rc<StorageLimit>>) {
+        *self.inner.limit.borrow_mut() = limit;
+    }
+
+    /// The storage limit writes fit under, if one is set.
+    pub fn storage_limit(&self) -> Option<Rc<StorageLimit>> {
+        self.inner.limit.borrow().clone()
+    }
+
+    /// Names this database in a refusal: the browser's `QuotaExceededError` says nothing of
+    /// which store or what to do.
+    fn named(&self, e: KvError) -> KvError {
+        match e {
+            KvError::QuotaExceeded { detail } if !detail.starts_with(self.inner.name.as_str()) => {
+                KvError::QuotaExceeded {
+                    detail: format!(
+                        "{}: the browser refused the write, the origin's storage quota is full ({detail}); \
+                         compact() frees space",
+                        self.inner.name
+                    ),
+                }
+            }
+            other => other,
+        }
     }
 
     /// True while the lock is held by this connection.
@@ -349,8 +388,17 @@ impl IdbKv {
     /// [`Kv::write`] with an injected failure; the batch must leave no trace.
     #[doc(hidden)]
     pub async fn write_with_fault(&self, batch: WriteBatch, fault: Option<Fault>) -> Result<(), KvError> {
+        self.write_batch(batch, fault).await.map_err(|e| self.named(e))
+    }
+
+    async fn write_batch(&self, batch: WriteBatch, fault: Option<Fault>) -> Result<(), KvError> {
         if batch.is_empty() {
             return if batch.durability() == splitstore_core::Durability::Strict { self.flush().await } else { Ok(()) };
+        }
+        let limit = self.storage_limit();
+        if let Some(limit) = limit {
+            self.check_open()?;
+            limit.admit(&self.inner.name, &batch).await?;
         }
         let mut spaces: Vec<Space> = batch.ops().iter().map(Op::space).collect();
         spaces.sort();
@@ -380,6 +428,22 @@ impl IdbKv {
             Some(e) => Err(e),
             None => committed,
         }
+    }
+
+    /// Writes the next flush counter, strictly: [`Kv::flush`].
+    async fn write_counter(&self) -> Result<(), KvError> {
+        // A strict commit is written through the same log as every earlier commit, so it is
+        // durable only after they are: writing one counter makes everything before it durable.
+        let tx = self.transaction(&[SYNC_STORE], TxMode::Write, "flush")?;
+        let done = TxDone::watch(&tx, "flush");
+        let n = self.inner.flushes.get().wrapping_add(1);
+        self.inner.flushes.set(n);
+        let store = idb::Transaction::from(tx.clone()).object_store(SYNC_STORE).map_err(|e| idb_error("flush", e))?;
+        if let Err(e) = store.put(&JsValue::from_f64(n as f64), Some(&JsValue::from_str("seq"))) {
+            let _ = tx.abort();
+            return Err(idb_error("flush", e));
+        }
+        done.wait().await
     }
 
     fn range_after(after: Option<&[u8]>) -> Result<Option<Query>, KvError> {
@@ -533,18 +597,7 @@ impl Kv for IdbKv {
     }
 
     async fn flush(&self) -> Result<(), KvError> {
-        // A strict commit is written through the same log as every earlier commit, so it is
-        // durable only after they are: writing one counter makes everything before it durable.
-        let tx = self.transaction(&[SYNC_STORE], TxMode::Write, "flush")?;
-        let done = TxDone::watch(&tx, "flush");
-        let n = self.inner.flushes.get().wrapping_add(1);
-        self.inner.flushes.set(n);
-        let store = idb::Transaction::from(tx.clone()).object_store(SYNC_STORE).map_err(|e| idb_error("flush", e))?;
-        if let Err(e) = store.put(&JsValue::from_f64(n as f64), Some(&JsValue::from_str("seq"))) {
-            let _ = tx.abort();
-            return Err(idb_error("flush", e));
-        }
-        done.wait().await
+        self.write_counter().await.map_err(|e| self.named(e))
     }
 
     /// IndexedDB's own count of the object store (no value crosses into the page); the
@@ -555,6 +608,15 @@ impl Kv for IdbKv {
         let req = store.count(None).map_err(|e| idb_error("estimate", e))?;
         let n = Request::watch(req.into(), "estimate").result().await?;
         Ok(Some(SpaceEstimate { keys: n.as_f64().unwrap_or(0.0) as u64, bytes: None }))
+    }
+
+    /// With a storage limit, the origin's usage (`navigator.storage.estimate()`): the browser
+    /// reports nothing finer than the origin. Without one, unknown.
+    async fn footprint(&self) -> Result<Option<u64>, KvError> {
+        match self.storage_limit() {
+            Some(limit) => Ok(limit.usage_now().await),
+            None => Ok(None),
+        }
     }
 
     fn capabilities(&self) -> Capabilities {

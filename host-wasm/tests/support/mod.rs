@@ -91,6 +91,9 @@ impl Kv for LazyIdb {
     async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
         self.kv().await?.estimate(space).await
     }
+    async fn footprint(&self) -> Result<Option<u64>, KvError> {
+        self.kv().await?.footprint().await
+    }
     fn capabilities(&self) -> Capabilities {
         match self.kv.get() {
             Some(kv) => kv.capabilities(),

@@ -153,3 +153,7 @@ export function realPersist() {
 export function realPersisted() {
   return navigator.storage.persisted();
 }
+
+export async function realEstimateQuota() {
+  return (await navigator.storage.estimate()).quota;
+}

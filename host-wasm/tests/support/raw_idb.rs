@@ -38,6 +38,8 @@ extern "C" {
     async fn real_persist_js() -> JsValue;
     #[wasm_bindgen(js_name = realPersisted)]
     async fn real_persisted_js() -> JsValue;
+    #[wasm_bindgen(js_name = realEstimateQuota)]
+    async fn real_estimate_quota_js() -> JsValue;
 }
 
 /// Whether the database exists.
@@ -96,6 +98,11 @@ pub async fn take_lock_if_free(name: &str) -> Option<Function> {
 /// The real `navigator.storage.persist()`.
 pub async fn real_persist() -> Option<bool> {
     real_persist_js().await.as_bool()
+}
+
+/// The quota the real `navigator.storage.estimate()` reports.
+pub async fn real_estimate_quota() -> f64 {
+    real_estimate_quota_js().await.as_f64().expect("Chromium reports a quota")
 }
 
 /// The real `navigator.storage.persisted()`.
