@@ -52,6 +52,15 @@ RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --all-features -p splitstore-c
 # and reuses that copy on later runs, so a machine that ran this before would verify the
 # native crate against an old core: drop those copies (never crates.io's) first.
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/splitstore-core-*
+# Cargo also reuses what it built from such a copy without reading its sources again (a
+# registry's sources are taken to be immutable): drop those builds too.
+target="${CARGO_TARGET_DIR:-target}/debug"
+for dep_info in "$target"/deps/splitstore_core-*.d; do
+  [ -e "$dep_info" ] && grep -q 'registry/src/-[0-9a-f]*/splitstore-core-' "$dep_info" || continue
+  hash=${dep_info##*/splitstore_core-}
+  hash=${hash%.d}
+  rm -rf "$target/.fingerprint/splitstore-core-$hash" "$target"/deps/*splitstore_core-"$hash".*
+done
 cargo publish -q --dry-run --allow-dirty --workspace --exclude splitstore-wasm --exclude splitstore-conformance
 
 step "all suites passed"

@@ -526,3 +526,53 @@ async fn bench_strict_vs_relaxed_commits() {
         ));
     }
 }
+
+/// What the storage limit's admission costs a write: the same `IdbKv` puts (1 KiB values) with
+/// and without a limit far above the data (so nothing is refused and every admission runs its
+/// bookkeeping and its usage readings), alternating, median of five rounds each.
+#[wasm_bindgen_test]
+#[ignore]
+async fn bench_storage_limit_admission() {
+    use splitstore_wasm::limit::StorageLimit;
+    async fn puts(limited: bool, batches: u32, per_batch: u32) -> f64 {
+        let kv = IdbKv::open(&unique("bench-limit"), LockPolicy::Fail).await.unwrap();
+        if limited {
+            kv.set_storage_limit(Some(Rc::new(StorageLimit::new(1 << 40, 1 << 38))));
+        }
+        let value = vec![7u8; 1024];
+        let ms = timed(async {
+            for b in 0..batches {
+                let mut batch = WriteBatch::new();
+                for i in 0..per_batch {
+                    batch.put(Space::Blocks, [b.to_be_bytes(), i.to_be_bytes()].concat(), value.clone());
+                }
+                kv.write(batch).await.unwrap();
+            }
+        })
+        .await;
+        let name = kv.name().to_owned();
+        kv.close().await;
+        drop(kv);
+        IdbKv::destroy(&name).await.unwrap();
+        ms
+    }
+    for (label, batches, per_batch) in [("1 block per batch", 300, 1), ("256 blocks per batch", 40, 256)] {
+        let (mut without, mut with) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            without.push(puts(false, batches, per_batch).await);
+            with.push(puts(true, batches, per_batch).await);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (a, b) = (median(&mut without), median(&mut with));
+        let n = u64::from(batches * per_batch);
+        log(&format!(
+            "{label}: without a limit {} (median {a:.0} ms), with one {} (median {b:.0} ms): {:.2}x the time",
+            rate(n, a),
+            rate(n, b),
+            b / a
+        ));
+    }
+}

@@ -64,7 +64,7 @@ export function classifyError(e) {
 }
 
 const HINTS = {
-  quota: 'The browser refused to store more data (storage quota). The refused write was not applied and the store is consistent; free space (delete a store you do not need), then try again.',
+  quota: 'The store reached its storage limit, or the browser refused to store more data (storage quota). The refused write was not applied and the store is consistent; compact the store (a compaction may use the room the store keeps for it) or delete a store you do not need, then try again.',
   'in-use': 'This store is open in another tab or window. Close it there, or open a store with another name here.',
   car: 'The file is not a readable CAR archive (CARv1 or CARv2). The store is still usable: pick another file or grow a synthetic chain.',
   'no-head': 'The store has no head yet: import a CAR file or grow the synthetic chain first.',

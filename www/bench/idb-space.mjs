@@ -1,0 +1,100 @@
+// Does Chromium give IndexedDB's space back after a compaction? A persistent profile on disk,
+// the page's package, a synthetic chain imported until the hot store holds `--blocks` blocks,
+// then one compaction (discard mode: every dead block is deleted). Prints the origin's usage
+// (`navigator.storage.estimate()`) and the bytes of the profile's IndexedDB folder on disk,
+// before, right after, 10 s after, after closing the store, and after reopening it.
+//
+//   node bench/idb-space.mjs [--blocks 100000]
+//
+// Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
+
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startServer } from '../server.mjs';
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? dflt : Number(process.argv[i + 1]);
+};
+const BLOCKS = arg('blocks', 100_000);
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** Bytes of every file under `dir`. */
+function bytesUnder(dir) {
+  let total = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    total += e.isDirectory() ? bytesUnder(p) : statSync(p).size;
+  }
+  return total;
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'splitstore-idb-space-'));
+const server = await startServer({ port: 0 });
+const ctx = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+});
+try {
+  const page = await ctx.newPage();
+  await page.goto(server.url);
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
+  const idbDir = join(profile, 'Default', 'IndexedDB');
+  const rows = [];
+  const sample = async (when) => {
+    const usage = await page.evaluate(async () => (await navigator.storage.estimate()).usage);
+    rows.push({ when, usage, disk: bytesUnder(idbDir) });
+    console.error(`${when}: usage ${usage}, disk ${rows.at(-1).disk}`);
+  };
+  const config = {
+    mode: 'discard', finality: 10, thresholdFinalities: 1_000_000, boundaryFinalities: 1, syncGapSecs: null,
+    persist: false, purgeSleepFactor: 0,
+  };
+  const filled = await page.evaluate(async ({ config, BLOCKS }) => {
+    const pkg = await import('splitstore-wasm');
+    window.pkg = pkg;
+    window.store = await pkg.SplitStore.open('space', config);
+    const chain = new pkg.SyntheticChain({ seed: 3, stateObjects: 20_000, churnPercent: 10, blockTimeSecs: 30 });
+    let blocks = 0;
+    let bytes = 0;
+    while (blocks < BLOCKS) {
+      const e = chain.nextEpochCar();
+      const r = await window.store.importCar(e.car);
+      blocks += Number(r.blocks);
+      bytes += e.bytes;
+    }
+    return { blocks, bytes, head: Number((await window.store.info()).headEpoch) };
+  }, { config, BLOCKS });
+  console.error(`imported ${filled.blocks} blocks (${filled.bytes} bytes) up to epoch ${filled.head}`);
+  await sample('before the compaction');
+  const report = await page.evaluate(async () => {
+    const r = await window.store.compact();
+    return { dead: Number(r.dead), purged: Number(r.purged), marked: Number(r.marked) };
+  });
+  await sample('right after it');
+  await new Promise((ok) => setTimeout(ok, 10_000));
+  await sample('10 s after it');
+  await page.evaluate(() => window.store.close());
+  await new Promise((ok) => setTimeout(ok, 10_000));
+  await sample('store closed, 10 s later');
+  await page.evaluate(async (config) => {
+    window.store = await window.pkg.SplitStore.open('space', config);
+  }, config);
+  await sample('reopened');
+  const counts = await page.evaluate(async () => Number((await window.store.count()).hot.bytes));
+  await page.evaluate(() => window.store.close());
+
+  const mb = (n) => (n / 1e6).toFixed(1);
+  console.log(`Chromium ${ctx.browser()?.version() ?? ''}: ${filled.blocks} blocks imported (${mb(filled.bytes)} MB of block data), `
+    + `${report.purged} purged of ${report.dead} dead, ${report.marked} marked; hot holds ${mb(counts)} MB of blocks after.`);
+  console.log('\n| when | origin usage (estimate) | IndexedDB files on disk | disk / before |');
+  console.log('|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.when} | ${mb(r.usage)} MB | ${mb(r.disk)} MB | ${(r.disk / rows[0].disk).toFixed(2)} |`);
+  }
+} finally {
+  await ctx.close();
+  await server.close();
+  rmSync(profile, { recursive: true, force: true });
+}
