@@ -4,7 +4,10 @@
 // (`navigator.storage.estimate()`) and the bytes of the profile's IndexedDB folder on disk,
 // before, right after, 10 s after, after closing the store, and after reopening it.
 //
-//   node bench/idb-space.mjs [--blocks 100000]
+//   node bench/idb-space.mjs [--blocks 100000] [--state 2000]
+//
+// `--state` is the synthetic state tree's size: small, most of what the chain wrote is dead
+// at the compaction; large, most is still live.
 //
 // Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
 
@@ -19,6 +22,7 @@ const arg = (name, dflt) => {
   return i < 0 ? dflt : Number(process.argv[i + 1]);
 };
 const BLOCKS = arg('blocks', 100_000);
+const STATE = arg('state', 2000);
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 /** Bytes of every file under `dir`. */
@@ -51,11 +55,11 @@ try {
     mode: 'discard', finality: 10, thresholdFinalities: 1_000_000, boundaryFinalities: 1, syncGapSecs: null,
     persist: false, purgeSleepFactor: 0,
   };
-  const filled = await page.evaluate(async ({ config, BLOCKS }) => {
+  const filled = await page.evaluate(async ({ config, BLOCKS, STATE }) => {
     const pkg = await import('splitstore-wasm');
     window.pkg = pkg;
     window.store = await pkg.SplitStore.open('space', config);
-    const chain = new pkg.SyntheticChain({ seed: 3, stateObjects: 20_000, churnPercent: 10, blockTimeSecs: 30 });
+    const chain = new pkg.SyntheticChain({ seed: 3, stateObjects: STATE, churnPercent: 10, blockTimeSecs: 30 });
     let blocks = 0;
     let bytes = 0;
     while (blocks < BLOCKS) {
@@ -65,7 +69,7 @@ try {
       bytes += e.bytes;
     }
     return { blocks, bytes, head: Number((await window.store.info()).headEpoch) };
-  }, { config, BLOCKS });
+  }, { config, BLOCKS, STATE });
   console.error(`imported ${filled.blocks} blocks (${filled.bytes} bytes) up to epoch ${filled.head}`);
   await sample('before the compaction');
   const report = await page.evaluate(async () => {
