@@ -34,6 +34,7 @@ pub mod meta;
 pub mod metrics;
 pub mod send;
 pub mod store;
+mod sync;
 // The crate's own unit tests draw from the generator's random streams.
 #[cfg(any(test, feature = "synth"))]
 pub mod synth;

@@ -33,10 +33,10 @@
 use alloc::{sync::Arc, vec::Vec};
 use core::hash::BuildHasherDefault;
 
+use crate::sync::Mutex;
 use cid::Cid;
 use hashbrown::HashMap;
 use siphasher::sip::SipHasher13;
-use spin::Mutex;
 
 use crate::{
     key::BlockKey,

@@ -13,7 +13,7 @@
 use alloc::{boxed::Box, collections::BTreeMap, sync::Arc, vec::Vec};
 use core::task::Poll;
 
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use crate::{
     clock::Clock,

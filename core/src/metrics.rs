@@ -74,7 +74,7 @@ impl Counter {
 /// One counter, under a spin lock held for one addition, where 64-bit atomics are missing.
 #[cfg(not(target_has_atomic = "64"))]
 #[derive(Debug, Default)]
-pub(crate) struct Counter(spin::Mutex<u64>);
+pub(crate) struct Counter(crate::sync::Mutex<u64>);
 
 #[cfg(not(target_has_atomic = "64"))]
 impl Counter {

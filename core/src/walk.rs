@@ -16,10 +16,10 @@
 use alloc::vec::Vec;
 use core::hash::BuildHasherDefault;
 
+use crate::sync::Mutex;
 use cid::Cid;
 use hashbrown::HashSet;
 use siphasher::sip::SipHasher13;
-use spin::Mutex;
 
 use crate::{
     clock::Clock,

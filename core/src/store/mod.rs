@@ -13,9 +13,9 @@ pub(crate) mod state;
 
 use alloc::{boxed::Box, sync::Arc, vec::Vec};
 
+use crate::sync::Mutex;
 use async_lock::{Mutex as AsyncMutex, RwLock};
 use cid::Cid;
-use spin::Mutex;
 
 pub use self::head::HeadOutcome;
 pub use self::list::{BlockPage, ListCursor};

@@ -2,9 +2,9 @@
 
 use alloc::{string::String, sync::Arc, vec::Vec};
 
+use crate::sync::Mutex;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
-use spin::Mutex;
 
 use super::SplitStore;
 use crate::{

@@ -6,10 +6,10 @@
 use alloc::{collections::BTreeSet, string::String, sync::Arc, vec::Vec};
 use core::hash::BuildHasherDefault;
 
+use crate::sync::Mutex;
 use cid::Cid;
 use hashbrown::HashSet;
 use siphasher::sip::SipHasher13;
-use spin::Mutex;
 
 use crate::{
     compact::{CompactionReport, Progress, RecoveryReport},
