@@ -103,7 +103,10 @@ impl JsSplitStore {
                 return Err(convert::identity_error(&e));
             }
             // Set before the core opens: its recovery writes are upkeep, which the limit lets through.
-            let reported_quota = storage::estimate().await.map(|e| e.quota);
+            let reported_quota = match options.storage.limit {
+                None => storage::estimate().await.map(|e| e.quota),
+                Some(_) => None,
+            };
             let limit = options.storage.resolve(reported_quota).map(|(limit, reserve)| {
                 options.config.hot_size_limit = options.storage.compact_at.map(|share| (limit as f64 * share) as u64);
                 Rc::new(StorageLimit::new(limit, reserve))
