@@ -107,7 +107,15 @@ impl JsSplitStore {
                 None => storage::estimate().await.map(|e| e.quota),
                 Some(_) => None,
             };
-            let limit = options.storage.resolve(reported_quota).map(|(limit, reserve)| {
+            let resolved = match options.storage.resolve(reported_quota) {
+                Ok(r) => r,
+                Err(e) => {
+                    hot.close().await;
+                    cold.close().await;
+                    return Err(e);
+                }
+            };
+            let limit = resolved.map(|(limit, reserve)| {
                 options.config.hot_size_limit = options.storage.compact_at.map(|share| (limit as f64 * share) as u64);
                 Rc::new(StorageLimit::new(limit, reserve))
             });

@@ -211,14 +211,21 @@ impl Default for StorageOptions {
 }
 
 impl StorageOptions {
-    /// The limit and reserve in bytes, given the quota the browser reports (`None`: no limit).
-    pub fn resolve(&self, reported_quota: Option<u64>) -> Option<(u64, u64)> {
-        let limit = match self.limit {
-            Some(given) => given?,
-            None => reported_quota? / 10 * 9,
+    /// The limit and reserve in bytes, given the quota the browser reports (`None`: no
+    /// limit); a reserve given that is not below the limit is refused with a `TypeError`.
+    pub fn resolve(&self, reported_quota: Option<u64>) -> Result<Option<(u64, u64)>, JsValue> {
+        let limit = match (self.limit, reported_quota) {
+            (Some(None), _) | (None, None) => return Ok(None),
+            (Some(Some(given)), _) => given,
+            (None, Some(quota)) => quota / 10 * 9,
         };
-        let reserve = self.reserve.unwrap_or(limit / 4).min(limit);
-        Some((limit, reserve))
+        let reserve = self.reserve.unwrap_or(limit / 4);
+        if reserve >= limit {
+            return Err(type_error(&format!(
+                "config.storageReserve ({reserve} bytes) must be below the storage limit ({limit} bytes)"
+            )));
+        }
+        Ok(Some((limit, reserve)))
     }
 }
 
@@ -280,7 +287,15 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
             }
             "persist" => persist = boolean(&val, &name)?,
             "mustExist" => must_exist = boolean(&val, &name)?,
-            "storageLimit" => storage.limit = Some(if val.is_null() { None } else { Some(uint(&val, &name)?) }),
+            "storageLimit" => {
+                storage.limit = match val.is_null() {
+                    true => Some(None),
+                    false => match uint(&val, &name)? {
+                        0 => return Err(type_error("config.storageLimit must be above 0, or null")),
+                        bytes => Some(Some(bytes)),
+                    },
+                }
+            }
             "storageReserve" => storage.reserve = Some(uint(&val, &name)?),
             "compactAtShare" => {
                 storage.compact_at = match val.as_f64() {
@@ -294,11 +309,8 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
             other => return Err(type_error(&format!("unknown config option {other:?}"))),
         }
     }
-    if let (Some(Some(limit)), Some(reserve)) = (storage.limit, storage.reserve) {
-        if reserve >= limit {
-            return Err(type_error("config.storageReserve must be below config.storageLimit"));
-        }
-    }
+    // A limit given is checked against the reserve now; a default one once the quota is known.
+    storage.resolve(None)?;
     Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist, storage })
 }
 

@@ -98,6 +98,7 @@ async fn put_get_has_and_argument_errors() {
         (object(&[("compactAtShare", 1.5.into())]), "compactAtShare"),
         (object(&[("compactAtShare", 0.into())]), "compactAtShare"),
         (object(&[("storageLimit", (-1).into())]), "storageLimit"),
+        (object(&[("storageLimit", 0.into())]), "storageLimit"),
     ] {
         let err = call(JsSplitStore::open(unique("api-cfg"), Some(bad.into()), None)).await.expect_err(what);
         assert_eq!(code(&err), "InvalidArgument");
