@@ -190,7 +190,7 @@ describe('a store at its storage limit', () => {
     await openPage(page, env.url);
     const cdp = await ctx.newCDPSession(page);
     await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(env.url).origin, quotaSize: BROWSER_QUOTA });
-    await setUp(page, { name: 'early', seed: 11, config: { ...fullConfig, compactAtShare: 0.4, purgeSleepFactor: 0 } });
+    await setUp(page, { name: 'early', seed: 11, config: { ...fullConfig, compactAtShare: 0.3, purgeSleepFactor: 0 } });
     const r = await page.evaluate(async () => {
       const t = window.t;
       const reports = [];
