@@ -79,6 +79,12 @@ fn rate(n: u64, ms: f64) -> String {
     format!("{:>9.0}/s", n as f64 / (ms / 1000.0))
 }
 
+/// The middle of `samples` (the upper one of the two for an even count).
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
 async fn timed<F: std::future::Future<Output = ()>>(f: F) -> f64 {
     let t0 = js::perf_now();
     f.await;
@@ -512,11 +518,7 @@ async fn bench_strict_vs_relaxed_commits() {
             relaxed.push(raw_puts("relaxed", batches, per_batch, len).await);
             strict.push(raw_puts("strict", batches, per_batch, len).await);
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (r, s) = (median(&mut relaxed), median(&mut strict));
+        let (r, s) = (median(relaxed), median(strict));
         let n = u64::from(batches * per_batch);
         log(&format!(
             "{label}: relaxed {} ({r:.0} ms), strict {} ({s:.0} ms), strict/relaxed time {:.2}x",
@@ -562,11 +564,7 @@ async fn bench_storage_limit_admission() {
             without.push(puts(false, batches, per_batch).await);
             with.push(puts(true, batches, per_batch).await);
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (a, b) = (median(&mut without), median(&mut with));
+        let (a, b) = (median(without), median(with));
         let n = u64::from(batches * per_batch);
         log(&format!(
             "{label}: without a limit {} (median {a:.0} ms), with one {} (median {b:.0} ms): {:.2}x the time",
