@@ -66,9 +66,13 @@ pub struct Config {
     pub purge_pace_after_ms: u64,
     /// Sleep/work ratio once pacing starts (reference: 4).
     pub purge_sleep_factor: u32,
-    /// Retries of missing references after collection, and the wait between them.
+    /// Walks of the references found missing while protecting, after collection (the
+    /// reference's `waitForMissingRefs`: 3); walk `i` (from 0) first waits `i` ×
+    /// [`Config::missing_retry_wait_ms`]. 0: none.
     pub missing_retries: u32,
-    /// Milliseconds between missing-reference retries.
+    /// The unit of those waits (the reference's: one minute; here 1 s by default, since a
+    /// block that arrives later is protected by its own write whenever it lands, and waiting
+    /// only holds the purge back).
     pub missing_retry_wait_ms: u64,
     /// Check every block's hash on `put`.
     pub verify_puts: bool,
@@ -78,6 +82,13 @@ pub struct Config {
     /// last compaction's head, so that a live set above the limit does not compact at every
     /// head change. `None`: only the epoch threshold triggers.
     pub hot_size_limit: Option<u64>,
+    /// Prune the cold store after every this many compactions, with
+    /// [`Config::prune_retention`] ([`SplitStore::prune`](crate::SplitStore::prune)); `None`:
+    /// only when asked. Not in discard mode.
+    pub prune_every: Option<u64>,
+    /// The state retention of automatic prunes: `< 0` keeps all state, `0` only the state the
+    /// compaction boundary needs, `n` that and `n` more finalities of state roots.
+    pub prune_retention: i64,
 }
 
 impl Default for Config {
@@ -100,6 +111,8 @@ impl Default for Config {
             missing_retry_wait_ms: 1000,
             verify_puts: false,
             hot_size_limit: None,
+            prune_every: None,
+            prune_retention: 0,
         }
     }
 }
@@ -142,6 +155,12 @@ impl Config {
         if self.hot_size_limit == Some(0) {
             return bad("a hot size limit must be at least one byte");
         }
+        if self.prune_every == Some(0) {
+            return bad("automatic prunes must be at least one compaction apart");
+        }
+        if self.prune_every.is_some() && self.mode == Mode::Discard {
+            return bad("discard mode never writes the cold store: automatic prunes need universal or messages mode");
+        }
         Ok(())
     }
 
@@ -158,9 +177,51 @@ impl Config {
         Boundaries { head, boundary, include_messages }
     }
 
-    /// True when `epoch` is within ±F of a configured upgrade.
+    /// The lowest height whose state a prune from a head at `head` keeps under `retention`
+    /// (the reference's `retainState`): the compaction boundary and `retention` more
+    /// finalities below it; `None` (`retention < 0`) keeps all state.
+    pub fn retain_state_from(&self, head: i64, retention: i64) -> Option<i64> {
+        if retention < 0 {
+            return None;
+        }
+        let finalities = self.boundary_finalities.saturating_add(retention);
+        Some(head.saturating_sub(finalities.saturating_mul(self.finality)))
+    }
+
+    /// True when `epoch` is within ±F of a configured upgrade, bounds included (the
+    /// reference's `isNearUpgrade`: `epoch >= start && epoch <= end`).
     pub fn near_upgrade(&self, epoch: i64) -> bool {
-        self.upgrade_epochs.iter().any(|&u| epoch > u - self.finality && epoch < u + self.finality)
+        self.upgrade_epochs.iter().any(|&u| epoch >= u - self.finality && epoch <= u + self.finality)
+    }
+
+    /// How old a head with timestamp `head_ts_secs` is at `now_ms`, by the reference's sync
+    /// hysteresis (its `HeadChange`): out of sync once older than the sync gap, back in sync
+    /// only once younger than the sync wait, each bound strict (`time.Since(ts) > SyncGapTime`,
+    /// `time.Since(ts) < SyncWaitTime`). A head between the two changes nothing.
+    pub fn head_age(&self, head_ts_secs: u64, now_ms: u64) -> HeadAge {
+        let ts_ms = head_ts_secs.saturating_mul(1000);
+        let age_ms = now_ms.saturating_sub(ts_ms);
+        HeadAge {
+            stale: self.sync_gap_secs.is_some_and(|gap| now_ms > ts_ms && age_ms > gap.saturating_mul(1000)),
+            fresh: now_ms < ts_ms || age_ms < self.sync_wait_secs.saturating_mul(1000),
+        }
+    }
+}
+
+/// A head's age under the sync rules ([`Config::head_age`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadAge {
+    /// Older than the sync gap: the node is out of sync (never when sync checks are off).
+    pub stale: bool,
+    /// Younger than the sync wait: the node is in sync again.
+    pub fresh: bool,
+}
+
+impl Config {
+    /// The waits before each walk of missing references (the reference's
+    /// `waitForMissingRefs`: 0, 1 and 2 minutes), in milliseconds.
+    pub fn missing_retry_waits(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..u64::from(self.missing_retries)).map(|i| i.saturating_mul(self.missing_retry_wait_ms))
     }
 }
 
@@ -199,6 +260,9 @@ pub enum Trigger {
     OverSizeLimit(Boundaries),
     /// `head - base_epoch` has not passed the threshold.
     NotDue,
+    /// The store was opened with an empty hot store beside a cold one: the first head change
+    /// warms hot from cold (headers and one finality of state) instead of compacting.
+    Warmup,
 }
 
 impl Trigger {
@@ -225,10 +289,8 @@ pub fn decide_trigger(
     if compacting {
         return Trigger::Busy;
     }
-    if let Some(gap) = cfg.sync_gap_secs {
-        if now_ms / 1000 > head_ts_secs.saturating_add(gap) {
-            return Trigger::OutOfSync;
-        }
+    if cfg.head_age(head_ts_secs, now_ms).stale {
+        return Trigger::OutOfSync;
     }
     if cfg.near_upgrade(head) {
         return Trigger::NearUpgrade;
@@ -266,6 +328,39 @@ mod tests {
         assert_eq!(b.include_messages, 0);
         // Early heads give a negative boundary: everything is inside it.
         assert!(cfg(900, 0).boundaries(100).boundary < 0);
+    }
+
+    #[test]
+    fn prune_retention_follows_the_reference() {
+        let c = cfg(900, 0);
+        assert_eq!(c.retain_state_from(10_000, -1), None, "negative keeps all state");
+        assert_eq!(c.retain_state_from(10_000, 0), Some(c.boundaries(10_000).boundary));
+        assert_eq!(c.retain_state_from(10_000, 2), Some(10_000 - 3600 - 1800));
+        assert!(Config { prune_every: Some(0), mode: Mode::Universal, ..c.clone() }.validate().is_err());
+        assert!(Config { prune_every: Some(3), mode: Mode::Discard, ..c.clone() }.validate().is_err());
+        assert!(Config { prune_every: Some(3), mode: Mode::Messages, ..c }.validate().is_ok());
+    }
+
+    /// The reference's `isNearUpgrade` (`epoch >= start && epoch <= end`, over ±F), its
+    /// `HeadChange` hysteresis (`> SyncGapTime` out, `< SyncWaitTime` back in, strict) and its
+    /// `waitForMissingRefs` schedule (3 walks, walk `i` after `i` minutes).
+    #[test]
+    fn rules_follow_the_reference() {
+        let c = Config { finality: 10, upgrade_epochs: alloc::vec![200], ..Config::default() };
+        assert!(!c.near_upgrade(189) && c.near_upgrade(190) && c.near_upgrade(210) && !c.near_upgrade(211));
+        let ts = 1_000;
+        let at = |ms: u64| c.head_age(ts, ts * 1000 + ms);
+        assert_eq!(at(29_999), HeadAge { stale: false, fresh: true });
+        assert_eq!(at(30_000), HeadAge { stale: false, fresh: false }, "30 s is not younger than 30 s");
+        assert_eq!(at(60_000), HeadAge { stale: false, fresh: false }, "60 s is not older than 60 s");
+        assert_eq!(at(60_001), HeadAge { stale: true, fresh: false });
+        // A head from the future (a clock behind) is fresh, never stale.
+        assert_eq!(c.head_age(ts, ts * 1000 - 5_000), HeadAge { stale: false, fresh: true });
+        let unchecked = Config { sync_gap_secs: None, ..c.clone() };
+        assert!(!unchecked.head_age(ts, ts * 1000 + 3_600_000).stale);
+        let minutes = Config { missing_retries: 3, missing_retry_wait_ms: 60_000, ..c.clone() };
+        assert_eq!(minutes.missing_retry_waits().collect::<alloc::vec::Vec<_>>(), [0, 60_000, 120_000]);
+        assert_eq!(Config { missing_retries: 0, ..c }.missing_retry_waits().count(), 0);
     }
 
     #[test]

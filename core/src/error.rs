@@ -128,6 +128,8 @@ pub enum Error {
     AlreadyCompacting,
     /// An interrupted compaction must be recovered (reopen the store) before compacting.
     RecoveryPending,
+    /// A cold prune was asked of a store in discard mode, whose cold store is only read.
+    PruneInDiscardMode,
     /// The store is closing or closed.
     Closed,
     /// An earlier fatal error left the store's state unknown; reopen it.
@@ -169,6 +171,9 @@ impl fmt::Display for Error {
             Error::AlreadyCompacting => f.write_str("a compaction is already running"),
             Error::RecoveryPending => {
                 f.write_str("an interrupted compaction must be recovered first; reopen the store")
+            }
+            Error::PruneInDiscardMode => {
+                f.write_str("discard mode never writes the cold store, so it has nothing to prune")
             }
             Error::Closed => f.write_str("the store is closed"),
             Error::Poisoned => f.write_str("an earlier fatal error left the store in an unknown state; reopen it"),

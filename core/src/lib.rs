@@ -42,7 +42,10 @@ mod walk;
 
 pub use cid::Cid;
 pub use clock::Clock;
-pub use compact::{CompactionReport, NoProgress, PendingCompaction, Phase, Progress, ProgressSink, RecoveryReport};
+pub use compact::{
+    CompactionReport, NoProgress, PendingCompaction, Phase, Progress, ProgressSink, PruneReport, RecoveryReport,
+    WarmupReport,
+};
 pub use config::{Config, Mode};
 pub use error::{Error, KvError};
 pub use key::BlockKey;

@@ -15,6 +15,11 @@ pub const HEAD: &[u8] = b"head";
 pub const STATE: &[u8] = b"state";
 /// Present while a purge is under way (or interrupted): the compaction being finished.
 pub const PURGE: &[u8] = b"purge";
+/// Present while a cold prune's purge is under way (or interrupted): the prune being finished.
+/// Never present together with [`PURGE`]: a prune and a compaction exclude each other.
+pub const PRUNE: &[u8] = b"prune";
+/// The warmup of an empty hot store from cold: in progress, or done at an epoch.
+pub const WARMUP: &[u8] = b"warmup";
 /// The last processed dead-list key of the running purge (progress, not needed for safety).
 pub const CHECKPOINT: &[u8] = b"checkpoint";
 /// Messages mode: roots of old message and receipt DAGs copied to cold while part of them was
@@ -23,6 +28,8 @@ pub const INCOMPLETE: &[u8] = b"incomplete";
 /// The last finished compaction's report (DAG-CBOR of [`crate::CompactionReport`]), so a
 /// later process reports it too. Informational: written after the compaction, never read by it.
 pub const LAST_REPORT: &[u8] = b"last-report";
+/// The last prune's report (DAG-CBOR of `PruneReport`), for `info` in later processes.
+pub const LAST_PRUNE: &[u8] = b"last-prune";
 /// Prefix of the deletion records: `deleted/` + a block key, with an empty value, for each
 /// block deleted through the API whose cold copy may still exist ([`deleted_key`]).
 pub const DELETED_PREFIX: &[u8] = b"deleted/";
@@ -60,6 +67,8 @@ pub fn pinned_cid(key: &[u8]) -> Option<Result<Cid, Error>> {
 }
 
 const VERSION: u8 = 1;
+/// [`StoreState`]'s format once a prune has been counted.
+const STATE_WITH_PRUNES: u8 = 2;
 
 /// The space metadata lives in.
 pub const SPACE: Space = Space::Meta;
@@ -84,6 +93,22 @@ pub struct StoreState {
     pub compactions: u64,
     /// Objects marked by the last compaction (sizes the next mark set).
     pub last_marked: u64,
+    /// Completed cold prunes. Written in format 2, and only when not zero, so a store that
+    /// was never pruned keeps format 1.
+    pub prunes: u64,
+}
+
+/// The cold prune a purge of cold blocks belongs to; written durably before the first delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PruneRecord {
+    /// Height of the head the prune walked from.
+    pub head: i64,
+    /// State of headers at or above this height was kept ([`i64::MIN`]: all state).
+    pub retain_state_from: i64,
+    /// Objects the prune marked.
+    pub marked: u64,
+    /// Dead-list entries written by its collect.
+    pub dead: u64,
 }
 
 /// The compaction a purge belongs to; written durably before the first delete.
@@ -95,6 +120,15 @@ pub struct PurgeRecord {
     pub marked: u64,
     /// Dead-list entries written by collect.
     pub dead: u64,
+}
+
+/// The warmup of a hot store found empty beside a cold one ([`WARMUP`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WarmupRecord {
+    /// Height of the head the warmup walks (or walked) from.
+    pub epoch: i64,
+    /// The warmup has completed; otherwise it was under way when the process stopped.
+    pub done: bool,
 }
 
 /// Roots of old message DAGs that reached cold incomplete ([`INCOMPLETE`]).
@@ -111,12 +145,16 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(key: &'static str, buf: &'a [u8]) -> Result<Self, Error> {
+        Ok(Self::versioned(key, buf, &[VERSION])?.0)
+    }
+    /// A reader of a record in one of the `accepted` formats, and the format found.
+    fn versioned(key: &'static str, buf: &'a [u8], accepted: &[u8]) -> Result<(Self, u8), Error> {
         let mut r = Reader { key, buf };
         let v = r.u8()?;
-        if v != VERSION {
+        if !accepted.contains(&v) {
             return Err(r.err("unknown format version"));
         }
-        Ok(r)
+        Ok((r, v))
     }
     fn err(&self, what: &str) -> Error {
         Error::CorruptMeta { key: self.key, detail: what.to_string() }
@@ -226,17 +264,26 @@ impl IncompleteRoots {
 impl StoreState {
     /// Encodes the record.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = alloc::vec![VERSION];
+        let mut out = alloc::vec![if self.prunes == 0 { VERSION } else { STATE_WITH_PRUNES }];
         out.extend_from_slice(&self.base_epoch.to_le_bytes());
         out.extend_from_slice(&self.compactions.to_le_bytes());
         out.extend_from_slice(&self.last_marked.to_le_bytes());
+        if self.prunes != 0 {
+            out.extend_from_slice(&self.prunes.to_le_bytes());
+        }
         out
     }
 
     /// Decodes the record.
     pub fn decode(buf: &[u8]) -> Result<Self, Error> {
-        let mut r = Reader::new("state", buf)?;
-        let s = StoreState { base_epoch: r.i64()?, compactions: r.u64()?, last_marked: r.u64()? };
+        let (mut r, version) = Reader::versioned("state", buf, &[VERSION, STATE_WITH_PRUNES])?;
+        let mut s = StoreState { base_epoch: r.i64()?, compactions: r.u64()?, last_marked: r.u64()?, prunes: 0 };
+        if version == STATE_WITH_PRUNES {
+            s.prunes = r.u64()?;
+            if s.prunes == 0 {
+                return Err(r.err("format 2 with no prunes"));
+            }
+        }
         r.end()?;
         Ok(s)
     }
@@ -267,6 +314,51 @@ impl PurgeRecord {
     }
 }
 
+impl PruneRecord {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = alloc::vec![VERSION];
+        out.extend_from_slice(&self.head.to_le_bytes());
+        out.extend_from_slice(&self.retain_state_from.to_le_bytes());
+        out.extend_from_slice(&self.marked.to_le_bytes());
+        out.extend_from_slice(&self.dead.to_le_bytes());
+        out
+    }
+
+    /// Decodes the record.
+    pub fn decode(buf: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new("prune", buf)?;
+        let p = PruneRecord { head: r.i64()?, retain_state_from: r.i64()?, marked: r.u64()?, dead: r.u64()? };
+        r.end()?;
+        if p.retain_state_from > p.head {
+            return Err(r.err("retention starts above the head"));
+        }
+        Ok(p)
+    }
+}
+
+impl WarmupRecord {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = alloc::vec![VERSION, u8::from(self.done)];
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out
+    }
+
+    /// Decodes the record.
+    pub fn decode(buf: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new("warmup", buf)?;
+        let done = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(r.err("unknown warmup state")),
+        };
+        let w = WarmupRecord { done, epoch: r.i64()? };
+        r.end()?;
+        Ok(w)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,7 +383,7 @@ mod tests {
         let c = crate::key::dag_cbor_blake2b_cid(b"x");
         let h = Head { tipset: alloc::vec![c, c], height: 42, timestamp: 7 };
         assert_eq!(Head::decode(&h.encode()).unwrap(), h);
-        let s = StoreState { base_epoch: -3, compactions: 2, last_marked: 99 };
+        let s = StoreState { base_epoch: -3, compactions: 2, last_marked: 99, prunes: 0 };
         assert_eq!(StoreState::decode(&s.encode()).unwrap(), s);
         let p = PurgeRecord {
             boundaries: Boundaries { head: 100, boundary: 60, include_messages: 40 },
@@ -333,6 +425,31 @@ mod tests {
         let mut huge = ie.clone();
         huge[1..9].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(IncompleteRoots::decode(&huge).is_err());
+        let pruned = StoreState { prunes: 3, ..s };
+        assert_eq!(StoreState::decode(&pruned.encode()).unwrap(), pruned);
+        assert_eq!(pruned.encode()[0], STATE_WITH_PRUNES);
+        assert_eq!(s.encode()[0], VERSION, "a store never pruned keeps format 1");
+        let mut zero = pruned.encode();
+        zero[25..].fill(0);
+        assert!(StoreState::decode(&zero).is_err(), "format 2 with no prunes is not canonical");
+        let q = PruneRecord { head: 90, retain_state_from: i64::MIN, marked: 4, dead: 2 };
+        assert_eq!(PruneRecord::decode(&q.encode()).unwrap(), q);
+        let qe = q.encode();
+        for cut in 0..qe.len() {
+            assert!(PruneRecord::decode(&qe[..cut]).is_err(), "prune cut at {cut}");
+        }
+        for w in [WarmupRecord { epoch: 7, done: false }, WarmupRecord { epoch: -1, done: true }] {
+            assert_eq!(WarmupRecord::decode(&w.encode()).unwrap(), w);
+            let we = w.encode();
+            for cut in 0..we.len() {
+                assert!(WarmupRecord::decode(&we[..cut]).is_err(), "warmup cut at {cut}");
+            }
+        }
+        let mut bad = WarmupRecord { epoch: 7, done: true }.encode();
+        bad[1] = 2;
+        assert!(WarmupRecord::decode(&bad).is_err());
+        let above = PruneRecord { retain_state_from: 91, ..q };
+        assert!(PruneRecord::decode(&above.encode()).is_err());
         let mut wrong_version = s.encode();
         wrong_version[0] = 9;
         assert!(matches!(StoreState::decode(&wrong_version), Err(Error::CorruptMeta { key: "state", .. })));

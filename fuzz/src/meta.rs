@@ -2,7 +2,7 @@
 //! and a store opened over hostile metadata.
 //!
 //! Properties:
-//! - `Head`, `StoreState` and `PurgeRecord` decoding never panics, and what decodes is
+//! - `Head`, `StoreState`, `PurgeRecord` and `PruneRecord` decoding never panics, and what decodes is
 //!   canonical: encoding it gives back exactly the input;
 //! - a dead-list / cold-list key (multihash bytes) that names a CID names it stably;
 //! - with `data[0] >= 0xc0` the rest is a list of records `[kind, len, bytes...]` written into
@@ -16,7 +16,7 @@ use splitstore_core::{
     key::BlockKey,
     kv::{Kv, Space, WriteBatch},
     mem::{ManualClock, MemKv},
-    meta::{self, Head, PurgeRecord, StoreState},
+    meta::{self, Head, PruneRecord, PurgeRecord, StoreState},
     synth::SynthConfig,
     Config, NoProgress, SplitStore,
 };
@@ -33,6 +33,9 @@ pub fn check(data: &[u8]) {
     }
     if let Ok(p) = PurgeRecord::decode(data) {
         assert_eq!(p.encode(), data, "a purge record that is not canonical decodes");
+    }
+    if let Ok(p) = PruneRecord::decode(data) {
+        assert_eq!(p.encode(), data, "a prune record that is not canonical decodes");
     }
     if let Some(c) = BlockKey::from_bytes(data.to_vec()).to_raw_cid() {
         // Not byte-exact: the multihash crate reads a 10-byte code varint and drops the bits
@@ -68,13 +71,14 @@ fn open_hostile(data: &[u8]) {
         let kind = input.u8();
         let len = usize::from(input.u8());
         let bytes = input.take(len).to_vec();
-        match kind % 6 {
+        match kind % 7 {
             0 => batch.put(Space::Meta, meta::HEAD, bytes),
             1 => batch.put(Space::Meta, meta::STATE, bytes),
             2 => batch.put(Space::Meta, meta::PURGE, bytes),
             3 => batch.put(Space::Meta, meta::CHECKPOINT, bytes),
             4 => batch.put(Space::Dead, bytes, Vec::new()),
-            _ => batch.put(Space::ColdList, bytes, Vec::new()),
+            5 => batch.put(Space::ColdList, bytes, Vec::new()),
+            _ => batch.put(Space::Meta, meta::PRUNE, bytes),
         };
     }
     block_on(hot.write(batch)).expect("write to memory");

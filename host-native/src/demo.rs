@@ -22,7 +22,7 @@ use splitstore_core::{
 use crate::{
     errors::HostError,
     ops::{NativeStore, OpError, OpenStore},
-    output::human_bytes,
+    output::{human_bytes, DiskUsage},
     progress::{count_bar, PhaseBars},
     repo::{Repo, RepoConfig},
 };
@@ -53,6 +53,11 @@ pub struct DemoOptions {
     /// Each epoch takes at least this long (ms): the chain grows at a steady pace, as a
     /// node's does, instead of as fast as the disk allows.
     pub epoch_ms: u64,
+    /// Prune the cold store after every this many compactions (0: never, and cold grows with
+    /// the chain).
+    pub prune_every: u64,
+    /// The state retention of those prunes.
+    pub prune_retention: i64,
 }
 
 impl Default for DemoOptions {
@@ -65,6 +70,8 @@ impl Default for DemoOptions {
             state_objects: 5_000,
             seed: 1,
             epoch_ms: 40,
+            prune_every: 0,
+            prune_retention: 0,
         }
     }
 }
@@ -85,14 +92,29 @@ pub struct DemoSummary {
     pub chain_blocks: u64,
     /// Bytes of those blocks.
     pub chain_bytes: u64,
-    /// Every compaction's report with the stores' counts right after it.
-    pub compactions: Vec<(CompactionReport, Counts)>,
+    /// Every compaction's report with the stores' counts and file sizes right after it (and
+    /// after the prune that followed it, if one did).
+    pub compactions: Vec<DemoRow>,
+    /// Cold prunes run.
+    pub prunes: u64,
     /// The stores' counts at the end.
     pub final_counts: Counts,
     /// Live objects missing at the end (0 when all is well).
     pub missing: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
+}
+
+/// One compaction of the demo: its report, and the stores right after it.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoRow {
+    /// The compaction's report.
+    pub report: CompactionReport,
+    /// Exact counts of both stores.
+    pub counts: Counts,
+    /// The stores' files on disk.
+    pub disk: DiskUsage,
 }
 
 /// Creates a fresh repo for the demo in `dir`, replacing an earlier demo repo there.
@@ -129,12 +151,14 @@ fn phase_ms(r: &CompactionReport, phase: Phase) -> u64 {
 /// The table's header line.
 pub fn table_header() -> String {
     format!(
-        "{:>6} {:>9} {:>10} {:>9} {:>10} {:>10} {:>8} {:>6} {:>7} {:>6} {:>6} {:>7}",
+        "{:>6} {:>9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>6} {:>6} {:>7}",
         "epoch",
         "hot objs",
         "hot size",
+        "hot disk",
         "cold objs",
         "cold size",
+        "cold disk",
         "chain objs",
         "total ms",
         "mark",
@@ -146,14 +170,17 @@ pub fn table_header() -> String {
 }
 
 /// One table row.
-pub fn table_row(r: &CompactionReport, i: &Counts, chain_blocks: u64) -> String {
+pub fn table_row(row: &DemoRow, chain_blocks: u64) -> String {
+    let (r, i, d) = (&row.report, &row.counts, &row.disk);
     format!(
-        "{:>6} {:>9} {:>10} {:>9} {:>10} {:>10} {:>8} {:>6} {:>7} {:>6} {:>6} {:>7}",
+        "{:>6} {:>9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>6} {:>6} {:>7}",
         r.head_epoch,
         i.hot.keys,
         human_bytes(i.hot.bytes),
+        human_bytes(d.hot),
         i.cold.keys,
         human_bytes(i.cold.bytes),
+        human_bytes(d.cold),
         chain_blocks,
         r.total_ms,
         phase_ms(r, Phase::Mark),
@@ -164,7 +191,7 @@ pub fn table_row(r: &CompactionReport, i: &Counts, chain_blocks: u64) -> String 
     )
 }
 
-type Finished = Result<(CompactionReport, Counts), splitstore_core::Error>;
+type Finished = Result<DemoRow, OpError>;
 
 fn spawn_compaction(
     store: &Arc<NativeStore>,
@@ -178,7 +205,10 @@ fn spawn_compaction(
     std::thread::spawn(move || {
         let result = block_on(store.run_compaction(pending, &bars));
         bars.finish();
-        let result = result.and_then(|r| block_on(store.count()).map(|c| (r, c)));
+        let result = result.and_then(|report| block_on(store.count()).map(|counts| (report, counts)));
+        let result = result.map_err(OpError::Store).and_then(|(report, counts)| {
+            Ok(DemoRow { report, counts, disk: DiskUsage::of(&store).map_err(OpError::Host)? })
+        });
         // The receiver outlives every compaction thread (the demo joins them).
         let _ = tx.send(result);
     })
@@ -187,7 +217,12 @@ fn spawn_compaction(
 /// Runs the demo, writing the table to `out`.
 pub fn run_demo(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummary, OpError> {
     let start = Instant::now();
-    let repo = prepare_demo_repo(&opts.dir, demo_config(opts.mode, opts.finality))?;
+    let config = RepoConfig {
+        prune_every: opts.prune_every,
+        prune_retention: opts.prune_retention,
+        ..demo_config(opts.mode, opts.finality)
+    };
+    let repo = prepare_demo_repo(&opts.dir, config)?;
     let open = OpenStore::from_repo(repo)?;
     let store = Arc::clone(&open.store);
     let io = |e| OpError::Host(HostError::io("write", "stdout", e));
@@ -203,6 +238,14 @@ pub fn run_demo(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummary, 
         opts.finality * 5
     )
     .map_err(io)?;
+    if opts.prune_every > 0 {
+        writeln!(
+            out,
+            "the cold store is pruned after every {} compactions, keeping state {} finalities below the boundary\n",
+            opts.prune_every, opts.prune_retention
+        )
+        .map_err(io)?;
+    }
     writeln!(out, "{}", table_header()).map_err(io)?;
 
     let mp = crate::progress::multi();
@@ -211,15 +254,15 @@ pub fn run_demo(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummary, 
     let (tx, rx) = mpsc::channel::<Finished>();
     let mut summary = DemoSummary { epochs: opts.epochs, ..DemoSummary::default() };
     let mut running: Option<std::thread::JoinHandle<()>> = None;
-    let mut first_error: Option<splitstore_core::Error> = None;
+    let mut first_error: Option<OpError> = None;
 
     let mut record =
         |res: Finished, summary: &mut DemoSummary, chain_blocks: u64, out: &mut dyn Write| -> Result<(), OpError> {
             match res {
-                Ok((r, i)) => {
-                    let row = table_row(&r, &i, chain_blocks);
-                    mp.suspend(|| writeln!(out, "{row}")).map_err(io)?;
-                    summary.compactions.push((r, i));
+                Ok(row) => {
+                    let line = table_row(&row, chain_blocks);
+                    mp.suspend(|| writeln!(out, "{line}")).map_err(io)?;
+                    summary.compactions.push(row);
                 }
                 Err(e) => {
                     tracing::error!("compaction failed: {e}");
@@ -262,18 +305,20 @@ pub fn run_demo(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummary, 
     summary.chain_bytes = gen.emitted_bytes();
     summary.final_counts = block_on(store.count())?;
     summary.missing = block_on(store.check())?.missing;
+    summary.prunes = block_on(store.info())?.prunes;
     open.close()?;
     summary.seconds = start.elapsed().as_secs_f64();
     let i = &summary.final_counts;
     writeln!(
         out,
-        "\nchain: {} objects ({}) written over {} epochs; {} compactions\n\
+        "\nchain: {} objects ({}) written over {} epochs; {} compactions, {} cold prunes\n\
          hot store at the end: {} objects ({}); cold store: {} objects ({})\n\
          live objects missing: {}; {:.1} s",
         summary.chain_blocks,
         human_bytes(summary.chain_bytes),
         summary.epochs,
         summary.compactions.len(),
+        summary.prunes,
         i.hot.keys,
         human_bytes(i.hot.bytes),
         i.cold.keys,
@@ -283,7 +328,7 @@ pub fn run_demo(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummary, 
     )
     .map_err(io)?;
     match first_error {
-        Some(e) => Err(OpError::Store(e)),
+        Some(e) => Err(e),
         None => Ok(summary),
     }
 }

@@ -160,6 +160,12 @@ enum Command {
         /// Compact early when the hot store's blocks take this many MiB (0 = no limit).
         #[arg(long, default_value_t = 0)]
         hot_limit_mb: u64,
+        /// Prune the cold store after every this many compactions (0 = only `prune`).
+        #[arg(long, default_value_t = 0)]
+        prune_every: u64,
+        /// State retention of automatic prunes (see `prune --retention`).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        prune_retention: i64,
     },
     /// Stream a CARv1 or CARv2 file into the hot store; block-header roots become the head
     /// when they extend the current one (see --head).
@@ -178,6 +184,16 @@ enum Command {
     },
     /// Compact now against the current head.
     Compact,
+    /// Prune the cold store: delete old state it no longer needs to keep (universal and
+    /// messages mode). Headers back to genesis, everything hot blocks link and pinned DAGs
+    /// stay; then the cold store's space is returned.
+    Prune {
+        /// State to keep: -1 all, 0 only what the compaction boundary needs, N that and N more
+        /// finalities of state roots (with their messages and receipts; messages mode keeps
+        /// every message).
+        #[arg(long, allow_hyphen_values = true)]
+        retention: i64,
+    },
     /// Head, base epoch, compactions, estimated sizes, compaction state and counters, in
     /// constant time. While another process holds the repo, its status record is shown.
     Info {
@@ -249,6 +265,12 @@ enum Command {
         /// Minimum milliseconds per epoch (0 = as fast as possible).
         #[arg(long, default_value_t = DemoOptions::default().epoch_ms)]
         epoch_ms: u64,
+        /// Prune the cold store after every this many compactions (0 = never).
+        #[arg(long, default_value_t = DemoOptions::default().prune_every)]
+        prune_every: u64,
+        /// State retention of those prunes (see `prune --retention`).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        prune_retention: i64,
     },
     #[cfg(feature = "demo")]
     /// Add a synthetic chain to an empty repo without compacting (for tests and benchmarks).
@@ -391,6 +413,8 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             reserve_mb,
             memtable_mb,
             hot_limit_mb,
+            prune_every,
+            prune_retention,
         } => {
             let dir = repo_dir(cli)?;
             let config = RepoConfig {
@@ -403,6 +427,8 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 reserve_mb: *reserve_mb,
                 memtable_mb: *memtable_mb,
                 hot_limit_mb: *hot_limit_mb,
+                prune_every: *prune_every,
+                prune_retention: *prune_retention,
                 ..RepoConfig::default()
             };
             Repo::init(dir, config)?;
@@ -468,6 +494,7 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 Trigger::OutOfSync => "no compaction: the head is older than the sync gap",
                 Trigger::NearUpgrade => "no compaction: within one finality of a network upgrade",
                 Trigger::NotDue => "no compaction: the threshold is not reached",
+                Trigger::Warmup => "warmup due: the hot store is empty beside a cold one",
             };
             let compaction = match outcome.compaction {
                 Some(p) => Some(run_compaction(&open, p)?),
@@ -496,6 +523,20 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 print_json(out, &report)
             } else {
                 write!(out, "{}", output::compaction_text(&report)).map_err(io_failure)
+            }
+        }
+        Command::Prune { retention } => {
+            let open = OpenStore::open(repo_dir(cli)?)?;
+            let mp = progress::multi();
+            let bars = progress::PhaseBars::new(&mp);
+            let result = block_on(open.store.prune(*retention, &open.status.progress(&bars)));
+            bars.finish();
+            open.close()?;
+            let report = result?;
+            if json {
+                print_json(out, &report)
+            } else {
+                write!(out, "{}", output::prune_text(&report)).map_err(io_failure)
             }
         }
         Command::Info { count, format } => {
@@ -678,7 +719,7 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             out.write_all(&bytes?).map_err(io_failure)
         }
         #[cfg(feature = "demo")]
-        Command::Demo { epochs, mode, finality, state_objects, seed, epoch_ms } => {
+        Command::Demo { epochs, mode, finality, state_objects, seed, epoch_ms, prune_every, prune_retention } => {
             let opts = DemoOptions {
                 dir: cli.repo.clone().unwrap_or_else(demo::default_demo_dir),
                 epochs: *epochs,
@@ -687,6 +728,8 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 state_objects: *state_objects,
                 seed: *seed,
                 epoch_ms: *epoch_ms,
+                prune_every: *prune_every,
+                prune_retention: *prune_retention,
             };
             let summary = if json {
                 let summary = demo::run_demo(&opts, &mut std::io::sink())?;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use splitstore_core::{kv::SpaceEstimate, store::Info, CheckReport, CompactionReport, Counts};
+use splitstore_core::{kv::SpaceEstimate, store::Info, CheckReport, CompactionReport, Counts, PruneReport};
 
 use crate::{errors::HostError, ops::NativeStore};
 
@@ -82,6 +82,7 @@ pub fn info_text(i: &Info, disk: &DiskUsage, counts: Option<&Counts>) -> String 
     }
     s += &format!("base epoch:       {}\n", i.base_epoch);
     s += &format!("compactions:      {}\n", i.compactions);
+    s += &format!("cold prunes:      {}\n", i.prunes);
     s += &format!(
         "hot:              {} (disk {}, of which journal {})\n",
         estimate_text(i.hot.as_ref()),
@@ -120,7 +121,7 @@ pub fn info_text(i: &Info, disk: &DiskUsage, counts: Option<&Counts>) -> String 
         m.blocks_deleted
     );
     if let Some(e) = &i.last_error {
-        s += &format!("last compaction error: {e}\n");
+        s += &format!("last error:       {e}\n");
     }
     s
 }
@@ -144,8 +145,22 @@ pub fn compaction_json(r: &CompactionReport) -> Value {
     serde_json::to_value(r).expect("reports serialise")
 }
 
-/// One compaction's report for people.
+/// One compaction's report for people (or the warmup's, when the run was one).
 pub fn compaction_text(r: &CompactionReport) -> String {
+    if let Some(w) = &r.warmup {
+        return format!(
+            "warmup at epoch {}: copied {} blocks ({}) from cold into hot, {} already hot; {} headers, state \
+             from epoch {}, {} missing; {} ms\n",
+            w.head_epoch,
+            w.copied,
+            human_bytes(w.bytes),
+            w.already_hot,
+            w.headers,
+            w.state_from,
+            w.missing,
+            w.ms
+        );
+    }
     let phases: Vec<String> = r.phases.iter().map(|(p, ms)| format!("{} {ms} ms", p.as_str())).collect();
     format!(
         "compaction at epoch {} (boundary {}){}: marked {}, scanned {}, dead {}, moved {}, purged {}{}\n\
@@ -163,6 +178,27 @@ pub fn compaction_text(r: &CompactionReport) -> String {
         r.total_ms,
         phases.join(", "),
         r.markset_bytes_per_object,
+    )
+}
+
+/// One prune's report for people.
+pub fn prune_text(r: &PruneReport) -> String {
+    let phases: Vec<String> = r.phases.iter().map(|(p, ms)| format!("{} {ms} ms", p.as_str())).collect();
+    let kept = match r.retain_state_from {
+        Some(e) => format!("state from epoch {e}"),
+        None => "all state".into(),
+    };
+    format!(
+        "prune at epoch {} keeping {kept}: marked {}, cold scanned {}, dead {}, purged {}{}\n\
+         time {} ms: {}\n",
+        r.head_epoch,
+        r.marked,
+        r.cold_scanned,
+        r.dead,
+        r.purged,
+        if r.resumed { " (finished an interrupted prune)" } else { "" },
+        r.total_ms,
+        phases.join(", "),
     )
 }
 
@@ -186,6 +222,13 @@ mod tests {
         r.phases = vec![(splitstore_core::Phase::Mark, 5)];
         let t = compaction_text(&r);
         assert!(t.contains("epoch 77") && t.contains("purged 12") && t.contains("mark 5 ms"), "{t}");
+        let mut p = PruneReport::default();
+        p.head_epoch = 90;
+        p.purged = 7;
+        let t = prune_text(&p);
+        assert!(t.contains("epoch 90 keeping all state") && t.contains("purged 7"), "{t}");
+        p.retain_state_from = Some(40);
+        assert!(prune_text(&p).contains("state from epoch 40"));
         let j = compaction_json(&r);
         assert_eq!(j["phases"][0]["phase"], "mark");
         assert_eq!(j["phases"][0]["ms"], 5);

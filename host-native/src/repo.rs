@@ -67,6 +67,11 @@ pub struct RepoConfig {
     /// Compact early (once a tenth of a finality has passed since the last compaction's head)
     /// when the hot store's blocks take this many MiB on disk (0: no limit).
     pub hot_limit_mb: u64,
+    /// Prune the cold store after every this many compactions (0: only `splitstore prune`).
+    pub prune_every: u64,
+    /// The state retention of automatic prunes, in finalities beyond the compaction boundary
+    /// (negative: keep all state).
+    pub prune_retention: i64,
 }
 
 impl Default for RepoConfig {
@@ -89,6 +94,8 @@ impl Default for RepoConfig {
             memtable_mb: 64,
             reserve_mb: 64,
             hot_limit_mb: 0,
+            prune_every: 0,
+            prune_retention: c.prune_retention,
         }
     }
 }
@@ -111,6 +118,8 @@ impl RepoConfig {
             batch_size: self.batch_size,
             verify_puts: self.verify_puts,
             hot_size_limit: (self.hot_limit_mb > 0).then_some(self.hot_limit_mb << 20),
+            prune_every: (self.prune_every > 0).then_some(self.prune_every),
+            prune_retention: self.prune_retention,
             ..Config::default()
         };
         c.validate().map_err(|e| e.to_string())?;

@@ -132,6 +132,56 @@ fn messages_mode_moves_only_old_messages() {
     compact_and_compare("messages", 2);
 }
 
+/// `prune` on the real chain in universal mode: with retention -1 nothing goes (every cold
+/// block is old state or messages of a header), with 1 cold keeps exactly what the oracle's walk
+/// keeps (state, messages and receipts from one finality below the boundary), with 0 nothing is
+/// left cold (the boundary's state is all hot); the live set stays whole throughout.
+#[test]
+fn prune_keeps_what_the_retention_says() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    init(&repo, "universal", 0);
+    let source = read_car(&testdata(CHAIN));
+    ok(&repo, &["import", testdata(CHAIN).to_str().expect("path")]);
+    ok(&repo, &["compact"]);
+    let cold = keys(&export(&repo, "cold"));
+    assert!(cold.len() > 100, "universal mode moved old state to cold");
+    let head = head_of(&info(&repo));
+    let prune = |retention: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&repo, &["prune", "--retention", retention, "--json"])).expect("json")
+    };
+
+    let r = prune("-1");
+    assert_eq!(r["purged"], 0, "{r}");
+    assert!(r["retainStateFrom"].is_null());
+    same("retention -1", &keys(&export(&repo, "cold")), &cold);
+
+    let r = prune("1");
+    let from = 128 - 5 * FINALITY;
+    assert_eq!(r["retainStateFrom"], from);
+    let kept = live_set(&source.blocks, &head, from, from).live;
+    let want: HashSet<Vec<u8>> = cold.intersection(&kept).cloned().collect();
+    assert!(!want.is_empty() && want.len() < cold.len(), "retention 1 keeps some and drops some");
+    same("retention 1", &keys(&export(&repo, "cold")), &want);
+    assert_eq!(r["purged"].as_u64(), Some((cold.len() - want.len()) as u64));
+
+    let text = ok(&repo, &["prune", "--retention", "0"]);
+    assert!(text.contains(&format!("state from epoch {}", 128 - 4 * FINALITY)), "{text}");
+    assert!(keys(&export(&repo, "cold")).is_empty(), "retention 0 leaves nothing cold");
+    let check: serde_json::Value = serde_json::from_str(&ok(&repo, &["check", "--json"])).expect("json");
+    assert_eq!(check["missing"], 0);
+    let after = info(&repo);
+    assert_eq!(after["prunes"], 3);
+    assert_eq!(after["lastPrune"]["retainStateFrom"], 128 - 4 * FINALITY);
+
+    // Discard mode has nothing to prune, and says so.
+    let repo = tmp.path().join("discard");
+    init(&repo, "discard", 0);
+    let out = run(&repo, &["prune", "--retention", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to prune"), "{out:?}");
+}
+
 /// Every CAR of the malformed-input corpora: valid ones import, invalid ones fail naming the
 /// problem and change nothing (head, block count).
 #[test]

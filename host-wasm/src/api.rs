@@ -336,6 +336,18 @@ impl JsSplitStore {
         })
     }
 
+    /// Prunes the cold store (universal and messages mode): deletes the state `retention` no
+    /// longer keeps and resolves with the report. The store keeps serving meanwhile; a
+    /// compaction waits for it.
+    #[wasm_bindgen(unchecked_return_type = "Promise<PruneReport>")]
+    pub fn prune(&self, #[wasm_bindgen(unchecked_param_type = "PruneOptions")] options: JsValue) -> Promise {
+        self.call(move |s| async move {
+            let (retention, on_progress) = convert::parse_prune_options(&options)?;
+            let sink = CallbackSink(on_progress);
+            convert::to_js(&s.prune(retention, &sink).await.map_err(|e| store_error(&e))?)
+        })
+    }
+
     /// The store's state: head, base epoch, compactions, estimated sizes, compaction state,
     /// running counters, whether the browser keeps the storage persistently, and the storage
     /// limit with the origin's usage, read in time independent of the store's size.
@@ -457,16 +469,23 @@ enum Run {
 /// Forwards progress to `compactionprogress` listeners and the `onProgress` callback.
 struct EventSink {
     events: Events,
-    on_progress: Option<Function>,
+    on_progress: CallbackSink,
 }
 
 impl ProgressSink for EventSink {
     fn report(&self, p: &Progress) {
         self.events.progress(p);
-        if let Some(f) = &self.on_progress {
-            if let Ok(event) = convert::progress(p) {
-                let _ = f.call1(&JsValue::UNDEFINED, &event);
-            }
+        self.on_progress.report(p);
+    }
+}
+
+/// Progress to an optional callback alone (a prune's: it dispatches no events).
+struct CallbackSink(Option<Function>);
+
+impl ProgressSink for CallbackSink {
+    fn report(&self, p: &Progress) {
+        if let (Some(f), Ok(event)) = (&self.0, convert::progress(p)) {
+            let _ = f.call1(&JsValue::UNDEFINED, &event);
         }
     }
 }
@@ -483,7 +502,7 @@ async fn run_with_events(
     if matches!(run, Run::Now) && store.is_compacting() {
         return Err(Error::AlreadyCompacting);
     }
-    let sink = EventSink { events: events.clone(), on_progress };
+    let sink = EventSink { events: events.clone(), on_progress: CallbackSink(on_progress) };
     events.start(matches!(run, Run::Decided(_)));
     let outcome = match run {
         Run::Now => store.compact(&sink).await,

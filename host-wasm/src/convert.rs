@@ -83,6 +83,25 @@ export interface SplitStoreConfig {
    * so (`overSizeLimit`).
    */
   compactAtShare?: number | null;
+  /**
+   * Prune the cold store after every this many compactions (default null: only `prune()`).
+   * Not in discard mode.
+   */
+  pruneEvery?: number | null;
+  /** The state retention of automatic prunes (see `PruneOptions.retention`; default 0). */
+  pruneRetention?: number;
+}
+
+/** Options of `prune`. */
+export interface PruneOptions {
+  /**
+   * State to keep in the cold store: -1 all, 0 only what the compaction boundary needs, n that
+   * and n more finalities of state roots (with their messages and receipts; messages mode
+   * keeps every message). Headers back to genesis, what hot blocks link and pinned DAGs stay.
+   */
+  retention: number;
+  /** Receives `{ phase, done, total? }` events; an exception it throws is ignored. */
+  onProgress?: (e: CompactionProgress) => void;
 }
 
 /** Options of `importCar`. */
@@ -110,7 +129,7 @@ export interface ImportResult {
 
 /**
  * The report types (`StoreInfo`, `Info`, `Metrics`, `Progress`, `CompactionReport`,
- * `RecoveryReport`, `Counts`, `SpaceStats`, `SpaceEstimate`, `CheckReport`, `Phase`) and
+ * `PruneReport`, `WarmupReport`, `RecoveryReport`, `Counts`, `SpaceStats`, `SpaceEstimate`, `CheckReport`, `Phase`) and
  * `ErrorCode` are generated from their Rust definitions, the ones that serialise them.
  */
 /** A compaction progress event. */
@@ -150,6 +169,35 @@ export interface SplitStoreError extends Error {
   cause?: unknown;
 }
 "#;
+
+/// Reads the options object of `prune`: the retention and the progress callback; unknown
+/// keys are rejected.
+pub fn parse_prune_options(v: &JsValue) -> Result<(i64, Option<js_sys::Function>), JsValue> {
+    if !v.is_object() {
+        return Err(type_error("prune takes an options object: { retention }"));
+    }
+    let (mut retention, mut on_progress) = (None, None);
+    let keys: Array = js_sys::Object::keys(v.unchecked_ref::<js_sys::Object>());
+    for key in keys.iter() {
+        let name = key.as_string().unwrap_or_default();
+        let val = Reflect::get(v, &key)?;
+        match name.as_str() {
+            _ if val.is_undefined() => {}
+            "retention" => match val.as_f64() {
+                Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_991.0 => {
+                    retention = Some(f as i64)
+                }
+                _ => return Err(type_error("options.retention must be an integer")),
+            },
+            "onProgress" => {
+                on_progress = Some(val.dyn_into().map_err(|_| type_error("options.onProgress must be a function"))?)
+            }
+            _ => return Err(type_error(&format!("unknown prune option {name:?}"))),
+        }
+    }
+    let retention = retention.ok_or_else(|| type_error("options.retention is required (-1 keeps all state)"))?;
+    Ok((retention, on_progress))
+}
 
 /// Reads the options object of `importCar`; unknown keys are rejected.
 pub fn parse_import_options(v: &JsValue) -> Result<HeadPolicy, JsValue> {
@@ -306,6 +354,8 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
                     }
                 }
             }
+            "pruneEvery" => cfg.prune_every = if val.is_null() { None } else { Some(uint(&val, &name)?) },
+            "pruneRetention" => cfg.prune_retention = int(&val, &name)?,
             other => return Err(type_error(&format!("unknown config option {other:?}"))),
         }
     }
@@ -412,6 +462,8 @@ error_codes! {
     AlreadyCompacting,
     /// An interrupted compaction must be finished first.
     RecoveryPending,
+    /// A prune of a store in discard mode, whose cold store is only read.
+    PruneInDiscardMode,
     /// The store was closed.
     Closed,
     /// An earlier failure stopped the store.
@@ -445,6 +497,7 @@ pub fn error_code(e: &Error) -> ErrorCode {
         Error::EmptyTipset => ErrorCode::EmptyTipset,
         Error::AlreadyCompacting => ErrorCode::AlreadyCompacting,
         Error::RecoveryPending => ErrorCode::RecoveryPending,
+        Error::PruneInDiscardMode => ErrorCode::PruneInDiscardMode,
         Error::Closed => ErrorCode::Closed,
         Error::Poisoned => ErrorCode::Poisoned,
         Error::CorruptMeta { .. } => ErrorCode::CorruptMeta,

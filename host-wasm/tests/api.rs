@@ -349,3 +349,52 @@ async fn pins_keep_a_dag_hot_across_compactions_and_reopen() {
     call(store.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn prune_drops_old_state_from_cold_and_checks_its_options() {
+    let name = unique("api-prune");
+    let store = open(&name, small_config("universal")).await.expect("open");
+    call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
+    call(store.compact(None)).await.expect("compact");
+    let cold_before = num(&get(&call(store.count()).await.unwrap(), "cold"), "keys");
+    assert!(cold_before > 0.0, "universal mode moved nothing to cold");
+
+    for bad in [JsValue::UNDEFINED, object(&[]).into(), object(&[("retention", "0".into())]).into()] {
+        let e = call(store.prune(bad.clone())).await.expect_err("bad options");
+        assert!(e.is_instance_of::<js_sys::TypeError>(), "{bad:?}: {e:?}");
+    }
+    let e = call(store.prune(object(&[("retention", 0.into()), ("retain", 1.into())]).into())).await.expect_err("typo");
+    assert!(message(&e).contains("retain"), "{}", message(&e));
+
+    let phases = Array::new();
+    let sink = phases.clone();
+    let on_progress = Closure::<dyn Fn(JsValue)>::new(move |e: JsValue| {
+        sink.push(&get(&e, "phase"));
+    });
+    let f: &Function = on_progress.as_ref().unchecked_ref();
+    let options = object(&[("retention", 0.into()), ("onProgress", f.clone().into())]);
+    let report = call(store.prune(options.into())).await.expect("prune");
+    let cold_after = num(&get(&call(store.count()).await.unwrap(), "cold"), "keys");
+    assert!(num(&report, "purged") > 0.0 && cold_after < cold_before, "{report:?}");
+    assert_eq!(cold_before - cold_after, num(&report, "purged"));
+    assert_eq!(num(&report, "coldScanned"), cold_before);
+    assert!(phases.includes(&"purge".into(), 0), "{phases:?}");
+    assert_eq!(num(&call(store.check()).await.unwrap(), "missing"), 0.0);
+    let info = call(store.info()).await.unwrap();
+    assert_eq!(num(&info, "prunes"), 1.0);
+    assert_eq!(num(&get(&info, "lastPrune"), "purged"), num(&report, "purged"));
+    // Keeping all state purges what nothing links: here, nothing more.
+    let all = call(store.prune(object(&[("retention", (-1).into())]).into())).await.expect("prune -1");
+    assert_eq!(num(&all, "purged"), 0.0);
+    assert!(get(&all, "retainStateFrom").is_null());
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+
+    let name = unique("api-prune-discard");
+    let store = open(&name, small_config("discard")).await.expect("open");
+    call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
+    let e = call(store.prune(object(&[("retention", 0.into())]).into())).await.expect_err("discard");
+    assert_eq!(code(&e), "PruneInDiscardMode");
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+}

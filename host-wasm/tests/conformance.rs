@@ -11,9 +11,9 @@ use splitstore_conformance::{
     blockstore_contract::blockstore_contract,
     crash::crash_matrix_on,
     interleave::{one_seed_on, SeedStats},
-    kv_contract, pins,
+    kv_contract, pins, prune,
     realdata::import_and_compact,
-    scenarios,
+    scenarios, warmup,
 };
 use splitstore_core::Mode;
 use splitstore_wasm::js;
@@ -217,6 +217,40 @@ async fn crash_matrix_on_indexeddb() {
         assert!(stats.recovered_purges > 0, "{mode:?}: no crash point fell inside the purge");
         support::cleanup().await;
     }
+}
+
+/// A sample of the cold prune's crash matrix on IndexedDB: every sixth call of a prune in
+/// universal mode (retention 0) and messages mode (retention 1), each point on two fresh
+/// databases reopened after the failure.
+#[wasm_bindgen_test]
+async fn prune_crash_matrix_on_indexeddb() {
+    const STRIDE: u64 = 6;
+    for (mode, retention) in [(Mode::Universal, 0), (Mode::Messages, 1)] {
+        let t0 = js::perf_now();
+        let base = prune::base(mode, 52, 24).await;
+        let stats = prune::prune_crash_matrix_on(&|| LazyIdb::fresh("prune"), mode, &base, retention, STRIDE).await;
+        log(&format!(
+            "prune crash matrix on IndexedDB, {mode:?}: {} calls, every {STRIDE}th point: {} crash points, {} \
+             recovered purges, {:.0} ms",
+            stats.calls,
+            stats.crash_points,
+            stats.recovered,
+            js::perf_now() - t0
+        ));
+        assert!(stats.crash_points >= stats.calls / STRIDE, "{mode:?}: points skipped");
+        assert!(stats.recovered > 0, "{mode:?}: no crash point fell inside the purge");
+        support::cleanup().await;
+    }
+}
+
+/// Warmup from a cold archive on IndexedDB: the first head change copies headers and one
+/// finality of state into the empty hot database, once.
+#[wasm_bindgen_test]
+async fn warmup_on_indexeddb() {
+    let copied = warmup::warmup_from_an_archive(&|| LazyIdb::fresh("warmup"), Mode::Universal).await;
+    warmup::no_warmup_without_an_archive(&|| LazyIdb::fresh("warmup")).await;
+    log(&format!("warmup on IndexedDB copied {copied} blocks"));
+    support::cleanup().await;
 }
 
 /// The real-chain retention test (same as native): a 2020 Lotus testnet export with three

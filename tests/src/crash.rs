@@ -38,7 +38,8 @@ pub enum Survival {
     Everything,
 }
 
-fn image(kv: &MemKv, s: Survival) -> MemKv {
+/// What a crash leaves of `kv` under `s`.
+pub fn image(kv: &MemKv, s: Survival) -> MemKv {
     let keep = match s {
         Survival::DurableOnly => 0,
         Survival::Half => kv.pending_batches() / 2,

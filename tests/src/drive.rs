@@ -65,13 +65,13 @@ pub fn finish_beside<A: Future + ?Sized, B: Future + ?Sized>(
     panic!("not complete after {max_polls} polls")
 }
 
-/// Polls `op` to completion while the compaction `run` waits at its current await, or beside
+/// Polls `op` to completion while the compaction (or prune) `run` waits at its current await, or beside
 /// it when `op` needs the compaction to move on (a purge batch holds the lock); sets `done`
 /// once `run` completes (and requires it to succeed). Each side gets at most `max_polls`.
-pub fn beside<O, R>(op: Pin<&mut O>, run: Pin<&mut R>, done: &mut bool, max_polls: usize) -> O::Output
+pub fn beside<O, R, T>(op: Pin<&mut O>, run: Pin<&mut R>, done: &mut bool, max_polls: usize) -> O::Output
 where
     O: Future + ?Sized,
-    R: Future<Output = Result<splitstore_core::CompactionReport, splitstore_core::Error>> + ?Sized,
+    R: Future<Output = Result<T, splitstore_core::Error>> + ?Sized,
 {
     if *done {
         return finish(op, max_polls);
@@ -82,7 +82,9 @@ where
     }
     let (out, report) = finish_beside(op, run, max_polls);
     if let Some(report) = report {
-        report.expect("compaction");
+        if let Err(e) = report {
+            panic!("the run beside failed: {e}");
+        }
         *done = true;
     }
     out

@@ -12,9 +12,11 @@ pub mod kv_contract;
 pub mod liveness;
 pub mod oracle;
 pub mod pins;
+pub mod prune;
 pub mod realdata;
 pub mod scenarios;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testdata;
+pub mod warmup;
 pub mod workload;
 pub mod wrap;

@@ -200,6 +200,23 @@ impl Universe {
     /// state of headers at or above `boundary` and of genesis, messages and receipts of
     /// headers at or above `include_messages` (height > 0).
     pub fn live_set(&self, head: &[Cid], boundary: i64, include_messages: i64) -> Closure {
+        self.chain_set(head, |height| (height >= include_messages && height > 0, height >= boundary || height == 0))
+    }
+
+    /// What a cold prune's chain walk keeps, as `docs/design.md` defines it, restricted to
+    /// present blocks: headers to genesis, tipset-key objects, state of headers at or above
+    /// `retain_state_from` (all state when `None`) and of genesis, messages and receipts of the
+    /// same headers or, with `all_messages`, of every header (height > 0).
+    pub fn prune_set(&self, head: &[Cid], retain_state_from: Option<i64>, all_messages: bool) -> Closure {
+        self.chain_set(head, |height| {
+            let retained = retain_state_from.is_none_or(|f| height >= f);
+            (height > 0 && (all_messages || retained), height == 0 || retained)
+        })
+    }
+
+    /// Headers back to genesis, the tipset-key objects that are stored, and the DAGs `keep`
+    /// names for a header's height: `(messages and receipts, state)`.
+    pub fn chain_set(&self, head: &[Cid], keep: impl Fn(i64) -> (bool, bool)) -> Closure {
         let mut roots = Vec::new();
         let mut tipset_keys = vec![tipset_key_cid(head)];
         let mut headers = HashSet::new();
@@ -220,11 +237,12 @@ impl Universe {
                 if !h.parents.is_empty() {
                     tipset_keys.push(tipset_key_cid(&h.parents));
                 }
-                if h.height >= include_messages && h.height > 0 {
+                let (messages, state) = keep(h.height);
+                if messages {
                     roots.push(h.messages);
                     roots.push(h.receipts);
                 }
-                if h.height >= boundary || h.height == 0 {
+                if state {
                     roots.push(h.state_root);
                 }
                 if h.height > 0 {

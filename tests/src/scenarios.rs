@@ -6,7 +6,7 @@ use splitstore_core::{
     key::dag_cbor_blake2b_cid,
     kv::{Kv, Space},
     mem::ManualClock,
-    Clock, CompactionReport, Error, Mode, NoProgress, SplitStore,
+    Clock, CompactionReport, Config, Error, Mode, NoProgress, SplitStore,
 };
 
 use crate::{
@@ -203,14 +203,18 @@ pub async fn protectors_keep_their_dags<K: Kv>(make: &dyn Fn() -> K) {
     assert!(u.blocks.contains_key(&key_of(&stray.state_root)) && c.missing.is_empty(), "protected DAG lost");
 }
 
-/// The trigger rules through real head changes: stale heads and heads near an upgrade do not
-/// compact; a stale head during a compaction pauses it until a fresh head arrives.
+/// The trigger rules through real head changes, as the reference's `HeadChange` has them:
+/// heads older than `SyncGapTime` do not compact, nor heads within ±F of an upgrade
+/// (`isNearUpgrade`); a stale head during a compaction pauses it (`waitForSync`) until a head
+/// younger than `SyncWaitTime` arrives; the purge waits for a fresh head marked inside the
+/// critical section.
 pub async fn trigger_and_sync_rules<K: Kv>(make: &dyn Fn() -> K) {
     use splitstore_core::config::Trigger;
     let clock = ManualClock::new(0);
     let mut cfg = small_config(Mode::Discard);
     cfg.sync_gap_secs = Some(60);
-    // Finality 4: heads 11..=17 are within one finality of the upgrade.
+    // Finality 4: heads 10..=18 are within one finality of the upgrade, bounds included (the
+    // reference's `isNearUpgrade`).
     cfg.upgrade_epochs = vec![14];
     let store = SplitStore::open(make(), make(), clock.clone(), cfg).await.expect("open");
     let mut chain = small_chain(4);
@@ -225,7 +229,7 @@ pub async fn trigger_and_sync_rules<K: Kv>(make: &dyn Fn() -> K) {
         let out = store.head_change_outcome(&[], std::slice::from_ref(&e.tipset)).await.expect("head");
         seen.push((e.height, out.trigger));
         if let Some(p) = out.compaction {
-            assert!(e.height > 17, "compacted at {} inside the upgrade window", e.height);
+            assert!(e.height > 18, "compacted at {} inside the upgrade window", e.height);
             pending = Some(p);
             break;
         }
@@ -271,6 +275,65 @@ pub async fn trigger_and_sync_rules<K: Kv>(make: &dyn Fn() -> K) {
     let report = result.into_inner().expect("ran").expect("compaction completes after resync");
     assert!(report.purged > 0);
     assert!(heads_in_critical.get() > 0, "the purge began before a fresh head reached the critical section");
+}
+
+/// The reference's `waitForMissingRefs`: references found missing while protecting are walked
+/// `missing_retries` times, walk `i` after waiting `i` units (0, 1 and 2 minutes there); what
+/// appears meanwhile has its DAG kept, what never does is counted as missing.
+pub async fn missing_reference_retries<K: Kv>(make: &dyn Fn() -> K) {
+    use splitstore_core::Phase;
+    for arrives in [false, true] {
+        let cfg = Config { missing_retries: 3, missing_retry_wait_ms: 1000, ..small_config(Mode::Discard) };
+        let store = SplitStore::open(make(), make(), ManualClock::new(0), cfg).await.expect("open");
+        let mut chain = small_chain(9);
+        for _ in 0..16 {
+            drop(apply_epoch(&store, &chain.next_epoch()).await);
+        }
+        let pending = store.begin_compaction().expect("begin");
+        // A parent written before its child, during the transaction: its protection finds the
+        // child missing.
+        let (grandchild, g) = crate::chain::node(&[], 0x6701);
+        let (child, c) = crate::chain::node(&[grandchild], 0x6702);
+        let (parent, p) = crate::chain::node(&[child], 0x6703);
+        store.put(&parent, p).await.expect("parent");
+        let log = crate::drive::PhaseLog::default();
+        let result = std::cell::RefCell::new(None);
+        let mut ex = crate::executor::SeededExecutor::new(2);
+        ex.spawn(async { *result.borrow_mut() = Some(store.run_compaction(pending, &log).await) });
+        ex.spawn(async {
+            if !arrives {
+                return;
+            }
+            while !log.seen(Phase::Retry) {
+                store.clock().yield_now().await;
+            }
+            // The child arrives during the retries, written without its own transactional
+            // reference (as a block of a DAG already named): only the retry's walk finds it.
+            store
+                .hot()
+                .write({
+                    let mut b = splitstore_core::kv::WriteBatch::new();
+                    b.put(Space::Blocks, key_of(&grandchild), g.clone());
+                    b.put(Space::Blocks, key_of(&child), c.clone());
+                    b
+                })
+                .await
+                .expect("child");
+        });
+        ex.run(10_000_000);
+        drop(ex);
+        let report = result.into_inner().expect("ran").expect("compaction");
+        let retry_ms: u64 = report.phases.iter().filter(|(p, _)| *p == Phase::Retry).map(|(_, ms)| ms).sum();
+        let hot = crate::chain::keys(store.hot(), Space::Blocks).await;
+        if arrives {
+            assert!(hot.contains(&key_of(&child)) && hot.contains(&key_of(&grandchild)), "the late child was purged");
+            assert!(retry_ms < 3000, "the retries went on after the child arrived ({retry_ms} ms)");
+        } else {
+            assert_eq!(retry_ms, 3000, "three walks after 0, 1 and 2 s");
+            assert!(report.missing >= 1, "the missing child is counted");
+        }
+        assert!(hot.contains(&key_of(&parent)), "the parent was purged");
+    }
 }
 
 /// Dropping a running compaction at any await is survivable, in every mode: the same store

@@ -111,7 +111,7 @@ fn store_with_meta(records: &[(&[u8], Vec<u8>)]) -> Option<SplitStore<MemKv, Man
 fn stored_markset_size_is_bounded() {
     fuzz::meta::check(STATE_HUGE_LAST_MARKED);
     fuzz::meta::check(PURGE_HUGE_MARKED);
-    let state = StoreState { base_epoch: 0, compactions: 1, last_marked: u64::MAX / 2 };
+    let state = StoreState { base_epoch: 0, compactions: 1, last_marked: u64::MAX / 2, prunes: 0 };
     let store = store_with_meta(&[(meta::STATE, state.encode())]).expect("open");
     let report = block_on(store.compact(&NoProgress)).expect("a compaction of a healthy store");
     assert!(report.marked > 0 && report.marked < 1000);
@@ -120,7 +120,7 @@ fn stored_markset_size_is_bounded() {
 #[test]
 fn stored_compaction_count_may_be_the_largest() {
     fuzz::meta::check(STATE_MAX_COMPACTIONS);
-    let state = StoreState { base_epoch: 0, compactions: u64::MAX, last_marked: 10 };
+    let state = StoreState { base_epoch: 0, compactions: u64::MAX, last_marked: 10, prunes: 0 };
     let purge =
         PurgeRecord { boundaries: Boundaries { head: 2, boundary: 1, include_messages: 1 }, marked: 10, dead: 0 };
     // Recovery finishes the recorded purge at open: it must not overflow either.
@@ -289,7 +289,7 @@ fn parser_checks_accept_their_own_seeds() {
         splitstore_core::car::write_car_v1(&[forged_cid], [(forged_cid, &forged), (empty_cid, &empty)], &mut car);
         fuzz::car::check(&car);
     }
-    let state = StoreState { base_epoch: -1, compactions: 3, last_marked: 9 };
+    let state = StoreState { base_epoch: -1, compactions: 3, last_marked: 9, prunes: 0 };
     fuzz::meta::check(&state.encode());
 }
 

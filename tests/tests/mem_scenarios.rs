@@ -34,6 +34,11 @@ fn trigger_and_sync_rules() {
 }
 
 #[test]
+fn missing_reference_retries_follow_the_reference() {
+    block_on(scenarios::missing_reference_retries(&MemKv::new));
+}
+
+#[test]
 fn dropped_compaction_future_is_survivable() {
     let resumed = block_on(scenarios::dropped_compaction_future(1));
     println!("{resumed} drop points left a purge to resume");

@@ -6,7 +6,8 @@
 use std::sync::Mutex;
 
 use splitstore_conformance::{
-    blockstore_contract, crash, executor::block_on, interleave, pins, realdata, scenarios, testdata::testdata_path,
+    blockstore_contract, crash, executor::block_on, interleave, pins, prune, realdata, scenarios,
+    testdata::testdata_path, warmup,
 };
 use splitstore_core::Mode;
 use splitstore_native::{FjallKv, KvOptions};
@@ -67,6 +68,31 @@ fn crash_matrix_on_disk() {
         );
         assert!(s.crash_points > 5 && s.recovered_purges > 0);
     }
+}
+
+/// A sample of the cold prune's crash matrix on the on-disk store: every fourth call of a
+/// prune in universal and messages mode.
+#[test]
+fn prune_crash_matrix_on_disk() {
+    let disks = Disks::new();
+    for (mode, retention) in [(Mode::Universal, 0), (Mode::Messages, 1)] {
+        let base = block_on(prune::base(mode, 51, 30));
+        let s = block_on(prune::prune_crash_matrix_on(&|| disks.make(), mode, &base, retention, 4));
+        println!(
+            "on-disk prune crash matrix {mode:?}: {} calls, {} crash points, {} purges recovered",
+            s.calls, s.crash_points, s.recovered
+        );
+        assert!(s.crash_points > 5 && s.recovered > 0);
+    }
+}
+
+/// Warmup from a cold archive on the on-disk store.
+#[test]
+fn warmup_on_disk() {
+    let disks = Disks::new();
+    let copied = block_on(warmup::warmup_from_an_archive(&|| disks.make(), Mode::Universal));
+    block_on(warmup::no_warmup_without_an_archive(&|| disks.make()));
+    println!("on-disk warmup copied {copied} blocks");
 }
 
 #[test]

@@ -2,7 +2,11 @@
 
 use alloc::vec::Vec;
 
-use super::{error_text, CompactionReport, Phase, Plan, Progress, ProgressSink, RunGuard};
+use super::{
+    error_text,
+    mark::{ChainPolicy, PurgeOf},
+    CompactionReport, Phase, Plan, Progress, ProgressSink, RunGuard, Target,
+};
 use crate::{
     clock::Clock,
     error::Error,
@@ -37,6 +41,17 @@ impl core::fmt::Debug for PendingCompaction {
 }
 
 impl PendingCompaction {
+    /// A decided run; the caller has set the store's `compacting` flag.
+    pub(crate) fn new(plan: Plan, shared: &SharedRef) -> Self {
+        PendingCompaction { plan, shared: Some(shared.clone()) }
+    }
+
+    /// True when this run warms an empty hot store from cold instead of compacting
+    /// ([`Trigger::Warmup`](crate::config::Trigger::Warmup)).
+    pub fn is_warmup(&self) -> bool {
+        self.plan.warmup
+    }
+
     /// Height of the head the compaction will walk from.
     pub fn head_epoch(&self) -> i64 {
         self.plan.boundaries.head
@@ -74,6 +89,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             head,
             wait_for_head: false,
             over_size_limit: false,
+            warmup: false,
         };
         Ok(Self::open_txn(&mut s, &self.shared, plan))
     }
@@ -88,7 +104,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         if s.txn.is_none() {
             s.txn = Some(Txn::default());
         }
-        PendingCompaction { plan, shared: Some(shared.clone()) }
+        PendingCompaction::new(plan, shared)
     }
 
     /// Decides and runs a compaction now (the manual trigger).
@@ -110,8 +126,19 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     ) -> Result<CompactionReport, Error> {
         let guard = RunGuard { shared: pending.shared.take().ok_or(Error::AlreadyCompacting)? };
         let plan = pending.plan.clone();
-        Counters::add(&self.counters.compactions_started, 1);
         let progress = Tracked { inner: progress, shared: &self.shared };
+        if plan.warmup {
+            let result = self.run_warmup(&plan, &progress).await;
+            let mut s = self.shared.lock();
+            s.last_error = result.as_ref().err().map(error_text);
+            // A failed warmup is not retried before the next open (its record says it is
+            // under way): head changes go back to compacting, so the hot store stays bounded.
+            s.warmup_due = false;
+            drop(s);
+            drop(guard);
+            return result;
+        }
+        Counters::add(&self.counters.compactions_started, 1);
         let result = self.run_phases(&plan, &progress).await;
         {
             let mut s = self.shared.lock();
@@ -133,7 +160,18 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         if let Err(e) = self.apply_deletes().await {
             self.shared.lock().last_error = Some(error_text(&e));
         }
+        if result.is_ok() && self.prune_due() {
+            // The compaction stands whatever the prune does; its error is in `info`.
+            let _ = self.prune(self.config.prune_retention, progress.inner).await;
+        }
         result
+    }
+
+    /// True when [`Config::prune_every`](crate::Config::prune_every) asks for a prune after the
+    /// compaction that just finished.
+    fn prune_due(&self) -> bool {
+        let compactions = self.shared.lock().state.compactions;
+        self.config.prune_every.is_some_and(|k| compactions > 0 && compactions % k == 0)
     }
 
     async fn run_phases(&self, plan: &Plan, progress: &dyn ProgressSink) -> Result<CompactionReport, Error> {
@@ -153,6 +191,13 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             phase_start = now;
         };
 
+        // A prune dropped after its record was issued: its purge is finished first, then this
+        // compaction runs in a transaction of its own.
+        if let Some((live, record)) = self.pending_prune() {
+            let mut pruned = CompactionReport::default();
+            self.finish_pending_prune(&live, record, progress, &mut pruned).await?;
+            self.shared.lock().txn = Some(Txn::default());
+        }
         let resumable = {
             let s = self.shared.lock();
             s.purge_pending.then(|| s.txn.as_ref().and_then(|t| Some((t.marks.clone()?, t.purge?)))).flatten()
@@ -168,7 +213,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             report.include_messages_epoch = boundaries.include_messages;
             // The record's write may never have landed: write it (again) before deleting.
             self.write_purge_record(&record).await?;
-            self.purge(Some(&live), progress, &mut report).await?;
+            self.purge(Some(&live), Target::Hot, progress, &mut report).await?;
             live
         } else {
             if self.shared.lock().purge_pending {
@@ -195,7 +240,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             if let Some(t) = self.shared.lock().txn.as_mut() {
                 t.marks = Some(live.clone());
             }
-            let cold_marks = self.mark_chain(plan, &live, progress, &mut report).await?;
+            let policy = ChainPolicy::Compaction(plan.boundaries);
+            let cold_marks = self.mark_chain(&plan.head.tipset, policy, &live, progress, &mut report).await?;
             report.protected_refs += self.protect_txn_refs(&live, false, true).await?;
             lap(&mut report, Phase::Mark, &self.clock);
 
@@ -212,9 +258,15 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
             lap(&mut report, Phase::Move, &self.clock);
 
-            self.enter_critical(plan, &live, progress, &mut report).await?;
+            self.enter_critical(PurgeOf::Compaction(plan.boundaries), &live, progress, &mut report).await?;
+            if plan.wait_for_head && self.config.sync_gap_secs.is_some() {
+                while !self.shared.lock().fresh_head_seen {
+                    self.yield_point().await?;
+                    self.clock.sleep(250).await;
+                }
+            }
             lap(&mut report, Phase::Critical, &self.clock);
-            self.purge(Some(&live), progress, &mut report).await?;
+            self.purge(Some(&live), Target::Hot, progress, &mut report).await?;
             live
         };
         lap(&mut report, Phase::Purge, &self.clock);
@@ -243,7 +295,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// The protectors' CIDs and the pins ([`SplitStore::protect`]) become transactional
     /// references: their DAGs are marked before collect, so never dead-listed.
-    fn apply_protectors(&self) {
+    pub(crate) fn apply_protectors(&self) {
         let cids: Vec<cid::Cid> = self.protectors.lock().iter().flat_map(|p| p.protected()).collect();
         let mut s = self.shared.lock();
         let pins: Vec<cid::Cid> = s.pins.iter().copied().collect();
@@ -277,9 +329,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 }
 
 /// Forwards progress events and keeps the latest in the shared state, for `info`.
-struct Tracked<'a> {
-    inner: &'a dyn ProgressSink,
-    shared: &'a SharedRef,
+pub(super) struct Tracked<'a> {
+    pub inner: &'a dyn ProgressSink,
+    pub shared: &'a SharedRef,
 }
 
 impl ProgressSink for Tracked<'_> {

@@ -5,9 +5,10 @@ use alloc::vec::Vec;
 
 use cid::Cid;
 
-use super::{CompactionReport, Phase, Plan, Progress, ProgressSink};
+use super::{CompactionReport, Phase, Progress, ProgressSink};
 use crate::{
     clock::Clock,
+    config::{Boundaries, HeaderRetention},
     error::Error,
     header,
     key::BlockKey,
@@ -22,33 +23,82 @@ use crate::{
 /// The most protection passes made alongside the foreground while the backlog halves.
 const MAX_YIELDING_PASSES: u32 = 8;
 
+/// Which DAGs below the chain's headers a chain walk marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChainPolicy {
+    /// A compaction's live set under these boundaries.
+    Compaction(Boundaries),
+    /// A cold prune's kept set: state of headers at or above `retain_state_from` (of every
+    /// header when `None`) and of genesis; messages and receipts of the same headers, or of
+    /// every header with `all_messages` (messages mode, whose cold store is the message
+    /// archive).
+    Prune {
+        /// See [`Config::retain_state_from`](crate::Config::retain_state_from).
+        retain_state_from: Option<i64>,
+        /// Keep the messages and receipts of every header.
+        all_messages: bool,
+    },
+}
+
+impl ChainPolicy {
+    /// What a header at `height` keeps, as a pure function.
+    pub(crate) fn retention(&self, height: i64) -> HeaderRetention {
+        match self {
+            ChainPolicy::Compaction(b) => b.retention(height),
+            ChainPolicy::Prune { retain_state_from, all_messages } => {
+                let retained = retain_state_from.is_none_or(|from| height >= from);
+                HeaderRetention { messages: height > 0 && (*all_messages || retained), state: height == 0 || retained }
+            }
+        }
+    }
+}
+
+/// The purge a critical section leads to, and so the record it writes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PurgeOf {
+    /// A compaction's purge of the hot store.
+    Compaction(Boundaries),
+    /// A prune's purge of the cold store.
+    Prune {
+        /// Height of the head it walked from.
+        head: i64,
+        /// [`meta::PruneRecord::retain_state_from`].
+        retain_state_from: i64,
+    },
+}
+
 impl<K: Kv, C: Clock> SplitStore<K, C> {
-    /// Walks the chain from the plan's head, one parent generation at a time, marking the
-    /// live set: every header back to genesis and the tipset-key objects of the head and of
-    /// every header's parents; state of headers at or above the boundary and of genesis;
-    /// messages and receipts at or above the message epoch. In `messages` mode, old messages
-    /// and receipts still in the hot store are marked into the returned cold set.
+    /// Walks the chain from `head`, one parent generation at a time, marking every header back
+    /// to genesis and the tipset-key objects of the head and of every header's parents, and
+    /// the DAGs `policy` keeps: for a compaction, state of headers at or above the boundary
+    /// and of genesis, messages and receipts at or above the message epoch (in `messages`
+    /// mode, old messages and receipts still in the hot store are marked into the returned
+    /// cold set); for a prune, see [`ChainPolicy::Prune`].
     ///
     /// A missing header fails the walk unless `lenient_state` is set and another header of
     /// the same generation names the parents (every header of a tipset names the same ones):
     /// the headers below are live, and a walk that stopped there would purge them.
     pub(crate) async fn mark_chain(
         &self,
-        plan: &Plan,
+        head: &[Cid],
+        policy: ChainPolicy,
         live: &LiveRef,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
     ) -> Result<Option<LiveRef>, Error> {
-        let b = plan.boundaries;
-        let cold_marks = (self.config.mode == crate::Mode::Messages)
+        let compaction = matches!(policy, ChainPolicy::Compaction(_));
+        let cold_marks = (compaction && self.config.mode == crate::Mode::Messages)
             .then(|| Live::shared(self.markset_kind, 0, self.clock.random_seed()));
-        let state_missing = if self.config.lenient_state { OnMissing::Record } else { OnMissing::Fail("state") };
+        // A prune walks state that earlier compactions may have dropped (messages mode) or
+        // earlier prunes removed: what is missing is counted.
+        let state_missing =
+            if self.config.lenient_state || !compaction { OnMissing::Record } else { OnMissing::Fail("state") };
         {
             // A tipset-key object holds no links: marking it unseen loses nothing below it.
-            let (tsk, _) = header::tipset_key(&plan.head.tipset);
+            let (tsk, _) = header::tipset_key(head);
             live.lock().marks.mark(BlockKey::of(&tsk).as_bytes());
         }
-        let mut generation: Vec<Cid> = plan.head.tipset.clone();
+        let mut generation: Vec<Cid> = head.to_vec();
         let mut headers_seen = 0u64;
         let (mut incomplete, mut walked_cold) = (Vec::new(), Vec::new());
         progress.report(&Progress { phase: Phase::Mark, done: 0, total: None });
@@ -80,7 +130,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                         l.marks.mark(BlockKey::of(&tsk).as_bytes());
                     }
                 }
-                let keep = b.retention(h.height);
+                let keep = policy.retention(h.height);
                 if keep.messages {
                     msg_roots.push(h.messages);
                     msg_roots.push(h.parent_message_receipts);
@@ -269,35 +319,38 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
     }
 
-    /// Gives references that were missing while protecting a few more chances to appear;
-    /// those that do have their DAGs marked.
+    /// Gives references that were missing while protecting more chances to appear, on the
+    /// reference's schedule ([`Config::missing_retry_waits`](crate::Config::missing_retry_waits)):
+    /// each walk waits its turn, then walks what is still missing; what appears has its DAG
+    /// marked. What is missing after the last walk is counted.
     pub(crate) async fn retry_missing(
         &self,
         live: &LiveRef,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
     ) -> Result<(), Error> {
-        for attempt in 0..=self.config.missing_retries {
+        let waits: Vec<u64> = self.config.missing_retry_waits().collect();
+        for (attempt, wait) in waits.into_iter().enumerate() {
             let missing: Vec<Cid> = match self.shared.lock().txn.as_mut() {
                 Some(t) if !t.missing.is_empty() => core::mem::take(&mut t.missing),
                 _ => return Ok(()),
             };
             progress.report(&Progress { phase: Phase::Retry, done: attempt as u64, total: Some(missing.len() as u64) });
-            if attempt > 0 {
-                self.clock.sleep(self.config.missing_retry_wait_ms).await;
+            if wait > 0 {
+                self.clock.sleep(wait).await;
                 self.yield_point().await?;
             }
             // Missing references were left unmarked: walk them again.
             let mut newly = Vec::new();
             let stats = self.walk(&missing, live, WalkOpts::compaction(OnMissing::Record, Some(&mut newly))).await?;
             self.revive_all(&newly).await?;
-            let still = stats.missing_cids;
-            if attempt == self.config.missing_retries {
-                report.missing += still.len() as u64;
-            } else if let Some(t) = self.shared.lock().txn.as_mut() {
-                t.missing.extend(still);
+            if let Some(t) = self.shared.lock().txn.as_mut() {
+                t.missing.extend(stats.missing_cids);
             }
         }
+        // Still missing after the last walk (or never walked, with no walks configured).
+        let left = self.shared.lock().txn.as_mut().map_or(0, |t| core::mem::take(&mut t.missing).len());
+        report.missing += left as u64;
         Ok(())
     }
 
@@ -306,7 +359,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// deleted.
     pub(crate) async fn enter_critical(
         &self,
-        plan: &Plan,
+        purge: PurgeOf,
         live: &LiveRef,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
@@ -321,27 +374,40 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             // References recorded since the first call are protected under the lock, where
             // none can be recorded: none is left unprotected when the flag is set.
             report.protected_refs += self.protect_txn_refs(live, true, false).await?;
-            let record = meta::PurgeRecord {
-                boundaries: plan.boundaries,
-                marked: live.lock().marks.len() as u64,
-                dead: report.dead,
-            };
-            {
-                let mut s = self.shared.lock();
-                s.purge_pending = true;
-                if let Some(t) = s.txn.as_mut() {
-                    t.purge = Some(record);
+            let (marked, dead) = (live.lock().marks.len() as u64, report.dead);
+            match purge {
+                PurgeOf::Compaction(boundaries) => {
+                    let record = meta::PurgeRecord { boundaries, marked, dead };
+                    self.purge_issued(|t| t.purge = Some(record));
+                    self.write_purge_record(&record).await?;
                 }
-            }
-            self.write_purge_record(&record).await?;
-        }
-        if plan.wait_for_head && self.config.sync_gap_secs.is_some() {
-            while !self.shared.lock().fresh_head_seen {
-                self.yield_point().await?;
-                self.clock.sleep(250).await;
+                PurgeOf::Prune { head, retain_state_from } => {
+                    let record = meta::PruneRecord { head, retain_state_from, marked, dead };
+                    self.purge_issued(|t| t.prune = Some(record));
+                    self.write_prune_record(&record).await?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Records in memory that a purge's record is about to be written: from here on the purge
+    /// may be finished by recovery, so the store stays in its critical section until it is.
+    fn purge_issued(&self, keep: impl FnOnce(&mut crate::store::state::Txn)) {
+        let mut s = self.shared.lock();
+        s.purge_pending = true;
+        if let Some(t) = s.txn.as_mut() {
+            keep(t);
+        }
+    }
+
+    /// Writes a prune's record strictly: it and every write before it (the dead-list
+    /// deletions of every object marked after collect) are durable on return.
+    pub(crate) async fn write_prune_record(&self, record: &meta::PruneRecord) -> Result<(), Error> {
+        let mut batch = WriteBatch::new();
+        batch.maintenance();
+        batch.put(Space::Meta, meta::PRUNE, record.encode()).strict();
+        self.hot.write(batch).await.map_err(|e| self.hot_err(e))
     }
 
     /// Writes the purge record strictly: it and every write before it are durable on return.

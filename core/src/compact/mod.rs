@@ -14,9 +14,11 @@
 mod collect;
 mod driver;
 mod mark;
+mod prune;
 mod purge;
 mod recover;
 mod relocate;
+mod warmup;
 
 use alloc::{string::String, vec::Vec};
 
@@ -25,6 +27,19 @@ use serde::{Deserialize, Serialize};
 use crate::{config::Boundaries, meta::Head, send::MaybeSendSync, store::state::SharedRef};
 
 pub use self::driver::PendingCompaction;
+pub use self::prune::PruneReport;
+pub use self::warmup::WarmupReport;
+
+/// The store a purge deletes from: the hot store for a compaction, the cold store for a prune.
+/// The dead list naming the blocks is in the hot store either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A compaction's purge.
+    #[default]
+    Hot,
+    /// A cold prune's purge.
+    Cold,
+}
 
 /// A compaction phase, in order. Serialised as its lower-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,6 +62,8 @@ pub enum Phase {
     Purge,
     /// Return the hot store's freed space.
     Reclaim,
+    /// Copy headers and recent state from cold into an empty hot store.
+    Warmup,
 }
 
 impl Phase {
@@ -61,6 +78,7 @@ impl Phase {
             Phase::Critical => "critical",
             Phase::Purge => "purge",
             Phase::Reclaim => "reclaim",
+            Phase::Warmup => "warmup",
         }
     }
 }
@@ -143,6 +161,9 @@ pub struct CompactionReport {
     /// True when the hot store's size limit decided this run early
     /// ([`Config::hot_size_limit`](crate::Config::hot_size_limit)).
     pub over_size_limit: bool,
+    /// Set when this run warmed an empty hot store from cold instead of compacting (the first
+    /// head change of a store opened on a cold archive): what it copied.
+    pub warmup: Option<WarmupReport>,
 }
 
 /// What recovery at open did.
@@ -171,6 +192,8 @@ pub(crate) struct Plan {
     pub wait_for_head: bool,
     /// Decided early by the hot store's size limit.
     pub over_size_limit: bool,
+    /// Warm the hot store from cold instead of compacting.
+    pub warmup: bool,
 }
 
 /// Resets the store's compaction state when a run ends in any way (including a dropped

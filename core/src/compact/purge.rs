@@ -1,14 +1,16 @@
-//! Purge: delete the dead list from the hot store in batches, and finish the compaction.
+//! Purge: delete the dead list from the hot store (a compaction) or the cold store (a prune)
+//! in batches, and finish the compaction.
 //!
-//! Each batch deletes its blocks, removes their dead-list entries and advances the checkpoint
-//! in one atomic write, under the exclusive transaction lock, after settling the marks that
+//! Each batch deletes its hot blocks, removes their dead-list entries and advances the
+//! checkpoint in one atomic write (a prune's batch first deletes its cold blocks in a strict
+//! write of the cold store), under the exclusive transaction lock, after settling the marks that
 //! vanished writers left and re-checking the mark set; a batch is at most [`LOCKED_DELETES`]
 //! entries, so the foreground waits at most that long. The dead list that remains after any
 //! crash is therefore exactly the work left, and recovery replays it with the same function.
 
 use alloc::vec::Vec;
 
-use super::{CompactionReport, Phase, Progress, ProgressSink};
+use super::{CompactionReport, Phase, Progress, ProgressSink, Target};
 use crate::{
     clock::Clock,
     config::Boundaries,
@@ -35,6 +37,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     pub(crate) async fn purge(
         &self,
         live: Option<&LiveRef>,
+        target: Target,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
     ) -> Result<(), Error> {
@@ -57,13 +60,16 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 }
                 let mut batch = WriteBatch::with_capacity(chunk.len() * 2 + 1);
                 batch.maintenance();
+                let mut cold_batch = WriteBatch::new();
+                cold_batch.maintenance();
                 {
                     let l = live.map(|l| l.lock());
                     for k in chunk {
                         if l.as_ref().is_some_and(|l| l.marks.contains(k)) {
                             report.rescued += 1;
                         } else {
-                            batch.delete(Space::Blocks, k.clone());
+                            let blocks = if target == Target::Cold { &mut cold_batch } else { &mut batch };
+                            blocks.delete(Space::Blocks, k.clone());
                             report.purged += 1;
                         }
                         batch.delete(Space::Dead, k.clone());
@@ -71,6 +77,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 }
                 if let Some(k) = chunk.last() {
                     batch.put(Space::Meta, meta::CHECKPOINT, k.clone());
+                }
+                // Cold deletions are durable before their dead-list entries go: a crash between
+                // the two leaves entries whose blocks are gone, which a replay deletes again.
+                if !cold_batch.is_empty() {
+                    cold_batch.strict();
+                    self.cold.write(cold_batch).await.map_err(|e| self.cold_err(e))?;
                 }
                 self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
             }
@@ -133,6 +145,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 base_epoch: boundaries.boundary.max(s.state.base_epoch),
                 compactions: s.state.compactions.saturating_add(1),
                 last_marked: marked,
+                ..s.state
             }
         };
         self.clear_space(Space::ColdList).await?;

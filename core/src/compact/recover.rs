@@ -4,9 +4,11 @@
 //!   object marked after collect had its dead-list entry removed in the same atomic write that
 //!   made the mark matter, so every remaining entry is dead: purge them all (the same function
 //!   as the live purge, without a mark set), then finish the compaction.
-//! * No purge record: nothing was deleted yet; leftover lists are discarded.
+//! * Prune record present: a cold prune's purge was under way. The same argument holds for
+//!   its dead list (of cold keys): purge it from cold, then finish the prune.
+//! * Neither: nothing was deleted yet; leftover lists are discarded.
 
-use super::{CompactionReport, NoProgress, RecoveryReport};
+use super::{CompactionReport, NoProgress, RecoveryReport, Target};
 use crate::{
     clock::Clock,
     error::Error,
@@ -24,8 +26,16 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let record = meta::PurgeRecord::decode(&bytes)?;
             self.shared.lock().purge_pending = true;
             let mut report = CompactionReport { dead: record.dead, ..CompactionReport::default() };
-            self.purge(None, &NoProgress, &mut report).await?;
+            self.purge(None, Target::Hot, &NoProgress, &mut report).await?;
             self.finish(record.boundaries, record.marked).await?;
+            rec.finished_purge = true;
+            rec.purged = report.purged;
+        } else if let Some(bytes) = self.hot.get(Space::Meta, meta::PRUNE).await.map_err(|e| self.hot_err(e))? {
+            meta::PruneRecord::decode(&bytes)?;
+            self.shared.lock().purge_pending = true;
+            let mut report = CompactionReport::default();
+            self.purge(None, Target::Cold, &NoProgress, &mut report).await?;
+            self.finish_prune().await?;
             rec.finished_purge = true;
             rec.purged = report.purged;
         } else {

@@ -7,6 +7,7 @@ use cid::Cid;
 use super::SplitStore;
 use crate::{
     clock::Clock,
+    compact::Target,
     error::Error,
     key::{self, is_identity, is_unitary, BlockKey},
     kv::{Kv, Space, WriteBatch},
@@ -34,8 +35,31 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             Some(b) => serde_ipld_dagcbor::from_slice(&b).ok(),
             None => None,
         };
+        let last_prune = match self.hot.get(Space::Meta, meta::LAST_PRUNE).await.map_err(|e| self.hot_err(e))? {
+            Some(b) => serde_ipld_dagcbor::from_slice(&b).ok(),
+            None => None,
+        };
+        let warmup = match self.hot.get(Space::Meta, meta::WARMUP).await.map_err(|e| self.hot_err(e))? {
+            Some(b) => Some(meta::WarmupRecord::decode(&b)?),
+            None => None,
+        };
+        // A warmup is due when one was under way, or when nothing ever ran on a hot store
+        // that is empty beside a cold one (a node started on an archive).
+        let warmup_due = match warmup {
+            Some(w) => !w.done,
+            None if state.compactions == 0 => {
+                let hot_empty =
+                    self.hot.scan_keys(Space::Blocks, None, 1).await.map_err(|e| self.hot_err(e))?.is_empty();
+                hot_empty
+                    && !self.cold.scan_keys(Space::Blocks, None, 1).await.map_err(|e| self.cold_err(e))?.is_empty()
+            }
+            None => false,
+        };
         let mut s = self.shared.lock();
         s.last_report = last_report;
+        s.last_prune = last_prune;
+        s.warmup_due = warmup_due;
+        s.warmup_epoch = warmup.filter(|w| w.done).map(|w| w.epoch);
         s.head = head;
         s.state = state;
         s.deleted = deleted;
@@ -47,17 +71,24 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// mark set decides what exists: an unmarked hot block is as good as purged, and an
     /// unsettled one is not live until a write protecting it has landed ([`crate::live`]).
     pub(super) fn hot_visible(&self, key: &[u8]) -> bool {
-        let live = match self.shared.lock().txn.as_ref() {
-            Some(t) if t.critical => t.marks.clone(),
-            _ => None,
-        };
-        live.is_none_or(|l| l.lock().settled(key))
+        self.visible(key, Target::Hot)
     }
 
     /// True when a read of `key` may be answered from the cold store: not when the block was
-    /// deleted through the API and its cold copy may not be gone yet.
+    /// deleted through the API and its cold copy may not be gone yet, nor, in a prune's
+    /// critical section, when the mark set does not hold it settled.
     pub(super) fn cold_visible(&self, key: &[u8]) -> bool {
-        !self.shared.lock().deleted.contains(key)
+        !self.shared.lock().deleted.contains(key) && self.visible(key, Target::Cold)
+    }
+
+    /// False when the running purge's mark set decides that `key` is as good as gone from
+    /// `store`: in the critical section of a purge of that store, unmarked or unsettled.
+    fn visible(&self, key: &[u8], store: Target) -> bool {
+        let live = match self.shared.lock().txn.as_ref() {
+            Some(t) if t.critical && t.target == store => t.marks.clone(),
+            _ => None,
+        };
+        live.is_none_or(|l| l.lock().settled(key))
     }
 
     async fn read(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {

@@ -63,9 +63,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let h = self.read_header(first).await?;
         let head = Head { tipset: tipset.clone(), height: h.height, timestamp: h.timestamp };
         let now = self.clock.now_millis();
-        let now_s = now / 1000;
-
-        let fresh = now_s <= head.timestamp.saturating_add(self.config.sync_wait_secs);
+        let age = self.config.head_age(head.timestamp, now);
+        let fresh = age.fresh;
         // For the size limit; an estimate that fails is no estimate (the head change stands).
         let hot_bytes = match self.config.hot_size_limit {
             Some(_) => self.hot.footprint().await.ok().flatten(),
@@ -86,10 +85,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 None => None,
             };
             if compacting {
-                if let Some(gap) = self.config.sync_gap_secs {
-                    if now_s > head.timestamp.saturating_add(gap) {
-                        s.out_of_sync = true;
-                    }
+                if age.stale {
+                    s.out_of_sync = true;
                 }
                 if fresh {
                     s.out_of_sync = false;
@@ -120,12 +117,25 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             s.fresh_head_seen |= fresh && same_txn;
         }
         s.head = Some(head.clone());
+        if s.warmup_due && !s.compacting && !s.closing && !s.poisoned {
+            // No transaction: a warmup deletes nothing, so nothing the node does needs keeping.
+            s.compacting = true;
+            let plan = Plan {
+                boundaries: self.config.boundaries(head.height),
+                head,
+                wait_for_head: false,
+                over_size_limit: false,
+                warmup: true,
+            };
+            let compaction = Some(PendingCompaction::new(plan, &self.shared));
+            return Ok(HeadOutcome { trigger: Trigger::Warmup, compaction });
+        }
         let trigger =
             decide_trigger(&self.config, s.compacting, head.height, head.timestamp, now, s.state.base_epoch, hot_bytes);
         let compaction = match trigger.boundaries() {
             Some(boundaries) if !s.closing && !s.poisoned => {
                 let over_size_limit = matches!(trigger, Trigger::OverSizeLimit(_));
-                let plan = Plan { head, boundaries, wait_for_head: true, over_size_limit };
+                let plan = Plan { head, boundaries, wait_for_head: true, over_size_limit, warmup: false };
                 Some(Self::open_txn(&mut s, &self.shared, plan))
             }
             _ => None,

@@ -132,7 +132,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         &self.clock
     }
 
-    /// True while a compaction is running.
+    /// True while a compaction or a cold prune is running.
     pub fn is_compacting(&self) -> bool {
         self.shared.lock().compacting
     }

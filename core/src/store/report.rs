@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::SplitStore;
 use crate::{
     clock::Clock,
-    compact::{CompactionReport, Progress, RecoveryReport},
+    compact::{CompactionReport, Progress, PruneReport, RecoveryReport},
     error::Error,
     header,
     key::{is_unitary, may_have_links, BlockKey},
@@ -35,14 +35,18 @@ pub struct Info {
     pub base_epoch: i64,
     /// Completed compactions.
     pub compactions: u64,
+    /// Completed cold prunes.
+    pub prunes: u64,
+    /// Height of the head from which the hot store was warmed from cold, if it was.
+    pub warmup_epoch: Option<i64>,
     /// Hot store blocks, as the backend estimates them without a scan (see
     /// [`SplitStore::count`] for exact figures); `None` when it keeps no estimate.
     pub hot: Option<SpaceEstimate>,
     /// Cold store blocks, estimated likewise.
     pub cold: Option<SpaceEstimate>,
-    /// A compaction is running.
+    /// A compaction (or a cold prune) is running.
     pub compacting: bool,
-    /// The running compaction's latest progress event.
+    /// The running compaction's (or prune's) latest progress event.
     pub progress: Option<Progress>,
     /// An interrupted purge is waiting to be finished.
     pub pending_recovery: bool,
@@ -50,7 +54,9 @@ pub struct Info {
     pub recovery: Option<RecoveryReport>,
     /// The last compaction's report.
     pub last_compaction: Option<CompactionReport>,
-    /// The last compaction's error, if it failed.
+    /// The last cold prune's report.
+    pub last_prune: Option<PruneReport>,
+    /// The last compaction's or prune's error, if it failed.
     pub last_error: Option<String>,
     /// Running counters since the store was opened.
     pub metrics: Metrics,
@@ -100,6 +106,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             head_epoch: s.head.as_ref().map(|h| h.height),
             base_epoch: s.state.base_epoch,
             compactions: s.state.compactions,
+            prunes: s.state.prunes,
+            warmup_epoch: s.warmup_epoch,
             hot,
             cold,
             compacting: s.compacting,
@@ -107,6 +115,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             pending_recovery: s.purge_pending,
             recovery: s.recovery.clone(),
             last_compaction: s.last_report.clone(),
+            last_prune: s.last_prune.clone(),
             last_error: s.last_error.clone(),
             metrics,
         })

@@ -1,6 +1,6 @@
 //! The store's in-memory state shared between the API and a running compaction.
 //!
-//! Held behind a spin lock that is never held across an `.await`: every critical region here
+//! Held behind the engine's short-section lock ([`crate::sync::Mutex`]), never across an `.await`: every critical region here
 //! is a few field reads or writes.
 
 use alloc::{collections::BTreeSet, string::String, sync::Arc, vec::Vec};
@@ -12,9 +12,9 @@ use hashbrown::HashSet;
 use siphasher::sip::SipHasher13;
 
 use crate::{
-    compact::{CompactionReport, Progress, RecoveryReport},
+    compact::{CompactionReport, Progress, PruneReport, RecoveryReport, Target},
     live::LiveRef,
-    meta::{Head, PurgeRecord, StoreState},
+    meta::{Head, PruneRecord, PurgeRecord, StoreState},
 };
 
 /// A set of CIDs (transactional references).
@@ -51,6 +51,11 @@ pub(crate) struct Txn {
     /// Messages mode: the old message DAG roots this compaction copies to cold incomplete,
     /// recorded with its purge record for the next compactions to walk again.
     pub incomplete: Option<Vec<Cid>>,
+    /// The store the dead list names blocks of: hot for a compaction, cold for a prune. In a
+    /// prune's critical section the mark set decides what cold holds, and hot is left alone.
+    pub target: Target,
+    /// A prune's record, from the moment its write is issued (as [`Txn::purge`]).
+    pub prune: Option<PruneRecord>,
 }
 
 /// Everything the store keeps in memory besides its backends.
@@ -83,7 +88,13 @@ pub(crate) struct Shared {
     pub progress: Option<Progress>,
     pub last_error: Option<String>,
     pub last_report: Option<CompactionReport>,
+    pub last_prune: Option<PruneReport>,
     pub recovery: Option<RecoveryReport>,
+    /// The first head change warms the hot store from cold (found empty beside a non-empty
+    /// cold store at open, or a warmup was under way when the process stopped).
+    pub warmup_due: bool,
+    /// Height of the head a completed warmup walked from.
+    pub warmup_epoch: Option<i64>,
 }
 
 pub(crate) type SharedRef = Arc<Mutex<Shared>>;
