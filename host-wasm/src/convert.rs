@@ -183,12 +183,7 @@ pub fn parse_prune_options(v: &JsValue) -> Result<(i64, Option<js_sys::Function>
         let val = Reflect::get(v, &key)?;
         match name.as_str() {
             _ if val.is_undefined() => {}
-            "retention" => match val.as_f64() {
-                Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_991.0 => {
-                    retention = Some(f as i64)
-                }
-                _ => return Err(type_error("options.retention must be an integer")),
-            },
+            "retention" => retention = Some(integer(&val, "options.retention")?),
             "onProgress" => {
                 on_progress = Some(val.dyn_into().map_err(|_| type_error("options.onProgress must be a function"))?)
             }
@@ -365,9 +360,14 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
 }
 
 fn int(v: &JsValue, name: &str) -> Result<i64, JsValue> {
+    integer(v, &format!("config.{name}"))
+}
+
+/// A JS number that is an integer a double holds exactly; `what` names it in the error.
+fn integer(v: &JsValue, what: &str) -> Result<i64, JsValue> {
     match v.as_f64() {
         Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_991.0 => Ok(f as i64),
-        _ => Err(type_error(&format!("config.{name} must be an integer"))),
+        _ => Err(type_error(&format!("{what} must be an integer"))),
     }
 }
 

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use super::{
     error_text,
     mark::{ChainPolicy, PurgeOf},
-    CompactionReport, Phase, Plan, Progress, ProgressSink, RunGuard, Target,
+    CompactionReport, Laps, Phase, Plan, Progress, ProgressSink, RunGuard, Target,
 };
 use crate::{
     clock::Clock,
@@ -184,12 +184,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             over_size_limit: plan.over_size_limit,
             ..CompactionReport::default()
         };
-        let mut phase_start = start;
-        let mut lap = |report: &mut CompactionReport, phase: Phase, clock: &C| {
-            let now = clock.now_millis();
-            report.phases.push((phase, now.saturating_sub(phase_start)));
-            phase_start = now;
-        };
+        let mut laps = Laps { since: start };
 
         // A prune dropped after its record was issued: its purge is finished first, then this
         // compaction runs in a transaction of its own.
@@ -227,7 +222,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
             progress.report(&Progress { phase: Phase::Protect, done: 0, total: None });
             self.apply_protectors();
-            lap(&mut report, Phase::Protect, &self.clock);
+            laps.lap(&mut report, Phase::Protect, self.clock.now_millis());
 
             // Pre-size from the last compaction, bounded: the count comes from stored metadata,
             // and a larger set simply grows.
@@ -243,20 +238,20 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let policy = ChainPolicy::Compaction(plan.boundaries);
             let cold_marks = self.mark_chain(&plan.head.tipset, policy, &live, progress, &mut report).await?;
             report.protected_refs += self.protect_txn_refs(&live, false, true).await?;
-            lap(&mut report, Phase::Mark, &self.clock);
+            laps.lap(&mut report, Phase::Mark, self.clock.now_millis());
 
             let cold_listed = self.collect(&live, cold_marks.as_ref(), progress, &mut report).await?;
             drop(cold_marks);
             report.protected_refs += self.protect_txn_refs(&live, true, true).await?;
-            lap(&mut report, Phase::Collect, &self.clock);
+            laps.lap(&mut report, Phase::Collect, self.clock.now_millis());
 
             self.retry_missing(&live, progress, &mut report).await?;
-            lap(&mut report, Phase::Retry, &self.clock);
+            laps.lap(&mut report, Phase::Retry, self.clock.now_millis());
 
             if self.config.mode != crate::Mode::Discard {
                 self.move_cold(cold_listed, progress, &mut report).await?;
             }
-            lap(&mut report, Phase::Move, &self.clock);
+            laps.lap(&mut report, Phase::Move, self.clock.now_millis());
 
             self.enter_critical(PurgeOf::Compaction(plan.boundaries), &live, progress, &mut report).await?;
             if plan.wait_for_head && self.config.sync_gap_secs.is_some() {
@@ -265,11 +260,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                     self.clock.sleep(250).await;
                 }
             }
-            lap(&mut report, Phase::Critical, &self.clock);
+            laps.lap(&mut report, Phase::Critical, self.clock.now_millis());
             self.purge(Some(&live), Target::Hot, progress, &mut report).await?;
             live
         };
-        lap(&mut report, Phase::Purge, &self.clock);
+        laps.lap(&mut report, Phase::Purge, self.clock.now_millis());
 
         {
             let l = live.lock();
@@ -280,7 +275,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         self.finish(boundaries, report.marked).await?;
         progress.report(&Progress { phase: Phase::Reclaim, done: 0, total: None });
         self.hot.reclaim().await.map_err(|e| self.hot_err(e))?;
-        lap(&mut report, Phase::Reclaim, &self.clock);
+        laps.lap(&mut report, Phase::Reclaim, self.clock.now_millis());
         report.total_ms = self.clock.now_millis().saturating_sub(start);
         // For later processes' `info`; a failed write fails the run, as any backend error
         // does (the compaction itself is finished and stays so).

@@ -215,6 +215,20 @@ impl Drop for RunGuard {
     }
 }
 
+/// Times a run's phases into its report, one after the other.
+pub(crate) struct Laps {
+    /// When the current phase began (ms).
+    pub since: u64,
+}
+
+impl Laps {
+    /// Ends `phase` at `now` and starts the next.
+    pub fn lap(&mut self, report: &mut CompactionReport, phase: Phase, now: u64) {
+        report.phases.push((phase, now.saturating_sub(self.since)));
+        self.since = now;
+    }
+}
+
 pub(crate) fn error_text(e: &crate::Error) -> String {
     alloc::format!("{e}")
 }

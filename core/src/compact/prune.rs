@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     error_text,
     mark::{ChainPolicy, PurgeOf},
-    CompactionReport, Phase, Progress, ProgressSink, RunGuard, Target,
+    CompactionReport, Laps, Phase, Progress, ProgressSink, RunGuard, Target,
 };
 use crate::{
     clock::Clock,
@@ -170,12 +170,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     async fn run_prune(&self, retention: i64, progress: &dyn ProgressSink) -> Result<PruneReport, Error> {
         let start = self.clock.now_millis();
         let mut report = CompactionReport::default();
-        let mut phase_start = start;
-        let mut lap = |report: &mut CompactionReport, phase: Phase, clock: &C| {
-            let now = clock.now_millis();
-            report.phases.push((phase, now.saturating_sub(phase_start)));
-            phase_start = now;
-        };
+        let mut laps = Laps { since: start };
         let pending = self.pending_prune();
         let record = if let Some((live, record)) = pending {
             report.resumed = true;
@@ -190,7 +185,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             self.discard_lists().await?;
             progress.report(&Progress { phase: Phase::Protect, done: 0, total: None });
             self.apply_protectors();
-            lap(&mut report, Phase::Protect, &self.clock);
+            laps.lap(&mut report, Phase::Protect, self.clock.now_millis());
 
             let live = Live::shared(self.markset_kind, 0, self.clock.random_seed());
             if let Some(t) = self.shared.lock().txn.as_mut() {
@@ -200,16 +195,16 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             self.mark_chain(&head.tipset, policy, &live, progress, &mut report).await?;
             self.mark_below_hot(&live, progress, &mut report).await?;
             report.protected_refs += self.protect_txn_refs(&live, false, true).await?;
-            lap(&mut report, Phase::Mark, &self.clock);
+            laps.lap(&mut report, Phase::Mark, self.clock.now_millis());
 
             self.collect_cold(&live, progress, &mut report).await?;
             report.protected_refs += self.protect_txn_refs(&live, true, true).await?;
-            lap(&mut report, Phase::Collect, &self.clock);
+            laps.lap(&mut report, Phase::Collect, self.clock.now_millis());
 
             let retain_state_from = retain_state_from.unwrap_or(ALL_STATE);
             let purge = PurgeOf::Prune { head: head.height, retain_state_from };
             self.enter_critical(purge, &live, progress, &mut report).await?;
-            lap(&mut report, Phase::Critical, &self.clock);
+            laps.lap(&mut report, Phase::Critical, self.clock.now_millis());
             self.purge(Some(&live), Target::Cold, progress, &mut report).await?;
             let record = PruneRecord {
                 head: head.height,
@@ -220,11 +215,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             self.finish_prune().await?;
             record
         };
-        lap(&mut report, Phase::Purge, &self.clock);
+        laps.lap(&mut report, Phase::Purge, self.clock.now_millis());
         report.marked = record.marked;
         progress.report(&Progress { phase: Phase::Reclaim, done: 0, total: None });
         self.cold.reclaim().await.map_err(|e| self.cold_err(e))?;
-        lap(&mut report, Phase::Reclaim, &self.clock);
+        laps.lap(&mut report, Phase::Reclaim, self.clock.now_millis());
         report.total_ms = self.clock.now_millis().saturating_sub(start);
         let retain = (record.retain_state_from != ALL_STATE).then_some(record.retain_state_from);
         let pruned = PruneReport::from_run(&report, retain);
