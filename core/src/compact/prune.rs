@@ -348,17 +348,6 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let s = self.shared.lock();
             StoreState { prunes: s.state.prunes.saturating_add(1), ..s.state }
         };
-        let mut batch = WriteBatch::new();
-        batch.maintenance();
-        batch.delete(Space::Meta, meta::PRUNE);
-        batch.delete(Space::Meta, meta::CHECKPOINT);
-        batch.put(Space::Meta, meta::STATE, state.encode());
-        batch.strict();
-        self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
-        let mut s = self.shared.lock();
-        s.state = state;
-        s.purge_pending = false;
-        s.txn = None;
-        Ok(())
+        self.end_purge(meta::PRUNE, state).await
     }
 }

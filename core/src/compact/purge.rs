@@ -149,9 +149,16 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
         };
         self.clear_space(Space::ColdList).await?;
+        self.end_purge(meta::PURGE, state).await
+    }
+
+    /// The last write of a finished purge: in one strict batch drops its record (`record`,
+    /// [`meta::PURGE`] or [`meta::PRUNE`]) and the checkpoint and writes `state`; then the
+    /// store leaves its critical section.
+    pub(crate) async fn end_purge(&self, record: &[u8], state: StoreState) -> Result<(), Error> {
         let mut batch = WriteBatch::new();
         batch.maintenance();
-        batch.delete(Space::Meta, meta::PURGE);
+        batch.delete(Space::Meta, record);
         batch.delete(Space::Meta, meta::CHECKPOINT);
         batch.put(Space::Meta, meta::STATE, state.encode());
         batch.strict();
