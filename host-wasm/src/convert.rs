@@ -170,6 +170,20 @@ export interface SplitStoreError extends Error {
 }
 "#;
 
+/// The own keys of the options object `v` whose values are not `undefined` (an option set to
+/// `undefined` is an option not given), with their values.
+fn defined_entries(v: &JsValue) -> Result<Vec<(String, JsValue)>, JsValue> {
+    let keys: Array = js_sys::Object::keys(v.unchecked_ref::<js_sys::Object>());
+    let mut out = Vec::with_capacity(keys.length() as usize);
+    for key in keys.iter() {
+        let val = Reflect::get(v, &key)?;
+        if !val.is_undefined() {
+            out.push((key.as_string().unwrap_or_default(), val));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads the options object of `prune`: the retention and the progress callback; unknown
 /// keys are rejected.
 pub fn parse_prune_options(v: &JsValue) -> Result<(i64, Option<js_sys::Function>), JsValue> {
@@ -177,12 +191,8 @@ pub fn parse_prune_options(v: &JsValue) -> Result<(i64, Option<js_sys::Function>
         return Err(type_error("prune takes an options object: { retention }"));
     }
     let (mut retention, mut on_progress) = (None, None);
-    let keys: Array = js_sys::Object::keys(v.unchecked_ref::<js_sys::Object>());
-    for key in keys.iter() {
-        let name = key.as_string().unwrap_or_default();
-        let val = Reflect::get(v, &key)?;
+    for (name, val) in defined_entries(v)? {
         match name.as_str() {
-            _ if val.is_undefined() => {}
             "retention" => retention = Some(integer(&val, "options.retention")?),
             "onProgress" => {
                 on_progress = Some(val.dyn_into().map_err(|_| type_error("options.onProgress must be a function"))?)
@@ -203,12 +213,8 @@ pub fn parse_import_options(v: &JsValue) -> Result<HeadPolicy, JsValue> {
     if !v.is_object() {
         return Err(type_error("importCar options must be an object"));
     }
-    let keys: Array = js_sys::Object::keys(v.unchecked_ref::<js_sys::Object>());
-    for key in keys.iter() {
-        let name = key.as_string().unwrap_or_default();
-        let val = Reflect::get(v, &key)?;
+    for (name, val) in defined_entries(v)? {
         match name.as_str() {
-            _ if val.is_undefined() => {}
             "head" => {
                 let s = val.as_string().ok_or_else(|| type_error("options.head must be a string"))?;
                 policy = HeadPolicy::parse(&s).ok_or_else(|| {
@@ -287,13 +293,7 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
     if !v.is_object() {
         return Err(type_error("config must be an object"));
     }
-    let keys: Array = js_sys::Object::keys(v.unchecked_ref::<js_sys::Object>());
-    for key in keys.iter() {
-        let name = key.as_string().unwrap_or_default();
-        let val = Reflect::get(v, &key)?;
-        if val.is_undefined() {
-            continue;
-        }
+    for (name, val) in defined_entries(v)? {
         match name.as_str() {
             "mode" => {
                 let s = val.as_string().ok_or_else(|| type_error("config.mode must be a string"))?;

@@ -186,10 +186,7 @@ async fn count_prune_calls<K: Kv>(hot: K, cold: K, cfg: &Config, retention: i64)
 /// kept set exactly.
 pub async fn prune_crash_matrix(mode: Mode, base: &PrunedBase, retention: i64, stride: u64) -> PruneCrashStats {
     let cfg = prune_config(mode);
-    let expected =
-        expected_cold(&base.hot.crash_image(0), &base.cold.crash_image(0), &cfg, retention, &base.pinned).await;
-    let hot_before = keys(&base.hot, Space::Blocks).await;
-    let cold_before = keys(&base.cold, Space::Blocks).await;
+    let (expected, hot_before, cold_before) = before_prune(base, &cfg, retention).await;
     let calls = count_prune_calls(base.hot.crash_image(0), base.cold.crash_image(0), &cfg, retention).await;
     let mut stats = PruneCrashStats { calls, ..PruneCrashStats::default() };
     let mut k = 0;
@@ -218,6 +215,18 @@ pub async fn prune_crash_matrix(mode: Mode, base: &PrunedBase, retention: i64, s
         k += stride;
     }
     stats
+}
+
+/// What a crash matrix compares with: the cold blocks a prune of `base` keeps, and the hot
+/// and cold blocks before it.
+async fn before_prune(
+    base: &PrunedBase,
+    cfg: &Config,
+    retention: i64,
+) -> (HashSet<Vec<u8>>, HashSet<Vec<u8>>, HashSet<Vec<u8>>) {
+    let (hot, cold) = (base.hot.crash_image(0), base.cold.crash_image(0));
+    let expected = expected_cold(&hot, &cold, cfg, retention, &base.pinned).await;
+    (expected, keys(&base.hot, Space::Blocks).await, keys(&base.cold, Space::Blocks).await)
 }
 
 /// The checks of one crash point, on the crashed images.
@@ -261,10 +270,7 @@ pub async fn prune_crash_matrix_on<K: Kv>(
     stride: u64,
 ) -> PruneCrashStats {
     let cfg = prune_config(mode);
-    let expected =
-        expected_cold(&base.hot.crash_image(0), &base.cold.crash_image(0), &cfg, retention, &base.pinned).await;
-    let hot_before = keys(&base.hot, Space::Blocks).await;
-    let cold_before = keys(&base.cold, Space::Blocks).await;
+    let (expected, hot_before, cold_before) = before_prune(base, &cfg, retention).await;
     let fresh = || async {
         let (h, c) = (make(), make());
         copy_into(&base.hot, &h).await;
