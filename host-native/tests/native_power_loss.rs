@@ -28,7 +28,7 @@ use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 use futures::executor::block_on;
 use splitstore_core::kv::{Kv, Space, WriteBatch};
 use splitstore_native::{FjallKv, KvOptions};
-use splitstore_powerfs::PowerFs;
+use splitstore_powerfs::{Held, PowerFs};
 
 const SPACES: [Space; 3] = [Space::Blocks, Space::Dead, Space::ColdList];
 
@@ -79,46 +79,52 @@ fn is_table_side(p: &Path) -> bool {
     p.extension().is_none_or(|e| e != "jnl")
 }
 
-/// What a run saw: the images checked and the violations among them.
-struct Run {
-    images: u64,
-    violations: Vec<String>,
+/// The images checked so far and the violations found among them.
+#[derive(Default)]
+struct Checked {
+    images: AtomicU64,
+    violations: Mutex<Vec<String>>,
 }
 
-/// Runs the workload on the store at `rel` (relative to the mount): `write(i)` commits batch
-/// `i` for `i` in `0..BATCHES`, `rotate()` (called every few milliseconds from another thread) seals memtables, and
-/// `flush()` makes everything durable. At every fsync of a table-side file under the store,
-/// the durable image is written out and `read` says which batches it holds (until the first
-/// violation, with `stop_at_first`).
-fn run(
-    fs: &PowerFs,
-    rel: &Path,
-    stop_at_first: bool,
-    write: impl Fn(u32) + Sync,
-    rotate: impl Fn() + Sync,
-    flush: impl Fn(),
-    read: impl Fn(&Path) -> Presence + Send + Sync + 'static,
-) -> Run {
-    let found = Arc::new(Mutex::new(Vec::new()));
-    let images = Arc::new(AtomicU64::new(0));
+impl Checked {
+    fn violations(&self) -> Vec<String> {
+        self.violations.lock().expect("lock").clone()
+    }
+}
+
+/// From now on, at every fsync of a table-side file under the store at `rel` (relative to
+/// the mount), writes out the durable image and checks what `read` says it holds.
+fn check_images(fs: &PowerFs, rel: &Path, read: impl Fn(&Path) -> Presence + Send + Sync + 'static) -> Arc<Checked> {
+    let checked = Arc::new(Checked::default());
     let scratch = tempfile::tempdir().expect("scratch");
-    let (dir, store, under) = (scratch.path().to_path_buf(), rel.to_path_buf(), rel.to_path_buf());
-    let (seen, violations) = (images.clone(), found.clone());
+    let (store, under, seen) = (rel.to_path_buf(), rel.to_path_buf(), checked.clone());
     fs.after_fsync(
         move |p| p.starts_with(&under) && is_table_side(p),
         move |image| {
-            if stop_at_first && !violations.lock().expect("lock").is_empty() {
-                return;
-            }
-            let n = seen.fetch_add(1, Ordering::Relaxed);
-            let dest = dir.join(n.to_string());
+            let n = seen.images.fetch_add(1, Ordering::Relaxed);
+            let dest = scratch.path().join(n.to_string());
             image.write_to(&dest).expect("write image");
             if let Some(v) = violation(&read(&dest.join(&store))) {
-                violations.lock().expect("lock").push(format!("image {n}: {v}"));
+                seen.violations.lock().expect("lock").push(format!("image {n}: {v}"));
             }
             let _ = std::fs::remove_dir_all(&dest);
         },
     );
+    checked
+}
+
+/// Runs the workload on the store at `rel`: `write(i)` commits batch `i` for `i` in
+/// `0..BATCHES`, `rotate()` (called every few milliseconds from another thread) seals
+/// memtables, and `flush()` makes everything durable; every image is checked meanwhile.
+fn run(
+    fs: &PowerFs,
+    rel: &Path,
+    write: impl Fn(u32) + Sync,
+    rotate: impl Fn() + Sync,
+    flush: impl Fn(),
+    read: impl Fn(&Path) -> Presence + Send + Sync + 'static,
+) -> Arc<Checked> {
+    let checked = check_images(fs, rel, read);
     // Slow table writes down: a flush that waits for another one's lock gives the race room.
     fs.delay_writes(is_table_side, Duration::from_micros(500));
     let done = AtomicBool::new(false);
@@ -140,8 +146,7 @@ fn run(
     flush();
     fs.clear_after_fsync();
     fs.clear_faults();
-    let violations = found.lock().expect("lock").clone();
-    Run { images: images.load(Ordering::Relaxed), violations }
+    checked
 }
 
 fn presence_of(mut scan: impl FnMut(usize) -> Vec<Vec<u8>>) -> Presence {
@@ -179,26 +184,28 @@ fn a_power_cut_keeps_whole_batches_in_order() {
     let rotate = || {
         // `reclaim` seals the memtable (and compacts) as a compaction's last phase does.
         let mut last = last_reclaim.lock().expect("lock");
-        if last.elapsed() > Duration::from_millis(40) {
+        if last.elapsed() > Duration::from_millis(15) {
             block_on(kv.reclaim()).expect("reclaim");
             *last = Instant::now();
         }
     };
     let flush = || block_on(kv.flush()).expect("flush");
-    let run = run(&fs, rel, false, write, rotate, flush, read_store);
-    assert!(run.violations.is_empty(), "{:#?}", run.violations);
-    assert!(run.images >= 10, "only {} images were checked", run.images);
+    let run = run(&fs, rel, write, rotate, flush, read_store);
+    assert!(run.violations().is_empty(), "{:#?}", run.violations());
+    let images = run.images.load(Ordering::Relaxed);
+    assert!(images >= 10, "only {images} images were checked");
     drop(kv);
     let end = tempfile::tempdir().expect("end");
     fs.write_durable_image(end.path()).expect("image");
     let all: BTreeSet<u32> = (0..BATCHES).collect();
     assert_eq!(read_store(&end.path().join(rel)), vec![all; SPACES.len()], "everything flushed is durable");
-    eprintln!("{} images checked in {:?}", run.images, started.elapsed());
+    eprintln!("{images} images checked in {:?}", started.elapsed());
 }
 
-/// The earlier layout: one keyspace per space.
+/// The earlier layout: one keyspace per space, and two flush workers (what a 2-core machine
+/// gets by default).
 fn legacy_open(dir: &Path) -> (Database, Vec<fjall::Keyspace>) {
-    let db = Database::builder(dir).manual_journal_persist(true).open().expect("open");
+    let db = Database::builder(dir).manual_journal_persist(true).worker_threads_unchecked(2).open().expect("open");
     let spaces = SPACES
         .iter()
         .map(|s| {
@@ -213,39 +220,62 @@ fn read_legacy(dir: &Path) -> Presence {
     presence_of(|s| spaces[s].iter().map(|g| g.key().expect("key").to_vec()).collect())
 }
 
+/// The same check over fjall with one keyspace per space (the store's earlier layout) finds
+/// the split that layout allows, with the race that causes it forced step by step. A flush
+/// syncs the journal and then waits for its keyspace's flush lock; the memtables sealed while
+/// it waits are written to the same table, although the journal holds their batches only
+/// unsynced, and the other keyspaces have those batches in no table at all.
 #[test]
 fn a_power_cut_splits_batches_across_fjall_keyspaces() {
-    // The split needs a race the delays make likely, not certain: up to three rounds.
-    let mut images = 0;
-    for round in 0..3 {
-        let run = legacy_round(round);
-        if let Some(v) = run.violations.first() {
-            eprintln!("round {round}, after {} images: {v}", images + run.images);
-            return;
-        }
-        images += run.images;
-    }
-    panic!("no image of {images} split a batch");
-}
-
-fn legacy_round(round: u32) -> Run {
+    const WAIT: Duration = Duration::from_secs(20);
     let (_mnt, fs) = mount();
-    let name = format!("legacy{round}");
-    let rel = Path::new(&name);
+    let rel = Path::new("legacy");
     let (db, spaces) = legacy_open(&fs.mountpoint().join(rel));
-    let write = |i: u32| {
-        let mut b = db.batch();
-        b.insert(&spaces[0], key(i), value(i));
-        b.insert(&spaces[1], key(i), []);
-        b.insert(&spaces[2], key(i), []);
-        b.durability(Some(PersistMode::Buffer)).commit().expect("commit");
+    let write = |batches: std::ops::Range<u32>| {
+        for i in batches {
+            let mut b = db.batch();
+            b.insert(&spaces[0], key(i), value(i));
+            b.insert(&spaces[1], key(i), []);
+            b.insert(&spaces[2], key(i), []);
+            b.durability(Some(PersistMode::Buffer)).commit().expect("commit");
+        }
     };
-    // What `reclaim` did in that layout: seal each keyspace's memtable in turn.
-    let rotate = || {
-        spaces[0].rotate_memtable().expect("rotate");
-    };
-    let flush = || db.persist(PersistMode::SyncAll).expect("persist");
-    run(&fs, rel, true, write, rotate, flush, read_legacy)
+    let checked = check_images(&fs, rel, read_legacy);
+    let under = rel.to_path_buf();
+    let in_store = move |p: &Path| p.starts_with(&under);
+
+    write(0..50);
+    let store = in_store.clone();
+    let tables = fs.hold(Held::Writes, move |p| store(p) && is_table_side(p));
+    spaces[0].rotate_memtable().expect("rotate");
+    assert!(tables.wait_for(1, WAIT), "the first flush never wrote its table");
+    // The first flush holds the blocks keyspace's flush lock, inside its table write.
+    let fsyncs = fs.counters().fsyncs;
+    write(50..100);
+    spaces[0].rotate_memtable().expect("rotate");
+    let started = Instant::now();
+    while fs.counters().fsyncs == fsyncs {
+        assert!(started.elapsed() < WAIT, "the second flush never synced the journal");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The second flush synced the journal through batch 99 and waits for the flush lock (a
+    // write takes the journal's lock, so the next batches cannot land before that sync). No
+    // other journal sync may happen until its table is durable.
+    let journal = fs.hold(Held::Fsyncs, move |p| in_store(p) && !is_table_side(p));
+    write(100..150);
+    spaces[0].rotate_memtable().expect("rotate");
+    tables.release();
+    let started = Instant::now();
+    while checked.violations().is_empty() {
+        assert!(started.elapsed() < WAIT, "no image split a batch");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    journal.release();
+    db.persist(PersistMode::SyncAll).expect("persist");
+    fs.clear_after_fsync();
+    let first = checked.violations()[0].clone();
+    assert!(first.contains("batch 100 is in another space"), "{first}");
+    eprintln!("{first}");
 }
 
 /// A flush worker that fails (a full disk while it writes a table) poisons fjall; `reclaim`,

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -13,6 +13,7 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::hold::{Gate, Held, HoldRule};
 use crate::Counters;
 
 const ROOT: u64 = 1;
@@ -455,6 +456,7 @@ pub(crate) struct FsyncHook {
 pub(crate) struct Shared {
     state: Mutex<State>,
     rules: RwLock<Vec<Rule>>,
+    holds: RwLock<Vec<HoldRule>>,
     after_fsync: RwLock<Option<FsyncHook>>,
     pub(crate) counters: AtomicCounters,
 }
@@ -464,6 +466,7 @@ impl Shared {
         Shared {
             state: Mutex::new(State::new()),
             rules: RwLock::new(Vec::new()),
+            holds: RwLock::new(Vec::new()),
             after_fsync: RwLock::new(None),
             counters: AtomicCounters::default(),
         }
@@ -485,9 +488,35 @@ impl Shared {
         self.rules.write().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
+    pub(crate) fn add_hold(&self, rule: HoldRule) {
+        self.holds.write().unwrap_or_else(PoisonError::into_inner).push(rule);
+    }
+
+    /// Removes the hold whose gate is `gate` and lets everything waiting there through.
+    pub(crate) fn release_hold(&self, gate: &Arc<Gate>) {
+        self.holds.write().unwrap_or_else(PoisonError::into_inner).retain(|h| !Arc::ptr_eq(&h.gate, gate));
+        gate.release();
+    }
+
+    /// Waits at the first hold on `what` whose predicate matches `ino`'s path, until it is
+    /// released. Runs without the state lock held while waiting.
+    fn hold_point(&self, what: Held, ino: u64) {
+        let holds = self.holds.read().unwrap_or_else(PoisonError::into_inner);
+        if holds.iter().all(|h| h.what != what) {
+            return;
+        }
+        let path = self.state().path_of(ino);
+        let gate = holds.iter().find(|h| h.what == what && (h.pred)(&path)).map(|h| h.gate.clone());
+        drop(holds);
+        if let Some(gate) = gate {
+            gate.pass();
+        }
+    }
+
     /// Applies the fault rules to a write to `ino`: sleeps for the first matching delay, then
     /// fails with the first matching errno. Runs without the state lock held while sleeping.
     fn gate(&self, ino: u64) -> Result<(), Errno> {
+        self.hold_point(Held::Writes, ino);
         let rules = self.rules.read().unwrap_or_else(PoisonError::into_inner);
         if rules.is_empty() {
             return Ok(());
@@ -577,7 +606,7 @@ impl Shared {
 }
 
 /// The `fuser::Filesystem` over the shared state.
-pub(crate) struct Ops(pub(crate) std::sync::Arc<Shared>);
+pub(crate) struct Ops(pub(crate) Arc<Shared>);
 
 fn perm(mode: u32, umask: u32) -> u16 {
     (mode & !umask & 0o7777) as u16
@@ -780,6 +809,7 @@ impl Filesystem for Ops {
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         bump(&self.0.counters.fsyncs, 1);
+        self.0.hold_point(Held::Fsyncs, ino.0);
         let hook = self.0.after_fsync.read().unwrap_or_else(PoisonError::into_inner);
         let mut st = self.0.state();
         match st.node_mut(ino.0) {

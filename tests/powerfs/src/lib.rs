@@ -47,6 +47,8 @@
 //! `ENOSPC`), [`PowerFs::delay_writes`] slows them down; both take a predicate on the path
 //! relative to the mount root (an unlinked but still open file keeps the path it last had).
 //! A "write" is a `write`, an `fallocate`, or a setattr that grows the size.
+//! [`PowerFs::hold`] stops chosen writes or fsyncs until the test lets them go, to force an
+//! interleaving of the threads under test rather than hope for it.
 //!
 //! # Mounting
 //!
@@ -57,6 +59,7 @@
 //! the test process itself.
 
 mod fs;
+mod hold;
 
 use std::fmt;
 use std::fs::File;
@@ -66,6 +69,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fs::{Action, FsyncHook, ImageEntry, Ops, Rule, Shared};
+pub use hold::Held;
+use hold::{Gate, HoldRule};
 
 /// Event-loop threads serving the filesystem: a delayed write blocks only its own thread.
 const THREADS: usize = 4;
@@ -75,6 +80,29 @@ pub struct PowerFs {
     session: Option<fuser::BackgroundSession>,
     shared: Arc<Shared>,
     mountpoint: PathBuf,
+}
+
+/// Operations stopped by [`PowerFs::hold`]; dropping it lets them through.
+pub struct Hold {
+    shared: Arc<Shared>,
+    gate: Arc<Gate>,
+}
+
+impl Hold {
+    /// Waits until `n` matching operations have arrived at this hold (each is then waiting
+    /// there), or `timeout` passed; true if they did.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        self.gate.wait_arrived(n, timeout)
+    }
+
+    /// Lets every held operation through and holds no more.
+    pub fn release(self) {}
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.shared.release_hold(&self.gate);
+    }
 }
 
 /// What was written out by [`PowerFs::write_durable_image`] or [`PowerFs::write_live_image`].
@@ -186,6 +214,17 @@ impl PowerFs {
     /// filesystem thread serving that write sleeps. [`PowerFs::clear_faults`] removes it.
     pub fn delay_writes(&self, pred: impl Fn(&Path) -> bool + Send + Sync + 'static, delay: Duration) {
         self.shared.add_rule(Rule { pred: Box::new(pred), action: Action::Delay(delay) });
+    }
+
+    /// From now on, every operation of kind `what` on a file whose path matches `pred` waits
+    /// on its filesystem thread (before it takes effect) until the returned [`Hold`] is
+    /// released or dropped: a test can stop a process inside a chosen write or fsync, do
+    /// something else meanwhile, and let it go on. Holds are checked before fault rules.
+    /// Each blocked operation occupies one of the filesystem's few threads.
+    pub fn hold(&self, what: Held, pred: impl Fn(&Path) -> bool + Send + Sync + 'static) -> Hold {
+        let gate = Arc::new(Gate::default());
+        self.shared.add_hold(HoldRule { what, pred: Box::new(pred), gate: gate.clone() });
+        Hold { shared: self.shared.clone(), gate }
     }
 
     /// Removes every rule added by [`PowerFs::fail_writes`] and [`PowerFs::delay_writes`].
