@@ -89,6 +89,13 @@ pub struct Config {
     /// The state retention of automatic prunes: `< 0` keeps all state, `0` only the state the
     /// compaction boundary needs, `n` that and `n` more finalities of state roots.
     pub prune_retention: i64,
+    /// Reify: the most objects the cold part of a DAG read in use may have for it to be copied
+    /// into hot ([`SplitStore::hot_view`](crate::SplitStore::hot_view)); a larger one is not
+    /// copied at all, as in the reference. `0` turns reify off.
+    pub reify_limit: usize,
+    /// Reify: the most DAG roots waiting to be copied; a cold hit in use beyond it is not
+    /// queued (and counted in [`crate::Metrics::reify_dropped`]).
+    pub reify_queue: usize,
 }
 
 impl Default for Config {
@@ -113,6 +120,8 @@ impl Default for Config {
             hot_size_limit: None,
             prune_every: None,
             prune_retention: 0,
+            reify_limit: 16384,
+            reify_queue: 1024,
         }
     }
 }

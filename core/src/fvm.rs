@@ -31,7 +31,7 @@ use alloc::vec::Vec;
 use cid::Cid;
 use futures::executor::block_on;
 
-use crate::{kv::Kv, store::PUT_MANY_CHUNK, Clock, SplitStore};
+use crate::{kv::Kv, store::PUT_MANY_CHUNK, Clock, HotView, SplitStore};
 
 impl<K: Kv, C: Clock> fvm_ipld_blockstore::Blockstore for SplitStore<K, C> {
     fn get(&self, k: &Cid) -> anyhow::Result<Option<Vec<u8>>> {
@@ -52,16 +52,49 @@ impl<K: Kv, C: Clock> fvm_ipld_blockstore::Blockstore for SplitStore<K, C> {
         D: AsRef<[u8]>,
         I: IntoIterator<Item = (Cid, D)>,
     {
-        let mut chunk = Vec::with_capacity(PUT_MANY_CHUNK);
-        for (cid, block) in blocks {
-            chunk.push((cid, block.as_ref().to_vec()));
-            if chunk.len() == PUT_MANY_CHUNK {
-                block_on(self.put_many(core::mem::take(&mut chunk)))?;
-            }
-        }
-        if !chunk.is_empty() {
-            block_on(self.put_many(chunk))?;
-        }
-        Ok(())
+        put_chunked(self, blocks)
     }
+}
+
+/// State computation's view ([`SplitStore::hot_view`]): reads answered from cold queue their
+/// DAGs to be copied into hot; writes are the store's.
+impl<K: Kv, C: Clock> fvm_ipld_blockstore::Blockstore for HotView<'_, K, C> {
+    fn get(&self, k: &Cid) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(block_on(HotView::get(self, k))?)
+    }
+
+    fn put_keyed(&self, k: &Cid, block: &[u8]) -> anyhow::Result<()> {
+        Ok(block_on(self.store().put(k, block.to_vec()))?)
+    }
+
+    fn has(&self, k: &Cid) -> anyhow::Result<bool> {
+        Ok(block_on(HotView::has(self, k))?)
+    }
+
+    fn put_many_keyed<D, I>(&self, blocks: I) -> anyhow::Result<()>
+    where
+        Self: Sized,
+        D: AsRef<[u8]>,
+        I: IntoIterator<Item = (Cid, D)>,
+    {
+        put_chunked(self.store(), blocks)
+    }
+}
+
+/// Writes `blocks` in atomic batches of [`PUT_MANY_CHUNK`].
+fn put_chunked<K: Kv, C: Clock, D: AsRef<[u8]>>(
+    store: &SplitStore<K, C>,
+    blocks: impl IntoIterator<Item = (Cid, D)>,
+) -> anyhow::Result<()> {
+    let mut chunk = Vec::with_capacity(PUT_MANY_CHUNK);
+    for (cid, block) in blocks {
+        chunk.push((cid, block.as_ref().to_vec()));
+        if chunk.len() == PUT_MANY_CHUNK {
+            block_on(store.put_many(core::mem::take(&mut chunk)))?;
+        }
+    }
+    if !chunk.is_empty() {
+        block_on(store.put_many(chunk))?;
+    }
+    Ok(())
 }

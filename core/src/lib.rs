@@ -51,4 +51,4 @@ pub use error::{Error, KvError};
 pub use key::BlockKey;
 pub use kv::{Durability, Kv, Space, WriteBatch};
 pub use metrics::Metrics;
-pub use store::{CheckReport, Counts, HeadOutcome, Info, Protector, SplitStore};
+pub use store::{CheckReport, Counts, HeadOutcome, HotView, Info, Protector, ReifyReport, SplitStore};

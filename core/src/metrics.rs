@@ -53,6 +53,14 @@ pub struct Metrics {
     pub compaction_ms: u64,
     /// Interrupted purges finished by recovery at open.
     pub recoveries: u64,
+    /// Cold hits in use queued for reify ([`crate::SplitStore::hot_view`]).
+    pub reify_queued: u64,
+    /// Cold hits in use not queued because the reify queue was full.
+    pub reify_dropped: u64,
+    /// Blocks copied from cold into hot by reify.
+    pub reified: u64,
+    /// Queued DAGs not copied because their cold part exceeded [`crate::Config::reify_limit`].
+    pub reify_aborted: u64,
 }
 
 /// One counter: an atomic where the target has 64-bit atomics.
@@ -126,6 +134,10 @@ counters!(
     purged,
     compaction_ms,
     recoveries,
+    reify_queued,
+    reify_dropped,
+    reified,
+    reify_aborted,
 );
 
 /// Where a lookup was answered.

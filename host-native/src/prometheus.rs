@@ -104,6 +104,19 @@ fn encode(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     )?;
     ConstCounter::new(m.compaction_ms as f64 / 1000.0).encode(family)?;
     counter(enc, "splitstore_recoveries", "Interrupted purges finished by recovery at open", &one(m.recoveries))?;
+    counter(
+        enc,
+        "splitstore_reify_roots",
+        "Cold hits of reads in use, by whether they were queued to be copied into hot",
+        &[(&[("outcome", "queued")], m.reify_queued), (&[("outcome", "dropped")], m.reify_dropped)],
+    )?;
+    counter(enc, "splitstore_reified_blocks", "Blocks copied from cold into hot by reify", &one(m.reified))?;
+    counter(
+        enc,
+        "splitstore_reify_aborted",
+        "Queued DAGs not copied because their cold part exceeded the reify limit",
+        &one(m.reify_aborted),
+    )?;
 
     if let Some(h) = i.head_epoch {
         gauge(enc, "splitstore_head_epoch", "Height of the head tipset", &[(&[], h as f64)])?;

@@ -72,6 +72,11 @@ pub struct RepoConfig {
     /// The state retention of automatic prunes, in finalities beyond the compaction boundary
     /// (negative: keep all state).
     pub prune_retention: i64,
+    /// Reify (reads through `SplitStore::hot_view`): the most objects the cold part of a DAG
+    /// may have to be copied into hot (0: reify off).
+    pub reify_limit: usize,
+    /// Reify: the most DAG roots waiting to be copied.
+    pub reify_queue: usize,
 }
 
 impl Default for RepoConfig {
@@ -96,6 +101,8 @@ impl Default for RepoConfig {
             hot_limit_mb: 0,
             prune_every: 0,
             prune_retention: c.prune_retention,
+            reify_limit: c.reify_limit,
+            reify_queue: c.reify_queue,
         }
     }
 }
@@ -120,6 +127,8 @@ impl RepoConfig {
             hot_size_limit: (self.hot_limit_mb > 0).then_some(self.hot_limit_mb << 20),
             prune_every: (self.prune_every > 0).then_some(self.prune_every),
             prune_retention: self.prune_retention,
+            reify_limit: self.reify_limit,
+            reify_queue: self.reify_queue,
             ..Config::default()
         };
         c.validate().map_err(|e| e.to_string())?;

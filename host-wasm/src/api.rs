@@ -178,24 +178,51 @@ impl JsSplitStore {
         })
     }
 
-    /// A block's bytes, or `undefined` when neither store has it.
+    /// A block's bytes, or `undefined` when neither store has it. With `{ inUse: true }` (a
+    /// read for state being computed), a block found only in the cold store is copied into
+    /// the hot one in the background, with the cold part of its DAG (see `reifyend`).
     #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array | undefined>")]
-    pub fn get(&self, #[wasm_bindgen(unchecked_param_type = "CidLike")] cid: JsValue) -> Promise {
+    pub fn get(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "CidLike")] cid: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ReadOptions")] options: Option<JsValue>,
+    ) -> Promise {
         let cid = cid_of(&cid);
-        self.call(move |s| async move {
-            let cid = cid?;
-            Ok(match s.get(&cid).await.map_err(|e| store_error(&e))? {
+        let in_use = convert::parse_read_options(options.as_ref(), "get");
+        self.call_with_events(move |s, events| async move {
+            let (cid, in_use) = (cid?, in_use?);
+            let found = match in_use {
+                true => s.hot_view().get(&cid).await,
+                false => s.get(&cid).await,
+            };
+            let found = found.map_err(|e| store_error(&e))?;
+            spawn_reify(&s, &events);
+            Ok(match found {
                 Some(b) => Uint8Array::from(&b[..]).into(),
                 None => JsValue::UNDEFINED,
             })
         })
     }
 
-    /// True when either store has the block.
+    /// True when either store has the block; `options` as for `get`.
     #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
-    pub fn has(&self, #[wasm_bindgen(unchecked_param_type = "CidLike")] cid: JsValue) -> Promise {
+    pub fn has(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "CidLike")] cid: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ReadOptions")] options: Option<JsValue>,
+    ) -> Promise {
         let cid = cid_of(&cid);
-        self.call(move |s| async move { Ok(s.has(&cid?).await.map_err(|e| store_error(&e))?.into()) })
+        let in_use = convert::parse_read_options(options.as_ref(), "has");
+        self.call_with_events(move |s, events| async move {
+            let (cid, in_use) = (cid?, in_use?);
+            let found = match in_use {
+                true => s.hot_view().has(&cid).await,
+                false => s.has(&cid).await,
+            };
+            let found = found.map_err(|e| store_error(&e))?;
+            spawn_reify(&s, &events);
+            Ok(found.into())
+        })
     }
 
     /// Stores blocks in one atomic write: all land or none do.
@@ -209,12 +236,23 @@ impl JsSplitStore {
     }
 
     /// Many blocks' bytes, in the order asked (`undefined` for an absent block), read with
-    /// one IndexedDB transaction per store.
+    /// one IndexedDB transaction per store; `options` as for `get`.
     #[wasm_bindgen(js_name = getMany, unchecked_return_type = "Promise<(Uint8Array | undefined)[]>")]
-    pub fn get_many(&self, #[wasm_bindgen(unchecked_param_type = "CidLike[]")] cids: Array) -> Promise {
+    pub fn get_many(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "CidLike[]")] cids: Array,
+        #[wasm_bindgen(unchecked_optional_param_type = "ReadOptions")] options: Option<JsValue>,
+    ) -> Promise {
         let cids = cid_array(&cids, "getMany");
-        self.call(move |s| async move {
-            let found = s.get_many(&cids?).await.map_err(|e| store_error(&e))?;
+        let in_use = convert::parse_read_options(options.as_ref(), "getMany");
+        self.call_with_events(move |s, events| async move {
+            let (cids, in_use) = (cids?, in_use?);
+            let found = match in_use {
+                true => s.hot_view().get_many(&cids).await,
+                false => s.get_many(&cids).await,
+            };
+            let found = found.map_err(|e| store_error(&e))?;
+            spawn_reify(&s, &events);
             Ok(found
                 .into_iter()
                 .map(|b| b.map_or(JsValue::UNDEFINED, |b| Uint8Array::from(&b[..]).into()))
@@ -455,6 +493,24 @@ fn spawn_compaction(store: Rc<Store>, pending: Option<PendingCompaction>, events
             // The error is also kept for `info().lastError` and sent as `compactionerror`.
             web_sys::console::warn_1(&format!("splitstore: background compaction failed: {e}").into());
         }
+    });
+}
+
+/// Copies the cold DAGs that reads in use queued into hot, as a background task, when any
+/// wait; `reifyend` (or `reifyerror`) reports it. Drains run one at a time: a second one
+/// waits for the first and finds what was queued since.
+fn spawn_reify(store: &Rc<Store>, events: &Events) {
+    if store.reify_waiting() == 0 {
+        return;
+    }
+    let (store, events) = (store.clone(), events.clone());
+    guard::spawn(async move {
+        let outcome = store.reify_pending().await;
+        // Nothing left to report: another drain took the queue, or the store closed.
+        if matches!(&outcome, Ok(r) if r.roots == 0) || matches!(outcome, Err(Error::Closed)) {
+            return;
+        }
+        events.reify_end(&outcome);
     });
 }
 

@@ -90,6 +90,13 @@ export interface SplitStoreConfig {
   pruneEvery?: number | null;
   /** The state retention of automatic prunes (see `PruneOptions.retention`; default 0). */
   pruneRetention?: number;
+  /**
+   * Reify (`ReadOptions.inUse`): the most objects the cold part of a DAG may have to be
+   * copied into hot (default 16384; 0 turns reify off).
+   */
+  reifyLimit?: number;
+  /** Reify: the most DAGs waiting to be copied (default 1024); reads beyond it copy nothing. */
+  reifyQueue?: number;
 }
 
 /** Options of `prune`. */
@@ -102,6 +109,16 @@ export interface PruneOptions {
   retention: number;
   /** Receives `{ phase, done, total? }` events; an exception it throws is ignored. */
   onProgress?: (e: CompactionProgress) => void;
+}
+
+/** Options of `get`, `getMany` and `has`. */
+export interface ReadOptions {
+  /**
+   * The read is for state being computed (the reference's "hot view"): a block found only in
+   * the cold store is copied into the hot one in the background, with the part of its DAG
+   * that is cold, unless that part exceeds `reifyLimit` objects. Default false.
+   */
+  inUse?: boolean;
 }
 
 /** Options of `importCar`. */
@@ -129,7 +146,7 @@ export interface ImportResult {
 
 /**
  * The report types (`StoreInfo`, `Info`, `Metrics`, `Progress`, `CompactionReport`,
- * `PruneReport`, `WarmupReport`, `RecoveryReport`, `Counts`, `SpaceStats`, `SpaceEstimate`, `CheckReport`, `Phase`) and
+ * `PruneReport`, `WarmupReport`, `ReifyReport`, `RecoveryReport`, `Counts`, `SpaceStats`, `SpaceEstimate`, `CheckReport`, `Phase`) and
  * `ErrorCode` are generated from their Rust definitions, the ones that serialise them.
  */
 /** A compaction progress event. */
@@ -202,6 +219,23 @@ pub fn parse_prune_options(v: &JsValue) -> Result<(i64, Option<js_sys::Function>
     }
     let retention = retention.ok_or_else(|| type_error("options.retention is required (-1 keeps all state)"))?;
     Ok((retention, on_progress))
+}
+
+/// Reads the options of a read (`get`, `getMany`, `has`, named `what`): whether it is in use.
+/// Unknown keys are rejected.
+pub fn parse_read_options(v: Option<&JsValue>, what: &str) -> Result<bool, JsValue> {
+    let Some(v) = v.filter(|v| !v.is_undefined() && !v.is_null()) else { return Ok(false) };
+    if !v.is_object() {
+        return Err(type_error(&format!("{what} options must be an object")));
+    }
+    let mut in_use = false;
+    for (name, val) in defined_entries(v)? {
+        match name.as_str() {
+            "inUse" => in_use = val.as_bool().ok_or_else(|| type_error("options.inUse must be a boolean"))?,
+            _ => return Err(type_error(&format!("unknown {what} option {name:?}"))),
+        }
+    }
+    Ok(in_use)
 }
 
 /// Reads the options object of `importCar`; unknown keys are rejected.
@@ -313,7 +347,7 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
                 cfg.upgrade_epochs = arr.iter().map(|e| int(&e, "upgradeEpochs[]")).collect::<Result<_, _>>()?;
             }
             "lenientState" => cfg.lenient_state = boolean(&val, &name)?,
-            "batchSize" => cfg.batch_size = usize::try_from(uint(&val, &name)?).unwrap_or(usize::MAX),
+            "batchSize" => cfg.batch_size = usize_of(&val, &name)?,
             "yieldEvery" => cfg.yield_every = usize::try_from(uint(&val, &name)?).unwrap_or(usize::MAX),
             "purgePaceAfterMs" => cfg.purge_pace_after_ms = uint(&val, &name)?,
             "purgeSleepFactor" => {
@@ -351,6 +385,8 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
             }
             "pruneEvery" => cfg.prune_every = if val.is_null() { None } else { Some(uint(&val, &name)?) },
             "pruneRetention" => cfg.prune_retention = int(&val, &name)?,
+            "reifyLimit" => cfg.reify_limit = usize_of(&val, &name)?,
+            "reifyQueue" => cfg.reify_queue = usize_of(&val, &name)?,
             other => return Err(type_error(&format!("unknown config option {other:?}"))),
         }
     }
@@ -369,6 +405,11 @@ fn integer(v: &JsValue, what: &str) -> Result<i64, JsValue> {
         Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_991.0 => Ok(f as i64),
         _ => Err(type_error(&format!("{what} must be an integer"))),
     }
+}
+
+/// [`uint`] as a `usize` (saturating: a count beyond the address space is no limit).
+fn usize_of(v: &JsValue, name: &str) -> Result<usize, JsValue> {
+    Ok(usize::try_from(uint(v, name)?).unwrap_or(usize::MAX))
 }
 
 fn uint(v: &JsValue, name: &str) -> Result<u64, JsValue> {

@@ -8,11 +8,13 @@
 //! | `compactionprogress` | a `CompactionProgress` |
 //! | `compactionend` | the `CompactionReport` |
 //! | `compactionerror` | the `Error` it failed with (as `compact()` rejects) |
+//! | `reifyend` | the `ReifyReport` of a background copy of cold DAGs read in use into hot |
+//! | `reifyerror` | the `Error` that copy failed with |
 //!
 //! Listeners run synchronously inside the dispatch; an exception one throws is reported by
 //! the browser and does not reach the store.
 
-use splitstore_core::{CompactionReport, Error, Progress, RecoveryReport};
+use splitstore_core::{CompactionReport, Error, Progress, RecoveryReport, ReifyReport};
 use wasm_bindgen::{prelude::wasm_bindgen, JsValue};
 use web_sys::{CustomEvent, CustomEventInit, EventTarget};
 
@@ -27,6 +29,8 @@ export interface SplitStoreEventMap {
   compactionprogress: CustomEvent<CompactionProgress>;
   compactionend: CustomEvent<CompactionReport>;
   compactionerror: CustomEvent<SplitStoreError>;
+  reifyend: CustomEvent<ReifyReport>;
+  reifyerror: CustomEvent<SplitStoreError>;
 }
 "#;
 
@@ -87,6 +91,18 @@ impl Events {
                 }
             }
             Err(e) => self.dispatch("compactionerror", &convert::store_error(e)),
+        }
+    }
+
+    /// A background reify ended: its report, or the error it failed with.
+    pub fn reify_end(&self, outcome: &Result<ReifyReport, Error>) {
+        match outcome {
+            Ok(report) => {
+                if let Ok(detail) = convert::to_js(report) {
+                    self.dispatch("reifyend", &detail);
+                }
+            }
+            Err(e) => self.dispatch("reifyerror", &convert::store_error(e)),
         }
     }
 }

@@ -71,14 +71,14 @@ async fn put_get_has_and_argument_errors() {
     assert_eq!(store.name(), name);
     let bytes = b"\x82\x01\x02".to_vec();
     let cid = dag_cbor_blake2b_cid(&bytes).to_string();
-    assert_eq!(call(store.has(cid.clone().into())).await.unwrap(), JsValue::FALSE);
-    assert!(call(store.get(cid.clone().into())).await.unwrap().is_undefined());
+    assert_eq!(call(store.has(cid.clone().into(), None)).await.unwrap(), JsValue::FALSE);
+    assert!(call(store.get(cid.clone().into(), None)).await.unwrap().is_undefined());
     call(store.put(cid.clone().into(), bytes.clone())).await.expect("put");
-    assert_eq!(call(store.has(cid.clone().into())).await.unwrap(), JsValue::TRUE);
-    let got = call(store.get(cid.clone().into())).await.unwrap();
+    assert_eq!(call(store.has(cid.clone().into(), None)).await.unwrap(), JsValue::TRUE);
+    let got = call(store.get(cid.clone().into(), None)).await.unwrap();
     assert_eq!(got.dyn_into::<Uint8Array>().expect("a Uint8Array").to_vec(), bytes);
 
-    let err = call(store.get("not-a-cid".into())).await.expect_err("bad CID");
+    let err = call(store.get("not-a-cid".into(), None)).await.expect_err("bad CID");
     assert!(err.is_instance_of::<js_sys::TypeError>(), "{err:?}");
     assert_eq!(code(&err), "InvalidArgument");
     let err = call(store.head_change(Array::of1(&"bafyfake".into()))).await.expect_err("bad tipset");
@@ -128,11 +128,11 @@ async fn a_second_open_is_refused_with_in_use_and_destroy_waits_for_close() {
     call(first.close()).await.unwrap();
     // Reopening sees the data; destroying deletes it.
     let again = open(&name, JsValue::UNDEFINED).await.expect("reopen after close");
-    assert_eq!(call(again.has(cid.clone().into())).await.unwrap(), JsValue::TRUE);
+    assert_eq!(call(again.has(cid.clone().into(), None)).await.unwrap(), JsValue::TRUE);
     call(again.close()).await.unwrap();
     call(JsSplitStore::destroy(name.clone())).await.expect("destroy after close");
     let fresh = open(&name, JsValue::UNDEFINED).await.expect("open after destroy");
-    assert_eq!(call(fresh.has(cid.into())).await.unwrap(), JsValue::FALSE);
+    assert_eq!(call(fresh.has(cid.into(), None)).await.unwrap(), JsValue::FALSE);
     call(fresh.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
 }
@@ -267,7 +267,7 @@ async fn import_compact_check_and_export_a_real_chain() {
     for k in want.keys().take(50) {
         let mh = cid::multihash::Multihash::<64>::from_bytes(k).unwrap();
         let c = Cid::new_v1(0x71, mh).to_string();
-        assert_eq!(call(store.has(c.into())).await.unwrap(), JsValue::TRUE);
+        assert_eq!(call(store.has(c.into(), None)).await.unwrap(), JsValue::TRUE);
     }
     call(store.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
@@ -331,7 +331,7 @@ async fn pins_keep_a_dag_hot_across_compactions_and_reopen() {
     assert!(bad.is_instance_of::<js_sys::TypeError>(), "{bad:?}");
 
     call(store.compact(None)).await.expect("compact");
-    let has = async |s: &JsSplitStore, c: &Cid| call(s.has(c.to_string().into())).await.unwrap() == JsValue::TRUE;
+    let has = async |s: &JsSplitStore, c: &Cid| call(s.has(c.to_string().into(), None)).await.unwrap() == JsValue::TRUE;
     assert!(has(&store, &pinned.0).await && has(&store, &pinned_child.0).await, "the pinned DAG stays");
     assert!(!has(&store, &loose.0).await && !has(&store, &loose_child.0).await, "discard mode drops the rest");
     call(store.close()).await.unwrap();
@@ -395,6 +395,76 @@ async fn prune_drops_old_state_from_cold_and_checks_its_options() {
     call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
     let e = call(store.prune(object(&[("retention", 0.into())]).into())).await.expect_err("discard");
     assert_eq!(code(&e), "PruneInDiscardMode");
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+}
+
+/// Resolves with the `detail` of the next `kind` event on `target`.
+fn next_event(target: &web_sys::EventTarget, kind: &str) -> js_sys::Promise {
+    let target = target.clone();
+    let kind = kind.to_owned();
+    js_sys::Promise::new(&mut move |resolve: Function, _| {
+        let once = Closure::once_into_js(move |e: web_sys::CustomEvent| {
+            let _ = resolve.call1(&JsValue::UNDEFINED, &e.detail());
+        });
+        let options = web_sys::AddEventListenerOptions::new();
+        options.set_once(true);
+        target
+            .add_event_listener_with_callback_and_add_event_listener_options(&kind, once.unchecked_ref(), &options)
+            .unwrap();
+    })
+}
+
+#[wasm_bindgen_test]
+async fn reads_in_use_copy_cold_dags_into_hot_and_check_their_options() {
+    let name = unique("api-reify");
+    let config = small_config("universal");
+    Reflect::set(&config, &"reifyQueue".into(), &100_000.into()).unwrap();
+    let store = open(&name, config).await.expect("open");
+    call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
+    call(store.compact(None)).await.expect("compact");
+    let count = async |s: &JsSplitStore, which: &str| num(&get(&call(s.count()).await.unwrap(), which), "keys");
+    let (hot, cold) = (count(&store, "hot").await, count(&store, "cold").await);
+    assert!(cold > 0.0, "universal mode moved nothing to cold");
+
+    let (cids, _) = blocks_by_multihash(CHAIN_128);
+    let one: JsValue = cids[0].to_string().into();
+    for (bad, what) in [(object(&[("inUse", 1.into())]), "boolean"), (object(&[("inuse", true.into())]), "inuse")] {
+        let e = call(store.get(one.clone(), Some(bad.clone().into()))).await.expect_err("bad options");
+        assert!(e.is_instance_of::<js_sys::TypeError>() && message(&e).contains(what), "{}", message(&e));
+        let e = call(store.has(one.clone(), Some(bad.into()))).await.expect_err("bad options");
+        assert!(e.is_instance_of::<js_sys::TypeError>(), "{}", message(&e));
+    }
+    let all: Array = read_car(CHAIN_128, CarLimits::default())
+        .expect("CAR")
+        .1
+        .iter()
+        .filter(|(c, _)| c.hash().code() != 0x00)
+        .map(|(c, _)| JsValue::from(c.to_string()))
+        .collect();
+    let e = call(store.get_many(all.clone(), Some("yes".into()))).await.expect_err("bad options");
+    assert!(e.is_instance_of::<js_sys::TypeError>(), "{}", message(&e));
+
+    // Plain reads copy nothing; reads in use copy every cold block into hot, each once.
+    call(store.get_many(all.clone(), None)).await.expect("getMany");
+    assert_eq!(num(&get(&call(store.info()).await.unwrap(), "metrics"), "reifyQueued"), 0.0);
+    let ended = next_event(&store.events(), "reifyend");
+    let got =
+        Array::from(&call(store.get_many(all.clone(), Some(object(&[("inUse", true.into())]).into()))).await.unwrap());
+    assert!(got.iter().all(|b| !b.is_undefined()));
+    let report = wasm_bindgen_futures::JsFuture::from(ended).await.unwrap();
+    assert_eq!(num(&report, "copied"), cold, "{report:?}");
+    assert_eq!((num(&report, "aborted"), num(&report, "missing")), (0.0, 0.0));
+    assert_eq!(count(&store, "hot").await, hot + cold);
+    assert_eq!(count(&store, "cold").await, cold, "reify only copies");
+    let metrics = get(&call(store.info()).await.unwrap(), "metrics");
+    assert_eq!(num(&metrics, "reified"), cold);
+    // Now hot answers them all.
+    let hits = num(&metrics, "hotHits");
+    call(store.get_many(all.clone(), Some(object(&[("inUse", true.into())]).into()))).await.unwrap();
+    let metrics = get(&call(store.info()).await.unwrap(), "metrics");
+    assert_eq!(num(&metrics, "hotHits"), hits + all.length() as f64);
+    assert_eq!(num(&call(store.check()).await.unwrap(), "missing"), 0.0);
     call(store.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
 }

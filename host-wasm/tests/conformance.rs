@@ -13,7 +13,7 @@ use splitstore_conformance::{
     interleave::{one_seed_on, SeedStats},
     kv_contract, pins, prune,
     realdata::import_and_compact,
-    scenarios, warmup,
+    reify, scenarios, warmup,
 };
 use splitstore_core::Mode;
 use splitstore_wasm::js;
@@ -250,6 +250,16 @@ async fn warmup_on_indexeddb() {
     let copied = warmup::warmup_from_an_archive(&|| LazyIdb::fresh("warmup"), Mode::Universal).await;
     warmup::no_warmup_without_an_archive(&|| LazyIdb::fresh("warmup")).await;
     log(&format!("warmup on IndexedDB copied {copied} blocks"));
+    support::cleanup().await;
+}
+
+/// Reify on IndexedDB: a cold DAG read through the hot view is copied into hot, within the
+/// per-DAG limit and the queue's bound.
+#[wasm_bindgen_test]
+async fn reify_on_indexeddb() {
+    let base = reify::reify_base(74, 30).await;
+    let s = reify::reify_copies_cold_dags_read_in_use(&|| LazyIdb::fresh("reify"), &base).await;
+    log(&format!("reify on IndexedDB copied {} blocks", s.copied));
     support::cleanup().await;
 }
 

@@ -154,7 +154,7 @@ async fn a_new_store_carries_one_id_in_both_databases() {
     let cid = create_with_block(&name).await;
     let id = assert_same_id(&name).await;
     let store = open(&name, must_exist()).await.expect("mustExist opens a store that exists");
-    assert_eq!(call(store.has(cid.clone().into())).await.unwrap(), JsValue::TRUE);
+    assert_eq!(call(store.has(cid.clone().into(), None)).await.unwrap(), JsValue::TRUE);
     call(store.close()).await.unwrap();
     assert_eq!(assert_same_id(&name).await, id, "the id is kept");
 
@@ -163,7 +163,7 @@ async fn a_new_store_carries_one_id_in_both_databases() {
         assert!(!raw::database_exists(&db_name(&name, role)).await, "destroy removes {role:?}");
     }
     let store = open(&name, JsValue::UNDEFINED).await.expect("a destroyed store is created again");
-    assert_eq!(call(store.has(cid.into())).await.unwrap(), JsValue::FALSE);
+    assert_eq!(call(store.has(cid.into(), None)).await.unwrap(), JsValue::FALSE);
     call(store.close()).await.unwrap();
     assert_ne!(assert_same_id(&name).await, id, "a new store has a new id");
     call(JsSplitStore::destroy(name)).await.unwrap();
@@ -219,7 +219,7 @@ async fn a_wholly_evicted_store_is_refused_with_must_exist_else_created_anew() {
     }
 
     let store = open(&name, JsValue::UNDEFINED).await.expect("without mustExist: a new store");
-    assert_eq!(call(store.has(cid.into())).await.unwrap(), JsValue::FALSE);
+    assert_eq!(call(store.has(cid.into(), None)).await.unwrap(), JsValue::FALSE);
     call(store.close()).await.unwrap();
     assert_ne!(assert_same_id(&name).await, id);
     call(JsSplitStore::destroy(name.clone())).await.unwrap();
@@ -264,7 +264,7 @@ async fn a_store_from_before_the_record_opens_and_gets_one() {
     let name = unique("evict-legacy");
     let cid = create_without_record(&name).await;
     let store = open(&name, must_exist()).await.expect("a store without records opens");
-    assert_eq!(call(store.has(cid.into())).await.unwrap(), JsValue::TRUE);
+    assert_eq!(call(store.has(cid.into(), None)).await.unwrap(), JsValue::TRUE);
     call(store.close()).await.unwrap();
     assert_same_id(&name).await;
     call(JsSplitStore::destroy(name)).await.unwrap();

@@ -14,6 +14,7 @@ pub mod oracle;
 pub mod pins;
 pub mod prune;
 pub mod realdata;
+pub mod reify;
 pub mod scenarios;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testdata;

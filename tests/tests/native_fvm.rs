@@ -507,3 +507,36 @@ fn a_call_from_inside_an_executor_panics_rather_than_blocking_it() {
     assert!(nested.is_err(), "a call inside an executor's task returned {nested:?}");
     open.close().expect("close");
 }
+
+/// State computation reads an old state tree that compactions moved to cold through the hot
+/// view, with the FVM's HAMT: the reify copies its cold DAG into hot, so the same reads are
+/// then answered by hot alone, with the same actors; plain reads copy nothing.
+#[test]
+fn the_fvm_reading_old_state_through_the_hot_view_brings_it_hot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = init(dir.path(), Mode::Universal, 3);
+    let (written, _) = grow_fvm_chain(&open, 60);
+    let bs: &NativeStore = &open.store;
+    let in_hot = |c: &Cid| block_on(bs.hot().has(Space::Blocks, BlockKey::of(c).as_bytes())).expect("has");
+    let old = written
+        .iter()
+        .find(|t| t.height > 0 && !in_hot(&actors_root(bs, &t.state_root)))
+        .expect("an old state tree in cold");
+    let root = actors_root(bs, &old.state_root);
+    let cold_hits = || block_on(bs.info()).expect("info").metrics.cold_hits;
+
+    assert_eq!(load_actors(bs, &root).expect("plain read"), old.actors);
+    assert_eq!(bs.reify_waiting(), 0, "plain reads copy nothing");
+    let before = cold_hits();
+    assert_eq!(load_actors(bs.hot_view(), &root).expect("read in use"), old.actors);
+    assert!(cold_hits() > before && bs.reify_waiting() > 0);
+    let report = block_on(bs.reify_pending()).expect("reify");
+    assert!(report.copied > 0 && report.aborted == 0, "{report:?}");
+    assert!(in_hot(&root));
+    let before = cold_hits();
+    assert_eq!(load_actors(bs.hot_view(), &root).expect("read again"), old.actors);
+    assert_eq!(cold_hits(), before, "the state tree is read from hot");
+    assert_eq!(bs.reify_waiting(), 0);
+    println!("reified {} blocks of the state at {}", report.copied, old.height);
+    open.close().expect("close");
+}

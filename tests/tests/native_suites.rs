@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use splitstore_conformance::{
-    blockstore_contract, crash, executor::block_on, interleave, pins, prune, realdata, scenarios,
+    blockstore_contract, crash, executor::block_on, interleave, pins, prune, realdata, reify, scenarios,
     testdata::testdata_path, warmup,
 };
 use splitstore_core::Mode;
@@ -93,6 +93,16 @@ fn warmup_on_disk() {
     let copied = block_on(warmup::warmup_from_an_archive(&|| disks.make(), Mode::Universal));
     block_on(warmup::no_warmup_without_an_archive(&|| disks.make()));
     println!("on-disk warmup copied {copied} blocks");
+}
+
+/// Reify on the on-disk store: a cold DAG read through the hot view is copied into hot, within
+/// the per-DAG limit and the queue's bound.
+#[test]
+fn reify_on_disk() {
+    let disks = Disks::new();
+    let base = block_on(reify::reify_base(75, 30));
+    let s = block_on(reify::reify_copies_cold_dags_read_in_use(&|| disks.make(), &base));
+    println!("on-disk reify copied {} blocks", s.copied);
 }
 
 #[test]

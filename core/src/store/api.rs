@@ -18,6 +18,14 @@ use crate::{
     walk::WalkOpts,
 };
 
+/// Whether a read is for state in use ([`super::HotView`]): then a cold hit queues the block's
+/// DAG for reify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Reading {
+    Plain,
+    InUse,
+}
+
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     pub(crate) async fn load_meta(&self) -> Result<(), Error> {
         let head = match self.hot.get(Space::Meta, meta::HEAD).await.map_err(|e| self.hot_err(e))? {
@@ -91,7 +99,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         live.is_none_or(|l| l.lock().settled(key))
     }
 
-    async fn read(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
+    pub(super) async fn read(&self, cid: &Cid, reading: Reading) -> Result<Option<Vec<u8>>, Error> {
         self.usable()?;
         if is_identity(cid) {
             return Ok(Some(cid.hash().digest().to_vec()));
@@ -112,6 +120,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             Some(b) => {
                 self.counters.lookup(hit, b.len());
                 self.track(core::slice::from_ref(cid));
+                if hit == Hit::Cold && reading == Reading::InUse {
+                    self.queue_reify(cid);
+                }
             }
             None => self.counters.lookup(Hit::Miss, 0),
         }
@@ -120,12 +131,16 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// The block's bytes, from hot or else cold. Identity CIDs return their digest.
     pub async fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
-        self.read(cid).await
+        self.read(cid, Reading::Plain).await
     }
 
     /// Many blocks' bytes, in the order asked, with one backend call per store: the hot
     /// store answers first and the cold store answers what hot did not.
     pub async fn get_many(&self, cids: &[Cid]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        self.read_many(cids, Reading::Plain).await
+    }
+
+    pub(super) async fn read_many(&self, cids: &[Cid], reading: Reading) -> Result<Vec<Option<Vec<u8>>>, Error> {
         self.usable()?;
         let mut found: Vec<Option<Vec<u8>>> =
             cids.iter().map(|c| is_identity(c).then(|| c.hash().digest().to_vec())).collect();
@@ -162,6 +177,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 Some(b) => {
                     self.counters.lookup(hit, b.len());
                     read.push(*cid);
+                    if hit == Hit::Cold && reading == Reading::InUse {
+                        self.queue_reify(cid);
+                    }
                 }
                 None => self.counters.lookup(Hit::Miss, 0),
             }
@@ -172,16 +190,20 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// The block's size in bytes.
     pub async fn get_size(&self, cid: &Cid) -> Result<Option<usize>, Error> {
-        Ok(self.read(cid).await?.map(|b| b.len()))
+        Ok(self.read(cid, Reading::Plain).await?.map(|b| b.len()))
     }
 
     /// Calls `f` with the block's bytes.
     pub async fn view<R>(&self, cid: &Cid, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, Error> {
-        Ok(self.read(cid).await?.map(|b| f(&b)))
+        Ok(self.read(cid, Reading::Plain).await?.map(|b| f(&b)))
     }
 
     /// True when the block is in hot or cold (always for identity CIDs).
     pub async fn has(&self, cid: &Cid) -> Result<bool, Error> {
+        self.contains(cid, Reading::Plain).await
+    }
+
+    pub(super) async fn contains(&self, cid: &Cid, reading: Reading) -> Result<bool, Error> {
         self.usable()?;
         if is_identity(cid) {
             return Ok(true);
@@ -201,6 +223,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         if found {
             self.counters.lookup(hit, 0);
             self.track(core::slice::from_ref(cid));
+            if hit == Hit::Cold && reading == Reading::InUse {
+                self.queue_reify(cid);
+            }
         } else {
             self.counters.lookup(Hit::Miss, 0);
         }
@@ -293,7 +318,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Records `cids` as transactional references while a transaction is open and before its
     /// critical section: the compaction protects their DAGs. Reads record what they found, not
     /// misses: an absent block is unmarked, and the write that brings it is what protects it.
-    fn track(&self, cids: &[Cid]) {
+    pub(super) fn track(&self, cids: &[Cid]) {
         if let Some(t) = self.shared.lock().txn.as_mut().filter(|t| !t.critical) {
             t.refs.extend(cids.iter().copied().filter(|c| !is_unitary(c)));
         }

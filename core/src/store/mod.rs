@@ -8,6 +8,7 @@ mod delete;
 mod head;
 mod list;
 mod pins;
+mod reify;
 mod report;
 pub(crate) mod state;
 
@@ -19,6 +20,7 @@ use cid::Cid;
 
 pub use self::head::HeadOutcome;
 pub use self::list::{BlockPage, ListCursor};
+pub use self::reify::{HotView, ReifyReport};
 pub use self::report::{CheckReport, Counts, Info};
 use self::state::{Shared, SharedRef};
 use crate::{
@@ -63,6 +65,8 @@ pub struct SplitStore<K: Kv, C: Clock> {
     /// Held through each `protect` / `unprotect`, so pin records and the pins in memory change
     /// in the same order.
     pub(crate) pin_lock: AsyncMutex<()>,
+    /// Held by the reify drain ([`SplitStore::reify_pending`]): one at a time.
+    pub(crate) reify_lock: AsyncMutex<()>,
     pub(crate) protectors: Mutex<Vec<Box<dyn Protector>>>,
     /// Running counters ([`crate::metrics`]).
     pub(crate) counters: Counters,
@@ -103,6 +107,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             txn_lock: RwLock::new(()),
             head_lock: AsyncMutex::new(()),
             pin_lock: AsyncMutex::new(()),
+            reify_lock: AsyncMutex::new(()),
             protectors: Mutex::new(Vec::new()),
             counters: Counters::default(),
         };

@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     pub warmup_due: bool,
     /// Height of the head a completed warmup walked from.
     pub warmup_epoch: Option<i64>,
+    /// Roots whose cold DAGs wait to be copied into hot ([`crate::SplitStore::hot_view`]).
+    pub reify: super::reify::ReifyQueue,
 }
 
 pub(crate) type SharedRef = Arc<Mutex<Shared>>;
