@@ -185,3 +185,47 @@ fn a_prune_keeps_a_dag_whole_while_it_is_read_and_reified() {
         summary(Beside::Prune, &phases);
     }
 }
+
+/// A block of the DAG being copied is deleted through the API at every await of the drain: it
+/// is never readable afterwards, nor in hot or cold once the deletion is applied, and the rest
+/// of the copy goes on.
+#[test]
+fn a_block_deleted_during_a_reify_is_not_copied_back() {
+    let b = block_on(reify_base(76, 40));
+    let (root, part) = &b.roots[0];
+    let victim = *part.values().find(|c| *c != root).expect("a block below the root");
+    let fresh = || {
+        let store = open(&b.hot.crash_image(usize::MAX), &b.cold.crash_image(usize::MAX));
+        assert!(block_on(store.hot_view().get(root)).expect("read").is_some());
+        store
+    };
+    let total = {
+        let store = fresh();
+        let mut drain = pin!(store.reify_pending());
+        (1..MANY).find(|_| poll_times(drain.as_mut(), 1).is_some()).expect("ends")
+    };
+    let mut copied_after = 0;
+    for k in 0..total {
+        let store = fresh();
+        let at = format!("deletion after {k} of {total} polls of the drain");
+        let report = {
+            let mut drain = pin!(store.reify_pending());
+            let mut done = poll_times(drain.as_mut(), k).is_some();
+            drive::beside(pin!(store.delete(&victim)), drain.as_mut(), &mut done, MANY).expect("delete");
+            if !done {
+                drive::finish(drain.as_mut(), MANY).expect("reify")
+            } else {
+                Default::default()
+            }
+        };
+        assert_eq!(block_on(store.get(&victim)).expect("get"), None, "{at}: the deleted block is readable");
+        let key = splitstore_core::BlockKey::of(&victim).into_bytes();
+        let hot = block_on(keys(store.hot(), Space::Blocks));
+        assert!(!hot.contains(&key), "{at}: the deleted block is hot");
+        let cold = block_on(keys(store.cold(), Space::Blocks));
+        assert!(!cold.contains(&key), "{at}: the deleted block is cold");
+        copied_after += usize::from(report.copied > 0);
+    }
+    println!("deletion at each of {total} polls of a drain; {copied_after} drains still copied the rest");
+    assert!(copied_after > 0);
+}

@@ -257,6 +257,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
         }
         let _shared = self.txn_lock.read().await;
+        self.write_blocks(blocks).await
+    }
+
+    /// [`SplitStore::put_many`]'s write, for a caller that holds the transaction lock shared
+    /// (so no deletion or purge batch interleaves with what it read before).
+    pub(super) async fn write_blocks(&self, blocks: Vec<(Cid, Vec<u8>)>) -> Result<(), Error> {
         let blocks_cids: Vec<Cid> = blocks.iter().map(|(c, _)| *c).collect();
         let critical: Option<LiveRef> = {
             let s = self.shared.lock();

@@ -9,7 +9,10 @@
 //! [`Config::reify_limit`](crate::Config::reify_limit) objects is not copied at all (as in
 //! the reference: reading a state root must not pull a whole state tree into hot). Otherwise
 //! the blocks are read again and written into hot, deepest first, in batches of
-//! [`PUT_MANY_CHUNK`], so a parent is never hot before its cold children.
+//! [`PUT_MANY_CHUNK`], so a parent is never hot before its cold children. Each batch is read
+//! and written under one shared hold of the transaction lock, which a deletion through the API
+//! takes exclusively: a block deleted before its batch is read is not copied, and one deleted
+//! after is deleted from hot too, so reify never brings a deleted block back.
 //!
 //! # Against a running compaction or prune
 //!
@@ -198,7 +201,10 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         // Deepest first: the walk is breadth first, so its reverse puts children before parents.
         cold.reverse();
         for chunk in cold.chunks(PUT_MANY_CHUNK) {
-            let bytes = self.cold_blocks(chunk).await?;
+            // Read and written under one hold of the lock: a deletion is never between the two,
+            // so a block deleted through the API is never copied back.
+            let _shared = self.txn_lock.read().await;
+            let bytes = self.cold_blocks_locked(chunk).await?;
             let blocks: Vec<(Cid, Vec<u8>)> = chunk.iter().zip(bytes).filter_map(|(c, b)| b.map(|b| (*c, b))).collect();
             // Gone since the walk read them (deleted through the API, or pruned).
             report.missing += (chunk.len() - blocks.len()) as u64;
@@ -206,7 +212,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 continue;
             }
             let (n, size) = (blocks.len() as u64, blocks.iter().map(|(_, b)| b.len() as u64).sum::<u64>());
-            self.put_many(blocks).await?;
+            self.usable()?;
+            self.write_blocks(blocks).await?;
             report.copied += n;
             report.copied_bytes += size;
             Counters::add(&self.counters.reified, n);
@@ -229,8 +236,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
         }
         let rest: Vec<Cid> = cids.iter().zip(&hot).filter(|(_, h)| !**h).map(|(c, _)| *c).collect();
-        drop(_shared);
-        let bytes = self.cold_blocks(&rest).await?;
+        let bytes = self.cold_blocks_locked(&rest).await?;
         let mut found = Vec::with_capacity(rest.len());
         let mut missing = 0;
         for (c, b) in rest.into_iter().zip(bytes) {
@@ -243,11 +249,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     }
 
     /// The cold store's copies of `cids` (`None` where it has none, or may not answer), read
-    /// as the API reads: visibility rules applied, found blocks tracked.
-    async fn cold_blocks(&self, cids: &[Cid]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+    /// as the API reads: visibility rules applied, found blocks tracked. The caller holds the
+    /// transaction lock shared.
+    async fn cold_blocks_locked(&self, cids: &[Cid]) -> Result<Vec<Option<Vec<u8>>>, Error> {
         let mut out = alloc::vec![None; cids.len()];
         let keys: Vec<Vec<u8>> = cids.iter().map(|c| BlockKey::of(c).into_bytes()).collect();
-        let _shared = self.txn_lock.read().await;
         let ask: Vec<usize> = (0..cids.len()).filter(|&i| self.cold_visible(&keys[i])).collect();
         if ask.is_empty() {
             return Ok(out);
