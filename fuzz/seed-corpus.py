@@ -20,7 +20,7 @@ Seeds per target:
           hostile-open inputs;
   ops     operation sequences from a fixed pseudo-random generator, plus hand-written ones
           that drive compactions, interleavings, crashes and reopens, the orders real nodes
-          write in, and deletions.
+          write in, deletions, and reads in use with reify drains.
 """
 
 import hashlib
@@ -347,6 +347,22 @@ def ops_seeds(w):
         n = rng.randrange(20, 120)
         setup = rng.choice([36, 37, 38, 39, 40, 41, 42, 43, 44, 54, 55, 56, 66, 67, 68])
         w.put("ops", bytes([setup]) + bytes(rng.randrange(256) if i % 2 else rng.choice([0, 0, 1, 4, 6, 7, 11, 13, 16, 19, 20, 23, 29, 29, 30, 31]) for i in range(n)))
+    # Reads in use and reify drains (setup / 72 odd; operation bytes 34 to 39): old state read
+    # through the hot view after compactions moved it cold, drains alone and beside an
+    # interleaved compaction (13), deletions (29) and crashes (15).
+    in_use, reify = 34, 39
+    for setup in [73, 74, 79, 80, 109, 110, 115, 116]:
+        base = bytes([setup, 7, 3])
+        w.put("ops", base + bytes(apply * 20) + bytes([in_use, 0, 0, in_use, 5, 1, in_use, 9, 0, reify, 7, 1,
+                                                         in_use, 3, 0, 12, 0, 13, 9, 6, in_use, 2, 0, reify, 0, 0,
+                                                         in_use, 4, 0, reify, 11, 15, 2, 0, in_use, 1, 0, reify]))
+        w.put("ops", base + bytes(apply * 16) + bytes([in_use, 2, 0, 29, 2, reify, in_use, 6, 1, 14, 20, reify,
+                                                         15, 3, 1, in_use, 2, 0, 13, 4, 5, reify, in_use, 8, 0,
+                                                         0, 0, reify, 11]))
+    for _ in range(40):
+        n = rng.randrange(20, 120)
+        setup = rng.choice([73, 74, 79, 80, 85, 86, 109, 110, 115, 116])
+        w.put("ops", bytes([setup]) + bytes(rng.randrange(256) if i % 2 else rng.choice([0, 0, 0, 1, 4, 7, 11, 13, 15, 34, 35, 39]) for i in range(n)))
 
 
 def main():

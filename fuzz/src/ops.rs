@@ -4,7 +4,7 @@
 //! The input's first bytes choose the compaction mode, the chain and the batch sizes; the rest
 //! is decoded as operations: apply the next epoch as head (and run, hold or drop the
 //! compaction it decides), put new blocks linking earlier ones, get and has (of written and of
-//! never-written blocks), manual compactions, a compaction interleaved with foreground
+//! never-written blocks), reads in use through the hot view and reify drains, manual compactions, a compaction interleaved with foreground
 //! operations on the seeded executor, arming a fault fuse that makes every backend call from
 //! the k-th on fail as if the process died, and reopening (cleanly, or from a crash image
 //! keeping none, some or all of the writes that were not yet durable).
@@ -92,13 +92,26 @@ enum Op {
     /// Delete a block written by a put (not a chain block): it must never be readable again,
     /// and nothing else may go.
     Delete { sel: u8 },
+    /// Get (`how` even) or `has` of a written block through the hot view (a read in use): a
+    /// cold hit queues its DAG to be copied into hot.
+    ReadInUse { sel: u8, how: u8 },
+    /// Drain the reify queue: copy the cold DAGs read in use into hot.
+    Reify,
 }
 
 /// Decodes one operation. `orders` (chosen by the setup byte) adds the operations of the
-/// orders real nodes produce to the alphabet, and `deletes` deletions; without them every input
-/// decodes as it did before they existed, so the recorded findings replay unchanged.
-fn decode(b: &mut Bytes<'_>, orders: bool, deletes: bool) -> Op {
+/// orders real nodes produce to the alphabet, `deletes` deletions, and `reify` reads in use
+/// and reify drains; without them every input decodes as it did before they existed, so the
+/// recorded findings replay unchanged.
+fn decode(b: &mut Bytes<'_>, a: Alphabet) -> Op {
+    let Alphabet { orders, deletes, reify } = a;
     let v = b.u8();
+    if reify && v % 40 >= 34 {
+        return match v % 40 {
+            34..=37 => Op::ReadInUse { sel: b.u8(), how: b.u8() },
+            _ => Op::Reify,
+        };
+    }
     if deletes && v % 32 >= 29 {
         return Op::Delete { sel: b.u8() };
     }
@@ -128,6 +141,14 @@ fn decode(b: &mut Bytes<'_>, orders: bool, deletes: bool) -> Op {
         14 => Op::Arm { k: b.u16() },
         _ => Op::Reopen { kind: b.u8(), n: b.u8() },
     }
+}
+
+/// Which operations the input's alphabet holds beyond the first ones (see [`decode`]).
+#[derive(Clone, Copy, Debug)]
+struct Alphabet {
+    orders: bool,
+    deletes: bool,
+    reify: bool,
 }
 
 /// True for operations a foreground task may run while a compaction runs.
@@ -215,6 +236,8 @@ async fn run(data: &[u8]) {
     // their future completes, for half of the setups (the others decode as before them).
     let orders = setup / 6 % 2 == 1;
     let deletes = setup / 36 % 2 == 1;
+    let reify = setup / 72 % 2 == 1;
+    let alphabet = Alphabet { orders, deletes, reify };
     let steps = if orders {
         [WriteSteps::Never, WriteSteps::PerEntry, WriteSteps::AfterApplying][usize::from(setup / 12 % 3)]
     } else {
@@ -229,7 +252,7 @@ async fn run(data: &[u8]) {
     let mut ops = 0;
     while !b.is_empty() && ops < MAX_OPS {
         ops += 1;
-        let op = decode(&mut b, orders, deletes);
+        let op = decode(&mut b, alphabet);
         trace!("op {ops}: {op:?} (applied {}, generation {})", r.m.borrow().applied, r.m.borrow().generation);
         match op {
             Op::Compact => r.compact().await,
@@ -240,8 +263,7 @@ async fn run(data: &[u8]) {
             }
             Op::DropHeld => drop(r.held.take()),
             Op::Interleave { seed, count } => {
-                let sub: Vec<Op> =
-                    (0..1 + count % 8).map(|_| decode(&mut b, orders, deletes)).filter(foreground).collect();
+                let sub: Vec<Op> = (0..1 + count % 8).map(|_| decode(&mut b, alphabet)).filter(foreground).collect();
                 r.interleave(u64::from(seed), &sub, orders).await;
             }
             Op::Arm { k } => {
@@ -380,6 +402,8 @@ impl Run {
             }
         }
         let m = self.m.get_mut();
+        // The reify queue lives in memory: what was read in use before is copied by no drain.
+        m.in_use.clear();
         if !clean {
             let keep = match kind % 4 {
                 1 | 0 => 0,

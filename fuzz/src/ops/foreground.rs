@@ -212,10 +212,17 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
             }
             None
         }
-        Op::Get { sel } | Op::Has { sel } => {
+        Op::Get { sel } | Op::Has { sel } | Op::ReadInUse { sel, .. } => {
             let cid = m.borrow().pick(sel)?;
-            let found = if let Op::Get { .. } = op {
-                match store.get(&cid).await {
+            // Reads in use go through the hot view: a cold hit queues its DAG for reify.
+            let (get, in_use) = match op {
+                Op::ReadInUse { how, .. } => (how % 2 == 0, true),
+                _ => (matches!(op, Op::Get { .. }), false),
+            };
+            let view = store.hot_view();
+            let found = if get {
+                let got = if in_use { view.get(&cid).await } else { store.get(&cid).await };
+                match got {
                     Ok(got) => {
                         if let Some(got) = &got {
                             // A get that raced a deletion may still find the block.
@@ -235,7 +242,7 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
                     }
                 }
             } else {
-                match store.has(&cid).await {
+                match if in_use { view.has(&cid).await } else { store.has(&cid).await } {
                     Ok(h) => h,
                     Err(e) => {
                         blown(&e, "has");
@@ -246,8 +253,21 @@ pub(super) async fn fg(store: &Store, m: &RefCell<Model>, op: Op) -> Option<Pend
             let mut m = m.borrow_mut();
             if found {
                 m.read(&cid);
+                if in_use {
+                    m.in_use.push(cid);
+                }
             } else {
                 assert!(!m.required(&cid), "a required block {cid} is not found");
+            }
+            None
+        }
+        Op::Reify => {
+            match store.reify_pending().await {
+                Ok(report) => {
+                    trace!("reify: {report:?}");
+                    m.borrow_mut().reified();
+                }
+                Err(e) => blown(&e, "reify_pending"),
             }
             None
         }

@@ -152,6 +152,11 @@ pub struct Model {
     /// Deletions whose call has not returned (in flight, failed or dropped): each has taken
     /// effect or not, as a crash shows.
     pub deleting: HashSet<Vec<u8>>,
+    /// Blocks read in use (through the hot view) since the last reify drain ended.
+    pub in_use: Vec<Cid>,
+    /// Roots of reify drains, with the generation each drain ended in: their DAGs' cold parts
+    /// were copied into hot then, by writes a compaction of that generation protects.
+    pub reify_roots: Vec<(Cid, u64)>,
 }
 
 impl Model {
@@ -178,6 +183,8 @@ impl Model {
             writing: HashSet::new(),
             deleted: HashMap::new(),
             deleting: HashSet::new(),
+            in_use: Vec::new(),
+            reify_roots: Vec::new(),
         }
     }
 
@@ -263,6 +270,14 @@ impl Model {
     }
 
     /// A transaction opened with `head` as its head: earlier touches stop being required.
+    /// A reify drain ended: what was read in use before it was copied into hot (or not, when
+    /// a limit said so) in the current generation.
+    pub fn reified(&mut self) {
+        let g = self.generation;
+        let roots: Vec<Cid> = self.in_use.drain(..).collect();
+        self.reify_roots.extend(roots.into_iter().map(|c| (c, g)));
+    }
+
     pub fn transaction_opened(&mut self, head: &[Cid]) {
         self.generation += 1;
         self.txn = Some((head.to_vec(), self.generation));
@@ -394,6 +409,7 @@ impl Model {
         let mut roots: Vec<Cid> = self.touched.values().filter(|(_, t)| *t >= g).map(|(c, _)| *c).collect();
         roots.extend(self.attempted.iter().filter(|(_, _, t)| *t >= g).map(|(c, _, _)| *c));
         roots.extend(self.applied_in.iter().filter(|(_, t)| *t >= g).flat_map(|(ts, _)| ts.iter().copied()));
+        roots.extend(self.reify_roots.iter().filter(|(_, t)| *t >= g).map(|(c, _)| *c));
         let mut allowed = closure_beside(&all, &roots, &chain, |_| true);
         allowed.extend(chain);
         let stale: Vec<String> = self
