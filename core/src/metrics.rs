@@ -178,6 +178,12 @@ impl Counters {
         Self::add(&self.bytes_written, bytes);
     }
 
+    /// API operations completed so far (lookups, write batches, deletions): a change between
+    /// two readings means someone used the store meanwhile.
+    pub fn foreground_ops(&self) -> u64 {
+        self.lookups.get() + self.write_batches.get() + self.blocks_deleted.get()
+    }
+
     /// A compaction finished with `r`.
     pub fn compaction_finished(&self, r: &CompactionReport) {
         Self::add(&self.compactions_finished, 1);

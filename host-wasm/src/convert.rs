@@ -40,9 +40,12 @@ export interface SplitStoreConfig {
   batchSize?: number;
   /** Objects visited between yields to the event loop (default 256 in the browser). */
   yieldEvery?: number;
-  /** After this many ms of purge work the purge paces itself (default 1000). */
+  /**
+   * After this many ms of purge work the purge paces itself while the store is in use
+   * (default 1000); nobody using the store, it never pauses.
+   */
   purgePaceAfterMs?: number;
-  /** Sleep/work ratio once the purge paces itself (default 4). */
+  /** Sleep/work ratio once the purge paces itself, while the store is in use (default 4). */
   purgeSleepFactor?: number;
   /** Check every block's hash on put (default false). */
   verifyPuts?: boolean;

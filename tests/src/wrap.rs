@@ -197,3 +197,58 @@ impl<K: Kv> Kv for DeletesKv<K> {
         self.inner.capabilities()
     }
 }
+
+/// A backend whose writes of blocks take `ms` milliseconds of a [`ManualClock`] each (the
+/// clock advances as the write is issued), so a compaction's phases have a cost a test can
+/// measure against the time they took.
+#[derive(Clone, Debug)]
+pub struct SlowWritesKv<K> {
+    /// The backend.
+    pub inner: K,
+    /// The clock the writes advance.
+    pub clock: splitstore_core::mem::ManualClock,
+    /// Milliseconds per write.
+    pub ms: u64,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl<K: Kv> Kv for SlowWritesKv<K> {
+    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(space, key).await
+    }
+    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        self.inner.get_many(space, keys).await
+    }
+    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
+        self.inner.has(space, key).await
+    }
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        if batch.ops().iter().any(|op| op.space() == Space::Blocks) {
+            self.clock.advance(self.ms);
+        }
+        YieldOnce::default().await;
+        self.inner.write(batch).await
+    }
+    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
+        self.inner.scan_keys(space, after, limit).await
+    }
+    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        self.inner.scan(space, after, limit).await
+    }
+    async fn flush(&self) -> Result<(), KvError> {
+        self.inner.flush().await
+    }
+    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
+        self.inner.stats(space).await
+    }
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        self.inner.estimate(space).await
+    }
+    async fn footprint(&self) -> Result<Option<u64>, KvError> {
+        self.inner.footprint().await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+}

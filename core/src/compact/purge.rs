@@ -44,6 +44,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         progress.report(&Progress { phase: Phase::Purge, done: 0, total: Some(report.dead) });
         let mut after: Option<Vec<u8>> = None;
         let mut work_ms = 0u64;
+        let mut foreground = self.counters.foreground_ops();
         loop {
             self.yield_point().await?;
             let started = self.clock.now_millis();
@@ -88,12 +89,15 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
             after = Some(last);
             progress.report(&Progress { phase: Phase::Purge, done: report.purged, total: Some(report.dead) });
-            // Pace: after the first stretch of work, sleep a multiple of each page's time so
-            // the foreground keeps most of the store's throughput.
+            // Pace while the store is in use (`Config::purge_pause`): API calls completed since
+            // the previous page began.
             let took = self.clock.now_millis().saturating_sub(started);
             work_ms += took;
-            if live.is_some() && work_ms > self.config.purge_pace_after_ms && took > 0 {
-                self.clock.sleep(took.saturating_mul(self.config.purge_sleep_factor as u64)).await;
+            let seen = self.counters.foreground_ops();
+            let pause = self.config.purge_pause(work_ms, took, seen - foreground);
+            foreground = seen;
+            if live.is_some() && pause > 0 {
+                self.clock.sleep(pause).await;
             }
         }
         Ok(())

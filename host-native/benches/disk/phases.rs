@@ -274,6 +274,18 @@ pub fn phase_run(fx: &Fixture, mode: Mode, live: &mut Option<LiveSet>) -> BenchR
     })
 }
 
+/// A discard compaction of a fresh copy with the default pacing and no foreground: total and
+/// purge seconds.
+pub fn paced_idle_run(fx: &Fixture) -> BenchResult<(f64, f64)> {
+    let dir = fx.copy("paced")?;
+    let store = open_store(&dir, engine_config(Mode::Discard, true)?, default_read_threads())?;
+    let report = block_on(store.compact(&splitstore_core::NoProgress))?;
+    block_on(store.close())?;
+    drop(store);
+    fx.remove(&dir)?;
+    Ok((report.total_ms as f64 / 1000.0, phase_secs(&report, &[Phase::Purge])))
+}
+
 /// Mark throughput on a warm store.
 #[derive(Clone, Debug, Default)]
 pub struct MarkRun {

@@ -4,7 +4,7 @@
 use super::{
     fixture::{Fixture, LiveSet, PAGE},
     foreground::{foreground_run, Latency, IDLE, OPS_PER_SEC, PUT_EVERY},
-    phases::{mark_run, phase_run, PhaseRun, MARK_BATCH, ROWS},
+    phases::{mark_run, paced_idle_run, phase_run, PhaseRun, MARK_BATCH, ROWS},
     recovery::{recovery_run, KillPoint},
     stats::{median, phase_secs, ratio},
     BenchResult,
@@ -135,6 +135,27 @@ pub fn section_phases(
         verdict(worst, RATIO_TARGET)
     ));
     let discard = &results[1];
+    // The same discard compaction with the default pacing, on a store nobody uses: the purge
+    // pauses only while someone uses the store, so it should cost what the unpaced one does.
+    let paced = paced_idle_run(fx)?;
+    let unpaced_total = median(&discard.iter().map(|r| r.report.total_ms as f64 / 1000.0).collect::<Vec<_>>());
+    let unpaced_purge = median(&discard.iter().map(|r| phase_secs(&r.report, &[Phase::Purge])).collect::<Vec<_>>());
+    println!(
+        "idle store, default pacing: compaction {:.2} s (purge {:.2} s) vs unpaced {unpaced_total:.2} s (purge \
+         {unpaced_purge:.2} s): {:.2}x",
+        paced.0,
+        paced.1,
+        ratio(paced.0, unpaced_total)
+    );
+    summary.push(String::new());
+    summary.push(format!(
+        "Idle store, default pacing (`purge_pace_after_ms` 1000, factor 4, which pause only while the store is used): \
+         discard compaction {:.2} s, purge {:.2} s, against the unpaced median {unpaced_total:.2} s and purge \
+         {unpaced_purge:.2} s: **{:.2}×**.",
+        paced.0,
+        paced.1,
+        ratio(paced.0, unpaced_total)
+    ));
     let per_batch = median(
         &discard.iter().map(|r| r.engine[3] / (r.report.dead as f64 / PAGE as f64).ceil().max(1.0)).collect::<Vec<_>>(),
     );
