@@ -9,7 +9,7 @@ use std::{
 use futures::executor::block_on;
 use splitstore_core::{
     kv::{Kv, Space, WriteBatch},
-    CompactionReport, Mode, Phase, Progress, ProgressSink,
+    CompactionReport, Config, Mode, NoProgress, Phase, Progress, ProgressSink,
 };
 use splitstore_native::FjallKv;
 
@@ -274,12 +274,13 @@ pub fn phase_run(fx: &Fixture, mode: Mode, live: &mut Option<LiveSet>) -> BenchR
     })
 }
 
-/// A discard compaction of a fresh copy with the default pacing and no foreground: total and
-/// purge seconds.
+/// A discard compaction of a fresh copy with pacing from the first page (the default factor,
+/// `purge_pace_after_ms` 0) and no foreground: total and purge seconds.
 pub fn paced_idle_run(fx: &Fixture) -> BenchResult<(f64, f64)> {
     let dir = fx.copy("paced")?;
-    let store = open_store(&dir, engine_config(Mode::Discard, true)?, default_read_threads())?;
-    let report = block_on(store.compact(&splitstore_core::NoProgress))?;
+    let config = Config { purge_pace_after_ms: 0, ..engine_config(Mode::Discard, true)? };
+    let store = open_store(&dir, config, default_read_threads())?;
+    let report = block_on(store.compact(&NoProgress))?;
     block_on(store.close())?;
     drop(store);
     fx.remove(&dir)?;
