@@ -229,3 +229,15 @@ fn a_block_deleted_during_a_reify_is_not_copied_back() {
     println!("deletion at each of {total} polls of a drain; {copied_after} drains still copied the rest");
     assert!(copied_after > 0);
 }
+
+/// A crash at every backend call of a drain, with three survival variants.
+#[test]
+fn reify_crash_matrix_every_call() {
+    let b = block_on(reify_base(77, 40));
+    let s = block_on(splitstore_conformance::reify::reify_crash_matrix(&b, 1));
+    println!(
+        "reify crash matrix: {} calls, {} crash points, {} left a partial copy",
+        s.calls, s.crash_points, s.partial
+    );
+    assert!(s.calls > 3 && s.crash_points >= 3 * s.calls);
+}

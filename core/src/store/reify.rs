@@ -8,8 +8,9 @@
 //! while it is live) and reading the rest from cold. A root whose cold part has more than
 //! [`Config::reify_limit`](crate::Config::reify_limit) objects is not copied at all (as in
 //! the reference: reading a state root must not pull a whole state tree into hot). Otherwise
-//! the blocks are read again and written into hot, deepest first, in batches of
-//! [`PUT_MANY_CHUNK`], so a parent is never hot before its cold children. Each batch is read
+//! the blocks are read again and written into hot children first (a post-order of the cold
+//! sub-DAG), in batches of [`Config::batch_size`](crate::Config::batch_size) (at most
+//! [`PUT_MANY_CHUNK`]), so a parent is never hot before its cold children. Each batch is read
 //! and written under one shared hold of the transaction lock, which a deletion through the API
 //! takes exclusively: a block deleted before its batch is read is not copied, and one deleted
 //! after is deleted from hot too, so reify never brings a deleted block back.
@@ -172,35 +173,36 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let mut seen = CidSet::default();
         seen.insert(root);
         let mut frontier = VecDeque::from([root]);
-        let mut cold: Vec<Cid> = Vec::new();
+        // The cold blocks found, in walk order, each with the links it has.
+        let mut cold: Vec<(Cid, Vec<Cid>)> = Vec::new();
         while !frontier.is_empty() {
             self.usable()?;
             let batch: Vec<Cid> = frontier.drain(..frontier.len().min(REIFY_BATCH)).collect();
             let (found, missing) = self.cold_part(&batch).await?;
             report.missing += missing;
             report.walked += found.len() as u64;
-            let mut children = Vec::new();
             for (cid, bytes) in found {
-                cold.push(cid);
-                if cold.len() > limit {
+                if cold.len() == limit {
                     report.aborted += 1;
                     Counters::add(&self.counters.reify_aborted, 1);
                     return Ok(());
                 }
+                let mut children = Vec::new();
                 if may_have_links(&cid) {
                     // A malformed block is copied with the links readable before the damage.
                     let _ = links::for_each_link(&bytes, |l| children.push(l));
                 }
-            }
-            for c in children {
-                if !is_unitary(&c) && seen.insert(c) {
-                    frontier.push_back(c);
+                children.retain(|c| !is_unitary(c));
+                for c in &children {
+                    if seen.insert(*c) {
+                        frontier.push_back(*c);
+                    }
                 }
+                cold.push((cid, children));
             }
         }
-        // Deepest first: the walk is breadth first, so its reverse puts children before parents.
-        cold.reverse();
-        for chunk in cold.chunks(PUT_MANY_CHUNK) {
+        let cold = children_first(cold);
+        for chunk in cold.chunks(self.config.batch_size.clamp(1, PUT_MANY_CHUNK)) {
             // Read and written under one hold of the lock: a deletion is never between the two,
             // so a block deleted through the API is never copied back.
             let _shared = self.txn_lock.read().await;
@@ -269,5 +271,61 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
         self.track(&read);
         Ok(out)
+    }
+}
+
+/// The blocks of `found` (each with its links) ordered so that every block comes after those
+/// of its links that `found` holds: a post-order of the sub-DAG, iterative.
+fn children_first(found: Vec<(Cid, Vec<Cid>)>) -> Vec<Cid> {
+    type Index = hashbrown::HashMap<Cid, usize, core::hash::BuildHasherDefault<siphasher::sip::SipHasher13>>;
+    let index: Index = found.iter().enumerate().map(|(i, (c, _))| (*c, i)).collect();
+    let mut done = alloc::vec![false; found.len()];
+    let mut out = Vec::with_capacity(found.len());
+    for start in 0..found.len() {
+        if done[start] {
+            continue;
+        }
+        // (block, links of it visited so far)
+        let mut stack = alloc::vec![(start, 0usize)];
+        done[start] = true;
+        while let Some((i, next)) = stack.pop() {
+            let links = &found[i].1;
+            match links[next..].iter().position(|l| index.get(l).is_some_and(|&j| !done[j])) {
+                Some(skip) => {
+                    let j = index[&links[next + skip]];
+                    done[j] = true;
+                    stack.push((i, next + skip + 1));
+                    stack.push((j, 0));
+                }
+                None => out.push(found[i].0),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::dag_cbor_blake2b_cid;
+
+    /// Each block comes after every link `found` holds, also for a block reached at two depths
+    /// (where the reverse of a breadth-first order would put a parent first).
+    #[test]
+    fn children_come_first_at_any_depth() {
+        let [r, a, b, c, x] = [1u8, 2, 3, 4, 5].map(|n| dag_cbor_blake2b_cid(&[n]));
+        // r → a, b; b → c; c → a, x (x is not in `found`: hot, or absent).
+        let found =
+            alloc::vec![(r, alloc::vec![a, b]), (a, alloc::vec![]), (b, alloc::vec![c]), (c, alloc::vec![a, x]),];
+        let bfs_reversed: Vec<Cid> = found.iter().rev().map(|(c, _)| *c).collect();
+        let pos = |order: &[Cid], c: Cid| order.iter().position(|o| *o == c).expect("present");
+        assert!(pos(&bfs_reversed, c) < pos(&bfs_reversed, a), "the case a reversed walk gets wrong");
+        let order = children_first(found.clone());
+        assert_eq!(order.len(), 4);
+        for (parent, links) in &found {
+            for l in links.iter().filter(|l| found.iter().any(|(f, _)| f == *l)) {
+                assert!(pos(&order, *l) < pos(&order, *parent), "{l} after its parent {parent}");
+            }
+        }
     }
 }
