@@ -254,12 +254,20 @@ async fn warmup_on_indexeddb() {
 }
 
 /// Reify on IndexedDB: a cold DAG read through the hot view is copied into hot, within the
-/// per-DAG limit and the queue's bound.
+/// per-DAG limit and the queue's bound; a drain crashed at every second backend call leaves a
+/// store whose next drain completes the copy.
 #[wasm_bindgen_test]
 async fn reify_on_indexeddb() {
     let base = reify::reify_base(74, 30).await;
     let s = reify::reify_copies_cold_dags_read_in_use(&|| LazyIdb::fresh("reify"), &base).await;
     log(&format!("reify on IndexedDB copied {} blocks", s.copied));
+    support::cleanup().await;
+    let m = reify::reify_crash_matrix_on(&|| LazyIdb::fresh("reify-crash"), &base, 2).await;
+    log(&format!(
+        "reify crash matrix on IndexedDB: {} calls, {} points, {} partial copies",
+        m.calls, m.crash_points, m.partial
+    ));
+    assert!(m.crash_points > 3);
     support::cleanup().await;
 }
 

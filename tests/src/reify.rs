@@ -176,11 +176,6 @@ pub async fn reify_copies_cold_dags_read_in_use<K: Kv>(make: &dyn Fn() -> K, b: 
     ReifySummary { copied: part.len() as u64, cold_part: part.len() }
 }
 
-/// The links of the block under `key` in `u` (none for a leaf or an unknown key).
-fn oracle_links(u: &Universe, key: &[u8]) -> Vec<Cid> {
-    u.blocks.get(key).and_then(|b| links(b)).unwrap_or_default()
-}
-
 /// What [`reify_crash_matrix`] covered.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReifyCrashStats {
@@ -192,82 +187,139 @@ pub struct ReifyCrashStats {
     pub partial: u64,
 }
 
-/// Crashes a reify drain of `b`'s first root at every `stride`-th backend call, with each
-/// survival variant. After each crash: cold is exactly as before (reify never writes it), hot
-/// holds what it held plus part of the root's cold part and nothing else, every hot block has
-/// its own bytes, the reopened store finds nothing live missing, and a new read in use and
-/// drain complete the copy.
-pub async fn reify_crash_matrix(b: &ReifyBase, stride: u64) -> ReifyCrashStats {
-    use crate::{
-        crash::{image, Survival},
-        fault::{Fault, FaultKv},
-    };
+/// Settings of the reify crash matrices: small batches, so a crash can fall between two
+/// batches of the copy.
+fn crash_config() -> Config {
+    Config { batch_size: 4, ..reify_config() }
+}
+
+/// What the crash matrices compare against: the stores' keys before the drain, and the blocks.
+struct Before {
+    hot: HashSet<Vec<u8>>,
+    cold: HashSet<Vec<u8>>,
+    u: Universe,
+}
+
+impl Before {
+    async fn of(b: &ReifyBase) -> Self {
+        Before {
+            hot: keys(&b.hot, Space::Blocks).await,
+            cold: keys(&b.cold, Space::Blocks).await,
+            u: universe_of(&b.hot, &b.cold).await,
+        }
+    }
+}
+
+/// Opens `hot` and `cold` behind one fault fuse, reads `root` through the hot view and returns
+/// the store, ready for a drain.
+async fn opened_with_a_read<K: Kv>(
+    hot: K,
+    cold: K,
+    fault: &crate::fault::Fault,
+    root: &Cid,
+) -> SplitStore<crate::fault::FaultKv<K>, ManualClock> {
+    use crate::fault::FaultKv;
+    let store = SplitStore::open(
+        FaultKv::new(hot, fault.clone()),
+        FaultKv::new(cold, fault.clone()),
+        ManualClock::new(0),
+        crash_config(),
+    )
+    .await
+    .expect("open");
+    assert!(store.hot_view().get(root).await.expect("read").is_some());
+    store
+}
+
+/// After a drain of `b`'s first root crashed: cold is as before (reify never writes it), hot
+/// holds what it held plus part of the root's cold part and nothing else, every copy has its
+/// own bytes and came after its cold children, the reopened store finds nothing live missing,
+/// and a new read in use and drain complete the copy. True when the copy was partial.
+async fn check_after_crash<K: Kv>(at: &str, hot: &K, cold: &K, b: &ReifyBase, before: &Before) -> bool {
     let (root, part) = &b.roots[0];
-    // Small batches, so a crash can fall between two batches of the copy.
-    let cfg = Config { batch_size: 4, ..reify_config() };
-    let open_faulty = |h: MemKv, c: MemKv, fault: &Fault| {
-        SplitStore::open(
-            FaultKv::new(h, fault.clone()),
-            FaultKv::new(c, fault.clone()),
-            ManualClock::new(0),
-            cfg.clone(),
-        )
-    };
-    let (hot_before, cold_before) = (keys(&b.hot, Space::Blocks).await, keys(&b.cold, Space::Blocks).await);
-    let u = universe_of(&b.hot, &b.cold).await;
-    let calls = {
-        let fault = Fault::new();
-        let store =
-            open_faulty(b.hot.crash_image(usize::MAX), b.cold.crash_image(usize::MAX), &fault).await.expect("open");
-        assert!(store.hot_view().get(root).await.expect("read").is_some());
-        fault.reset_ops();
-        store.reify_pending().await.expect("reify");
-        fault.ops()
-    };
+    assert_eq!(keys(cold, Space::Blocks).await, before.cold, "{at}: cold changed");
+    let hot_now = keys(hot, Space::Blocks).await;
+    assert!(hot_now.is_superset(&before.hot), "{at}: hot lost blocks");
+    let gained: Vec<&Vec<u8>> = hot_now.difference(&before.hot).collect();
+    for key in &gained {
+        assert!(part.contains_key(*key), "{at}: hot gained what the DAG does not hold");
+        let bytes = hot.get(Space::Blocks, key).await.expect("read");
+        assert_eq!(bytes.as_ref(), before.u.blocks.get(*key), "{at}: a copy's bytes differ");
+        let links = before.u.blocks.get(*key).and_then(|b| links(b)).unwrap_or_default();
+        assert!(
+            links.iter().filter(|l| part.contains_key(&key_of(l))).all(|l| hot_now.contains(&key_of(l))),
+            "{at}: a copied block is hot before its cold children"
+        );
+    }
+    let store = SplitStore::open(hot, cold, ManualClock::new(0), crash_config())
+        .await
+        .unwrap_or_else(|e| panic!("{at}: reopen: {e}"));
+    assert_eq!(store.check().await.expect("check").missing, 0, "{at}: live blocks missing");
+    assert!(store.hot_view().get(root).await.expect("read").is_some(), "{at}: the root reads");
+    store.reify_pending().await.unwrap_or_else(|e| panic!("{at}: reify after the crash: {e}"));
+    let hot_after = keys(hot, Space::Blocks).await;
+    assert!(part.keys().all(|k| hot_after.contains(k)), "{at}: a new drain did not complete the copy");
+    store.close().await.expect("close");
+    !gained.is_empty() && gained.len() < part.len()
+}
+
+/// Backend calls of one drain of `b`'s first root.
+async fn count_drain_calls<K: Kv>(hot: K, cold: K, b: &ReifyBase) -> u64 {
+    let fault = crate::fault::Fault::new();
+    let store = opened_with_a_read(hot, cold, &fault, &b.roots[0].0).await;
+    fault.reset_ops();
+    store.reify_pending().await.expect("reify");
+    fault.ops()
+}
+
+/// Crashes a reify drain of `b`'s first root at every `stride`-th backend call, with each
+/// survival variant, and checks each crashed store ([`check_after_crash`]).
+pub async fn reify_crash_matrix(b: &ReifyBase, stride: u64) -> ReifyCrashStats {
+    use crate::crash::{image, Survival};
+    let before = Before::of(b).await;
+    let calls = count_drain_calls(b.hot.crash_image(usize::MAX), b.cold.crash_image(usize::MAX), b).await;
     let mut stats = ReifyCrashStats { calls, ..ReifyCrashStats::default() };
-    let mut k = 0;
-    while k < calls {
+    for k in (0..calls).step_by(stride as usize) {
         for survival in [Survival::DurableOnly, Survival::Half, Survival::Everything] {
             let (h, c) = (b.hot.crash_image(usize::MAX), b.cold.crash_image(usize::MAX));
-            let fault = Fault::new();
-            let store = open_faulty(h.clone(), c.clone(), &fault).await.expect("open");
-            assert!(store.hot_view().get(root).await.expect("read").is_some());
+            let fault = crate::fault::Fault::new();
+            let store = opened_with_a_read(h.clone(), c.clone(), &fault, &b.roots[0].0).await;
             fault.arm(k);
             assert!(store.reify_pending().await.is_err(), "the drain survived call {k}");
             drop(store);
             let (h2, c2) = (image(&h, survival), image(&c, survival));
             let at = format!("crash at call {k} of {calls}, {survival:?}");
-            assert_eq!(keys(&c2, Space::Blocks).await, cold_before, "{at}: cold changed");
-            let hot_now = keys(&h2, Space::Blocks).await;
-            assert!(hot_now.is_superset(&hot_before), "{at}: hot lost blocks");
-            let gained: Vec<&Vec<u8>> = hot_now.difference(&hot_before).collect();
-            assert!(gained.iter().all(|k| part.contains_key(*k)), "{at}: hot gained what the DAG does not hold");
-            for key in &gained {
-                let bytes = h2.get(Space::Blocks, key).await.expect("read");
-                assert_eq!(bytes.as_ref(), u.blocks.get(*key), "{at}: a copy's bytes differ");
-            }
-            stats.partial += u64::from(!gained.is_empty() && gained.len() < part.len());
-            // Children first: a copied block's links in the DAG's cold part were copied before it.
-            for key in &gained {
-                let links = oracle_links(&u, key);
-                let cold_only: Vec<_> = links.iter().filter(|l| part.contains_key(&key_of(l))).collect();
-                assert!(
-                    cold_only.iter().all(|l| hot_now.contains(&key_of(l))),
-                    "{at}: a copied block is hot before its cold children"
-                );
-            }
-            let store = SplitStore::open(&h2, &c2, ManualClock::new(0), cfg.clone())
-                .await
-                .unwrap_or_else(|e| panic!("{at}: reopen: {e}"));
-            assert_eq!(store.check().await.expect("check").missing, 0, "{at}: live blocks missing");
-            assert!(store.hot_view().get(root).await.expect("read").is_some(), "{at}: the root reads");
-            store.reify_pending().await.unwrap_or_else(|e| panic!("{at}: reify after the crash: {e}"));
-            let hot_after = keys(&h2, Space::Blocks).await;
-            let lacking = part.keys().filter(|k| !hot_after.contains(*k)).count();
-            assert_eq!(lacking, 0, "{at}: a new drain did not complete the copy");
+            stats.partial += u64::from(check_after_crash(&at, &h2, &c2, b, &before).await);
             stats.crash_points += 1;
         }
-        k += stride;
+    }
+    stats
+}
+
+/// The reify crash matrix on a backend whose committed writes all survive (the on-disk store
+/// after `kill -9`, IndexedDB after a reload): `make` returns a fresh, empty backend.
+pub async fn reify_crash_matrix_on<K: Kv>(make: &dyn Fn() -> K, b: &ReifyBase, stride: u64) -> ReifyCrashStats {
+    let before = Before::of(b).await;
+    let fresh = || async {
+        let (h, c) = (make(), make());
+        copy_into(&b.hot, &h).await;
+        copy_into(&b.cold, &c).await;
+        (h, c)
+    };
+    let (h, c) = fresh().await;
+    let calls = count_drain_calls(&h, &c, b).await;
+    let mut stats = ReifyCrashStats { calls, ..ReifyCrashStats::default() };
+    for k in (0..calls).step_by(stride as usize) {
+        let (h, c) = fresh().await;
+        let fault = crate::fault::Fault::new();
+        {
+            let store = opened_with_a_read(&h, &c, &fault, &b.roots[0].0).await;
+            fault.arm(k);
+            assert!(store.reify_pending().await.is_err(), "the drain survived call {k}");
+        }
+        let at = format!("crash at call {k} of {calls}");
+        stats.partial += u64::from(check_after_crash(&at, &h, &c, b, &before).await);
+        stats.crash_points += 1;
     }
     stats
 }

@@ -103,6 +103,9 @@ fn reify_on_disk() {
     let base = block_on(reify::reify_base(75, 30));
     let s = block_on(reify::reify_copies_cold_dags_read_in_use(&|| disks.make(), &base));
     println!("on-disk reify copied {} blocks", s.copied);
+    let m = block_on(reify::reify_crash_matrix_on(&|| disks.make(), &base, 1));
+    println!("on-disk reify crash matrix: {} calls, {} points, {} partial copies", m.calls, m.crash_points, m.partial);
+    assert!(m.crash_points > 3);
 }
 
 #[test]
