@@ -14,30 +14,16 @@
 //
 // Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
 
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer } from '../server.mjs';
+import { arg, bytesUnder, CHROMIUM } from './common.mjs';
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? dflt : Number(process.argv[i + 1]);
-};
 const ENTRIES = arg('entries', 100_000);
 const BYTES = arg('bytes', 400);
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
-
-/** Bytes of every file under `dir`. */
-function bytesUnder(dir) {
-  let total = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    total += e.isDirectory() ? bytesUnder(p) : statSync(p).size;
-  }
-  return total;
-}
 
 /** Helpers defined in the page: promisified requests, transactions and opens. */
 function pageHelpers() {

@@ -11,29 +11,15 @@
 //
 // Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
 
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer } from '../server.mjs';
+import { arg, bytesUnder, CHROMIUM } from './common.mjs';
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? dflt : Number(process.argv[i + 1]);
-};
 const BLOCKS = arg('blocks', 100_000);
 const STATE = arg('state', 2000);
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-
-/** Bytes of every file under `dir`. */
-function bytesUnder(dir) {
-  let total = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    total += e.isDirectory() ? bytesUnder(p) : statSync(p).size;
-  }
-  return total;
-}
 
 const profile = mkdtempSync(join(tmpdir(), 'splitstore-idb-space-'));
 const server = await startServer({ port: 0 });
