@@ -20,7 +20,7 @@ Seeds per target:
           hostile-open inputs;
   ops     operation sequences from a fixed pseudo-random generator, plus hand-written ones
           that drive compactions, interleavings, crashes and reopens, the orders real nodes
-          write in, deletions, and reads in use with reify drains.
+          write in, deletions, reads in use with reify drains, and cold prunes.
 """
 
 import hashlib
@@ -363,6 +363,24 @@ def ops_seeds(w):
         n = rng.randrange(20, 120)
         setup = rng.choice([73, 74, 79, 80, 85, 86, 109, 110, 115, 116])
         w.put("ops", bytes([setup]) + bytes(rng.randrange(256) if i % 2 else rng.choice([0, 0, 0, 1, 4, 7, 11, 13, 15, 34, 35, 39]) for i in range(n)))
+
+
+    # Cold prunes (third byte with bit 4 set; operation bytes 45 to 47, then the retention):
+    # prunes of every retention after compactions moved state cold, beside held and
+    # interleaved compactions (12, 13), reads (7), deletions (29), a fuse (14) and crashes (15).
+    prune = 45
+    for setup in [1, 2, 4, 5, 37, 38, 73, 74]:
+        base = bytes([setup, 7, 0x13])
+        w.put("ops", base + bytes(apply * 14) + bytes([prune, 0, 7, 3, prune, 1, 11, prune, 2, 7, 9, prune, 3]))
+        w.put("ops", base + bytes(apply * 12) + bytes([12, 0, prune, 1, 13, 5, 3, 7, 1, 0, 0, 4, 1, 2, 3, 1,
+                                                         prune, 0, 14, 40, prune, 1, 0, 0, 15, 3, 2, prune, 2]))
+        w.put("ops", base + bytes(apply * 10) + bytes([14, 60, prune, 0, 15, 2, 0]) + bytes(apply * 4)
+              + bytes([29, 0, prune, 2, 11, 15, 1, 0]))
+    for _ in range(40):
+        n = rng.randrange(20, 120)
+        setup = rng.choice([1, 2, 4, 5, 7, 8, 37, 38, 73, 74, 109, 110])
+        w.put("ops", bytes([setup, rng.randrange(256), 0x10 | rng.randrange(16)])
+              + bytes(rng.randrange(256) if i % 2 else rng.choice([0, 0, 0, 1, 4, 7, 11, 12, 13, 14, 15, 45, 46]) for i in range(n)))
 
 
 def main():

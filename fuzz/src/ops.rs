@@ -4,7 +4,8 @@
 //! The input's first bytes choose the compaction mode, the chain and the batch sizes; the rest
 //! is decoded as operations: apply the next epoch as head (and run, hold or drop the
 //! compaction it decides), put new blocks linking earlier ones, get and has (of written and of
-//! never-written blocks), reads in use through the hot view and reify drains, manual compactions, a compaction interleaved with foreground
+//! never-written blocks), reads in use through the hot view and reify drains, cold prunes,
+//! manual compactions, a compaction interleaved with foreground
 //! operations on the seeded executor, arming a fault fuse that makes every backend call from
 //! the k-th on fail as if the process died, and reopening (cleanly, or from a crash image
 //! keeping none, some or all of the writes that were not yet durable).
@@ -97,15 +98,21 @@ enum Op {
     ReadInUse { sel: u8, how: u8 },
     /// Drain the reify queue: copy the cold DAGs read in use into hot.
     Reify,
+    /// Prune cold keeping `retention` finalities of state (`retention % 4 - 1`: all, only the
+    /// boundary's, one or two more).
+    Prune { retention: u8 },
 }
 
 /// Decodes one operation. `orders` (chosen by the setup byte) adds the operations of the
-/// orders real nodes produce to the alphabet, `deletes` deletions, and `reify` reads in use
-/// and reify drains; without them every input decodes as it did before they existed, so the
-/// recorded findings replay unchanged.
+/// orders real nodes produce to the alphabet, `deletes` deletions, `reify` reads in use and
+/// reify drains, and `prunes` cold prunes; without them every input decodes as it did before
+/// they existed, so the recorded findings replay unchanged.
 fn decode(b: &mut Bytes<'_>, a: Alphabet) -> Op {
-    let Alphabet { orders, deletes, reify } = a;
+    let Alphabet { orders, deletes, reify, prunes } = a;
     let v = b.u8();
+    if prunes && v % 48 >= 45 {
+        return Op::Prune { retention: b.u8() };
+    }
     if reify && v % 40 >= 34 {
         return match v % 40 {
             34..=37 => Op::ReadInUse { sel: b.u8(), how: b.u8() },
@@ -149,11 +156,21 @@ struct Alphabet {
     orders: bool,
     deletes: bool,
     reify: bool,
+    prunes: bool,
 }
 
 /// True for operations a foreground task may run while a compaction runs.
 fn foreground(op: &Op) -> bool {
-    !matches!(op, Op::Compact | Op::Hold | Op::DropHeld | Op::Interleave { .. } | Op::Arm { .. } | Op::Reopen { .. })
+    !matches!(
+        op,
+        Op::Compact
+            | Op::Hold
+            | Op::DropHeld
+            | Op::Interleave { .. }
+            | Op::Arm { .. }
+            | Op::Reopen { .. }
+            | Op::Prune { .. }
+    )
 }
 
 /// Two precomputed tiny chains.
@@ -231,13 +248,16 @@ async fn run(data: &[u8]) {
     let mut cfg = splitstore_conformance::chain::small_config(mode);
     cfg.finality = 2;
     cfg.batch_size = 1 + usize::from(b.u8() % 32);
-    cfg.yield_every = 1 + usize::from(b.u8() % 16);
+    let yield_byte = b.u8();
+    cfg.yield_every = 1 + usize::from(yield_byte % 16);
     // The orders real nodes produce, and backends whose writes take steps or land before
     // their future completes, for half of the setups (the others decode as before them).
     let orders = setup / 6 % 2 == 1;
     let deletes = setup / 36 % 2 == 1;
     let reify = setup / 72 % 2 == 1;
-    let alphabet = Alphabet { orders, deletes, reify };
+    // Cold prunes for inputs whose third byte has bit 4 set (no recorded finding has it).
+    let prunes = yield_byte & 0x10 != 0;
+    let alphabet = Alphabet { orders, deletes, reify, prunes };
     let steps = if orders {
         [WriteSteps::Never, WriteSteps::PerEntry, WriteSteps::AfterApplying][usize::from(setup / 12 % 3)]
     } else {
@@ -271,6 +291,7 @@ async fn run(data: &[u8]) {
                 r.armed = true;
             }
             Op::Reopen { kind, n } => r.reopen(kind, n).await,
+            Op::Prune { retention } => r.prune(i64::from(retention % 4) - 1).await,
             Op::Apply { then } | Op::ApplyHeaderFirst { then, .. } => {
                 if let Some(pending) = fg(&r.store, &r.m, op).await {
                     match then % 3 {
@@ -332,6 +353,31 @@ impl Run {
                 }
             }
             Err(e) => assert!(store_fuse_blown(&e), "a compaction failed without a crash: {e}"),
+        }
+    }
+
+    /// Prunes cold. A held compaction is dropped first (a prune waits for none). The prune
+    /// opens a transaction of its own, so what was touched before it is no longer required,
+    /// and in universal mode it may remove blocks: the floor is what is present after it
+    /// (after the recovery that finishes it, when a crash stops it).
+    async fn prune(&mut self, retention: i64) {
+        drop(self.held.take());
+        let m = self.m.get_mut();
+        if m.applied > 0 && m.mode != Mode::Discard {
+            m.prune_began();
+        }
+        let res = self.store.prune(retention, &NoProgress).await;
+        trace!("prune (retention {retention}): {res:?}");
+        match res {
+            Ok(_) => {
+                self.m.get_mut().prune_ended();
+                self.verify("after a prune", true).await;
+            }
+            Err(Error::PruneInDiscardMode) => {
+                assert_eq!(self.cfg.mode, Mode::Discard, "a prune refused in {:?} mode", self.cfg.mode)
+            }
+            Err(Error::NoHead) => assert_eq!(self.m.get_mut().applied, 0, "NoHead with a head applied"),
+            Err(e) => assert!(store_fuse_blown(&e), "a prune failed without a crash: {e}"),
         }
     }
 
@@ -423,6 +469,11 @@ impl Run {
             if m.mode == Mode::Universal {
                 m.floor = present.into_iter().filter(|k| !m.deleted.contains_key(k)).collect();
             }
+        }
+        // A prune the crash stopped is finished by the open's recovery: what it removes is
+        // no loss, and the floor is taken after the open.
+        if m.pruning {
+            m.prune_ended();
         }
         self.fuse = Fault::new();
         self.armed = false;

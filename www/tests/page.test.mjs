@@ -421,9 +421,15 @@ describe('splitstore page', () => {
     // The second tab keeps working with another store.
     await openStore(second, { name: 'other' });
     assert.equal((await shownStats(second)).hotObjects, 0);
-    // Closing the first tab's store frees it for the second.
+    // Closing the first tab's store frees it for the second: once the close has finished
+    // (the button is disabled after it) and the browser has released the store's Web Locks
+    // (after the close resolves, in the first tab's own time).
     await page.click('#close-btn');
+    await page.waitForFunction(() => document.getElementById('close-btn').disabled);
     await second.click('#close-btn');
+    await second.waitForFunction(
+      async () => (await navigator.locks.query()).held.every((l) => !l.name.startsWith('splitstore:shared-')),
+      null, { timeout: 10_000, polling: 50 });
     await openStore(second, { name: 'shared' });
     await ctx.close();
   });

@@ -7,8 +7,10 @@
 //! generation, and the blocks tagged with the current one are *required*: present in hot or
 //! cold with their whole DAG. Earlier tags are not required (a later compaction may legally
 //! remove a dead block). In universal mode nothing ever leaves hot ∪ cold except writes a
-//! crash lost, so everything present at one check must be present at the next. In every mode
-//! cold is closed: whatever a cold block links is in hot or cold.
+//! crash lost and what a cold prune removes, so everything present at one check must be
+//! present at the next unless a prune ran between them. In every mode cold is closed:
+//! whatever a cold block links is in hot or cold (after a prune, whatever a cold block other
+//! than a header links: an old header stays while its state goes).
 //!
 //! The checks read the in-memory backends directly (never through the store, so they neither
 //! touch blocks nor count down the fault fuse) and decode links with the conformance oracle,
@@ -123,6 +125,10 @@ pub struct Model {
     pub mode: Mode,
     /// Universal mode: keys that must never disappear.
     pub floor: HashSet<Vec<u8>>,
+    /// A cold prune started and has not finished: universal mode's floor is suspended.
+    pub pruning: bool,
+    /// A cold prune has started in this run.
+    pub pruned: bool,
     /// The live hot backend (under the store's wrappers).
     pub hot: MemKv,
     /// The live cold backend.
@@ -171,6 +177,8 @@ impl Model {
             generation: 0,
             mode,
             floor: HashSet::new(),
+            pruning: false,
+            pruned: false,
             hot,
             cold,
             nonce: 0,
@@ -278,6 +286,24 @@ impl Model {
         self.reify_roots.extend(roots.into_iter().map(|c| (c, g)));
     }
 
+    /// Records a cold prune starting: a transaction of its own (nothing touched before it is
+    /// required), which in universal mode may remove blocks, so the floor is suspended until
+    /// [`Model::prune_ended`].
+    pub fn prune_began(&mut self) {
+        self.generation += 1;
+        self.txn = None;
+        self.floor.clear();
+        self.pruning = true;
+        self.pruned = true;
+    }
+
+    /// Records a cold prune finished (or finished by recovery): the next check takes the
+    /// floor from what is present.
+    pub fn prune_ended(&mut self) {
+        self.floor.clear();
+        self.pruning = false;
+    }
+
     pub fn transaction_opened(&mut self, head: &[Cid]) {
         self.generation += 1;
         self.txn = Some((head.to_vec(), self.generation));
@@ -365,26 +391,30 @@ impl Model {
             }
             panic!("{when}: DAGs of touched blocks lost {missing:?}");
         }
-        let holes: Vec<Cid> =
-            chain::cold_holes(&self.hot, &self.cold).await.into_iter().filter(|c| self.lost(c)).collect();
+        // Cold is closed; after a prune, below every block but headers (an old header stays
+        // while its state goes).
+        let holes: Vec<Cid> = if self.pruned {
+            chain::hot_holes(&self.cold, &self.hot).await.into_iter().map(|(_, c)| c).filter(|c| self.lost(c)).collect()
+        } else {
+            chain::cold_holes(&self.hot, &self.cold).await.into_iter().filter(|c| self.lost(c)).collect()
+        };
         if !holes.is_empty() {
             let holes: Vec<String> = holes.iter().take(3).map(|c| self.chain.locate(c)).collect();
             panic!("{when}: blocks linked from cold blocks are in neither store: {holes:?}");
         }
         if self.mode == Mode::Universal {
             let present = present_keys(&self.hot, &self.cold);
-            let lost: Vec<_> =
-                self.floor.difference(&present).filter(|k| !self.deleting.contains(*k)).take(3).collect();
-            for k in &lost {
-                eprintln!(
-                    "DBG lost key {:?} deleting {} deleted {} blocks {}",
-                    self.blocks.get(*k).map(|(c, _)| self.chain.locate(c)),
-                    self.deleting.contains(*k),
-                    self.deleted.contains_key(*k),
-                    self.blocks.contains_key(*k)
-                );
-            }
-            assert!(lost.is_empty(), "{when}: universal mode lost blocks {lost:02x?}");
+            let lost: Vec<String> = self
+                .floor
+                .difference(&present)
+                .filter(|k| !self.deleting.contains(*k))
+                .take(3)
+                .map(|k| match self.blocks.get(k) {
+                    Some((c, _)) => self.chain.locate(c),
+                    None => format!("{k:02x?} (never written)"),
+                })
+                .collect();
+            assert!(lost.is_empty(), "{when}: universal mode lost blocks {lost:?}");
             // A deleted block's cold copy stays until no compaction runs.
             self.floor = present.into_iter().filter(|k| !self.deleted.contains_key(k)).collect();
         }
