@@ -67,6 +67,9 @@ pub struct Config {
     pub purge_pace_after_ms: u64,
     /// Sleep/work ratio once pacing starts, while the store is in use (reference: 4, always).
     pub purge_sleep_factor: u32,
+    /// Dead-list entries the purge deletes per write under the exclusive lock: a read or write
+    /// of the store waits at most one such write. Smaller: shorter waits, more writes.
+    pub purge_locked_deletes: usize,
     /// Walks of the references found missing while protecting, after collection (the
     /// reference's `waitForMissingRefs`: 3); walk `i` (from 0) first waits `i` ×
     /// [`Config::missing_retry_wait_ms`]. 0: none.
@@ -115,6 +118,7 @@ impl Default for Config {
             yield_every: 1024,
             purge_pace_after_ms: 1000,
             purge_sleep_factor: 4,
+            purge_locked_deletes: 1024,
             missing_retries: 3,
             missing_retry_wait_ms: 1000,
             verify_puts: false,
@@ -161,6 +165,9 @@ impl Config {
         }
         if self.batch_size == 0 || self.yield_every == 0 {
             return bad("batch size and yield interval must be positive");
+        }
+        if self.purge_locked_deletes == 0 {
+            return bad("the purge's locked deletions per write must be positive");
         }
         if self.hot_size_limit == Some(0) {
             return bad("a hot size limit must be at least one byte");

@@ -47,6 +47,12 @@ export interface SplitStoreConfig {
   purgePaceAfterMs?: number;
   /** Sleep/work ratio once the purge paces itself, while the store is in use (default 4). */
   purgeSleepFactor?: number;
+  /**
+   * Dead blocks the purge deletes per transaction under the store's exclusive lock (default
+   * 32): a read or write waits at most one such transaction. Smaller: shorter waits, more
+   * transactions.
+   */
+  purgeLockedDeletes?: number;
   /** Check every block's hash on put (default false). */
   verifyPuts?: boolean;
   /** When another tab has the store open: fail at once (default) or wait for it. */
@@ -319,8 +325,10 @@ impl StorageOptions {
 /// does not silently fall back to a default.
 pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
     // Browser defaults: smaller batches and more frequent yields than the native ones keep
-    // every IndexedDB transaction and every task between yields short.
-    let mut cfg = Config { batch_size: 4096, yield_every: 256, ..Config::default() };
+    // every IndexedDB transaction and every task between yields short. A purge transaction
+    // holds the store's lock while it commits (strict: 10-15 ms, plus about 0.25 ms per
+    // deletion in Chromium), so it deletes few blocks at a time (`www/bench/idb-foreground.mjs`).
+    let mut cfg = Config { batch_size: 4096, yield_every: 256, purge_locked_deletes: 32, ..Config::default() };
     let mut policy = LockPolicy::Fail;
     let (mut persist, mut must_exist) = (true, false);
     let mut storage = StorageOptions::default();
@@ -390,6 +398,7 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
             "pruneRetention" => cfg.prune_retention = int(&val, &name)?,
             "reifyLimit" => cfg.reify_limit = usize_of(&val, &name)?,
             "reifyQueue" => cfg.reify_queue = usize_of(&val, &name)?,
+            "purgeLockedDeletes" => cfg.purge_locked_deletes = usize_of(&val, &name)?,
             other => return Err(type_error(&format!("unknown config option {other:?}"))),
         }
     }

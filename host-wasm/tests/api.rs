@@ -104,6 +104,10 @@ async fn put_get_has_and_argument_errors() {
         assert_eq!(code(&err), "InvalidArgument");
         assert!(message(&err).contains(what), "{}", message(&err));
     }
+    let none = object(&[("purgeLockedDeletes", 0.into())]);
+    let err = call(JsSplitStore::open(unique("api-cfg"), Some(none.into()), None)).await.expect_err("no deletions");
+    assert_eq!(code(&err), "InvalidConfig");
+    assert!(message(&err).contains("locked deletions"), "{}", message(&err));
 
     call(store.close()).await.expect("close");
     let err = call(store.put(cid.clone().into(), bytes)).await.expect_err("closed");

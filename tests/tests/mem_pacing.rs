@@ -1,7 +1,8 @@
-//! The purge's pacing (`Config::purge_pause`) in a whole compaction: on a store nobody uses,
-//! the purge takes exactly the time of its own writes; while a reader uses the store, it
-//! pauses four times each page's time. Writes of blocks cost one millisecond of a manual
-//! clock each, so the purge phase's time is its work plus its pauses.
+//! The purge beside the foreground, in a whole compaction. Pacing (`Config::purge_pause`): on
+//! a store nobody uses, the purge takes exactly the time of its own writes; while a reader
+//! uses the store, it pauses four times each page's time. Locking: a reader waits for one
+//! locked batch of deletions, not for the page. Writes of blocks cost one millisecond of a
+//! manual clock each, so the purge phase's time is its work plus its pauses.
 
 use std::pin::pin;
 
@@ -13,22 +14,17 @@ use splitstore_conformance::{
 };
 use splitstore_core::{
     mem::{ManualClock, MemKv, YieldOnce},
-    CompactionReport, Config, Mode, NoProgress, Phase, SplitStore,
+    Clock, CompactionReport, Config, Mode, NoProgress, Phase, SplitStore,
 };
 
 type Store = SplitStore<SlowWritesKv<MemKv>, ManualClock>;
 
-/// A discard-mode store holding 40 epochs, never compacted, over writes of 1 ms each.
-fn filled(factor: u32) -> (Store, splitstore_core::Cid) {
+/// A discard-mode store holding 40 epochs, never compacted, over writes of 1 ms each of the
+/// clock it returns; `cfg` adjusts a small discard-mode configuration.
+fn filled_with(cfg: impl FnOnce(Config) -> Config) -> (Store, splitstore_core::Cid, ManualClock) {
     let clock = ManualClock::new(0);
     let kv = || SlowWritesKv { inner: MemKv::new(), clock: clock.clone(), ms: 1 };
-    let cfg = Config {
-        threshold_finalities: 1_000,
-        batch_size: 16,
-        purge_pace_after_ms: 5,
-        purge_sleep_factor: factor,
-        ..small_config(Mode::Discard)
-    };
+    let cfg = cfg(Config { threshold_finalities: 1_000, ..small_config(Mode::Discard) });
     let store = block_on(SplitStore::open(kv(), kv(), clock.clone(), cfg)).expect("open");
     let mut chain = small_chain(81);
     let mut last = None;
@@ -38,7 +34,14 @@ fn filled(factor: u32) -> (Store, splitstore_core::Cid) {
         assert!(block_on(store.head_change(&[], std::slice::from_ref(&e.tipset))).expect("head").is_none());
         last = Some(e.tipset[0]);
     }
-    (store, last.expect("a head"))
+    (store, last.expect("a head"), clock)
+}
+
+/// [`filled_with`] pages of 16 dead-list entries, pacing after 5 ms with `factor`.
+fn filled(factor: u32) -> (Store, splitstore_core::Cid) {
+    let (store, head, _) =
+        filled_with(|c| Config { batch_size: 16, purge_pace_after_ms: 5, purge_sleep_factor: factor, ..c });
+    (store, head)
 }
 
 fn purge_ms(r: &CompactionReport) -> u64 {
@@ -79,4 +82,37 @@ fn the_purge_pauses_only_while_the_store_is_used() {
         used.purged,
         purge_ms(&idle)
     );
+}
+
+/// A purge batch holds the store's exclusive lock; between two batches, the readers its
+/// release woke run before the next batch takes the lock back. A reader beside an unpaced purge
+/// whose dead list is one page of many small batches waits at most one batch's write (1 ms)
+/// per read, and reads all through the purge.
+#[test]
+fn a_reader_waits_for_one_purge_batch_not_for_the_page() {
+    let (store, head, clock) =
+        filled_with(|c| Config { batch_size: 100_000, purge_locked_deletes: 4, purge_sleep_factor: 0, ..c });
+    let waits = std::cell::RefCell::new(Vec::new());
+    let reader = async {
+        loop {
+            let start = clock.now_millis();
+            assert!(store.get(&head).await.expect("get").is_some());
+            waits.borrow_mut().push((start, clock.now_millis() - start));
+            YieldOnce::default().await;
+        }
+    };
+    let start = clock.now_millis();
+    let (report, _) = drive::finish_beside(pin!(store.compact(&NoProgress)), pin!(reader), 10_000_000);
+    let report = report.expect("compact");
+    let purge = purge_ms(&report);
+    let batches = report.dead.div_ceil(4);
+    assert!(purge >= batches && batches > 50, "{} dead in {batches} batches, purge {purge} ms", report.dead);
+    let waits = waits.into_inner();
+    let longest = waits.iter().map(|&(_, w)| w).max().expect("reads");
+    assert!(longest <= 1, "a read waited {longest} ms beside a purge of {batches} batches of 1 ms");
+    // The reader read all through the purge, between every two batches or nearly.
+    let purge_started =
+        start + report.phases.iter().take_while(|(p, _)| *p != Phase::Purge).map(|(_, ms)| ms).sum::<u64>();
+    let during = waits.iter().filter(|&&(at, _)| at >= purge_started).count() as u64;
+    assert!(during >= batches / 2, "{during} reads during a purge of {batches} batches");
 }

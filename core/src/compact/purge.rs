@@ -4,8 +4,9 @@
 //! Each batch deletes its hot blocks, removes their dead-list entries and advances the
 //! checkpoint in one atomic write (a prune's batch first deletes its cold blocks in a strict
 //! write of the cold store), under the exclusive transaction lock, after settling the marks that
-//! vanished writers left and re-checking the mark set; a batch is at most [`LOCKED_DELETES`]
-//! entries, so the foreground waits at most that long. The dead list that remains after any
+//! vanished writers left and re-checking the mark set; a batch is at most
+//! [`Config::purge_locked_deletes`](crate::Config::purge_locked_deletes) entries, so the
+//! foreground waits at most one such write. The dead list that remains after any
 //! crash is therefore exactly the work left, and recovery replays it with the same function.
 
 use alloc::vec::Vec;
@@ -22,10 +23,6 @@ use crate::{
     store::SplitStore,
     walk::WalkOpts,
 };
-
-/// Dead-list entries deleted per write under the exclusive lock: the foreground waits at most
-/// one such write (a few milliseconds) for a purge.
-const LOCKED_DELETES: usize = 1024;
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Purges every dead-list entry. `live` is the live mark set during a compaction, `None`
@@ -54,7 +51,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 .await
                 .map_err(|e| self.hot_err(e))?;
             let Some(last) = page.last().cloned() else { break };
-            for chunk in page.chunks(LOCKED_DELETES) {
+            for chunk in page.chunks(self.config.purge_locked_deletes) {
                 let _exclusive = self.txn_lock.write().await;
                 if let Some(live) = live {
                     self.settle_vanished(live).await?;
@@ -86,6 +83,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                     self.cold.write(cold_batch).await.map_err(|e| self.cold_err(e))?;
                 }
                 self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+                drop(_exclusive);
+                // The readers and writers woken by the release run before the next batch takes
+                // the lock again: without this the purge would take it back first, batch after
+                // batch, and they would wait for the whole page.
+                self.yield_point().await?;
             }
             after = Some(last);
             progress.report(&Progress { phase: Phase::Purge, done: report.purged, total: Some(report.dead) });

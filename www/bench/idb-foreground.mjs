@@ -1,0 +1,118 @@
+// How long a page's reads wait while the store purges, in Chromium. A synthetic chain is
+// imported until the hot store holds `--blocks` blocks; then, for each value of the store's
+// `purgeLockedDeletes` (dead blocks deleted per transaction under its exclusive lock), a copy
+// of that store compacts (discard mode, unpaced) while a reader asks for a random header of the
+// chain every 10 ms. Each read's latency is taken from its slot in the schedule (a read that
+// waits delays the ones behind it, as a page's would) and from its own start; idle reads of the
+// same store before the compaction are the baseline; the figures are of the reads that
+// started while the compaction was in its purge phase. One compaction per value, values in turn,
+// `--runs` rounds; medians of the rounds are printed as a table.
+//
+//   node bench/idb-foreground.mjs [--blocks 60000] [--runs 2] [--values 1024,128,32]
+//
+// Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
+
+import { chromium } from 'playwright-core';
+import { startServer } from '../server.mjs';
+import { arg, CHROMIUM } from './common.mjs';
+
+const BLOCKS = arg('blocks', 60_000);
+const RUNS = arg('runs', 2);
+const valuesArg = process.argv.indexOf('--values');
+const VALUES = valuesArg < 0 ? [1024, 128, 32] : process.argv[valuesArg + 1].split(',').map(Number);
+
+const server = await startServer({ port: 0 });
+const browser = await chromium.launch({
+  executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+});
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+try {
+  const rows = new Map(VALUES.map((v) => [v, []]));
+  for (let run = 0; run < RUNS; run += 1) {
+    for (const value of VALUES) {
+      const page = await browser.newPage();
+      await page.goto(server.url);
+      await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
+      const r = await page.evaluate(async ({ BLOCKS, value, run }) => {
+        const pkg = await import('splitstore-wasm');
+        const config = {
+          mode: 'discard', finality: 10, thresholdFinalities: 1_000_000, boundaryFinalities: 1, syncGapSecs: null,
+          persist: false, purgeSleepFactor: 0, purgeLockedDeletes: value,
+        };
+        const name = `fg-${run}-${value}`;
+        const store = await pkg.SplitStore.open(name, config);
+        const chain = new pkg.SyntheticChain({ seed: 5, stateObjects: 2000, churnPercent: 10, blockTimeSecs: 30 });
+        const headers = [];
+        let blocks = 0;
+        while (blocks < BLOCKS) {
+          const e = chain.nextEpochCar();
+          blocks += Number((await store.importCar(e.car)).blocks);
+          headers.push(...e.tipset);
+        }
+        // Reads on a fixed schedule until `done()` says stop.
+        let seed = 12345;
+        const pick = () => {
+          seed = (seed * 1103515245 + 12345) % 2147483648;
+          return headers[seed % headers.length];
+        };
+        let phase = 'idle';
+        const readUntil = async (done) => {
+          const lat = [];
+          const t0 = performance.now();
+          for (let i = 0; !done(); i += 1) {
+            const slot = t0 + i * 10;
+            const wait = slot - performance.now();
+            if (wait > 0) await new Promise((ok) => setTimeout(ok, wait));
+            const start = performance.now();
+            const got = await store.get(pick());
+            if (!got) throw new Error('a live header is missing');
+            const end = performance.now();
+            lat.push({ sched: end - slot, service: end - start, phase });
+          }
+          return lat;
+        };
+        const idleUntil = performance.now() + 3000;
+        const idle = await readUntil(() => performance.now() > idleUntil);
+        let finished = false;
+        const started = performance.now();
+        const compaction = store.compact((e) => { phase = e.phase; }).then((rep) => { finished = true; return rep; });
+        const during = await readUntil(() => finished);
+        const report = await compaction;
+        const ms = performance.now() - started;
+        await store.close();
+        const purge = during.filter((x) => x.phase === 'purge');
+        const q = (xs, f, p) => {
+          const s = xs.map(f).sort((a, b) => a - b);
+          return s[Math.min(s.length - 1, Math.floor(p * s.length))];
+        };
+        const stats = (xs) => ({
+          n: xs.length,
+          p50: q(xs, (x) => x.sched, 0.5),
+          p99: q(xs, (x) => x.sched, 0.99),
+          max: q(xs, (x) => x.sched, 1),
+          svc99: q(xs, (x) => x.service, 0.99),
+        });
+        return { blocks, purged: Number(report.purged), ms, idle: stats(idle), during: stats(purge), all: stats(during) };
+      }, { BLOCKS, value, run });
+      await page.close();
+      console.error(`run ${run + 1}, ${value} per transaction: ${JSON.stringify(r)}`);
+      rows.get(value).push(r);
+    }
+  }
+  const f = (x) => x.toFixed(1);
+  console.log(`\n${BLOCKS}+ blocks, discard mode, unpaced purge, a read every 10 ms; medians of ${RUNS} runs`);
+  console.log('| deletions per locked transaction | compaction | purged | idle p99 | purge p99 | p99 ratio | max | service p99 |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const [value, rs] of rows) {
+    const m = (g) => median(rs.map(g));
+    console.log(`| ${value} | ${f(m((r) => r.ms) / 1000)} s | ${m((r) => r.purged)} | ${f(m((r) => r.idle.p99))} ms | `
+      + `${f(m((r) => r.during.p99))} ms | ${f(m((r) => r.during.p99 / r.idle.p99))}× | ${f(m((r) => r.during.max))} ms | `
+      + `${f(m((r) => r.during.svc99))} ms |`);
+  }
+} finally {
+  await browser.close();
+  await server.close();
+}
