@@ -52,7 +52,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 .map_err(|e| self.hot_err(e))?;
             let Some(last) = page.last().cloned() else { break };
             for chunk in page.chunks(self.config.purge_locked_deletes) {
-                let _exclusive = self.txn_lock.write().await;
+                let exclusive = self.txn_lock.write().await;
                 if let Some(live) = live {
                     self.settle_vanished(live).await?;
                 }
@@ -83,7 +83,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                     self.cold.write(cold_batch).await.map_err(|e| self.cold_err(e))?;
                 }
                 self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
-                drop(_exclusive);
+                drop(exclusive);
                 // The readers and writers woken by the release run before the next batch takes
                 // the lock again: without this the purge would take it back first, batch after
                 // batch, and they would wait for the whole page.
