@@ -120,6 +120,8 @@ impl JsSplitStore {
                 Rc::new(StorageLimit::new(limit, reserve))
             });
             hot.set_storage_limit(limit.clone());
+            hot.set_rotation(options.rotation);
+            cold.set_rotation(options.rotation);
             cold.set_storage_limit(limit.clone());
             let store = match SplitStore::open(hot.clone(), cold.clone(), JsClock::new(), options.config).await {
                 Ok(s) => s,

@@ -106,6 +106,16 @@ export interface SplitStoreConfig {
   reifyLimit?: number;
   /** Reify: the most DAGs waiting to be copied (default 1024); reads beyond it copy nothing. */
   reifyQueue?: number;
+  /**
+   * Give deleted blocks' space back: after a compaction (hot) or a prune (cold), copy the
+   * database's live entries into a new database and delete the old one, once the entries
+   * deleted since its last rotation reach this multiple of the live ones (default 1; 0: every
+   * time; false: never). Deleting entries does not shrink IndexedDB's files; deleting a
+   * database does, once the origin's databases are opened again (the next `open` after a
+   * `close`, or a reload). A rotation needs room for a second copy of the live entries;
+   * refused by the quota, it waits for the next time.
+   */
+  rotation?: number | false;
 }
 
 /** Options of `prune`. */
@@ -283,6 +293,8 @@ pub struct OpenOptions {
     pub must_exist: bool,
     /// The storage limit and when to compact early.
     pub storage: StorageOptions,
+    /// `rotation`: when a database is rotated to give its space back (`None`: never).
+    pub rotation: Option<f64>,
 }
 
 /// `storageLimit`, `storageReserve` and `compactAtShare` as given.
@@ -332,8 +344,9 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
     let mut policy = LockPolicy::Fail;
     let (mut persist, mut must_exist) = (true, false);
     let mut storage = StorageOptions::default();
+    let mut rotation = Some(1.0);
     if v.is_undefined() || v.is_null() {
-        return Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist, storage });
+        return Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist, storage, rotation });
     }
     if !v.is_object() {
         return Err(type_error("config must be an object"));
@@ -399,12 +412,19 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
             "reifyLimit" => cfg.reify_limit = usize_of(&val, &name)?,
             "reifyQueue" => cfg.reify_queue = usize_of(&val, &name)?,
             "purgeLockedDeletes" => cfg.purge_locked_deletes = usize_of(&val, &name)?,
+            "rotation" => {
+                rotation = match val.as_f64() {
+                    _ if val.as_bool() == Some(false) => None,
+                    Some(f) if f.is_finite() && f >= 0.0 => Some(f),
+                    _ => return Err(type_error("config.rotation must be a number of at least 0, or false")),
+                }
+            }
             other => return Err(type_error(&format!("unknown config option {other:?}"))),
         }
     }
     // A limit given is checked against the reserve now; a default one once the quota is known.
     storage.resolve(None)?;
-    Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist, storage })
+    Ok(OpenOptions { config: cfg, lock: policy, persist, must_exist, storage, rotation })
 }
 
 fn int(v: &JsValue, name: &str) -> Result<i64, JsValue> {

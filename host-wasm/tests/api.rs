@@ -472,3 +472,57 @@ async fn reads_in_use_copy_cold_dags_into_hot_and_check_their_options() {
     call(store.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
 }
+
+/// `rotation: 0` rotates the hot database at every compaction and the cold one at every
+/// prune: the store keeps serving from the new generations, reopens whole from them, and
+/// `destroy` deletes every generation; `rotation: false` keeps the databases; a bad value is
+/// refused.
+#[wasm_bindgen_test]
+async fn databases_rotate_after_a_compaction_and_a_prune_and_reopen_whole() {
+    use splitstore_wasm::idb_kv::existing_generations;
+    let generations = |name: String| async move { existing_generations(&name).await.unwrap().unwrap() };
+    let with = |rotate: JsValue| {
+        let config = small_config("universal");
+        Reflect::set(&config, &"rotation".into(), &rotate).unwrap();
+        config
+    };
+
+    let name = unique("api-rotate");
+    let (hot, cold) = (format!("{name}-hot"), format!("{name}-cold"));
+    let store = open(&name, with(0.into())).await.expect("open");
+    call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
+    let report = call(store.compact(None)).await.expect("compact");
+    let purged = num(&report, "purged");
+    assert_eq!(generations(hot.clone()).await, vec![1], "the compaction rotated the hot database");
+    assert_eq!(generations(cold.clone()).await, vec![0], "cold is rotated by prunes only");
+    let options = object(&[("retention", 0.into())]);
+    let pruned = call(store.prune(options.into())).await.expect("prune");
+    assert!(num(&pruned, "purged") > 0.0, "the prune must drop old state");
+    assert_eq!(generations(cold.clone()).await, vec![1], "the prune rotated the cold database");
+    let check = call(store.check()).await.unwrap();
+    assert_eq!(num(&check, "missing"), 0.0, "nothing live was lost");
+    // Written after the rotation: into the new generation.
+    let bytes = b"\x82\x03\x04".to_vec();
+    let cid = dag_cbor_blake2b_cid(&bytes).to_string();
+    call(store.put(cid.clone().into(), bytes)).await.expect("put");
+    call(store.close()).await.unwrap();
+
+    let store = open(&name, with(JsValue::FALSE)).await.expect("reopen");
+    let info = call(store.info()).await.unwrap();
+    assert_eq!(num(&get(&info, "hot"), "keys"), 1043.0 - purged + 1.0);
+    assert_eq!(num(&get(&info, "cold"), "keys"), purged - num(&pruned, "purged"));
+    assert_eq!(num(&call(store.check()).await.unwrap(), "missing"), 0.0);
+    assert_eq!(call(store.has(cid.into(), None)).await.unwrap(), JsValue::TRUE);
+    call(store.compact(None)).await.expect("compact again");
+    assert_eq!(generations(hot.clone()).await, vec![1], "rotation: false keeps the database");
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name.clone())).await.unwrap();
+    assert!(generations(hot).await.is_empty(), "destroy deletes every generation");
+    assert!(generations(cold).await.is_empty(), "destroy deletes every generation");
+
+    for bad in [JsValue::from(-1), JsValue::from(f64::NAN), JsValue::TRUE, "1".into()] {
+        let e = open(&unique("api-rotate-bad"), with(bad.clone())).await.err().expect("refused");
+        assert_eq!(code(&e), "InvalidArgument", "{bad:?}");
+        assert!(message(&e).contains("rotation"), "{}", message(&e));
+    }
+}

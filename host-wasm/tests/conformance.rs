@@ -186,6 +186,28 @@ async fn interleavings_on_indexeddb() {
     assert!(t.reads > 0 && t.writes > 0 && t.dropped > 0 && t.purged > 0, "the foreground must overlap the compaction");
 }
 
+/// The interleavings with a hot database rotated after every compaction: the foreground's
+/// writes, dropped writes and reads go on beside the copy, and the store stays whole.
+#[wasm_bindgen_test]
+async fn interleavings_with_rotation_on_indexeddb() {
+    const SEEDS: u64 = 6;
+    let t0 = js::perf_now();
+    let mut t = SeedStats::default();
+    for seed in 101..101 + SEEDS {
+        t.add(&one_seed_on(&|| LazyIdb::rotating("inter-rot"), seed, js::yield_to_event_loop).await);
+        support::cleanup().await;
+    }
+    log(&format!(
+        "interleavings with rotation: {SEEDS} seeds, {} rotations, {} writes and {} dropped during compactions, \
+         {:.0} ms",
+        support::rotations(),
+        t.writes,
+        t.dropped,
+        js::perf_now() - t0
+    ));
+    assert!(support::rotations() >= SEEDS, "only {} rotations", support::rotations());
+}
+
 #[wasm_bindgen_test]
 async fn compaction_in_every_mode_on_indexeddb() {
     let t0 = js::perf_now();

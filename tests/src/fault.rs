@@ -73,54 +73,7 @@ impl<K> FaultKv<K> {
     }
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl<K: Kv> Kv for FaultKv<K> {
-    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.fuse.tick()?;
-        self.inner.get(space, key).await
-    }
-    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        self.fuse.tick()?;
-        self.inner.get_many(space, keys).await
-    }
-    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
-        self.fuse.tick()?;
-        self.inner.has(space, key).await
-    }
-    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        self.fuse.tick()?;
-        self.inner.write(batch).await
-    }
-    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
-        self.fuse.tick()?;
-        self.inner.scan_keys(space, after, limit).await
-    }
-    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-        self.fuse.tick()?;
-        self.inner.scan(space, after, limit).await
-    }
-    async fn flush(&self) -> Result<(), KvError> {
-        self.fuse.tick()?;
-        self.inner.flush().await
-    }
-    async fn reclaim(&self) -> Result<(), KvError> {
-        self.fuse.tick()?;
-        self.inner.reclaim().await
-    }
-    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
-        self.fuse.tick()?;
-        self.inner.stats(space).await
-    }
-    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
-        self.fuse.tick()?;
-        self.inner.estimate(space).await
-    }
-    async fn footprint(&self) -> Result<Option<u64>, KvError> {
-        self.fuse.tick()?;
-        self.inner.footprint().await
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-}
+crate::wrap::kv_wrapper!(FaultKv.inner, call: |w| { w.fuse.tick()? }, info: |w| { w.fuse.tick()? }, write: |w, batch| {
+    w.fuse.tick()?;
+    w.inner.write(batch).await
+});

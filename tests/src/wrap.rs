@@ -9,6 +9,92 @@ use splitstore_core::{
 
 use crate::liveness::Events;
 
+/// Implements [`Kv`] for a wrapper `$ty<K>` over its field `$field`: every call is passed
+/// through, after `call` (the data calls and `flush`/`reclaim`) or `info` (`stats`,
+/// `estimate`, `footprint`), and `write` is the wrapper's own. One definition, so that no
+/// wrapper forgets a call (a `reclaim` not passed on is a reclaim that never runs).
+macro_rules! kv_wrapper {
+    (
+        $ty:ident . $field:tt,
+        call: |$c:ident| $call:block,
+        info: |$i:ident| $info:block,
+        write: |$w:ident, $batch:ident| $write:block $(,)?
+    ) => {
+        #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+        #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+        impl<K: Kv> Kv for $ty<K> {
+            async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+                let $c = self;
+                $call;
+                self.$field.get(space, key).await
+            }
+            async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+                let $c = self;
+                $call;
+                self.$field.get_many(space, keys).await
+            }
+            async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
+                let $c = self;
+                $call;
+                self.$field.has(space, key).await
+            }
+            async fn write(&self, $batch: WriteBatch) -> Result<(), KvError> {
+                let $w = self;
+                $write
+            }
+            async fn scan_keys(
+                &self,
+                space: Space,
+                after: Option<&[u8]>,
+                limit: usize,
+            ) -> Result<Vec<Vec<u8>>, KvError> {
+                let $c = self;
+                $call;
+                self.$field.scan_keys(space, after, limit).await
+            }
+            async fn scan(
+                &self,
+                space: Space,
+                after: Option<&[u8]>,
+                limit: usize,
+            ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+                let $c = self;
+                $call;
+                self.$field.scan(space, after, limit).await
+            }
+            async fn flush(&self) -> Result<(), KvError> {
+                let $c = self;
+                $call;
+                self.$field.flush().await
+            }
+            async fn reclaim(&self) -> Result<(), KvError> {
+                let $c = self;
+                $call;
+                self.$field.reclaim().await
+            }
+            async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
+                let $i = self;
+                $info;
+                self.$field.stats(space).await
+            }
+            async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+                let $i = self;
+                $info;
+                self.$field.estimate(space).await
+            }
+            async fn footprint(&self) -> Result<Option<u64>, KvError> {
+                let $i = self;
+                $info;
+                self.$field.footprint().await
+            }
+            fn capabilities(&self) -> Capabilities {
+                self.$field.capabilities()
+            }
+        }
+    };
+}
+pub(crate) use kv_wrapper;
+
 /// Where a [`SteppedWritesKv`] gives up the thread during a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteSteps {
@@ -27,105 +113,31 @@ pub enum WriteSteps {
 #[derive(Clone, Debug)]
 pub struct SteppedWritesKv<K>(pub K, pub WriteSteps);
 
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl<K: Kv> Kv for SteppedWritesKv<K> {
-    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.0.get(space, key).await
-    }
-    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        self.0.get_many(space, keys).await
-    }
-    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
-        self.0.has(space, key).await
-    }
-    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        match self.1 {
-            WriteSteps::AfterApplying => {
-                let applied = self.0.write(batch).await;
-                YieldOnce::default().await;
-                applied
-            }
-            WriteSteps::PerEntry => {
-                for _ in 1..batch.len() {
-                    YieldOnce::default().await;
-                }
-                self.0.write(batch).await
-            }
-            WriteSteps::Never => self.0.write(batch).await,
+kv_wrapper!(SteppedWritesKv.0, call: |_w| {}, info: |_w| {}, write: |w, batch| {
+    match w.1 {
+        WriteSteps::AfterApplying => {
+            let applied = w.0.write(batch).await;
+            YieldOnce::default().await;
+            applied
         }
+        WriteSteps::PerEntry => {
+            for _ in 1..batch.len() {
+                YieldOnce::default().await;
+            }
+            w.0.write(batch).await
+        }
+        WriteSteps::Never => w.0.write(batch).await,
     }
-    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
-        self.0.scan_keys(space, after, limit).await
-    }
-    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-        self.0.scan(space, after, limit).await
-    }
-    async fn flush(&self) -> Result<(), KvError> {
-        self.0.flush().await
-    }
-    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
-        self.0.stats(space).await
-    }
-    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
-        self.0.estimate(space).await
-    }
-    async fn footprint(&self) -> Result<Option<u64>, KvError> {
-        self.0.footprint().await
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
-    }
-}
+});
 
 /// A backend that gives up the thread before every call, so the executor can switch there.
 #[derive(Clone, Debug)]
 pub struct YieldKv<K>(pub K);
 
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl<K: Kv> Kv for YieldKv<K> {
-    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        YieldOnce::default().await;
-        self.0.get(space, key).await
-    }
-    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        YieldOnce::default().await;
-        self.0.get_many(space, keys).await
-    }
-    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
-        YieldOnce::default().await;
-        self.0.has(space, key).await
-    }
-    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        YieldOnce::default().await;
-        self.0.write(batch).await
-    }
-    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
-        YieldOnce::default().await;
-        self.0.scan_keys(space, after, limit).await
-    }
-    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-        YieldOnce::default().await;
-        self.0.scan(space, after, limit).await
-    }
-    async fn flush(&self) -> Result<(), KvError> {
-        YieldOnce::default().await;
-        self.0.flush().await
-    }
-    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
-        self.0.stats(space).await
-    }
-    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
-        self.0.estimate(space).await
-    }
-    async fn footprint(&self) -> Result<Option<u64>, KvError> {
-        self.0.footprint().await
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
-    }
-}
+kv_wrapper!(YieldKv.0, call: |_w| { YieldOnce::default().await }, info: |_w| {}, write: |w, batch| {
+    YieldOnce::default().await;
+    w.0.write(batch).await
+});
 
 /// A backend that logs every block a write deletes (the compaction's purges and recovery's)
 /// on an [`Events`] clock, before issuing the write, so a test can tell a block the store
@@ -146,57 +158,20 @@ impl<K> DeletesKv<K> {
     }
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl<K: Kv> Kv for DeletesKv<K> {
-    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.inner.get(space, key).await
+kv_wrapper!(DeletesKv.inner, call: |_w| {}, info: |_w| {}, write: |w, batch| {
+    let deleted: Vec<Vec<u8>> = batch
+        .ops()
+        .iter()
+        .filter_map(|op| match op {
+            Op::Delete { space: Space::Blocks, key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    if !deleted.is_empty() {
+        w.events.deleting(deleted);
     }
-    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        self.inner.get_many(space, keys).await
-    }
-    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
-        self.inner.has(space, key).await
-    }
-    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        let deleted: Vec<Vec<u8>> = batch
-            .ops()
-            .iter()
-            .filter_map(|op| match op {
-                Op::Delete { space: Space::Blocks, key } => Some(key.clone()),
-                _ => None,
-            })
-            .collect();
-        if !deleted.is_empty() {
-            self.events.deleting(deleted);
-        }
-        self.inner.write(batch).await
-    }
-    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
-        self.inner.scan_keys(space, after, limit).await
-    }
-    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-        self.inner.scan(space, after, limit).await
-    }
-    async fn flush(&self) -> Result<(), KvError> {
-        self.inner.flush().await
-    }
-    async fn reclaim(&self) -> Result<(), KvError> {
-        self.inner.reclaim().await
-    }
-    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
-        self.inner.stats(space).await
-    }
-    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
-        self.inner.estimate(space).await
-    }
-    async fn footprint(&self) -> Result<Option<u64>, KvError> {
-        self.inner.footprint().await
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-}
+    w.inner.write(batch).await
+});
 
 /// A backend whose writes of blocks take `ms` milliseconds of a [`ManualClock`] each (the
 /// clock advances as the write is issued), so a compaction's phases have a cost a test can
@@ -211,44 +186,10 @@ pub struct SlowWritesKv<K> {
     pub ms: u64,
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl<K: Kv> Kv for SlowWritesKv<K> {
-    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.inner.get(space, key).await
+kv_wrapper!(SlowWritesKv.inner, call: |_w| {}, info: |_w| {}, write: |w, batch| {
+    if batch.ops().iter().any(|op| op.space() == Space::Blocks) {
+        w.clock.advance(w.ms);
     }
-    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        self.inner.get_many(space, keys).await
-    }
-    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
-        self.inner.has(space, key).await
-    }
-    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        if batch.ops().iter().any(|op| op.space() == Space::Blocks) {
-            self.clock.advance(self.ms);
-        }
-        YieldOnce::default().await;
-        self.inner.write(batch).await
-    }
-    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
-        self.inner.scan_keys(space, after, limit).await
-    }
-    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-        self.inner.scan(space, after, limit).await
-    }
-    async fn flush(&self) -> Result<(), KvError> {
-        self.inner.flush().await
-    }
-    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
-        self.inner.stats(space).await
-    }
-    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
-        self.inner.estimate(space).await
-    }
-    async fn footprint(&self) -> Result<Option<u64>, KvError> {
-        self.inner.footprint().await
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-}
+    YieldOnce::default().await;
+    w.inner.write(batch).await
+});

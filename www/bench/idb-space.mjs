@@ -4,8 +4,11 @@
 // (`navigator.storage.estimate()`) and the bytes of the profile's IndexedDB folder on disk,
 // before, right after, 10 s after, after closing the store, and after reopening it.
 //
-//   node bench/idb-space.mjs [--blocks 100000] [--state 2000]
+//   node bench/idb-space.mjs [--blocks 100000] [--state 2000] [--rotate 1]
 //
+// `--rotate` is the store's `rotation` (default 1, the store's default; -1: false, never):
+// with a rotation the compaction copies the live hot blocks to a new database and deletes the
+// old one.
 // `--state` is the synthetic state tree's size: small, most of what the chain wrote is dead
 // at the compaction; large, most is still live.
 //
@@ -20,6 +23,7 @@ import { arg, bytesUnder, CHROMIUM } from './common.mjs';
 
 const BLOCKS = arg('blocks', 100_000);
 const STATE = arg('state', 2000);
+const ROTATE = arg('rotate', 1);
 
 const profile = mkdtempSync(join(tmpdir(), 'splitstore-idb-space-'));
 const server = await startServer({ port: 0 });
@@ -39,7 +43,7 @@ try {
   };
   const config = {
     mode: 'discard', finality: 10, thresholdFinalities: 1_000_000, boundaryFinalities: 1, syncGapSecs: null,
-    persist: false, purgeSleepFactor: 0,
+    persist: false, purgeSleepFactor: 0, rotation: ROTATE < 0 ? false : ROTATE,
   };
   const filled = await page.evaluate(async ({ config, BLOCKS, STATE }) => {
     const pkg = await import('splitstore-wasm');
@@ -60,7 +64,10 @@ try {
   await sample('before the compaction');
   const report = await page.evaluate(async () => {
     const r = await window.store.compact();
-    return { dead: Number(r.dead), purged: Number(r.purged), marked: Number(r.marked) };
+    return {
+      dead: Number(r.dead), purged: Number(r.purged), marked: Number(r.marked), ms: Number(r.totalMs),
+      reclaimMs: Number(r.phases.find((p) => p.phase === 'reclaim')?.ms ?? NaN),
+    };
   });
   await sample('right after it');
   await new Promise((ok) => setTimeout(ok, 10_000));
@@ -77,7 +84,8 @@ try {
 
   const mb = (n) => (n / 1e6).toFixed(1);
   console.log(`Chromium ${ctx.browser()?.version() ?? ''}: ${filled.blocks} blocks imported (${mb(filled.bytes)} MB of block data), `
-    + `${report.purged} purged of ${report.dead} dead, ${report.marked} marked; hot holds ${mb(counts)} MB of blocks after.`);
+    + `${report.purged} purged of ${report.dead} dead, ${report.marked} marked; hot holds ${mb(counts)} MB of blocks after; `
+    + `rotation ${config.rotation}; compaction ${report.ms} ms (reclaim ${report.reclaimMs} ms).`);
   console.log('\n| when | origin usage (estimate) | IndexedDB files on disk | disk / before |');
   console.log('|---|---|---|---|');
   for (const r of rows) {

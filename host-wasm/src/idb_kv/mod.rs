@@ -12,10 +12,17 @@
 //! each one its own Web Lock. Keys and values are `Uint8Array`s; IndexedDB compares binary
 //! keys bytewise, which is exactly the order the contract requires.
 //!
+//! A role database may be *rotated* ([`Kv::reclaim`], module `rotation`): its live entries
+//! are copied into the database of the next generation (`n-hot.1`, `n-hot.2`, …) and the old
+//! one is deleted, which is how IndexedDB gives space back. [`IdbKv::name`] stays the role's
+//! name; the lock is always the one of that name.
+//!
 //! # Transactions
 //!
 //! Every trait call is one transaction, created and finished inside the call: nothing is held
-//! across an await that belongs to anything else. A [`WriteBatch`] is one `readwrite`
+//! across an await that belongs to anything else. A write is driven to its commit by a task of
+//! its own, so it commits (or aborts) whole even when its caller stops waiting, as an
+//! IndexedDB transaction would anyway; a rotation waits for it. A [`WriteBatch`] is one `readwrite`
 //! transaction over every object store it touches, so it commits whole or not at all; a
 //! failed request aborts it and the error is returned. Large batches and `get_many` issue
 //! their requests in chunks from the transaction's own events (module `chunked`), so no single
@@ -59,10 +66,11 @@
 
 use std::{
     cell::{Cell, RefCell},
-    future::IntoFuture,
+    future::{Future, IntoFuture},
     rc::Rc,
 };
 
+use async_lock::RwLockReadGuardArc;
 use futures::future::{select, Either};
 use idb::{Factory, KeyRange, Query};
 use js_sys::Array;
@@ -70,15 +78,23 @@ use splitstore_core::{
     kv::{Capabilities, Op, SpaceEstimate},
     Kv, KvError, Space, WriteBatch,
 };
-use wasm_bindgen::{prelude::Closure, JsCast, JsValue};
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{IdbDatabase, IdbTransaction};
 
 mod bytes;
+mod connection;
+mod rotation;
 mod schema;
+
+pub use self::rotation::{existing_generations, generation_name};
+#[doc(hidden)]
+pub use self::rotation::{Rotated, RotationStep};
 
 use self::{
     bytes::{array_of_bytes, bytes, idb_error, unavailable, value_bytes, BACKEND},
-    schema::{open_database, DatabaseWithOptions, SYNC_STORE},
+    connection::{ClosedWhy, Connection},
+    rotation::Recorded,
+    schema::{DatabaseWithOptions, SYNC_STORE},
 };
 use crate::{
     chunked::{Chain, ISSUE_CHUNK},
@@ -87,9 +103,6 @@ use crate::{
     limit::StorageLimit,
     lock::{LockPolicy, WebLock},
 };
-
-/// The `versionchange` handler a connection keeps alive while it is open.
-type VersionChangeHandler = Closure<dyn FnMut(JsValue)>;
 
 /// Which of a store's two databases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,19 +156,20 @@ pub struct IdbKv {
 
 #[derive(Debug)]
 struct Inner {
-    db: IdbDatabase,
+    /// The database of the current generation (module `rotation`).
+    conn: RefCell<Rc<Connection>>,
+    /// The role's database name (its generation 0), which errors and the lock name.
     name: String,
     /// This open created the database (it did not exist before).
     created: bool,
-    /// Registration with the panic hook, which closes every open connection.
-    hook_id: Cell<Option<u64>>,
     /// Why the connection is closed, once it is.
-    closed: Rc<Cell<Option<&'static str>>>,
-    on_version_change: RefCell<Option<VersionChangeHandler>>,
+    closed: ClosedWhy,
     lock: RefCell<Option<WebLock>>,
     flushes: Cell<u64>,
     /// The store's storage limit, which writes other than upkeep must fit under.
     limit: RefCell<Option<Rc<StorageLimit>>>,
+    /// Generations, the write gate and what a rotation records.
+    rotation: rotation::State,
 }
 
 impl IdbKv {
@@ -168,35 +182,18 @@ impl IdbKv {
     pub async fn open(name: &str, policy: LockPolicy) -> Result<Self, KvError> {
         guard::check_running()?;
         let lock = WebLock::acquire(&format!("splitstore:{name}"), policy).await?;
-        let (db, created) = open_database(name).await?;
-        if let Err(e) = guard::check_running() {
-            db.close();
-            return Err(e);
-        }
-        let hook_id = guard::register_connection(&db);
-
-        let closed: Rc<Cell<Option<&'static str>>> = Rc::new(Cell::new(None));
-        let on_version_change = {
-            let closed = closed.clone();
-            let db = db.clone();
-            Closure::<dyn FnMut(JsValue)>::new(move |_event: JsValue| {
-                db.close();
-                closed.set(Some("another page deleted or upgraded this database; reopen the store"));
-            })
-        };
-        db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
-
+        let closed: ClosedWhy = Rc::new(Cell::new(None));
+        let (conn, created, state) = rotation::open_current(name, &closed).await?;
         Ok(Self {
             inner: Rc::new(Inner {
-                db,
+                conn: RefCell::new(Rc::new(conn)),
                 name: name.to_owned(),
                 created,
-                hook_id: Cell::new(Some(hook_id)),
                 closed,
-                on_version_change: RefCell::new(Some(on_version_change)),
                 lock: RefCell::new(lock),
                 flushes: Cell::new(0),
                 limit: RefCell::new(None),
+                rotation: state,
             }),
         })
     }
@@ -267,14 +264,12 @@ impl IdbKv {
 
     /// Writes `value` under `key` in the private store, durably (`"strict"`).
     pub(crate) async fn put_private(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        let writing = self.inner.rotation.enter_write().await;
         let tx = self.transaction(&[SYNC_STORE], TxMode::Write, "write")?;
-        let done = TxDone::watch(&tx, "write");
-        let store = idb::Transaction::from(tx.clone()).object_store(SYNC_STORE).map_err(|e| idb_error("write", e))?;
-        if let Err(e) = store.put(&bytes(value), Some(&JsValue::from_str(key))) {
-            let _ = tx.abort();
-            return Err(idb_error("write", e));
-        }
-        done.wait().await
+        let recorded = self.inner.rotation.recording().then(|| Recorded::Private(key.to_owned(), value.to_vec()));
+        let (key, value) = (key.to_owned(), bytes(value));
+        let write = async move { put_private_in(tx, &key, &value).await };
+        self.commit_gated(writing, write, 0, recorded).await
     }
 
     /// Closes the connection and deletes the database while still holding its lock (so no
@@ -282,7 +277,9 @@ impl IdbKv {
     /// connection's last transactions to finish (IndexedDB reports that wait as `blocked`).
     pub(crate) async fn close_and_delete(&self) -> Result<(), KvError> {
         let lock = self.inner.close_now();
-        let result = delete_database(&self.inner.name, true).await;
+        self.inner.rotation.settled().await;
+        let physical = self.inner.conn.borrow().physical.clone();
+        let result = delete_database(&physical, true).await;
         if let Some(lock) = lock {
             lock.release().await;
         }
@@ -290,23 +287,25 @@ impl IdbKv {
     }
 
     /// Closes the connection (after its running transactions finish) and releases the lock,
-    /// returning once another open of this database can take it. Later calls return
+    /// returning once another open of this database can take it (a rotation under way stops
+    /// first). Later calls return
     /// [`KvError::Unavailable`]. Idempotent.
     pub async fn close(&self) {
         let lock = self.inner.close_now();
+        self.inner.rotation.settled().await;
         if let Some(lock) = lock {
             lock.release().await;
         }
     }
 
-    /// Deletes the database `name`.
+    /// Deletes the database `name`, every generation of it (module `rotation`).
     ///
     /// Fails with [`KvError::InUse`] while any page holds its lock (an open store), and with
     /// [`KvError::Unavailable`] if a connection outside this crate's control blocks it.
     pub async fn destroy(name: &str) -> Result<(), KvError> {
         guard::check_running()?;
         let lock = WebLock::acquire(&format!("splitstore:{name}"), LockPolicy::Fail).await?;
-        let result = delete_database(name, false).await;
+        let result = rotation::delete_generations(name).await;
         if let Some(lock) = lock {
             lock.release().await;
         }
@@ -321,26 +320,11 @@ impl IdbKv {
         }
     }
 
+    /// A transaction on the current generation's database.
     fn transaction(&self, stores: &[&str], mode: TxMode, op: &'static str) -> Result<IdbTransaction, KvError> {
         self.check_open()?;
-        let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
-        let (mode, durability) = match mode {
-            TxMode::Write => ("readwrite", "strict"),
-            TxMode::Read => ("readonly", "default"),
-        };
-        let options = object(&[("durability", JsValue::from_str(durability))]);
-        self.inner.db.unchecked_ref::<DatabaseWithOptions>().transaction_with_options(&names, mode, &options).map_err(
-            |e| {
-                let err = JsError::from_js(&e);
-                if err.name == "InvalidStateError" {
-                    KvError::Unavailable {
-                        detail: format!("{}: the connection is closed ({})", self.inner.name, err.message),
-                    }
-                } else {
-                    kv_error(op, err)
-                }
-            },
-        )
+        let conn = self.inner.conn.borrow().clone();
+        open_transaction(&conn.db, &self.inner.name, stores, mode, op)
     }
 
     /// Issues `ops` (the batch's operations `first..first + ops.len()`) in `tx` and returns
@@ -400,34 +384,40 @@ impl IdbKv {
             self.check_open()?;
             limit.admit(&self.inner.name, &batch).await?;
         }
-        let mut spaces: Vec<Space> = batch.ops().iter().map(Op::space).collect();
-        spaces.sort();
-        spaces.dedup();
-        let names: Vec<&str> = spaces.iter().map(|s| s.name()).collect();
-        let tx = self.transaction(&names, TxMode::Write, "write")?;
-        let done = TxDone::watch(&tx, "write");
-        let itx = idb::Transaction::from(tx.clone());
+        let writing = self.inner.rotation.enter_write().await;
         let ops = batch.into_ops();
-        let first_key = match ops.first() {
-            Some(Op::Put { key, .. } | Op::Delete { key, .. }) => key.clone(),
-            None => Vec::new(),
-        };
-        let mut stores = Vec::with_capacity(4);
-        let mut issued = 0;
-        let chain = Chain::start(
-            &tx,
-            Box::new(move || {
-                let end = (issued + ISSUE_CHUNK).min(ops.len());
-                let last = Self::issue(&mut stores, &itx, &ops[issued..end], issued, &first_key, fault)?;
-                issued = end;
-                Ok(if issued < ops.len() { last } else { None })
-            }),
-        );
-        let committed = done.wait().await;
-        match chain.take_error() {
-            Some(e) => Err(e),
-            None => committed,
-        }
+        let deletes = ops.iter().filter(|op| matches!(op, Op::Delete { .. })).count() as u64;
+        let recorded = self.inner.rotation.recording().then(|| Recorded::Ops(ops.clone()));
+        let tx = self.transaction(&spaces_of(&ops), TxMode::Write, "write")?;
+        self.commit_gated(writing, write_ops(tx, ops, fault), deletes, recorded).await
+    }
+
+    /// Drives `write` (issued on the current database) to its commit in a task of its own,
+    /// holding the rotation gate until then, and records it for the rotation that copies, if
+    /// one does. A write whose caller stops waiting still commits: holding the gate to the end
+    /// keeps a rotation from starting or finishing around it, which could lose it.
+    async fn commit_gated(
+        &self,
+        writing: RwLockReadGuardArc<()>,
+        write: impl Future<Output = Result<(), KvError>> + 'static,
+        deletes: u64,
+        recorded: Option<Recorded>,
+    ) -> Result<(), KvError> {
+        let inner = Rc::clone(&self.inner);
+        let (sent, outcome) = futures::channel::oneshot::channel();
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = write.await;
+            if result.is_ok() {
+                inner.rotation.wrote(deletes, recorded);
+            }
+            drop(writing);
+            let _ = sent.send(result);
+        });
+        outcome.await.unwrap_or_else(|_| {
+            Err(KvError::Unavailable {
+                detail: format!("{}: the write's task ended without an outcome", self.inner.name),
+            })
+        })
     }
 
     /// Writes the next flush counter, strictly: [`Kv::flush`].
@@ -460,9 +450,81 @@ impl IdbKv {
     }
 }
 
+/// A transaction on `db` (of the role database `name`, for errors); every `Write` is strict.
+fn open_transaction(
+    db: &IdbDatabase,
+    name: &str,
+    stores: &[&str],
+    mode: TxMode,
+    op: &'static str,
+) -> Result<IdbTransaction, KvError> {
+    let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+    let (mode, durability) = match mode {
+        TxMode::Write => ("readwrite", "strict"),
+        TxMode::Read => ("readonly", "default"),
+    };
+    let options = object(&[("durability", JsValue::from_str(durability))]);
+    db.unchecked_ref::<DatabaseWithOptions>().transaction_with_options(&names, mode, &options).map_err(|e| {
+        let err = JsError::from_js(&e);
+        if err.name == "InvalidStateError" {
+            KvError::Unavailable { detail: format!("{name}: the connection is closed ({})", err.message) }
+        } else {
+            kv_error(op, err)
+        }
+    })
+}
+
+/// Puts `value` under `key` in the private store in `tx` (a `readwrite` transaction over it)
+/// and waits for the commit.
+async fn put_private_in(tx: IdbTransaction, key: &str, value: &JsValue) -> Result<(), KvError> {
+    let done = TxDone::watch(&tx, "write");
+    let store = idb::Transaction::from(tx.clone()).object_store(SYNC_STORE).map_err(|e| idb_error("write", e))?;
+    if let Err(e) = store.put(value, Some(&JsValue::from_str(key))) {
+        let _ = tx.abort();
+        return Err(idb_error("write", e));
+    }
+    done.wait().await
+}
+
+/// The object stores `ops` touch, each once.
+fn spaces_of(ops: &[Op]) -> Vec<&'static str> {
+    let mut spaces: Vec<Space> = ops.iter().map(Op::space).collect();
+    spaces.sort();
+    spaces.dedup();
+    spaces.iter().map(|s| s.name()).collect()
+}
+
+/// Issues `ops` in `tx` (a `readwrite` transaction over [`spaces_of`] them), in chunks from
+/// the transaction's own events, and waits for the commit: all of them or, on any failure,
+/// none.
+async fn write_ops(tx: IdbTransaction, ops: Vec<Op>, fault: Option<Fault>) -> Result<(), KvError> {
+    let done = TxDone::watch(&tx, "write");
+    let itx = idb::Transaction::from(tx.clone());
+    let first_key = match ops.first() {
+        Some(Op::Put { key, .. } | Op::Delete { key, .. }) => key.clone(),
+        None => Vec::new(),
+    };
+    let mut stores = Vec::with_capacity(4);
+    let mut issued = 0;
+    let chain = Chain::start(
+        &tx,
+        Box::new(move || {
+            let end = (issued + ISSUE_CHUNK).min(ops.len());
+            let last = IdbKv::issue(&mut stores, &itx, &ops[issued..end], issued, &first_key, fault)?;
+            issued = end;
+            Ok(if issued < ops.len() { last } else { None })
+        }),
+    );
+    let committed = done.wait().await;
+    match chain.take_error() {
+        Some(e) => Err(e),
+        None => committed,
+    }
+}
+
 /// Deletes the database `name`; the caller holds its lock. A connection still open blocks
 /// the deletion: unless `wait_when_blocked`, that fails at once (it belongs to another page).
-async fn delete_database(name: &str, wait_when_blocked: bool) -> Result<(), KvError> {
+pub(super) async fn delete_database(name: &str, wait_when_blocked: bool) -> Result<(), KvError> {
     let factory = Factory::new().map_err(|e| unavailable("indexedDB is not available", e))?;
     let mut req = factory.delete(name).map_err(|e| unavailable("deleteDatabase failed", e))?;
     if wait_when_blocked {
@@ -486,12 +548,7 @@ impl Inner {
         if self.closed.get().is_none() {
             self.closed.set(Some("the store was closed"));
         }
-        self.db.set_onversionchange(None);
-        self.db.close();
-        if let Some(id) = self.hook_id.take() {
-            guard::forget_connection(id);
-        }
-        self.on_version_change.borrow_mut().take();
+        self.conn.borrow().close();
         self.lock.borrow_mut().take()
     }
 }
@@ -619,7 +676,15 @@ impl Kv for IdbKv {
         }
     }
 
+    /// Rotates the database when deletions since the last rotation reach the policy's share
+    /// of the live entries (module `rotation`); the space comes back once the origin's
+    /// connections are opened again.
+    async fn reclaim(&self) -> Result<(), KvError> {
+        self.reclaim_space().await.map_err(|e| self.named(e))
+    }
+
     fn capabilities(&self) -> Capabilities {
-        Capabilities { name: BACKEND, preferred_batch: 4096, reclaims_space: false }
+        let reclaims_space = self.inner.rotation.policy().is_some();
+        Capabilities { name: BACKEND, preferred_batch: 4096, reclaims_space }
     }
 }

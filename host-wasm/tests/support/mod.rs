@@ -17,6 +17,7 @@ use wasm_bindgen_futures::JsFuture;
 
 thread_local! {
     static SEQ: Cell<u32> = const { Cell::new(0) };
+    static ROTATIONS: Cell<u64> = const { Cell::new(0) };
     static CREATED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -44,6 +45,8 @@ pub async fn call(p: Promise) -> Result<JsValue, JsValue> {
 pub struct LazyIdb {
     name: String,
     kv: OnceCell<IdbKv>,
+    /// Rotate at every reclaim (`IdbKv::set_rotation(Some(0.0))`).
+    rotating: bool,
 }
 
 impl LazyIdb {
@@ -51,11 +54,25 @@ impl LazyIdb {
     pub fn fresh(prefix: &str) -> Self {
         let name = unique(prefix);
         CREATED.with(|c| c.borrow_mut().push(name.clone()));
-        Self { name, kv: OnceCell::new() }
+        Self { name, kv: OnceCell::new(), rotating: false }
+    }
+
+    /// [`LazyIdb::fresh`], rotated to a new generation at every reclaim (after every
+    /// compaction of a hot store); [`rotations`] counts them.
+    pub fn rotating(prefix: &str) -> Self {
+        Self { rotating: true, ..Self::fresh(prefix) }
     }
 
     async fn kv(&self) -> Result<&IdbKv, KvError> {
-        self.kv.get_or_try_init(|| IdbKv::open(&self.name, LockPolicy::Fail)).await
+        self.kv
+            .get_or_try_init(|| async {
+                let kv = IdbKv::open(&self.name, LockPolicy::Fail).await?;
+                if self.rotating {
+                    kv.set_rotation(Some(0.0));
+                }
+                Ok(kv)
+            })
+            .await
     }
 }
 
@@ -83,7 +100,11 @@ impl Kv for LazyIdb {
         self.kv().await?.flush().await
     }
     async fn reclaim(&self) -> Result<(), KvError> {
-        self.kv().await?.reclaim().await
+        let kv = self.kv().await?;
+        let before = kv.generation();
+        kv.reclaim().await?;
+        ROTATIONS.with(|r| r.set(r.get() + kv.generation() - before));
+        Ok(())
     }
     async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
         self.kv().await?.stats(space).await
@@ -100,6 +121,11 @@ impl Kv for LazyIdb {
             None => Capabilities { name: "indexeddb", preferred_batch: 4096, reclaims_space: false },
         }
     }
+}
+
+/// Rotations of [`LazyIdb::rotating`] backends so far.
+pub fn rotations() -> u64 {
+    ROTATIONS.with(Cell::get)
 }
 
 /// Deletes every database [`LazyIdb::fresh`] created so far. Call once the backends are
