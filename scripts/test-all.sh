@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every suite on a fresh machine: installs the toolchain pieces it needs first
-# (scripts/setup.sh), then native tests, the no_std / wasm builds of the core, the browser
+# (scripts/setup.sh), then native tests, the cold store on S3 against SeaweedFS, the no_std /
+# wasm builds of the core, the browser
 # suites in headless Chromium, the packed npm package in a Vite app (Helia, the
 # interface-blockstore contract suite, a Web Worker, a strict tsc check), the web page's
 # Playwright tests, a short run of every fuzz target, the linters, and a publish dry-run of
@@ -24,6 +25,9 @@ cargo build -q -p splitstore-core --target wasm32-unknown-unknown
 step "native tests (core, conformance suites, native host, CLI)"
 cargo test --workspace --exclude splitstore-wasm
 
+step "the cold store on S3 (SeaweedFS started by the script)"
+bash scripts/test-s3.sh
+
 step "embedding examples (a store embedded with threads, and under tokio)"
 cargo run -q -p splitstore-native --example embed_thread
 cargo run -q -p splitstore-native --example embed_tokio
@@ -43,6 +47,7 @@ bash scripts/fuzz-smoke.sh
 step "lint"
 cargo fmt --all --check
 cargo clippy -q --workspace --exclude splitstore-wasm --all-targets -- -D warnings
+cargo clippy -q -p splitstore-native --features s3 --all-targets -- -D warnings
 cargo clippy -q -p splitstore-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --all-features -p splitstore-core -p splitstore-native
 # splitstore-core and splitstore-native as crates.io would take them: packaged together (the

@@ -82,6 +82,9 @@ const RECLAIM_KEYSPACE: &str = "reclaim";
 /// byte is no space's tag.
 pub const LAYOUT_KEY: &[u8] = b"\0layout";
 
+/// The tag of the private records ([`FjallKv::write_with_private`]): no space's.
+const PRIVATE_TAG: u8 = b'p';
+
 /// Value of [`LAYOUT_KEY`]: layout version 2 (one keyspace, tagged spaces).
 const LAYOUT_V2: &[u8] = &[2];
 
@@ -299,7 +302,7 @@ impl FjallKv {
 
     /// Keeps the last operation on each key: fjall gives every item of a batch the same
     /// sequence number, so two writes of one key in one batch would be ambiguous.
-    fn last_op_per_key(ops: Vec<Op>) -> Vec<Op> {
+    pub(crate) fn last_op_per_key(ops: Vec<Op>) -> Vec<Op> {
         fn key_of(op: &Op) -> (u8, &[u8]) {
             match op {
                 Op::Put { space, key, .. } | Op::Delete { space, key } => (space_tag(*space), key),
@@ -432,32 +435,7 @@ impl Kv for FjallKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        let strict = batch.durability() == Durability::Strict;
-        let (payload, upkeep) = (batch.payload_bytes(), batch.is_maintenance());
-        let ops = Self::last_op_per_key(batch.into_ops());
-        if let Some(op) = ops.iter().find(|op| !valid_key(op_key(op))) {
-            let detail = format!("key of {} bytes (this store holds keys of 1 to {MAX_KEY} bytes)", op_key(op).len());
-            let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, detail);
-            return Err(KvError::Backend { backend: "fjall", op: "write", source: Box::new(source) });
-        }
-        if ops.is_empty() {
-            if strict {
-                self.inner.db.persist(PersistMode::SyncAll).map_err(|e| self.write_error("write", e))?;
-            }
-            return Ok(());
-        }
-        let tables = || self.table_bytes().unwrap_or(0);
-        self.inner.disk.admit(&self.inner.path, tables, payload, upkeep)?;
-        let data = &self.inner.data;
-        let mut b = self.inner.db.batch();
-        for op in ops {
-            match op {
-                Op::Put { space, key, value } => b.insert(data, tagged(space, &key), value),
-                Op::Delete { space, key } => b.remove(data, tagged(space, &key)),
-            }
-        }
-        let mode = if strict { PersistMode::SyncAll } else { PersistMode::Buffer };
-        b.durability(Some(mode)).commit().map_err(|e| self.write_error("write", e))
+        self.write_with_private(batch, Vec::new())
     }
 
     async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
@@ -508,6 +486,49 @@ impl Kv for FjallKv {
     }
 }
 
+impl FjallKv {
+    /// A private record (see [`FjallKv::write_with_private`]).
+    pub fn get_private(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        let k = [&[PRIVATE_TAG][..], key].concat();
+        Ok(self.inner.data.get(k).map_err(|e| fjall_error("get", e))?.map(|v| v.to_vec()))
+    }
+
+    /// [`Kv::write`], with `private` records (key, value) put in the same atomic batch: the
+    /// records a store built on this one keeps beside the spaces (the S3 cold store's next
+    /// segment number), which no call on a space sees.
+    pub fn write_with_private(&self, batch: WriteBatch, private: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), KvError> {
+        let strict = batch.durability() == Durability::Strict;
+        let (payload, upkeep) = (batch.payload_bytes(), batch.is_maintenance());
+        let ops = Self::last_op_per_key(batch.into_ops());
+        if let Some(op) = ops.iter().find(|op| !valid_key(op_key(op))) {
+            let detail = format!("key of {} bytes (this store holds keys of 1 to {MAX_KEY} bytes)", op_key(op).len());
+            let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, detail);
+            return Err(KvError::Backend { backend: "fjall", op: "write", source: Box::new(source) });
+        }
+        if ops.is_empty() && private.is_empty() {
+            if strict {
+                self.inner.db.persist(PersistMode::SyncAll).map_err(|e| self.write_error("write", e))?;
+            }
+            return Ok(());
+        }
+        let tables = || self.table_bytes().unwrap_or(0);
+        self.inner.disk.admit(&self.inner.path, tables, payload, upkeep)?;
+        let data = &self.inner.data;
+        let mut b = self.inner.db.batch();
+        for op in ops {
+            match op {
+                Op::Put { space, key, value } => b.insert(data, tagged(space, &key), value),
+                Op::Delete { space, key } => b.remove(data, tagged(space, &key)),
+            }
+        }
+        for (key, value) in private {
+            b.insert(data, [&[PRIVATE_TAG][..], &key].concat(), value);
+        }
+        let mode = if strict { PersistMode::SyncAll } else { PersistMode::Buffer };
+        b.durability(Some(mode)).commit().map_err(|e| self.write_error("write", e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,9 +537,10 @@ mod tests {
     fn tags_are_distinct_and_not_internal() {
         let mut tags: Vec<u8> = Space::ALL.iter().map(|s| space_tag(*s)).collect();
         tags.push(LAYOUT_KEY[0]);
+        tags.push(PRIVATE_TAG);
         tags.sort_unstable();
         tags.dedup();
-        assert_eq!(tags.len(), Space::ALL.len() + 1);
+        assert_eq!(tags.len(), Space::ALL.len() + 2);
         // A scan's upper bound is the next tag value: no tag may be 0xff.
         assert!(Space::ALL.iter().all(|s| space_tag(*s) < u8::MAX));
     }

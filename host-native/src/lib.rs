@@ -16,6 +16,8 @@ pub mod output;
 pub mod progress;
 pub mod prometheus;
 pub mod repo;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod space;
 pub mod status;
 

@@ -1,0 +1,253 @@
+//! The cold store on a real S3 service (`S3Kv` against SeaweedFS, which `scripts/test-s3.sh`
+//! starts): the KV contract, compactions in universal and messages mode with cold on S3, a
+//! sample of the crash matrix, a crash between a segment's PUT and its locator batch, and the
+//! service's refusals as typed errors.
+//!
+//! The service comes from the environment: `SPLITSTORE_S3_URL` (`s3://BUCKET?endpoint=URL`)
+//! and `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`. Without them every test fails and says
+//! how to run it.
+#![cfg(feature = "s3")]
+
+use std::sync::{
+    atomic::{AtomicU32, Ordering},
+    Mutex,
+};
+
+use futures::executor::block_on;
+use splitstore_conformance::{crash, kv_contract, scenarios};
+use splitstore_core::{
+    key::dag_cbor_blake2b_cid,
+    kv::{Capabilities, SpaceEstimate, SpaceStats},
+    BlockKey, Kv, KvError, Mode, Space, WriteBatch,
+};
+use splitstore_native::{
+    s3::{Loc, S3Credentials, S3Kv, S3Location, S3Options},
+    FjallKv, KvOptions,
+};
+
+/// The service the tests run against, and a prefix no other test (or run) uses.
+fn service() -> (S3Location, S3Credentials) {
+    let url = std::env::var("SPLITSTORE_S3_URL").unwrap_or_else(|_| {
+        panic!("SPLITSTORE_S3_URL is not set: run these tests with scripts/test-s3.sh, which starts SeaweedFS")
+    });
+    let mut location = S3Location::parse(&url).expect("SPLITSTORE_S3_URL is an s3:// URL");
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    location.prefix = format!("t{run:x}{n:04x}");
+    (location, S3Credentials::from_env().expect("credentials in the environment"))
+}
+
+fn locator_options() -> KvOptions {
+    KvOptions { cache_bytes: 4 << 20, read_threads: 1, ..KvOptions::default() }
+}
+
+/// Fresh stores: local fjall stores and S3 stores (each with its locator), removed (locally)
+/// when dropped.
+struct Stores(Mutex<Vec<tempfile::TempDir>>);
+
+impl Stores {
+    fn new() -> Self {
+        Stores(Mutex::new(Vec::new()))
+    }
+    fn dir(&self) -> std::path::PathBuf {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().to_path_buf();
+        self.0.lock().unwrap().push(d);
+        p
+    }
+    fn s3(&self) -> S3Kv {
+        let (location, credentials) = service();
+        S3Kv::open(&location, &credentials, &S3Options::default(), &self.dir(), &locator_options()).expect("open S3")
+    }
+    fn fjall(&self) -> FjallKv {
+        FjallKv::open(&self.dir(), &locator_options()).expect("open fjall")
+    }
+    /// Alternately a local hot store and an S3 cold store: the suites open a store as
+    /// `SplitStore::open(make(), make(), ..)`, hot first.
+    fn split(&self) -> impl Fn() -> Split + '_ {
+        let calls = AtomicU32::new(0);
+        move || match calls.fetch_add(1, Ordering::SeqCst) % 2 {
+            0 => Split::Hot(self.fjall()),
+            _ => Split::Cold(self.s3()),
+        }
+    }
+}
+
+/// A hot store on disk or a cold one on S3, as one backend type.
+#[derive(Clone, Debug)]
+enum Split {
+    Hot(FjallKv),
+    Cold(S3Kv),
+}
+
+macro_rules! either {
+    ($s:expr, $k:ident => $e:expr) => {
+        match $s {
+            Split::Hot($k) => $e,
+            Split::Cold($k) => $e,
+        }
+    };
+}
+
+#[async_trait::async_trait]
+impl Kv for Split {
+    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        either!(self, k => k.get(space, key).await)
+    }
+    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        either!(self, k => k.get_many(space, keys).await)
+    }
+    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
+        either!(self, k => k.has(space, key).await)
+    }
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        either!(self, k => k.write(batch).await)
+    }
+    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
+        either!(self, k => k.scan_keys(space, after, limit).await)
+    }
+    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        either!(self, k => k.scan(space, after, limit).await)
+    }
+    async fn flush(&self) -> Result<(), KvError> {
+        either!(self, k => k.flush().await)
+    }
+    async fn reclaim(&self) -> Result<(), KvError> {
+        either!(self, k => k.reclaim().await)
+    }
+    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
+        either!(self, k => k.stats(space).await)
+    }
+    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
+        either!(self, k => k.estimate(space).await)
+    }
+    async fn footprint(&self) -> Result<Option<u64>, KvError> {
+        either!(self, k => k.footprint().await)
+    }
+    fn capabilities(&self) -> Capabilities {
+        either!(self, k => k.capabilities())
+    }
+}
+
+#[test]
+fn the_kv_contract_holds_on_s3() {
+    let stores = Stores::new();
+    block_on(async {
+        kv_contract::kv_contract_get_has(stores.s3()).await;
+        kv_contract::kv_contract_batch_across_spaces(stores.s3()).await;
+        kv_contract::kv_contract_spaces_independent(stores.s3()).await;
+        kv_contract::kv_contract_scan_order_and_limits(stores.s3()).await;
+        kv_contract::kv_contract_scan_with_changes_between_pages(stores.s3()).await;
+        kv_contract::kv_contract_delete_idempotent(stores.s3()).await;
+        kv_contract::kv_contract_overwrite(stores.s3()).await;
+        kv_contract::kv_contract_empty_values(stores.s3()).await;
+        kv_contract::kv_contract_large_values(stores.s3()).await;
+        kv_contract::kv_contract_flush(stores.s3()).await;
+        kv_contract::kv_contract_stats(stores.s3()).await;
+        kv_contract::kv_contract_bulk(stores.s3()).await;
+    });
+}
+
+#[test]
+fn compactions_move_to_s3_in_universal_and_messages_mode() {
+    let stores = Stores::new();
+    for (i, mode) in [Mode::Universal, Mode::Messages].into_iter().enumerate() {
+        let n = block_on(scenarios::grow_and_compact(&stores.split(), mode, 21 + i as u64, 60));
+        assert!(n >= 3, "{mode:?}: only {n} compactions in 60 epochs");
+    }
+}
+
+/// A sample of the crash matrix (every sixth call) with cold on S3: reopened, the store is
+/// consistent and lost nothing live.
+#[test]
+fn crash_matrix_sample_with_cold_on_s3() {
+    let stores = Stores::new();
+    for (i, mode) in [Mode::Universal, Mode::Messages].into_iter().enumerate() {
+        let s = block_on(crash::crash_matrix_on(&stores.split(), mode, 61 + i as u64, 16, 6));
+        println!(
+            "crash matrix, cold on S3, {mode:?}: {} calls, {} crash points, {} purges recovered",
+            s.calls, s.crash_points, s.recovered_purges
+        );
+        assert!(s.crash_points > 3 && s.recovered_purges > 0);
+    }
+}
+
+fn block(i: u32) -> (Vec<u8>, Vec<u8>) {
+    let bytes = [&[0x82u8][..], &i.to_be_bytes()].concat();
+    (BlockKey::of(&dag_cbor_blake2b_cid(&bytes)).into_bytes(), bytes)
+}
+
+/// A crash between a segment's PUT and its locator batch: the write did not return, so
+/// either outcome is allowed; the reopened store holds exactly what it held before, the
+/// orphan segment is deleted, and its number is used again.
+#[test]
+fn a_crash_between_the_put_and_the_locator_leaves_an_orphan_the_next_open_deletes() {
+    let (location, credentials) = service();
+    let dir = tempfile::tempdir().unwrap();
+    let open = || S3Kv::open(&location, &credentials, &S3Options::default(), dir.path(), &locator_options());
+    let kv = open().expect("open");
+    let mut b = WriteBatch::new();
+    for i in 0..100 {
+        let (k, v) = block(i);
+        b.put(Space::Blocks, k, v);
+    }
+    b.put(Space::Meta, b"m".to_vec(), b"1".to_vec());
+    block_on(kv.write(b)).expect("first batch");
+    assert_eq!(kv.next_seq(), 1);
+
+    kv.crash_after_next_put();
+    let mut b = WriteBatch::new();
+    for i in 100..200 {
+        let (k, v) = block(i);
+        b.put(Space::Blocks, k, v);
+    }
+    b.put(Space::Meta, b"m".to_vec(), b"2".to_vec());
+    assert!(matches!(block_on(kv.write(b)), Err(KvError::Crashed)));
+    drop(kv);
+
+    let kv = open().expect("reopen");
+    assert_eq!(kv.next_seq(), 1, "the orphan's number is free again");
+    assert_eq!(block_on(kv.get(Space::Meta, b"m")).unwrap().as_deref(), Some(&b"1"[..]));
+    for i in 0..200 {
+        let (k, v) = block(i);
+        let want = (i < 100).then_some(v);
+        assert_eq!(block_on(kv.get(Space::Blocks, &k)).unwrap(), want, "block {i}");
+    }
+    assert_eq!(block_on(kv.stats(Space::Blocks)).unwrap().keys, 100);
+    // The orphan is gone from the bucket.
+    let err = block_on(kv.read_at(Loc { seq: 1, offset: 0, len: 1 })).expect_err("the orphan segment was deleted");
+    assert!(matches!(err, KvError::Corrupt { .. }), "{err}");
+    let mut b = WriteBatch::new();
+    let (k, v) = block(300);
+    b.put(Space::Blocks, k.clone(), v.clone());
+    block_on(kv.write(b)).expect("a batch after the reopen");
+    assert_eq!(kv.next_seq(), 2);
+    assert_eq!(block_on(kv.get(Space::Blocks, &k)).unwrap(), Some(v));
+}
+
+/// The service's refusals are typed errors naming the request: wrong credentials at once,
+/// a segment deleted behind the store's back as corruption (never as "absent").
+#[test]
+fn refusals_and_lost_segments_are_typed_errors() {
+    let (location, _) = service();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = S3Credentials { access_key_id: "nobody".into(), secret_access_key: "not-the-secret".into() };
+    let started = std::time::Instant::now();
+    let kv = S3Kv::open(&location, &wrong, &S3Options::default(), dir.path(), &locator_options());
+    let err = kv.expect_err("wrong credentials are refused at open (its sweep lists the bucket)");
+    assert!(matches!(&err, KvError::Unavailable { detail } if detail.contains("credentials")), "{err}");
+    assert!(started.elapsed().as_secs() < 10, "a refusal is not retried: {:?}", started.elapsed());
+
+    let stores = Stores::new();
+    let kv = stores.s3();
+    let mut b = WriteBatch::new();
+    let (k, v) = block(1);
+    b.put(Space::Blocks, k.clone(), v);
+    block_on(kv.write(b)).unwrap();
+    let loc = block_on(kv.locate(&k)).unwrap().expect("located");
+    block_on(kv.delete_object(&kv.segment_path(loc.seq))).unwrap();
+    let err = block_on(kv.get(Space::Blocks, &k)).expect_err("the segment is gone");
+    assert!(matches!(&err, KvError::Corrupt { detail } if detail.contains("not in the bucket")), "{err}");
+    assert!(block_on(kv.has(Space::Blocks, &k)).unwrap(), "the locator still names it");
+}
