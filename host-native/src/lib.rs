@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod backend;
 pub mod clock;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -21,6 +22,7 @@ pub mod s3;
 pub mod space;
 pub mod status;
 
+pub use backend::NativeKv;
 pub use clock::SystemClock;
 pub use errors::HostError;
 pub use kv::{FjallKv, KvOptions};

@@ -166,6 +166,10 @@ enum Command {
         /// State retention of automatic prunes (see `prune --retention`).
         #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
         prune_retention: i64,
+        /// The cold store on an S3 service, `s3://BUCKET/PREFIX?endpoint=URL` (feature `s3`;
+        /// credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY). Default: DIR/cold.
+        #[arg(long, value_name = "URL")]
+        cold: Option<String>,
     },
     /// Stream a CARv1 or CARv2 file into the hot store; block-header roots become the head
     /// when they extend the current one (see --head).
@@ -415,6 +419,7 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             hot_limit_mb,
             prune_every,
             prune_retention,
+            cold,
         } => {
             let dir = repo_dir(cli)?;
             let config = RepoConfig {
@@ -429,6 +434,7 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 hot_limit_mb: *hot_limit_mb,
                 prune_every: *prune_every,
                 prune_retention: *prune_retention,
+                cold: cold.clone().unwrap_or_default(),
                 ..RepoConfig::default()
             };
             Repo::init(dir, config)?;

@@ -21,15 +21,15 @@ use splitstore_core::{
 };
 
 use crate::{
+    backend::NativeKv,
     clock::SystemClock,
     errors::HostError,
-    kv::FjallKv,
     repo::{sync_dir, Repo},
     status::{self, StatusKeeper},
 };
 
 /// The store the native host runs.
-pub type NativeStore = SplitStore<FjallKv, SystemClock>;
+pub type NativeStore = SplitStore<NativeKv, SystemClock>;
 
 /// Bytes read from a CAR file per call: imports stream through this fixed buffer.
 pub const IMPORT_BUFFER: usize = 1 << 20;
@@ -330,7 +330,7 @@ fn write_export(
     encode_header_v1(roots, &mut buf);
     w.write_all(&buf).map_err(io)?;
     let mut blocks = 0u64;
-    let sources: &[(&'static str, &FjallKv)] = match which {
+    let sources: &[(&'static str, &NativeKv)] = match which {
         Which::Hot => &[("hot", store.hot())],
         Which::Cold => &[("cold", store.cold())],
         Which::All => &[("hot", store.hot()), ("cold", store.cold())],

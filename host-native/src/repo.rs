@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use splitstore_core::{config::Config, Mode};
 
 use crate::{
+    backend::NativeKv,
     errors::HostError,
     kv::{FjallKv, KvOptions},
     space::DiskSpace,
@@ -77,6 +78,10 @@ pub struct RepoConfig {
     pub reify_limit: usize,
     /// Reify: the most DAG roots waiting to be copied.
     pub reify_queue: usize,
+    /// Where the cold store is: empty for `DIR/cold` (fjall), or `s3://BUCKET/PREFIX?endpoint=URL`
+    /// for an S3 service (the `s3` feature; credentials from `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`; the locator in `DIR/cold`).
+    pub cold: String,
 }
 
 impl Default for RepoConfig {
@@ -103,6 +108,7 @@ impl Default for RepoConfig {
             prune_retention: c.prune_retention,
             reify_limit: c.reify_limit,
             reify_queue: c.reify_queue,
+            cold: String::new(),
         }
     }
 }
@@ -138,7 +144,26 @@ impl RepoConfig {
         if self.memtable_mb == 0 {
             return Err("memtable_mb must be at least 1".into());
         }
+        self.cold_location()?;
         Ok(c)
+    }
+
+    /// The S3 location of the cold store, if it is on S3 (`cold`).
+    #[cfg(feature = "s3")]
+    pub fn cold_location(&self) -> Result<Option<crate::s3::S3Location>, String> {
+        match self.cold.as_str() {
+            "" => Ok(None),
+            url => crate::s3::S3Location::parse(url).map(Some).map_err(|e| format!("cold: {e}")),
+        }
+    }
+
+    /// Without the `s3` feature a cold store is always `DIR/cold`.
+    #[cfg(not(feature = "s3"))]
+    pub fn cold_location(&self) -> Result<Option<std::convert::Infallible>, String> {
+        match self.cold.as_str() {
+            "" => Ok(None),
+            url => Err(format!("cold = {url:?} needs splitstore built with the s3 feature")),
+        }
     }
 
     /// Parses `config.toml` text.
@@ -264,8 +289,9 @@ impl Repo {
         self.config.to_core().map_err(|detail| HostError::BadConfig { path: Self::config_path(&self.dir), detail })
     }
 
-    /// Opens the hot and cold stores, which share one free-space policy and one reserve.
-    pub fn open_stores(&self) -> Result<(FjallKv, FjallKv), HostError> {
+    /// Opens the hot and cold stores, which share one free-space policy and one reserve (on
+    /// S3, the cold store's locator takes part in them).
+    pub fn open_stores(&self) -> Result<(NativeKv, NativeKv), HostError> {
         let mut base = KvOptions { memtable_bytes: self.config.memtable_mb << 20, ..KvOptions::default() };
         base.disk = Some(Arc::new(DiskSpace::new(&self.dir, base.headroom(), self.config.reserve_mb << 20)));
         let hot = FjallKv::open(
@@ -273,10 +299,29 @@ impl Repo {
             &KvOptions { cache_bytes: self.config.hot_cache_mb << 20, ..base.clone() },
         )
         .map_err(|source| HostError::Kv { store: "hot", source })?;
-        let cold =
-            FjallKv::open(&self.dir.join("cold"), &KvOptions { cache_bytes: self.config.cold_cache_mb << 20, ..base })
-                .map_err(|source| HostError::Kv { store: "cold", source })?;
-        Ok((hot, cold))
+        let cold_dir = self.dir.join("cold");
+        let cold_options = KvOptions { cache_bytes: self.config.cold_cache_mb << 20, ..base };
+        let location = self
+            .config
+            .cold_location()
+            .map_err(|detail| HostError::BadConfig { path: Self::config_path(&self.dir), detail })?;
+        let cold: NativeKv = match location {
+            None => FjallKv::open(&cold_dir, &cold_options).map(Into::into),
+            #[cfg(feature = "s3")]
+            Some(location) => crate::s3::S3Credentials::from_env()
+                .map_err(|detail| splitstore_core::KvError::Unavailable {
+                    detail: format!("the cold store on S3: {detail}"),
+                })
+                .and_then(|credentials| {
+                    let options = crate::s3::S3Options::default();
+                    crate::s3::S3Kv::open(&location, &credentials, &options, &cold_dir, &cold_options)
+                })
+                .map(Into::into),
+            #[cfg(not(feature = "s3"))]
+            Some(never) => match never {},
+        }
+        .map_err(|source| HostError::Kv { store: "cold", source })?;
+        Ok((hot.into(), cold))
     }
 }
 

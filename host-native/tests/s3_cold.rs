@@ -8,6 +8,8 @@
 //! how to run it.
 #![cfg(feature = "s3")]
 
+mod common;
+
 use std::sync::{
     atomic::{AtomicU32, Ordering},
     Mutex,
@@ -15,14 +17,10 @@ use std::sync::{
 
 use futures::executor::block_on;
 use splitstore_conformance::{crash, kv_contract, scenarios};
-use splitstore_core::{
-    key::dag_cbor_blake2b_cid,
-    kv::{Capabilities, SpaceEstimate, SpaceStats},
-    BlockKey, Kv, KvError, Mode, Space, WriteBatch,
-};
+use splitstore_core::{key::dag_cbor_blake2b_cid, BlockKey, Kv, KvError, Mode, Space, WriteBatch};
 use splitstore_native::{
     s3::{Loc, S3Credentials, S3Kv, S3Location, S3Options},
-    FjallKv, KvOptions,
+    FjallKv, KvOptions, NativeKv,
 };
 
 /// The service the tests run against, and a prefix no other test (or run) uses.
@@ -44,11 +42,11 @@ fn locator_options() -> KvOptions {
 
 /// Fresh stores: local fjall stores and S3 stores (each with its locator), removed (locally)
 /// when dropped.
-struct Stores(Mutex<Vec<tempfile::TempDir>>);
+struct Stores(Mutex<Vec<tempfile::TempDir>>, Mutex<Vec<S3Kv>>);
 
 impl Stores {
     fn new() -> Self {
-        Stores(Mutex::new(Vec::new()))
+        Stores(Mutex::new(Vec::new()), Mutex::new(Vec::new()))
     }
     fn dir(&self) -> std::path::PathBuf {
         let d = tempfile::tempdir().expect("tempdir");
@@ -64,69 +62,23 @@ impl Stores {
         FjallKv::open(&self.dir(), &locator_options()).expect("open fjall")
     }
     /// Alternately a local hot store and an S3 cold store: the suites open a store as
-    /// `SplitStore::open(make(), make(), ..)`, hot first.
-    fn split(&self) -> impl Fn() -> Split + '_ {
+    /// `SplitStore::open(make(), make(), ..)`, hot first. Every S3 store is kept, to count
+    /// what reached the bucket.
+    fn split(&self) -> impl Fn() -> NativeKv + '_ {
         let calls = AtomicU32::new(0);
         move || match calls.fetch_add(1, Ordering::SeqCst) % 2 {
-            0 => Split::Hot(self.fjall()),
-            _ => Split::Cold(self.s3()),
+            0 => self.fjall().into(),
+            _ => {
+                let kv = self.s3();
+                self.1.lock().unwrap().push(kv.clone());
+                kv.into()
+            }
         }
     }
-}
 
-/// A hot store on disk or a cold one on S3, as one backend type.
-#[derive(Clone, Debug)]
-enum Split {
-    Hot(FjallKv),
-    Cold(S3Kv),
-}
-
-macro_rules! either {
-    ($s:expr, $k:ident => $e:expr) => {
-        match $s {
-            Split::Hot($k) => $e,
-            Split::Cold($k) => $e,
-        }
-    };
-}
-
-#[async_trait::async_trait]
-impl Kv for Split {
-    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        either!(self, k => k.get(space, key).await)
-    }
-    async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        either!(self, k => k.get_many(space, keys).await)
-    }
-    async fn has(&self, space: Space, key: &[u8]) -> Result<bool, KvError> {
-        either!(self, k => k.has(space, key).await)
-    }
-    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        either!(self, k => k.write(batch).await)
-    }
-    async fn scan_keys(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
-        either!(self, k => k.scan_keys(space, after, limit).await)
-    }
-    async fn scan(&self, space: Space, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-        either!(self, k => k.scan(space, after, limit).await)
-    }
-    async fn flush(&self) -> Result<(), KvError> {
-        either!(self, k => k.flush().await)
-    }
-    async fn reclaim(&self) -> Result<(), KvError> {
-        either!(self, k => k.reclaim().await)
-    }
-    async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
-        either!(self, k => k.stats(space).await)
-    }
-    async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
-        either!(self, k => k.estimate(space).await)
-    }
-    async fn footprint(&self) -> Result<Option<u64>, KvError> {
-        either!(self, k => k.footprint().await)
-    }
-    fn capabilities(&self) -> Capabilities {
-        either!(self, k => k.capabilities())
+    /// Segments written to the bucket by the S3 stores made so far.
+    fn segments(&self) -> u64 {
+        self.1.lock().unwrap().iter().map(S3Kv::next_seq).sum()
     }
 }
 
@@ -153,8 +105,10 @@ fn the_kv_contract_holds_on_s3() {
 fn compactions_move_to_s3_in_universal_and_messages_mode() {
     let stores = Stores::new();
     for (i, mode) in [Mode::Universal, Mode::Messages].into_iter().enumerate() {
+        let before = stores.segments();
         let n = block_on(scenarios::grow_and_compact(&stores.split(), mode, 21 + i as u64, 60));
         assert!(n >= 3, "{mode:?}: only {n} compactions in 60 epochs");
+        assert!(stores.segments() > before, "{mode:?}: nothing reached the bucket");
     }
 }
 
@@ -171,6 +125,7 @@ fn crash_matrix_sample_with_cold_on_s3() {
         );
         assert!(s.crash_points > 3 && s.recovered_purges > 0);
     }
+    assert!(stores.segments() > 0, "nothing reached the bucket");
 }
 
 fn block(i: u32) -> (Vec<u8>, Vec<u8>) {
@@ -250,4 +205,43 @@ fn refusals_and_lost_segments_are_typed_errors() {
     let err = block_on(kv.get(Space::Blocks, &k)).expect_err("the segment is gone");
     assert!(matches!(&err, KvError::Corrupt { detail } if detail.contains("not in the bucket")), "{err}");
     assert!(block_on(kv.has(Space::Blocks, &k)).unwrap(), "the locator still names it");
+}
+
+/// The `splitstore` command with `init --cold s3://…`: a real chain imported and compacted in
+/// universal mode, its old blocks in the bucket, read back through the command; the store
+/// reopened from the repo alone.
+#[test]
+fn the_command_keeps_a_repos_cold_store_on_s3() {
+    use common::{info, ok, read_car, testdata};
+    const CHAIN: &str = "kubo-lotus-testnet/lotus_testnet_export_128.car";
+    let (location, _) = service();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    ok(&repo, &["init", "--mode", "universal", "--finality", "10", "--sync-gap-secs", "0", "--cold", &location.url()]);
+    ok(&repo, &["import", testdata(CHAIN).to_str().unwrap()]);
+    ok(&repo, &["compact"]);
+    let after = info(&repo);
+    let cold = after["counts"]["cold"]["keys"].as_u64().expect("a cold count");
+    assert!(cold > 100, "universal mode moves the old blocks to cold: {after}");
+    let check: serde_json::Value = serde_json::from_str(&ok(&repo, &["check", "--json"])).unwrap();
+    assert_eq!(check["missing"], 0);
+    // Every cold block, read from the bucket by the command, is the chain's.
+    let source = read_car(&testdata(CHAIN));
+    let out = repo.with_extension("cold.car");
+    ok(&repo, &["export", "--store", "cold", "--out", out.to_str().unwrap()]);
+    let exported = read_car(&out);
+    assert_eq!(exported.blocks.len() as u64, cold);
+    for (key, (_, bytes)) in &exported.blocks {
+        assert_eq!(&source.blocks[key].1, bytes, "a cold block differs from the chain's");
+    }
+    // The bucket holds them: segments the locator in DIR/cold counts.
+    let kv = S3Kv::open(
+        &location,
+        &S3Credentials::from_env().unwrap(),
+        &S3Options::default(),
+        &repo.join("cold"),
+        &locator_options(),
+    )
+    .expect("the locator reopens");
+    assert!(kv.next_seq() > 0);
 }

@@ -82,11 +82,11 @@ pub fn open_kvs(repo: &Path, read_threads: usize) -> BenchResult<(FjallKv, Fjall
 /// The store of a repo under `cfg` (recovery runs here, as in every open).
 pub fn open_store(repo: &Path, cfg: Config, read_threads: usize) -> BenchResult<NativeStore> {
     let (hot, cold) = open_kvs(repo, read_threads)?;
-    Ok(block_on(SplitStore::open(hot, cold, SystemClock, cfg))?)
+    Ok(block_on(SplitStore::open(hot.into(), cold.into(), SystemClock, cfg))?)
 }
 
 /// Every key of `space`, ascending, read in compaction-sized pages.
-pub fn all_keys(kv: &FjallKv, space: Space) -> BenchResult<Vec<Vec<u8>>> {
+pub fn all_keys(kv: &impl Kv, space: Space) -> BenchResult<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     loop {

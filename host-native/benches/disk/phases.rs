@@ -145,7 +145,7 @@ fn for_pages(kv: &FjallKv, space: Space, mut f: impl FnMut(Vec<Vec<u8>>) -> Benc
 }
 
 /// Reads `keys` with `get_many` calls of `batch` keys; returns how many were found.
-pub fn read_all(kv: &FjallKv, keys: &[Vec<u8>], batch: usize) -> BenchResult<usize> {
+pub fn read_all(kv: &impl Kv, keys: &[Vec<u8>], batch: usize) -> BenchResult<usize> {
     let mut found = 0;
     for chunk in keys.chunks(batch) {
         found += block_on(kv.get_many(Space::Blocks, chunk))?.iter().filter(|v| v.is_some()).count();

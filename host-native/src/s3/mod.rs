@@ -256,6 +256,11 @@ impl S3Kv {
         Ok(kv)
     }
 
+    /// The locator (and the other keyspaces), on this machine.
+    pub fn locator(&self) -> &FjallKv {
+        &self.inner.local
+    }
+
     /// Where the store lives.
     pub fn location(&self) -> &S3Location {
         &self.inner.location
