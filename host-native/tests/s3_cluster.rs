@@ -158,7 +158,7 @@ fn the_store_keeps_serving_as_the_cluster_loses_a_volume_server_and_its_leader_m
     let make = || -> NativeKv {
         let d = tempfile::tempdir().unwrap();
         let n = made.fetch_add(1, Ordering::SeqCst);
-        let kv: NativeKv = if n % 2 == 0 {
+        let kv: NativeKv = if n.is_multiple_of(2) {
             FjallKv::open(d.path(), &KvOptions { cache_bytes: 4 << 20, read_threads: 1, ..KvOptions::default() })
                 .unwrap()
                 .into()
