@@ -406,7 +406,16 @@ impl IdbKv {
         let inner = Rc::clone(&self.inner);
         let (sent, outcome) = futures::channel::oneshot::channel();
         wasm_bindgen_futures::spawn_local(async move {
+            // The transaction's requests are issued by chains that refuse once the module has
+            // failed; this task only waits for it.
             let result = write.await;
+            if guard::failed() {
+                // Nothing of the store's is touched (or dropped) after a panic: the outcome
+                // only wakes the caller, whose own task then stops.
+                std::mem::forget((inner, writing, recorded));
+                let _ = sent.send(result);
+                return;
+            }
             if result.is_ok() {
                 inner.rotation.wrote(deletes, recorded);
             }
@@ -414,6 +423,7 @@ impl IdbKv {
             let _ = sent.send(result);
         });
         outcome.await.unwrap_or_else(|_| {
+            guard::check_running()?;
             Err(KvError::Unavailable {
                 detail: format!("{}: the write's task ended without an outcome", self.inner.name),
             })

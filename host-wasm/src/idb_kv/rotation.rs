@@ -332,14 +332,27 @@ impl IdbKv {
         let kv = self.clone();
         let run = Arc::clone(&state.run);
         let (sent, outcome) = futures::channel::oneshot::channel();
-        wasm_bindgen_futures::spawn_local(async move {
+        // A task of the module's: after a panic it is never polled again (it would delete
+        // databases another tab may hold by then), and the caller stops waiting for it.
+        crate::guard::spawn(async move {
             let _run = run.lock_arc().await;
             let _running = Running(&kv.inner.rotation);
             let _ = sent.send(kv.rotate(stop).await);
         });
-        outcome.await.unwrap_or_else(|_| {
-            Err(KvError::Unavailable { detail: format!("{}: the rotation ended without an outcome", self.inner.name) })
-        })
+        let stopped = Box::pin(async {
+            while !crate::guard::failed() {
+                crate::js::sleep_ms(100.0).await;
+            }
+        });
+        match futures::future::select(outcome, stopped).await {
+            futures::future::Either::Left((Ok(result), _)) => result,
+            _ => {
+                crate::guard::check_running()?;
+                Err(KvError::Unavailable {
+                    detail: format!("{}: the rotation ended without an outcome", self.inner.name),
+                })
+            }
+        }
     }
 
     async fn rotate(&self, stop: Option<RotationStep>) -> Result<Rotated, KvError> {
