@@ -16,7 +16,7 @@ use std::sync::{
 };
 
 use futures::executor::block_on;
-use splitstore_conformance::{crash, kv_contract, scenarios};
+use splitstore_conformance::{crash, kv_contract, prune, scenarios};
 use splitstore_core::{key::dag_cbor_blake2b_cid, BlockKey, Kv, KvError, Mode, Space, WriteBatch};
 use splitstore_native::{
     s3::{Loc, S3Credentials, S3Kv, S3Location, S3Options},
@@ -125,6 +125,21 @@ fn crash_matrix_sample_with_cold_on_s3() {
         );
         assert!(s.crash_points > 3 && s.recovered_purges > 0);
     }
+    assert!(stores.segments() > 0, "nothing reached the bucket");
+}
+
+/// A sample of the cold prune's crash matrix (every sixth call) with cold on S3: the prune
+/// deletes from the locator and its reclaim drops and rewrites segments.
+#[test]
+fn prune_crash_matrix_sample_with_cold_on_s3() {
+    let stores = Stores::new();
+    let base = block_on(prune::base(Mode::Universal, 51, 30));
+    let s = block_on(prune::prune_crash_matrix_on(&stores.split(), Mode::Universal, &base, 0, 6));
+    println!(
+        "prune crash matrix, cold on S3: {} calls, {} crash points, {} purges recovered",
+        s.calls, s.crash_points, s.recovered
+    );
+    assert!(s.crash_points > 3 && s.recovered > 0);
     assert!(stores.segments() > 0, "nothing reached the bucket");
 }
 
@@ -244,4 +259,63 @@ fn the_command_keeps_a_repos_cold_store_on_s3() {
     )
     .expect("the locator reopens");
     assert!(kv.next_seq() > 0);
+}
+
+/// After deletions (a cold prune's), reclaim drops the segments nothing names and rewrites
+/// those less than half named; a crash in the middle of a rewrite leaves every named block
+/// readable, and deleted blocks stay deleted.
+#[test]
+fn reclaim_drops_and_rewrites_segments_and_survives_a_crash_in_a_rewrite() {
+    use splitstore_native::s3::Rewritten;
+    let (location, credentials) = service();
+    let dir = tempfile::tempdir().unwrap();
+    let open = || S3Kv::open(&location, &credentials, &S3Options::default(), dir.path(), &locator_options());
+    let kv = open().expect("open");
+    let batch = |n: u32| -> Vec<(Vec<u8>, Vec<u8>)> { (0..200).map(|i| block(n * 1000 + i)).collect() };
+    for n in 0..4 {
+        let mut b = WriteBatch::new();
+        for (k, v) in batch(n) {
+            b.put(Space::Blocks, k, v);
+        }
+        block_on(kv.write(b)).unwrap();
+    }
+    // Segment 0 loses every block, segment 1 all but ten, segment 2 a quarter, 3 none.
+    let mut d = WriteBatch::new();
+    for (k, _) in batch(0).into_iter().chain(batch(1).into_iter().skip(10)).chain(batch(2).into_iter().take(50)) {
+        d.delete(Space::Blocks, k);
+    }
+    block_on(kv.write(d)).unwrap();
+    let live: Vec<(Vec<u8>, Vec<u8>)> =
+        batch(1).into_iter().take(10).chain(batch(2).into_iter().skip(50)).chain(batch(3)).collect();
+    let all_live = |kv: &S3Kv, when: &str| {
+        for (k, v) in &live {
+            assert_eq!(block_on(kv.get(Space::Blocks, k)).unwrap().as_ref(), Some(v), "{when}");
+        }
+        assert_eq!(block_on(kv.stats(Space::Blocks)).unwrap().keys, live.len() as u64, "{when}");
+    };
+
+    // Segment 0 is dropped, then a crash right after segment 1's rewrite PUT: segment 1 is
+    // still named, the copy is an orphan.
+    kv.crash_after_next_put();
+    assert!(matches!(block_on(kv.rewrite_segments()), Err(KvError::Crashed)));
+    drop(kv);
+    let kv = open().expect("reopen");
+    all_live(&kv, "after a crash in a rewrite");
+    assert_eq!(kv.next_seq(), 4, "the copy was an orphan");
+
+    let done = block_on(kv.rewrite_segments()).expect("rewrite");
+    assert_eq!((done.dropped, done.rewritten, done.moved), (0, 1, 10), "{done:?}");
+    assert!(done.freed_bytes > 0);
+    all_live(&kv, "after the rewrite");
+    for seq in [0, 1] {
+        let err = block_on(kv.read_at(Loc { seq, offset: 0, len: 1 })).expect_err("the segment is gone");
+        assert!(matches!(err, KvError::Corrupt { .. }), "segment {seq}: {err}");
+    }
+    assert_eq!(kv.next_seq(), 5, "the ten blocks were copied into segment 4");
+    assert_eq!(block_on(kv.locate(&live[0].0)).unwrap().map(|l| l.seq), Some(4));
+    // Nothing more to do; the deleted blocks stay deleted.
+    assert_eq!(block_on(kv.rewrite_segments()).unwrap(), Rewritten::default());
+    assert_eq!(block_on(kv.get(Space::Blocks, &batch(1)[20].0)).unwrap(), None);
+    drop(kv);
+    all_live(&open().expect("reopen"), "after a reopen");
 }

@@ -429,8 +429,13 @@ impl S3Kv {
 
     /// Commits the block puts `puts` as one segment, then `rest` and their locator entries as
     /// one locator batch.
-    async fn commit(&self, puts: Vec<(Vec<u8>, Vec<u8>)>, mut rest: WriteBatch) -> Result<(), KvError> {
+    async fn commit(&self, puts: Vec<(Vec<u8>, Vec<u8>)>, rest: WriteBatch) -> Result<(), KvError> {
         let _order = self.inner.committing.lock().await;
+        self.commit_locked(puts, rest).await
+    }
+
+    /// [`S3Kv::commit`] under the commit lock.
+    async fn commit_locked(&self, puts: Vec<(Vec<u8>, Vec<u8>)>, mut rest: WriteBatch) -> Result<(), KvError> {
         let seq = self.next_seq();
         let (body, locs) = segment::encode(seq, &puts).map_err(|len| KvError::Backend {
             backend: "s3",
@@ -452,6 +457,96 @@ impl S3Kv {
         self.inner.local.write_with_private(rest, vec![(NEXT_SEQ.to_vec(), (seq + 1).to_be_bytes().to_vec())])?;
         self.inner.next_seq.store(seq + 1, Ordering::SeqCst);
         Ok(())
+    }
+}
+
+/// A segment's blocks the locator names: the bytes of their sections, and each key with its
+/// location.
+type Named = (u64, Vec<(Vec<u8>, Loc)>);
+
+/// What [`S3Kv::rewrite_segments`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Segments deleted because no locator entry named them.
+    pub dropped: u64,
+    /// Segments whose live blocks were copied into a new one before they were deleted.
+    pub rewritten: u64,
+    /// Blocks copied.
+    pub moved: u64,
+    /// Bytes of the deleted segments.
+    pub freed_bytes: u64,
+}
+
+impl S3Kv {
+    /// Gives the bucket's space back after deletions (a cold prune's): a committed segment
+    /// that no locator entry names is deleted; one whose named blocks take less than half of
+    /// it has them copied into a new segment (one PUT, one locator batch pointing them there)
+    /// and is deleted after. Runs under the commit lock, so no write or deletion interleaves
+    /// with a rewrite. A crash leaves either the old segment named (the new one an orphan the
+    /// next open deletes) or the old one unnamed (deleted by the next reclaim): nothing named
+    /// is ever missing. Walks the whole locator, once.
+    pub async fn rewrite_segments(&self) -> Result<Rewritten, KvError> {
+        let _order = self.inner.committing.lock().await;
+        let next = self.next_seq();
+        // Named bytes and entries per segment, from the locator.
+        let mut named: BTreeMap<u64, Named> = BTreeMap::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.inner.local.scan(Space::Blocks, after.as_deref(), PAGE).await?;
+            for (k, v) in &page {
+                let loc = self.decode_loc(k, v)?;
+                let entry = named.entry(loc.seq).or_default();
+                // The block's section: its bytes, its CID (about the key's length) and the
+                // section's length prefix.
+                entry.0 += u64::from(loc.len) + k.len() as u64 + 8;
+                entry.1.push((k.clone(), loc));
+            }
+            match page.last() {
+                Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
+                _ => break,
+            }
+        }
+        // The committed segments in the bucket, with their sizes.
+        let client = self.inner.client.clone();
+        let prefix = self.object("seg");
+        let listed: Vec<(ObjectPath, u64)> = self
+            .on_runtime(async move {
+                let found: Vec<_> = client.list(Some(&prefix)).collect().await;
+                found
+                    .into_iter()
+                    .map(|m| m.map(|m| (m.location, m.size)).map_err(|e| s3_error("list", &prefix, e)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let mut done = Rewritten::default();
+        for (path, size) in listed {
+            let Some(seq) =
+                path.filename().and_then(|f| f.strip_suffix(".car")).and_then(|h| u64::from_str_radix(h, 16).ok())
+            else {
+                continue;
+            };
+            if seq >= next {
+                continue;
+            }
+            match named.remove(&seq) {
+                None => done.dropped += 1,
+                Some((live, entries)) if live * 2 < size => {
+                    // The copy is committed (its locator batch names the new segment) before
+                    // the old segment goes.
+                    let bytes = self.fetch(entries.clone()).await?;
+                    let puts: Vec<_> = entries.into_iter().map(|(k, _)| k).zip(bytes).collect();
+                    done.moved += puts.len() as u64;
+                    self.commit_locked(puts, WriteBatch::new()).await?;
+                    done.rewritten += 1;
+                }
+                Some(_) => continue,
+            }
+            let (client, gone) = (self.inner.client.clone(), path.clone());
+            self.on_runtime(async move { client.delete(&gone).await.map_err(|e| s3_error("delete", &gone, e)) })
+                .await?;
+            done.freed_bytes += size;
+        }
+        Ok(done)
     }
 }
 
@@ -518,6 +613,9 @@ impl Kv for S3Kv {
             }
         }
         if puts.is_empty() {
+            // Under the commit lock too: a segment rewrite must not move a block that a
+            // deletion is removing.
+            let _order = self.inner.committing.lock().await;
             return self.inner.local.write(rest).await;
         }
         self.commit(puts, rest).await
@@ -545,8 +643,10 @@ impl Kv for S3Kv {
         self.inner.local.flush().await
     }
 
-    /// The locator's space; segments are not rewritten yet.
+    /// Drops the segments nothing names any more and rewrites those less than half live
+    /// ([`S3Kv::rewrite_segments`]), then the locator's own space.
     async fn reclaim(&self) -> Result<(), KvError> {
+        self.rewrite_segments().await?;
         self.inner.local.reclaim().await
     }
 
