@@ -21,3 +21,30 @@ export function bytesUnder(dir) {
   }
   return total;
 }
+
+/**
+ * Runs `body({ ctx, page, idbDir })` on the demonstration page in headless Chromium with a
+ * persistent profile on disk (a temporary directory named after `name`), served from this
+ * folder's page; everything is closed and removed afterwards, however `body` ends.
+ */
+export async function withPagePersisted(name, body) {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { chromium } = await import('playwright-core');
+  const { startServer } = await import('../server.mjs');
+  const profile = mkdtempSync(join(tmpdir(), `splitstore-${name}-`));
+  const server = await startServer({ port: 0 });
+  const ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  try {
+    const page = await ctx.newPage();
+    await page.goto(server.url);
+    await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
+    return await body({ ctx, page, idbDir: join(profile, 'Default', 'IndexedDB') });
+  } finally {
+    await ctx.close();
+    await server.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}

@@ -11,12 +11,7 @@
 //
 // Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { startServer } from '../server.mjs';
-import { arg, bytesUnder, CHROMIUM } from './common.mjs';
+import { arg, bytesUnder, withPagePersisted } from './common.mjs';
 
 const EPOCHS = arg('epochs', 1500);
 const EVERY = arg('every', 60);
@@ -24,16 +19,7 @@ const SESSION = arg('session', 3);
 const STATE = arg('state', 2000);
 const ROTATE = arg('rotate', 1);
 
-const profile = mkdtempSync(join(tmpdir(), 'splitstore-idb-longrun-'));
-const server = await startServer({ port: 0 });
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
-try {
-  const page = await ctx.newPage();
-  await page.goto(server.url);
-  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
-  const idbDir = join(profile, 'Default', 'IndexedDB');
+await withPagePersisted('idb-longrun', async ({ ctx, page, idbDir }) => {
   const config = {
     mode: 'universal', finality: 10, thresholdFinalities: 1_000_000, boundaryFinalities: 4, syncGapSecs: null,
     persist: false, purgeSleepFactor: 0, rotation: ROTATE < 0 ? false : ROTATE,
@@ -89,8 +75,4 @@ try {
   for (const r of rows) {
     console.log(`| ${r.head} | ${r.written} | ${r.hot} | ${r.cold} | ${mb(r.disk)} MB |`);
   }
-} finally {
-  await ctx.close();
-  await server.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});

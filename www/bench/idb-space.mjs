@@ -14,27 +14,13 @@
 //
 // Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { startServer } from '../server.mjs';
-import { arg, bytesUnder, CHROMIUM } from './common.mjs';
+import { arg, bytesUnder, withPagePersisted } from './common.mjs';
 
 const BLOCKS = arg('blocks', 100_000);
 const STATE = arg('state', 2000);
 const ROTATE = arg('rotate', 1);
 
-const profile = mkdtempSync(join(tmpdir(), 'splitstore-idb-space-'));
-const server = await startServer({ port: 0 });
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
-try {
-  const page = await ctx.newPage();
-  await page.goto(server.url);
-  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
-  const idbDir = join(profile, 'Default', 'IndexedDB');
+await withPagePersisted('idb-space', async ({ ctx, page, idbDir }) => {
   const rows = [];
   const sample = async (when) => {
     const usage = await page.evaluate(async () => (await navigator.storage.estimate()).usage);
@@ -91,8 +77,4 @@ try {
   for (const r of rows) {
     console.log(`| ${r.when} | ${mb(r.usage)} MB | ${mb(r.disk)} MB | ${(r.disk / rows[0].disk).toFixed(2)} |`);
   }
-} finally {
-  await ctx.close();
-  await server.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});
