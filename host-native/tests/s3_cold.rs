@@ -319,3 +319,103 @@ fn reclaim_drops_and_rewrites_segments_and_survives_a_crash_in_a_rewrite() {
     drop(kv);
     all_live(&open().expect("reopen"), "after a reopen");
 }
+
+/// A proxy in front of the service that answers the first `fail` connections with `503 Slow
+/// Down` and closes them, and passes every other connection through byte for byte (the
+/// client's signature names the proxy's address, which is what the service then sees).
+struct FlakyProxy {
+    addr: std::net::SocketAddr,
+    fail: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    refused: std::sync::Arc<AtomicU32>,
+    /// The connections passed through, which [`FlakyProxy::fail_next`] cuts.
+    open: std::sync::Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: &str) -> Self {
+        use std::{io::Write, net::TcpListener, sync::Arc};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let fail = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let refused = Arc::new(AtomicU32::new(0));
+        let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (f, r, o) = (fail.clone(), refused.clone(), open.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                if f.fetch_sub(1, Ordering::SeqCst) > 0 {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let _ = client.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: 54\r\n\
+                          Connection: close\r\n\r\n<Error><Code>SlowDown</Code><Message/></Error>\n\n\n\n\n\n\n\n",
+                    );
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                f.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else { continue };
+                o.lock().unwrap().push(client.try_clone().unwrap());
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c1, mut s1) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let _ = s1.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self { addr, fail, refused, open }
+    }
+
+    /// The next `n` connections are refused, and the ones open now are cut (the client keeps
+    /// connections alive, so its next request would otherwise go through one of them).
+    fn fail_next(&self, n: i64) {
+        self.fail.store(n, Ordering::SeqCst);
+        for conn in self.open.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Service errors: a few 503s are retried away; a service that keeps failing gives a typed
+/// error within the retry budget, and the batch it refused left nothing behind.
+#[test]
+fn a_failing_service_is_retried_then_a_typed_error_and_leaves_nothing_half_written() {
+    let (mut location, credentials) = service();
+    let proxy = FlakyProxy::start(location.endpoint.as_deref().expect("an endpoint"));
+    location.endpoint = Some(format!("http://{}", proxy.addr));
+    let dir = tempfile::tempdir().unwrap();
+    let options = S3Options { max_retries: 3, retry_timeout: std::time::Duration::from_secs(10) };
+    let kv = S3Kv::open(&location, &credentials, &options, dir.path(), &locator_options()).expect("open");
+    let put = |from: u32| {
+        let mut b = WriteBatch::new();
+        for i in from..from + 50 {
+            let (k, v) = block(i);
+            b.put(Space::Blocks, k, v);
+        }
+        block_on(kv.write(b))
+    };
+
+    // Two refusals: the client retries and the batch lands.
+    proxy.fail_next(2);
+    put(0).expect("retried past two 503s");
+    assert!(proxy.refused.load(Ordering::SeqCst) >= 2, "the proxy refused nothing");
+    assert_eq!(block_on(kv.get(Space::Blocks, &block(7).0)).unwrap(), Some(block(7).1));
+
+    // A service that keeps refusing: a typed error, in time, and nothing of the batch.
+    proxy.fail_next(i64::MAX / 2);
+    let started = std::time::Instant::now();
+    let err = put(100).expect_err("the service refuses everything");
+    assert!(matches!(&err, KvError::Unavailable { detail } if detail.contains("put")), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    proxy.fail_next(0);
+    assert!(!block_on(kv.has(Space::Blocks, &block(100).0)).unwrap(), "a refused batch left a block behind");
+    assert_eq!(kv.next_seq(), 1, "a refused batch took no segment number");
+    put(200).expect("the service is back");
+    assert_eq!(block_on(kv.get(Space::Blocks, &block(220).0)).unwrap(), Some(block(220).1));
+    assert_eq!(block_on(kv.stats(Space::Blocks)).unwrap().keys, 100);
+}
