@@ -2,8 +2,9 @@
 # The cold store on a SeaweedFS cluster, the failover runs (minutes; not in test-all.sh): three
 # masters (Raft), three volume servers with replication 001 (two copies of every volume), one
 # filer and one S3 gateway (read-your-writes goes through one gateway), all on free ports of
-# 127.0.0.1; then host-native/tests/s3_cluster.rs, which kills a volume server while batches
-# are written and the leader master while the store serves, and stops the cluster.
+# 127.0.0.1; then host-native/tests/s3_cluster.rs, which kills a volume server just before a
+# compaction's second move page and the leader master while the store serves, and stops the
+# cluster.
 #
 #   scripts/test-s3-cluster.sh
 #   SPLITSTORE_S3_KEEP=1 ...        leave the data directory behind (its path is printed)
@@ -32,7 +33,9 @@ for i in 1 2 3; do
   mkdir -p "$work/v$i"
   sw_start "volume$i" volume -ip=127.0.0.1 -port="${!port_var}" -dir="$work/v$i" -mserver="$peers" -max=30
 done
-sw_start filer filer -ip=127.0.0.1 -port="$filer" -master="$peers" -defaultReplicaPlacement=001
+mkdir -p "$work/filer"
+sw_start filer filer -ip=127.0.0.1 -port="$filer" -master="$peers" -defaultReplicaPlacement=001 \
+  -defaultStoreDir="$work/filer"
 sw_start s3 s3 -ip.bind=127.0.0.1 -port="$s3" -filer="127.0.0.1:$filer" -config="$work/s3.json" \
   -port.iceberg=0 -port.lance=0
 for _ in $(seq 60); do

@@ -1,9 +1,10 @@
 //! The cold store on a SeaweedFS cluster that loses servers (`scripts/test-s3-cluster.sh`
 //! starts it: three masters, three volume servers with two copies of every volume, a filer
-//! and an S3 gateway): a volume server killed while batches are written, then the leader
-//! master killed while the store serves. Every write either returns (and its blocks are read
-//! back, from the replicas) or fails with a typed error; the store keeps serving; a
-//! compaction with cold on the degraded cluster matches the oracle.
+//! and an S3 gateway): a volume server killed just before a compaction's second move page,
+//! then the leader master killed while the store serves. The compaction finishes and matches
+//! the oracle or fails cleanly with nothing lost; every write either returns (and its blocks
+//! are read back, from the replicas) or fails with a typed error; the store keeps serving;
+//! compactions with cold on the degraded cluster match the oracle.
 //!
 //! From the environment: `SPLITSTORE_S3_URL`, the credentials, `SPLITSTORE_S3_VOLUMES`
 //! (the volume servers' pids) and `SPLITSTORE_S3_MASTERS` (`host:port=pid`, comma-separated).
@@ -97,31 +98,24 @@ fn the_store_keeps_serving_as_the_cluster_loses_a_volume_server_and_its_leader_m
         write_batch(&kv, n, &mut acked).expect("a healthy cluster takes every batch");
     }
 
-    // A volume server dies while batches are written (moves are such batches).
+    // A volume server dies in the middle of a compaction's move, then batches are written.
     let volumes = env("SPLITSTORE_S3_VOLUMES");
     let victim = volumes.split(',').next().unwrap().to_owned();
-    let writer = std::thread::scope(|s| {
-        let killer = s.spawn(|| {
-            std::thread::sleep(Duration::from_millis(300));
-            kill(&victim);
-        });
-        let mut failures = 0;
-        for n in 10..40 {
-            match write_batch(&kv, n, &mut acked) {
-                Ok(()) => {}
-                Err(KvError::Unavailable { detail }) => {
-                    failures += 1;
-                    println!("  batch {n} refused beside the kill: {detail}");
-                }
-                Err(other) => panic!("batch {n}: not a service error: {other}"),
+    a_compaction_loses_a_volume_server_before_its_second_move_page(&victim);
+    let mut writer = 0;
+    for n in 10..40 {
+        match write_batch(&kv, n, &mut acked) {
+            Ok(()) => {}
+            Err(KvError::Unavailable { detail }) => {
+                writer += 1;
+                println!("  batch {n} refused after the kill: {detail}");
             }
+            Err(other) => panic!("batch {n}: not a service error: {other}"),
         }
-        killer.join().unwrap();
-        failures
-    });
+    }
     let took = write_until_served(&kv, 40, &mut acked, Duration::from_secs(90));
     println!(
-        "volume server {victim} killed: {writer} of 30 batches refused beside it, served again after {:.1} s; {} blocks acknowledged",
+        "volume server {victim} killed: {writer} of the next 30 batches refused, served again after {:.1} s; {} blocks acknowledged",
         took.as_secs_f64(),
         acked.len()
     );
@@ -170,6 +164,72 @@ fn the_store_keeps_serving_as_the_cluster_loses_a_volume_server_and_its_leader_m
     };
     let compactions = block_on(scenarios::grow_and_compact(&make, Mode::Universal, 71, 40));
     assert!(compactions >= 2, "only {compactions} compactions");
+}
+
+/// A compaction in universal mode with cold on the cluster, and a volume server killed just
+/// before the move's second page is written: the compaction finishes (its writes retried onto
+/// the replicas) and matches the oracle, or fails with a typed error, and then every block the
+/// stores held before is still in hot or cold after a reopen, and the next compaction
+/// finishes.
+fn a_compaction_loses_a_volume_server_before_its_second_move_page(victim: &str) {
+    use splitstore_conformance::{
+        chain::{apply_epoch, keys, small_chain, small_config, universe_of},
+        scenarios::verify_compaction,
+        wrap::HookedWritesKv,
+    };
+    use splitstore_core::{mem::ManualClock, NoProgress, SplitStore};
+    let (hot_dir, cold_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let locator = KvOptions { cache_bytes: 4 << 20, read_threads: 1, ..KvOptions::default() };
+    let hot = HookedWritesKv::new(NativeKv::from(FjallKv::open(hot_dir.path(), &locator).unwrap()));
+    let cold = HookedWritesKv::new(NativeKv::from(open(cold_dir.path(), "move-kill")));
+    let config = small_config(Mode::Universal);
+    block_on(async {
+        let mut store = SplitStore::open(&hot, &cold, ManualClock::new(1_000_000), config.clone()).await.expect("open");
+        let mut chain = small_chain(83);
+        let mut compactions = 0;
+        let mut killed_in = None;
+        let started = Instant::now();
+        while compactions < 3 {
+            assert!(started.elapsed() < Duration::from_secs(300), "no compaction finished after the kill");
+            let epoch = chain.next_epoch();
+            let Some(pending) = apply_epoch(&store, &epoch).await else { continue };
+            if compactions == 1 && killed_in.is_none() {
+                let victim = victim.to_owned();
+                cold.before_write(2, move || kill(&victim));
+                killed_in = Some(epoch.height);
+            }
+            let hot_before = keys(store.hot(), Space::Blocks).await;
+            let cold_before = keys(store.cold(), Space::Blocks).await;
+            let before = universe_of(store.hot(), store.cold()).await;
+            match store.run_compaction(pending, &NoProgress).await {
+                Ok(report) => {
+                    verify_compaction(&store, &report, &hot_before, &cold_before, &before).await;
+                    compactions += 1;
+                    if killed_in == Some(epoch.height) {
+                        assert!(cold.fired(), "the move had no second page: the kill never happened");
+                        println!("  a compaction with a volume server killed before its second move page finished: {report:?}");
+                    }
+                }
+                Err(e) => {
+                    assert!(cold.fired(), "a compaction failed before the kill: {e}");
+                    assert!(
+                        matches!(&e, splitstore_core::Error::Kv { store: "cold", source: KvError::Unavailable { .. } }),
+                        "not a typed cold-store error: {e}"
+                    );
+                    println!("  the compaction failed cleanly beside the kill: {e}");
+                    drop(store);
+                    store = SplitStore::open(&hot, &cold, ManualClock::new(1_000_000), config.clone())
+                        .await
+                        .expect("reopen after the failed compaction");
+                    let after = universe_of(store.hot(), store.cold()).await;
+                    let lost: Vec<_> =
+                        before.blocks.keys().filter(|k| !after.blocks.contains_key(*k)).take(3).collect();
+                    assert!(lost.is_empty(), "blocks lost by the failed compaction: {lost:?}");
+                }
+            }
+        }
+        assert!(killed_in.is_some() && cold.fired());
+    });
 }
 
 /// The leader the master at `addr` names (`/cluster/status`), as `host:port`.

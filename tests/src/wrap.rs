@@ -1,5 +1,6 @@
 //! `Kv` wrappers for the suites: backends that give up the thread where a test needs the
-//! executor to switch, and one that logs the blocks a store deletes.
+//! executor to switch, one that logs the blocks a store deletes, and one that runs a hook at a
+//! chosen write.
 
 use splitstore_core::{
     kv::{Capabilities, Kv, Op, Space, SpaceEstimate, SpaceStats, WriteBatch},
@@ -191,5 +192,56 @@ kv_wrapper!(SlowWritesKv.inner, call: |_w| {}, info: |_w| {}, write: |w, batch| 
         w.clock.advance(w.ms);
     }
     YieldOnce::default().await;
+    w.inner.write(batch).await
+});
+
+/// What a [`HookedWritesKv`] runs, and before which of its writes.
+type WriteHook = (u64, Box<dyn FnOnce() + Send>);
+
+/// A backend that runs a hook just before its `n`-th write from now is passed on: a fault
+/// outside the store (a server of the service behind it killed) at a chosen moment of a
+/// compaction. Clones share the hook.
+#[derive(Clone)]
+pub struct HookedWritesKv<K> {
+    /// The backend.
+    pub inner: K,
+    hook: std::sync::Arc<std::sync::Mutex<Option<WriteHook>>>,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<K> HookedWritesKv<K> {
+    /// Wraps `inner`, with no hook.
+    pub fn new(inner: K) -> Self {
+        Self { inner, hook: Default::default(), fired: Default::default() }
+    }
+
+    /// Runs `hook` before the `n`-th write from now (1: the next).
+    pub fn before_write(&self, n: u64, hook: impl FnOnce() + Send + 'static) {
+        *self.hook.lock().expect("hook") = Some((n, Box::new(hook)));
+        self.fired.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the hook has run.
+    pub fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+kv_wrapper!(HookedWritesKv.inner, call: |_w| {}, info: |_w| {}, write: |w, batch| {
+    let due = {
+        let mut slot = w.hook.lock().expect("hook");
+        match slot.as_mut() {
+            Some((n, _)) if *n > 1 => {
+                *n -= 1;
+                None
+            }
+            Some(_) => slot.take().map(|(_, hook)| hook),
+            None => None,
+        }
+    };
+    if let Some(hook) = due {
+        hook();
+        w.fired.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     w.inner.write(batch).await
 });

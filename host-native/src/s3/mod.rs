@@ -10,23 +10,28 @@
 //! makes the locator durable), and a crash between the PUT and the locator batch leaves an
 //! **orphan** segment numbered at or above the next number, which the next open deletes.
 //!
+//! Beside each segment, and for every batch without one, the batch's **index**
+//! (`PREFIX/idx/<seq>.idx` or `.log`, [`index`]) records what the batch did to the locator,
+//! and is PUT before the locator batch: the locator is a cache of the bucket, rebuilt by
+//! replaying the indexes in order when a store opens with an empty one.
+//!
 //! Reads of bytes are ranged GETs (batched per segment, adjacent ranges merged by
 //! `object_store`); `has`, scans of keys and counts are local. Deleting a block removes its
-//! locator entry; its bytes stay in the segment until segments are rewritten, which this
-//! version does not do.
+//! locator entry; its bytes stay in the segment until a reclaim drops or rewrites it.
 //!
 //! The S3 client is `object_store`'s, on a small tokio runtime the store owns, so the store can
 //! be driven from any executor. Requests are retried with backoff (every one is idempotent:
 //! a segment number is never reused while the locator names it); what still fails is a typed
 //! [`KvError`] naming the request.
 
+mod index;
 mod segment;
 
 use std::{
     collections::BTreeMap,
     path::Path,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicU8, Ordering},
         Arc,
     },
     time::Duration,
@@ -35,7 +40,6 @@ use std::{
 use futures::{lock::Mutex, StreamExt};
 use object_store::{
     aws::{AmazonS3, AmazonS3Builder},
-    path::Path as ObjectPath,
     BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 use splitstore_core::{
@@ -43,11 +47,17 @@ use splitstore_core::{
     Kv, KvError, Space, WriteBatch,
 };
 
+pub use object_store::path::Path as ObjectPath;
+
 pub use self::segment::Loc;
 use crate::kv::{FjallKv, KvOptions};
 
-/// The locator's private record holding the next segment number.
+/// The locator's private record holding the next batch number.
 const NEXT_SEQ: &[u8] = b"s3-next-seq";
+/// The locator's private record naming the bucket and prefix it locates blocks in.
+const LOCATION: &[u8] = b"s3-location";
+/// Index objects read at once while a locator is rebuilt.
+const REBUILD_READS: usize = 16;
 /// Locator entries read per page when a scan or a count walks them.
 const PAGE: usize = 4096;
 
@@ -154,8 +164,9 @@ struct Inner {
     next_seq: AtomicU64,
     /// Serialises batch commits, so segment numbers are committed in order.
     committing: Mutex<()>,
-    /// Test hook: the next batch stops after its segment's PUT, as a crash there would.
-    crash_after_put: AtomicBool,
+    /// Test hook: the next batch stops after this many of its PUTs (0: never), as a crash
+    /// there would.
+    crash_after_puts: AtomicU8,
 }
 
 impl Drop for Inner {
@@ -231,7 +242,25 @@ impl S3Kv {
             .build()
             .map_err(|e| KvError::Unavailable { detail: format!("configuring S3 for {}: {e}", location.url()) })?;
         let local = FjallKv::open(locator_dir, locator)?;
-        let next_seq = match local.get_private(NEXT_SEQ)? {
+        // A locator locates blocks in one bucket and prefix: another's would have its sweep
+        // delete that store's segments.
+        let here = format!("{}/{}", location.bucket, location.prefix);
+        match local.get_private(LOCATION)? {
+            Some(v) if v != here.as_bytes() => {
+                return Err(KvError::Unavailable {
+                    detail: format!(
+                        "the locator in {} belongs to the store at s3://{}, not s3://{here}",
+                        locator_dir.display(),
+                        String::from_utf8_lossy(&v)
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => local.write_with_private(WriteBatch::new(), vec![(LOCATION.to_vec(), here.into_bytes())])?,
+        }
+        let next_seq = local.get_private(NEXT_SEQ)?;
+        let fresh = next_seq.is_none();
+        let next_seq = match next_seq {
             None => 0,
             Some(v) => u64::from_be_bytes(v.as_slice().try_into().map_err(|_| KvError::Corrupt {
                 detail: format!("{}: the next segment number is not 8 bytes", locator_dir.display()),
@@ -245,10 +274,16 @@ impl S3Kv {
                 runtime: Some(runtime),
                 next_seq: AtomicU64::new(next_seq),
                 committing: Mutex::new(()),
-                crash_after_put: AtomicBool::new(false),
+                crash_after_puts: AtomicU8::new(0),
             }),
         };
         // The runtime's own `block_on`: an open may be called from inside another executor.
+        if fresh {
+            let replayed = kv.runtime().block_on(kv.rebuild_locator())?;
+            if replayed > 0 {
+                tracing::info!(replayed, next_seq = kv.next_seq(), "rebuilt the locator from the bucket's indexes");
+            }
+        }
         let swept = kv.runtime().block_on(kv.sweep_orphans())?;
         if swept > 0 {
             tracing::info!(swept, "deleted orphan segments (a batch a crash interrupted)");
@@ -276,16 +311,36 @@ impl S3Kv {
         self.object(&format!("seg/{seq:016x}.car"))
     }
 
+    /// The object key of batch `seq`'s index (`puts_only`: an index of block puts alone).
+    pub fn index_path(&self, seq: u64, puts_only: bool) -> ObjectPath {
+        self.object(&format!("idx/{}", index::name(seq, puts_only)))
+    }
+
     /// Where `key`'s bytes are, if the locator names it.
     pub async fn locate(&self, key: &[u8]) -> Result<Option<Loc>, KvError> {
         let entry = self.inner.local.get(Space::Blocks, key).await?;
         entry.map(|v| self.decode_loc(key, &v)).transpose()
     }
 
-    /// The next batch stops after its segment's PUT, as a crash there would (a test hook).
+    /// The next batch stops after its last PUT (its index's), before its locator batch, as a
+    /// crash there would (a test hook).
     #[doc(hidden)]
     pub fn crash_after_next_put(&self) {
-        self.inner.crash_after_put.store(true, Ordering::SeqCst);
+        self.inner.crash_after_puts.store(2, Ordering::SeqCst);
+    }
+
+    /// The next batch stops after its segment's PUT, before its index's (a test hook).
+    #[doc(hidden)]
+    pub fn crash_after_next_segment_put(&self) {
+        self.inner.crash_after_puts.store(1, Ordering::SeqCst);
+    }
+
+    /// A crash the test hooks asked for, after the `done`-th PUT of a batch.
+    fn crash_here(&self, done: u8) -> Result<(), KvError> {
+        match self.inner.crash_after_puts.compare_exchange(done, 0, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => Err(KvError::Crashed),
+            Err(_) => Ok(()),
+        }
     }
 
     fn object(&self, rest: &str) -> ObjectPath {
@@ -316,38 +371,137 @@ impl S3Kv {
         })
     }
 
-    /// Deletes every segment numbered at or above the next number: PUTs whose locator batch a
-    /// crash prevented. Returns how many.
-    async fn sweep_orphans(&self) -> Result<u64, KvError> {
+    /// The objects under `dir/` (after `offset`, if given), in key order, with their sizes.
+    async fn list(&self, dir: &str, offset: Option<ObjectPath>) -> Result<Vec<(ObjectPath, u64)>, KvError> {
         let client = self.inner.client.clone();
-        let prefix = self.object("seg");
+        let prefix = self.object(dir);
+        self.on_runtime(async move {
+            let listing = match &offset {
+                Some(o) => client.list_with_offset(Some(&prefix), o),
+                None => client.list(Some(&prefix)),
+            };
+            let found: Vec<_> = listing.collect().await;
+            found
+                .into_iter()
+                .map(|m| m.map(|m| (m.location, m.size)).map_err(|e| s3_error("list", &prefix, e)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+    }
+
+    /// The keys of the store's objects under `dir/` (`seg`, `idx`).
+    pub async fn list_objects(&self, dir: &str) -> Result<Vec<ObjectPath>, KvError> {
+        Ok(self.list(dir, None).await?.into_iter().map(|(p, _)| p).collect())
+    }
+
+    async fn put_object(&self, path: ObjectPath, body: Vec<u8>) -> Result<(), KvError> {
+        let client = self.inner.client.clone();
+        self.on_runtime(async move {
+            client.put(&path, PutPayload::from(body)).await.map(drop).map_err(|e| s3_error("put", &path, e))
+        })
+        .await
+    }
+
+    async fn get_object(&self, path: ObjectPath) -> Result<Vec<u8>, KvError> {
+        let client = self.inner.client.clone();
+        self.on_runtime(async move {
+            let got = client.get(&path).await.map_err(|e| s3_error("get", &path, e))?;
+            got.bytes().await.map(|b| b.to_vec()).map_err(|e| s3_error("get", &path, e))
+        })
+        .await
+    }
+
+    /// Deletes an object of the bucket (the store's own, or, in a test of lost data, behind
+    /// its back). Deleting an absent object is not an error.
+    #[doc(hidden)]
+    pub async fn delete_object(&self, path: &ObjectPath) -> Result<(), KvError> {
+        let (client, path) = (self.inner.client.clone(), path.clone());
+        self.on_runtime(async move {
+            match client.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(s3_error("delete", &path, e)),
+            }
+        })
+        .await
+    }
+
+    /// A batch's index as the bucket holds it.
+    async fn read_index(&self, seq: u64, puts_only: bool) -> Result<index::BatchIndex, KvError> {
+        let path = self.index_path(seq, puts_only);
+        let bytes = self.get_object(path.clone()).await?;
+        let read =
+            index::BatchIndex::decode(&bytes).map_err(|e| KvError::Corrupt { detail: format!("{path}: {e}") })?;
+        if read.seq != seq {
+            return Err(KvError::Corrupt { detail: format!("{path} is the index of batch {}", read.seq) });
+        }
+        Ok(read)
+    }
+
+    /// The segments or indexes (`dir` `seg` or `idx`) in the bucket, by number, with their
+    /// paths, sizes and (for indexes) whether they hold puts alone.
+    async fn numbered(&self, dir: &str, from: u64) -> Result<Vec<Numbered>, KvError> {
+        let offset = from.checked_sub(1).map(|last| self.object(&format!("{dir}/{last:016x}")));
+        let mut out = Vec::new();
+        for (path, size) in self.list(dir, offset).await? {
+            let parsed = path.filename().and_then(|f| match dir {
+                "seg" => f.strip_suffix(".car").and_then(|h| u64::from_str_radix(h, 16).ok()).map(|s| (s, true)),
+                _ => index::parse_name(f),
+            });
+            if let Some((seq, puts_only)) = parsed.filter(|(seq, _)| *seq >= from) {
+                out.push(Numbered { seq, path, size, puts_only });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes every index and segment numbered at or above the next number: batches whose
+    /// locator batch a crash prevented (indexes first, so that no index names a segment that
+    /// is gone). Returns how many objects.
+    async fn sweep_orphans(&self) -> Result<u64, KvError> {
         let next = self.next_seq();
-        let offset = next.checked_sub(1).map(|last| self.segment_path(last));
-        let paths: Vec<ObjectPath> = self
-            .on_runtime(async move {
-                let listing = match &offset {
-                    Some(o) => client.list_with_offset(Some(&prefix), o),
-                    None => client.list(Some(&prefix)),
-                };
-                let found: Vec<_> = listing.collect().await;
-                found
-                    .into_iter()
-                    .map(|m| m.map(|m| m.location).map_err(|e| s3_error("list", &prefix, e)))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
         let mut swept = 0;
-        for path in paths {
-            let seq =
-                path.filename().and_then(|f| f.strip_suffix(".car")).and_then(|h| u64::from_str_radix(h, 16).ok());
-            if seq.is_some_and(|s| s >= next) {
-                let client = self.inner.client.clone();
-                self.on_runtime(async move { client.delete(&path).await.map_err(|e| s3_error("delete", &path, e)) })
-                    .await?;
+        for dir in ["idx", "seg"] {
+            for orphan in self.numbered(dir, next).await? {
+                self.delete_object(&orphan.path).await?;
                 swept += 1;
             }
         }
         Ok(swept)
+    }
+
+    /// Rebuilds an empty locator from the bucket: every index, in order, replayed; the next
+    /// number after the last. A crash during a rebuild leaves the next number unwritten, so
+    /// the next open replays again from the start (replaying is idempotent: the last
+    /// operation on each key decides it). Returns the number of indexes replayed.
+    async fn rebuild_locator(&self) -> Result<u64, KvError> {
+        let found = self.numbered("idx", 0).await?;
+        let Some(last) = found.last().map(|n| n.seq) else { return Ok(0) };
+        let reads =
+            futures::stream::iter(found.iter().map(|n| self.read_index(n.seq, n.puts_only))).buffered(REBUILD_READS);
+        futures::pin_mut!(reads);
+        let mut batch = WriteBatch::new();
+        while let Some(read) = reads.next().await {
+            let read = read?;
+            for (key, loc) in read.puts {
+                batch.put(Space::Blocks, key, loc.encode());
+            }
+            for (key, _) in read.deletes {
+                batch.delete(Space::Blocks, key);
+            }
+            for op in read.others {
+                match op {
+                    Op::Put { space, key, value } => batch.put(space, key, value),
+                    Op::Delete { space, key } => batch.delete(space, key),
+                };
+            }
+            if batch.len() >= PAGE {
+                self.inner.local.write(std::mem::take(&mut batch)).await?;
+            }
+        }
+        batch.strict();
+        self.inner.local.write_with_private(batch, vec![(NEXT_SEQ.to_vec(), (last + 1).to_be_bytes().to_vec())])?;
+        self.inner.next_seq.store(last + 1, Ordering::SeqCst);
+        Ok(found.len() as u64)
     }
 
     /// The bytes of `locs` (with their keys, for errors and checks), in order: one request per
@@ -401,13 +555,6 @@ impl S3Kv {
         self.fetch_one(&[], &loc).await
     }
 
-    /// Deletes an object of the bucket behind the store's back (a test of lost data).
-    #[doc(hidden)]
-    pub async fn delete_object(&self, path: &ObjectPath) -> Result<(), KvError> {
-        let (client, path) = (self.inner.client.clone(), path.clone());
-        self.on_runtime(async move { client.delete(&path).await.map_err(|e| s3_error("delete", &path, e)) }).await
-    }
-
     async fn fetch_one(&self, _key: &[u8], loc: &Loc) -> Result<Vec<u8>, KvError> {
         if loc.len == 0 {
             return Ok(Vec::new());
@@ -427,8 +574,8 @@ impl S3Kv {
         bytes.len() == loc.len as usize
     }
 
-    /// Commits the block puts `puts` as one segment, then `rest` and their locator entries as
-    /// one locator batch.
+    /// Commits a batch: the block puts `puts` as one segment, then the batch's index, then
+    /// `rest` (the other operations) and the puts' locator entries as one locator batch.
     async fn commit(&self, puts: Vec<(Vec<u8>, Vec<u8>)>, rest: WriteBatch) -> Result<(), KvError> {
         let _order = self.inner.committing.lock().await;
         self.commit_locked(puts, rest).await
@@ -437,27 +584,57 @@ impl S3Kv {
     /// [`S3Kv::commit`] under the commit lock.
     async fn commit_locked(&self, puts: Vec<(Vec<u8>, Vec<u8>)>, mut rest: WriteBatch) -> Result<(), KvError> {
         let seq = self.next_seq();
-        let (body, locs) = segment::encode(seq, &puts).map_err(|len| KvError::Backend {
-            backend: "s3",
-            op: "write",
-            source: format!("a block of {len} bytes (a segment holds blocks of up to 4 GiB)").into(),
-        })?;
-        let client = self.inner.client.clone();
-        let path = self.segment_path(seq);
-        self.on_runtime(async move {
-            client.put(&path, PutPayload::from(body)).await.map(drop).map_err(|e| s3_error("put", &path, e))
-        })
-        .await?;
-        if self.inner.crash_after_put.swap(false, Ordering::SeqCst) {
-            return Err(KvError::Crashed);
+        let mut record = index::BatchIndex { seq, ..Default::default() };
+        // A block deletion is recorded with the segment its copy is in; deleting an absent
+        // block changes nothing and is not recorded.
+        let deleted: Vec<Vec<u8>> = rest
+            .ops()
+            .iter()
+            .filter_map(|op| match op {
+                Op::Delete { space: Space::Blocks, key } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        let present = self.inner.local.get_many(Space::Blocks, &deleted).await?;
+        for (key, entry) in deleted.into_iter().zip(present) {
+            if let Some(v) = entry {
+                record.deletes.push((key.clone(), self.decode_loc(&key, &v)?.seq));
+            }
         }
-        for ((key, _), loc) in puts.into_iter().zip(locs) {
-            rest.put(Space::Blocks, key, loc.encode());
+        record.others =
+            rest.ops().iter().filter(|op| !matches!(op, Op::Delete { space: Space::Blocks, .. })).cloned().collect();
+        if puts.is_empty() && record.is_empty() {
+            return self.inner.local.write(rest).await;
         }
+        if !puts.is_empty() {
+            let (body, locs) = segment::encode(seq, &puts).map_err(|len| KvError::Backend {
+                backend: "s3",
+                op: "write",
+                source: format!("a block of {len} bytes (a segment holds blocks of up to 4 GiB)").into(),
+            })?;
+            self.put_object(self.segment_path(seq), body).await?;
+            self.crash_here(1)?;
+            for ((key, _), loc) in puts.into_iter().zip(locs) {
+                record.puts.push((key.clone(), loc));
+                rest.put(Space::Blocks, key, loc.encode());
+            }
+        }
+        let path = self.index_path(seq, record.puts_only());
+        self.put_object(path, record.encode()).await?;
+        self.crash_here(2)?;
         self.inner.local.write_with_private(rest, vec![(NEXT_SEQ.to_vec(), (seq + 1).to_be_bytes().to_vec())])?;
         self.inner.next_seq.store(seq + 1, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// A numbered object of the bucket: a segment or an index.
+struct Numbered {
+    seq: u64,
+    path: ObjectPath,
+    size: u64,
+    /// An index of puts alone (`.idx`); `true` for segments.
+    puts_only: bool,
 }
 
 /// A segment's blocks the locator names: the bytes of their sections, and each key with its
@@ -475,6 +652,8 @@ pub struct Rewritten {
     pub moved: u64,
     /// Bytes of the deleted segments.
     pub freed_bytes: u64,
+    /// Indexes rewritten or deleted because records in them were needed no more.
+    pub indexes_trimmed: u64,
 }
 
 impl S3Kv {
@@ -485,6 +664,11 @@ impl S3Kv {
     /// with a rewrite. A crash leaves either the old segment named (the new one an orphan the
     /// next open deletes) or the old one unnamed (deleted by the next reclaim): nothing named
     /// is ever missing. Walks the whole locator, once.
+    ///
+    /// Indexes follow: a segment's index forgets its puts before the segment is deleted, and
+    /// then a deletion record naming a segment no longer in the bucket is forgotten (no index
+    /// still puts what it deleted). A replay of the indexes therefore always ends where the
+    /// locator is.
     pub async fn rewrite_segments(&self) -> Result<Rewritten, KvError> {
         let _order = self.inner.committing.lock().await;
         let next = self.next_seq();
@@ -506,31 +690,18 @@ impl S3Kv {
                 _ => break,
             }
         }
-        // The committed segments in the bucket, with their sizes.
-        let client = self.inner.client.clone();
-        let prefix = self.object("seg");
-        let listed: Vec<(ObjectPath, u64)> = self
-            .on_runtime(async move {
-                let found: Vec<_> = client.list(Some(&prefix)).collect().await;
-                found
-                    .into_iter()
-                    .map(|m| m.map(|m| (m.location, m.size)).map_err(|e| s3_error("list", &prefix, e)))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        // The committed segments and indexes in the bucket.
+        let committed = |n: &Numbered| n.seq < next;
+        let segments: Vec<Numbered> = self.numbered("seg", 0).await?.into_iter().filter(committed).collect();
+        let mut indexes: BTreeMap<u64, Numbered> =
+            self.numbered("idx", 0).await?.into_iter().filter(committed).map(|n| (n.seq, n)).collect();
         let mut done = Rewritten::default();
-        for (path, size) in listed {
-            let Some(seq) =
-                path.filename().and_then(|f| f.strip_suffix(".car")).and_then(|h| u64::from_str_radix(h, 16).ok())
-            else {
-                continue;
-            };
-            if seq >= next {
-                continue;
-            }
+        let mut present = std::collections::BTreeSet::new();
+        for segment in segments {
+            let seq = segment.seq;
             match named.remove(&seq) {
                 None => done.dropped += 1,
-                Some((live, entries)) if live * 2 < size => {
+                Some((live, entries)) if live * 2 < segment.size => {
                     // The copy is committed (its locator batch names the new segment) before
                     // the old segment goes.
                     let bytes = self.fetch(entries.clone()).await?;
@@ -539,14 +710,53 @@ impl S3Kv {
                     self.commit_locked(puts, WriteBatch::new()).await?;
                     done.rewritten += 1;
                 }
-                Some(_) => continue,
+                Some(_) => {
+                    present.insert(seq);
+                    continue;
+                }
             }
-            let (client, gone) = (self.inner.client.clone(), path.clone());
-            self.on_runtime(async move { client.delete(&gone).await.map_err(|e| s3_error("delete", &gone, e)) })
-                .await?;
-            done.freed_bytes += size;
+            if let Some(idx) = indexes.get(&seq) {
+                if self.trim_index(idx, &|s| s != seq).await? {
+                    done.indexes_trimmed += 1;
+                    if idx.puts_only {
+                        indexes.remove(&seq);
+                    }
+                }
+            }
+            self.delete_object(&segment.path).await?;
+            done.freed_bytes += segment.size;
+        }
+        for idx in indexes.values().filter(|i| !i.puts_only) {
+            if self.trim_index(idx, &|s| present.contains(&s)).await? {
+                done.indexes_trimmed += 1;
+            }
         }
         Ok(done)
+    }
+
+    /// Rewrites an index keeping only the puts (if `keep` its own segment) and deletion
+    /// records whose segment `keep` says is still there; deletes it if nothing is left.
+    /// Returns whether it changed.
+    async fn trim_index(&self, idx: &Numbered, keep: &(dyn Fn(u64) -> bool + Sync)) -> Result<bool, KvError> {
+        if idx.puts_only && !keep(idx.seq) {
+            self.delete_object(&idx.path).await?;
+            return Ok(true);
+        }
+        let mut read = self.read_index(idx.seq, idx.puts_only).await?;
+        let before = (read.puts.len(), read.deletes.len());
+        if !keep(read.seq) {
+            read.puts.clear();
+        }
+        read.deletes.retain(|(_, seq)| keep(*seq));
+        if (read.puts.len(), read.deletes.len()) == before {
+            return Ok(false);
+        }
+        if read.is_empty() {
+            self.delete_object(&idx.path).await?;
+        } else {
+            self.put_object(idx.path.clone(), read.encode()).await?;
+        }
+        Ok(true)
     }
 }
 
@@ -612,12 +822,8 @@ impl Kv for S3Kv {
                 }
             }
         }
-        if puts.is_empty() {
-            // Under the commit lock too: a segment rewrite must not move a block that a
-            // deletion is removing.
-            let _order = self.inner.committing.lock().await;
-            return self.inner.local.write(rest).await;
-        }
+        // Deletions commit under the commit lock too: a segment rewrite must not move a block
+        // that a deletion is removing.
         self.commit(puts, rest).await
     }
 
