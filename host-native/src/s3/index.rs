@@ -92,9 +92,10 @@ impl BatchIndex {
         }
         let seq = r.u64()?;
         let (puts, deletes, others) = (r.u32()?, r.u32()?, r.u32()?);
-        // Each entry takes at least 12 bytes: counts that the bytes cannot hold are damage.
-        let most = bytes.len() / 12;
-        if [puts, deletes, others].iter().any(|&n| n as usize > most) {
+        // The smallest entries (empty keys and values) take 14, 10 and 6 bytes: counts that
+        // the bytes cannot hold are damage, refused before anything is allocated for them.
+        let least = 14 * u64::from(puts) + 10 * u64::from(deletes) + 6 * u64::from(others);
+        if least > r.0.len() as u64 {
             return Err("counts larger than the index".into());
         }
         let mut index = BatchIndex { seq, ..Default::default() };
@@ -195,6 +196,14 @@ mod tests {
         assert_eq!(parse_name("000000000000002a.log"), Some((0x2a, false)));
         assert_eq!(parse_name(&name(7, true)), Some((7, true)));
         assert_eq!(parse_name("0007.car"), None);
+        // Empty keys and values are entries too.
+        let mut empty = BatchIndex {
+            seq: 3,
+            puts: vec![(vec![], Loc { seq: 3, offset: 0, len: 0 })],
+            deletes: vec![(vec![], 1)],
+            others: vec![Op::Delete { space: Space::Meta, key: vec![] }],
+        };
+        assert_eq!(BatchIndex::decode(&empty.encode()), Ok(empty));
         // Every cut is refused, and so are trailing bytes.
         for cut in 0..bytes.len() {
             assert!(BatchIndex::decode(&bytes[..cut]).is_err(), "cut at {cut}");
