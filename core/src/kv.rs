@@ -166,6 +166,17 @@ impl WriteBatch {
         &self.ops
     }
 
+    /// The keys the batch deletes in `space`, in the batch's order.
+    pub fn deleted_keys(&self, space: Space) -> Vec<Vec<u8>> {
+        self.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Delete { space: s, key } if *s == space => Some(key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Takes the operations out.
     pub fn into_ops(self) -> Vec<Op> {
         self.ops

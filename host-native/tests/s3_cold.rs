@@ -559,6 +559,18 @@ impl FlakyProxy {
     }
 }
 
+/// A store that reaches the service through a [`FlakyProxy`] (with its locator's directory),
+/// with a short retry budget.
+fn behind_a_proxy() -> (FlakyProxy, S3Kv, tempfile::TempDir) {
+    let (mut location, credentials) = service();
+    let proxy = FlakyProxy::start(location.endpoint.as_deref().expect("an endpoint"));
+    location.endpoint = Some(format!("http://{}", proxy.addr));
+    let dir = tempfile::tempdir().unwrap();
+    let options = S3Options { max_retries: 3, retry_timeout: std::time::Duration::from_secs(10) };
+    let kv = S3Kv::open(&location, &credentials, &options, dir.path(), &locator_options()).expect("open");
+    (proxy, kv, dir)
+}
+
 /// Passes a response's head and the first half of its body from `server` to `client`; the
 /// body's bytes passed, if the response had a body.
 fn pass_half_a_response(server: &mut std::net::TcpStream, client: &mut std::net::TcpStream) -> Option<u64> {
@@ -583,12 +595,7 @@ fn pass_half_a_response(server: &mut std::net::TcpStream, client: &mut std::net:
 /// typed error; a block is never answered with fewer bytes than it has.
 #[test]
 fn a_truncated_body_is_retried_or_a_typed_error_never_a_short_block() {
-    let (mut location, credentials) = service();
-    let proxy = FlakyProxy::start(location.endpoint.as_deref().expect("an endpoint"));
-    location.endpoint = Some(format!("http://{}", proxy.addr));
-    let dir = tempfile::tempdir().unwrap();
-    let options = S3Options { max_retries: 3, retry_timeout: std::time::Duration::from_secs(10) };
-    let kv = S3Kv::open(&location, &credentials, &options, dir.path(), &locator_options()).expect("open");
+    let (proxy, kv, _dir) = behind_a_proxy();
     // Blocks of 4 KiB, so that half a body is a real cut.
     let big = |i: u32| {
         let bytes = [&[0x82u8][..], &i.to_be_bytes(), &[i as u8; 4096]].concat();
@@ -633,12 +640,7 @@ fn a_truncated_body_is_retried_or_a_typed_error_never_a_short_block() {
 /// error within the retry budget, and the batch it refused left nothing behind.
 #[test]
 fn a_failing_service_is_retried_then_a_typed_error_and_leaves_nothing_half_written() {
-    let (mut location, credentials) = service();
-    let proxy = FlakyProxy::start(location.endpoint.as_deref().expect("an endpoint"));
-    location.endpoint = Some(format!("http://{}", proxy.addr));
-    let dir = tempfile::tempdir().unwrap();
-    let options = S3Options { max_retries: 3, retry_timeout: std::time::Duration::from_secs(10) };
-    let kv = S3Kv::open(&location, &credentials, &options, dir.path(), &locator_options()).expect("open");
+    let (proxy, kv, _dir) = behind_a_proxy();
     let put = |from: u32| {
         let mut b = WriteBatch::new();
         for i in from..from + 50 {

@@ -3,7 +3,7 @@
 //! chosen write.
 
 use splitstore_core::{
-    kv::{Capabilities, Kv, Op, Space, SpaceEstimate, SpaceStats, WriteBatch},
+    kv::{Capabilities, Kv, Space, SpaceEstimate, SpaceStats, WriteBatch},
     mem::YieldOnce,
     KvError,
 };
@@ -160,14 +160,7 @@ impl<K> DeletesKv<K> {
 }
 
 kv_wrapper!(DeletesKv.inner, call: |_w| {}, info: |_w| {}, write: |w, batch| {
-    let deleted: Vec<Vec<u8>> = batch
-        .ops()
-        .iter()
-        .filter_map(|op| match op {
-            Op::Delete { space: Space::Blocks, key } => Some(key.clone()),
-            _ => None,
-        })
-        .collect();
+    let deleted = batch.deleted_keys(Space::Blocks);
     if !deleted.is_empty() {
         w.events.deleting(deleted);
     }

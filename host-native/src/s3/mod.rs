@@ -587,14 +587,7 @@ impl S3Kv {
         let mut record = index::BatchIndex { seq, ..Default::default() };
         // A block deletion is recorded with the segment its copy is in; deleting an absent
         // block changes nothing and is not recorded.
-        let deleted: Vec<Vec<u8>> = rest
-            .ops()
-            .iter()
-            .filter_map(|op| match op {
-                Op::Delete { space: Space::Blocks, key } => Some(key.clone()),
-                _ => None,
-            })
-            .collect();
+        let deleted = rest.deleted_keys(Space::Blocks);
         let present = self.inner.local.get_many(Space::Blocks, &deleted).await?;
         for (key, entry) in deleted.into_iter().zip(present) {
             if let Some(v) = entry {
