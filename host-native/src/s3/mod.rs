@@ -11,7 +11,7 @@
 //! **orphan** segment numbered at or above the next number, which the next open deletes.
 //!
 //! Beside each segment, and for every batch without one, the batch's **index**
-//! (`PREFIX/idx/<seq>.idx` or `.log`, [`index`]) records what the batch did to the locator,
+//! (`PREFIX/idx/<seq>.idx` or `.log`, module `index`) records what the batch did to the locator,
 //! and is PUT before the locator batch: the locator is a cache of the bucket, rebuilt by
 //! replaying the indexes in order when a store opens with an empty one.
 //!
