@@ -667,22 +667,14 @@ impl S3Kv {
         let next = self.next_seq();
         // Named bytes and entries per segment, from the locator.
         let mut named: BTreeMap<u64, Named> = BTreeMap::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self.inner.local.scan(Space::Blocks, after.as_deref(), PAGE).await?;
-            for (k, v) in &page {
-                let loc = self.decode_loc(k, v)?;
-                let entry = named.entry(loc.seq).or_default();
-                // The block's section: its bytes, its CID (about the key's length) and the
-                // section's length prefix.
-                entry.0 += u64::from(loc.len) + k.len() as u64 + 8;
-                entry.1.push((k.clone(), loc));
-            }
-            match page.last() {
-                Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
-                _ => break,
-            }
-        }
+        self.each_location(|k, loc| {
+            let entry = named.entry(loc.seq).or_default();
+            // The block's section: its bytes, its CID (about the key's length) and the
+            // section's length prefix.
+            entry.0 += u64::from(loc.len) + k.len() as u64 + 8;
+            entry.1.push((k.to_vec(), loc));
+        })
+        .await?;
         // The committed segments and indexes in the bucket.
         let committed = |n: &Numbered| n.seq < next;
         let segments: Vec<Numbered> = self.numbered("seg", 0).await?.into_iter().filter(committed).collect();
@@ -725,6 +717,22 @@ impl S3Kv {
             }
         }
         Ok(done)
+    }
+
+    /// Calls `f` with every block the locator names and its location, in key order, a page
+    /// at a time.
+    async fn each_location(&self, mut f: impl FnMut(&[u8], Loc) + Send) -> Result<(), KvError> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.inner.local.scan(Space::Blocks, after.as_deref(), PAGE).await?;
+            for (k, v) in &page {
+                f(k, self.decode_loc(k, v)?);
+            }
+            match page.last() {
+                Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Rewrites an index keeping only the puts (if `keep` its own segment) and deletion
@@ -855,18 +863,12 @@ impl Kv for S3Kv {
             return self.inner.local.stats(space).await;
         }
         let mut stats = SpaceStats::default();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self.inner.local.scan(space, after.as_deref(), PAGE).await?;
-            for (k, v) in &page {
-                stats.keys += 1;
-                stats.bytes += u64::from(self.decode_loc(k, v)?.len);
-            }
-            match page.last() {
-                Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
-                _ => return Ok(stats),
-            }
-        }
+        self.each_location(|_, loc| {
+            stats.keys += 1;
+            stats.bytes += u64::from(loc.len);
+        })
+        .await?;
+        Ok(stats)
     }
 
     /// Blocks: the locator's estimate of its entries; the bytes in the bucket are unknown.
