@@ -291,6 +291,15 @@ def meta_seeds(w):
     keys = [multihash(c) for c in cids[:10]]
     for k in keys:
         w.put("meta", k)
+    # The chain index: an anchor over two sorted CIDs and one genesis root, and a chunk.
+    anchor = bytes([1]) + struct.pack("<qQQQ", 30, 0, 1, 3) + bytes([2])
+    for c in sorted(cids[:2]):
+        anchor += bytes([len(c)]) + c
+    anchor += bytes([1, len(cids[2])]) + cids[2]
+    w.put("meta", anchor)
+    chunk = bytes([1]) + struct.pack("<I", 3) + b"".join(bytes([len(k)]) + k for k in keys[:3])
+    w.put("meta", chunk)
+    w.put("meta", bytes([0xC0, 6, len(anchor)]) + anchor + bytes([7, len(chunk)]) + chunk)
     # Hostile opens: records [kind, len, bytes] after a 0xc0.. selector.
     for sel in (0xC0, 0xE7):
         rec = bytes([sel, 2, len(purge)]) + purge

@@ -30,6 +30,27 @@ pub const INCOMPLETE: &[u8] = b"incomplete";
 pub const LAST_REPORT: &[u8] = b"last-report";
 /// The last prune's report (DAG-CBOR of `PruneReport`), for `info` in later processes.
 pub const LAST_PRUNE: &[u8] = b"last-prune";
+/// The chain index's anchor ([`ChainIndex`]): a final tipset and the range of chunk records
+/// that hold every key a compaction's chain walk marks from that tipset down to genesis.
+/// A cache: a store without it (or with a damaged one) walks every header, as the reference does.
+pub const CHAIN_INDEX: &[u8] = b"chain-index";
+/// Prefix of the chain index's chunks: `chain-index/` + a big-endian `u64` sequence number
+/// ([`chain_chunk_key`]), each holding up to [`CHAIN_CHUNK_KEYS`] block keys ([`ChainChunk`]).
+pub const CHAIN_CHUNK_PREFIX: &[u8] = b"chain-index/";
+/// Block keys per chain index chunk (the last chunk a compaction writes may hold fewer).
+pub const CHAIN_CHUNK_KEYS: usize = 1024;
+/// Chunk sequence numbers stay below this (a compaction writes one chunk per 1,024 headers it
+/// walked): a record naming more is damage, not a range to read.
+pub const CHAIN_CHUNK_SEQ_LIMIT: u64 = 1 << 48;
+
+/// The key of chain index chunk `seq`.
+pub fn chain_chunk_key(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(CHAIN_CHUNK_PREFIX.len() + 8);
+    k.extend_from_slice(CHAIN_CHUNK_PREFIX);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
 /// Prefix of the deletion records: `deleted/` + a block key, with an empty value, for each
 /// block deleted through the API whose cold copy may still exist ([`deleted_key`]).
 pub const DELETED_PREFIX: &[u8] = b"deleted/";
@@ -136,6 +157,38 @@ pub struct WarmupRecord {
 pub struct IncompleteRoots {
     /// The roots.
     pub cids: Vec<Cid>,
+}
+
+/// The chain index's anchor ([`CHAIN_INDEX`]).
+///
+/// Invariant: chunks `first..end` hold every key the chain walk marks when it reaches the
+/// generation `tipset` (header keys of that generation and of every generation below it, and
+/// the tipset-key objects of their parents), and `genesis_state` holds the state roots of the
+/// height-0 headers among them. Headers are content-addressed, so this stays true whatever is
+/// written later; it is the walk's result only for a compaction whose boundaries keep no
+/// messages and no state (but genesis state) of a header at or below `height`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainIndex {
+    /// The anchor generation's header CIDs, sorted and without duplicates (as the walk holds a
+    /// generation when it compares).
+    pub tipset: Vec<Cid>,
+    /// The greatest height of a header in the indexed range.
+    pub height: i64,
+    /// State roots of the indexed range's height-0 headers.
+    pub genesis_state: Vec<Cid>,
+    /// First chunk of the range.
+    pub first: u64,
+    /// One past the last chunk of the range.
+    pub end: u64,
+    /// Keys held by the chunks.
+    pub keys: u64,
+}
+
+/// One chunk of the chain index: block keys ([`CHAIN_CHUNK_PREFIX`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainChunk {
+    /// Block keys (multihash bytes), each at most 255 bytes long.
+    pub keys: Vec<Vec<u8>>,
 }
 
 struct Reader<'a> {
@@ -258,6 +311,88 @@ impl IncompleteRoots {
         }
         r.end()?;
         Ok(IncompleteRoots { cids })
+    }
+}
+
+impl ChainIndex {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = alloc::vec![VERSION];
+        out.extend_from_slice(&self.height.to_le_bytes());
+        out.extend_from_slice(&self.first.to_le_bytes());
+        out.extend_from_slice(&self.end.to_le_bytes());
+        out.extend_from_slice(&self.keys.to_le_bytes());
+        for cids in [&self.tipset, &self.genesis_state] {
+            out.push(cids.len().min(255) as u8);
+            for c in cids.iter().take(255) {
+                put_cid(&mut out, c);
+            }
+        }
+        out
+    }
+
+    /// Decodes the record.
+    pub fn decode(buf: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new("chain-index", buf)?;
+        let (height, first, end, keys) = (r.i64()?, r.u64()?, r.u64()?, r.u64()?);
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let n = r.u8()? as usize;
+            for _ in 0..n {
+                list.push(r.cid()?);
+            }
+        }
+        r.end()?;
+        let [tipset, genesis_state] = lists;
+        if tipset.is_empty() || !tipset.windows(2).all(|w| w[0] < w[1]) {
+            return Err(r.err("anchor tipset empty or not sorted"));
+        }
+        if first >= end || end > CHAIN_CHUNK_SEQ_LIMIT {
+            return Err(r.err("empty or impossible chunk range"));
+        }
+        Ok(ChainIndex { tipset, height, genesis_state, first, end, keys })
+    }
+}
+
+impl ChainChunk {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + self.keys.iter().map(|k| k.len() + 1).sum::<usize>());
+        out.push(VERSION);
+        out.extend_from_slice(&(self.keys.len() as u32).to_le_bytes());
+        for k in &self.keys {
+            // Multihash keys of supported hashes are far below 255 bytes.
+            out.push(k.len() as u8);
+            out.extend_from_slice(k);
+        }
+        out
+    }
+
+    /// Decodes the record.
+    pub fn decode(buf: &[u8]) -> Result<Self, Error> {
+        Ok(ChainChunk { keys: Self::keys_in(buf)?.into_iter().map(<[u8]>::to_vec).collect() })
+    }
+
+    /// The keys of an encoded chunk, borrowed from it, with the checks of [`ChainChunk::decode`].
+    pub fn keys_in(buf: &[u8]) -> Result<Vec<&[u8]>, Error> {
+        let mut r = Reader::new("chain-index chunk", buf)?;
+        let mut n = [0u8; 4];
+        n.copy_from_slice(r.take(4)?);
+        let n = u32::from_le_bytes(n) as usize;
+        // Each key takes at least two bytes: a count beyond that is damage.
+        if n > r.buf.len() / 2 {
+            return Err(r.err("count exceeds the record"));
+        }
+        let mut keys = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = r.u8()? as usize;
+            if len == 0 {
+                return Err(r.err("empty key"));
+            }
+            keys.push(r.take(len)?);
+        }
+        r.end()?;
+        Ok(keys)
     }
 }
 
@@ -450,6 +585,41 @@ mod tests {
         assert!(WarmupRecord::decode(&bad).is_err());
         let above = PruneRecord { retain_state_from: 91, ..q };
         assert!(PruneRecord::decode(&above.encode()).is_err());
+        let ci = ChainIndex {
+            tipset: alloc::vec![c, crate::key::dag_cbor_blake2b_cid(b"y")],
+            height: 300,
+            genesis_state: alloc::vec![c],
+            first: 4,
+            end: 9,
+            keys: 4100,
+        };
+        let mut sorted = ci.clone();
+        sorted.tipset.sort();
+        assert_eq!(ChainIndex::decode(&sorted.encode()).unwrap(), sorted);
+        let ce = sorted.encode();
+        for cut in 0..ce.len() {
+            assert!(ChainIndex::decode(&ce[..cut]).is_err(), "chain index cut at {cut}");
+        }
+        let mut unsorted = sorted.clone();
+        unsorted.tipset.reverse();
+        assert!(ChainIndex::decode(&unsorted.encode()).is_err(), "an unsorted anchor is damage");
+        assert!(ChainIndex::decode(&ChainIndex { end: 4, ..sorted.clone() }.encode()).is_err());
+        let beyond = ChainIndex { end: CHAIN_CHUNK_SEQ_LIMIT + 1, ..sorted.clone() };
+        assert!(ChainIndex::decode(&beyond.encode()).is_err(), "a range past the limit is damage");
+        let chunk = ChainChunk { keys: alloc::vec![c.hash().to_bytes(), alloc::vec![7, 8]] };
+        assert_eq!(ChainChunk::decode(&chunk.encode()).unwrap(), chunk);
+        let ke = chunk.encode();
+        for cut in 0..ke.len() {
+            assert!(ChainChunk::decode(&ke[..cut]).is_err(), "chunk cut at {cut}");
+        }
+        let mut longer = ke.clone();
+        longer.push(0);
+        assert!(ChainChunk::decode(&longer).is_err());
+        let mut huge = ke.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(ChainChunk::decode(&huge).is_err());
+        assert!(chain_chunk_key(1) < chain_chunk_key(256), "chunk keys sort by sequence");
+        assert!(chain_chunk_key(0).as_slice() > CHAIN_INDEX, "chunks sort after the anchor");
         let mut wrong_version = s.encode();
         wrong_version[0] = 9;
         assert!(matches!(StoreState::decode(&wrong_version), Err(Error::CorruptMeta { key: "state", .. })));

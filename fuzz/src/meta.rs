@@ -2,11 +2,12 @@
 //! and a store opened over hostile metadata.
 //!
 //! Properties:
-//! - `Head`, `StoreState`, `PurgeRecord` and `PruneRecord` decoding never panics, and what decodes is
-//!   canonical: encoding it gives back exactly the input;
+//! - `Head`, `StoreState`, `PurgeRecord`, `PruneRecord`, `ChainIndex` and `ChainChunk` decoding
+//!   never panics, and what decodes is canonical: encoding it gives back exactly the input;
 //! - a dead-list / cold-list key (multihash bytes) that names a CID names it stably;
 //! - with `data[0] >= 0xc0` the rest is a list of records `[kind, len, bytes...]` written into
-//!   the metadata and list spaces of a small store, which is then opened: opening, `info`,
+//!   the metadata (the chain index's anchor and chunks among them) and list spaces of a small
+//!   store, which is then opened: opening, `info`,
 //!   `check` and a compaction return typed errors or succeed, and never panic or hang.
 
 use std::sync::OnceLock;
@@ -16,7 +17,7 @@ use splitstore_core::{
     key::BlockKey,
     kv::{Kv, Space, WriteBatch},
     mem::{ManualClock, MemKv},
-    meta::{self, Head, PruneRecord, PurgeRecord, StoreState},
+    meta::{self, ChainChunk, ChainIndex, Head, PruneRecord, PurgeRecord, StoreState},
     synth::SynthConfig,
     Config, NoProgress, SplitStore,
 };
@@ -36,6 +37,12 @@ pub fn check(data: &[u8]) {
     }
     if let Ok(p) = PruneRecord::decode(data) {
         assert_eq!(p.encode(), data, "a prune record that is not canonical decodes");
+    }
+    if let Ok(c) = ChainIndex::decode(data) {
+        assert_eq!(c.encode(), data, "a chain index anchor that is not canonical decodes");
+    }
+    if let Ok(c) = ChainChunk::decode(data) {
+        assert_eq!(c.encode(), data, "a chain index chunk that is not canonical decodes");
     }
     if let Some(c) = BlockKey::from_bytes(data.to_vec()).to_raw_cid() {
         // Not byte-exact: the multihash crate reads a 10-byte code varint and drops the bits
@@ -71,13 +78,15 @@ fn open_hostile(data: &[u8]) {
         let kind = input.u8();
         let len = usize::from(input.u8());
         let bytes = input.take(len).to_vec();
-        match kind % 7 {
+        match kind % 9 {
             0 => batch.put(Space::Meta, meta::HEAD, bytes),
             1 => batch.put(Space::Meta, meta::STATE, bytes),
             2 => batch.put(Space::Meta, meta::PURGE, bytes),
             3 => batch.put(Space::Meta, meta::CHECKPOINT, bytes),
             4 => batch.put(Space::Dead, bytes, Vec::new()),
             5 => batch.put(Space::ColdList, bytes, Vec::new()),
+            6 => batch.put(Space::Meta, meta::CHAIN_INDEX, bytes),
+            7 => batch.put(Space::Meta, meta::chain_chunk_key(u64::from(kind / 9)), bytes),
             _ => batch.put(Space::Meta, meta::PRUNE, bytes),
         };
     }

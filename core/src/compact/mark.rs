@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use cid::Cid;
 
-use super::{CompactionReport, Phase, Progress, ProgressSink};
+use super::{chain_index::Generation, CompactionReport, Phase, Progress, ProgressSink};
 use crate::{
     clock::Clock,
     config::{Boundaries, HeaderRetention},
@@ -101,11 +101,27 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let mut generation: Vec<Cid> = head.to_vec();
         let mut headers_seen = 0u64;
         let (mut incomplete, mut walked_cold) = (Vec::new(), Vec::new());
+        // Messages mode walks old message DAGs into its cold set, which the index does not hold.
+        let mut index = match policy {
+            ChainPolicy::Compaction(b) if cold_marks.is_none() => Some(self.chain_indexer(b).await?),
+            _ => None,
+        };
         progress.report(&Progress { phase: Phase::Mark, done: 0, total: None });
         while !generation.is_empty() {
             self.yield_point().await?;
             generation.sort_unstable();
             generation.dedup();
+            let reached = match index.as_ref().filter(|ix| ix.meets(&generation)) {
+                Some(ix) => self.mark_from_chain_index(ix, live, state_missing, report).await?,
+                None => None,
+            };
+            if let (Some(reached), Some(ix)) = (reached, index.as_mut()) {
+                ix.met();
+                report.chain_index_keys = reached.keys;
+                headers_seen += reached.keys;
+                progress.report(&Progress { phase: Phase::Mark, done: headers_seen, total: None });
+                break;
+            }
             let blocks = self.load_many(&generation).await?;
             let mut next: Vec<Cid> = Vec::new();
             let mut state_roots = Vec::new();
@@ -114,6 +130,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let mut last_parents: Option<Vec<Cid>> = None;
             let mut parents_agree = true;
             let mut missing_header = None;
+            let mut marked_keys = Vec::with_capacity(generation.len() + 1);
+            let (mut max_height, mut genesis_state) = (i64::MIN, Vec::new());
             for (cid, bytes) in generation.iter().zip(blocks) {
                 let Some(bytes) = bytes else {
                     missing_header.get_or_insert(*cid);
@@ -124,11 +142,19 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 headers_seen += 1;
                 {
                     let mut l = live.lock();
-                    l.marks.mark(BlockKey::of(cid).as_bytes());
+                    let key = BlockKey::of(cid);
+                    l.marks.mark(key.as_bytes());
+                    marked_keys.push(key);
                     if !h.parents.is_empty() && last_parents.as_ref() != Some(&h.parents) {
                         let (tsk, _) = header::tipset_key(&h.parents);
-                        l.marks.mark(BlockKey::of(&tsk).as_bytes());
+                        let key = BlockKey::of(&tsk);
+                        l.marks.mark(key.as_bytes());
+                        marked_keys.push(key);
                     }
+                }
+                max_height = max_height.max(h.height);
+                if h.height == 0 {
+                    genesis_state.push(h.parent_state_root);
                 }
                 let keep = policy.retention(h.height);
                 if keep.messages {
@@ -175,8 +201,16 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 }
                 walked_cold.extend(roots);
             }
+            if let Some(ix) = index.as_mut() {
+                let complete = missing_header.is_none();
+                let g = Generation { cids: &generation, keys: marked_keys, max_height, genesis_state, complete };
+                self.write_chain_chunks(ix.after_generation(g)).await?;
+            }
             progress.report(&Progress { phase: Phase::Mark, done: headers_seen, total: None });
             generation = next;
+        }
+        if let Some(ix) = index {
+            self.finish_chain_index(ix).await?;
         }
         if let Some(cm) = &cold_marks {
             self.walk_incomplete(cm, &walked_cold, &mut incomplete, report).await?;

@@ -11,6 +11,7 @@
 //! compaction: nothing was deleted. After it, the durable dead list is exactly what remains to
 //! delete, in every mode, and [`SplitStore::open`](crate::SplitStore::open) finishes it before serving.
 
+mod chain_index;
 mod collect;
 mod driver;
 mod mark;
@@ -146,6 +147,10 @@ pub struct CompactionReport {
     pub missing: u64,
     /// Blocks whose links could not be fully read.
     pub unreadable: u64,
+    /// Keys marked from the chain index instead of by walking headers (0 when the walk went
+    /// back to genesis; see `docs/design.md`, "The chain index").
+    #[serde(default)]
+    pub chain_index_keys: u64,
     /// Heap bytes of the mark set.
     pub markset_bytes: u64,
     /// `markset_bytes / marked`.
