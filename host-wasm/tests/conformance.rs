@@ -9,6 +9,7 @@ mod support;
 
 use splitstore_conformance::{
     blockstore_contract::blockstore_contract,
+    chain_index,
     crash::crash_matrix_on,
     interleave::{one_seed_on, SeedStats},
     kv_contract, pins, prune,
@@ -214,6 +215,18 @@ async fn compaction_in_every_mode_on_indexeddb() {
     scenarios::all_modes(&|| LazyIdb::fresh("modes")).await;
     support::cleanup().await;
     log(&format!("all_modes on IndexedDB: {:.0} ms", js::perf_now() - t0));
+}
+
+/// The chain index on IndexedDB: compactions that mark from it leave the stores exactly as
+/// full walks do, and a reorg below it walks to genesis.
+#[wasm_bindgen_test]
+async fn chain_index_matches_the_full_walk_on_indexeddb() {
+    let t0 = js::perf_now();
+    let s = chain_index::indexed_equals_full_walk(&|| LazyIdb::fresh("index"), Mode::Universal, 3, 50, 9).await;
+    assert!(s.indexed >= 3, "{s:?}");
+    chain_index::reorg_below_the_anchor(&|| LazyIdb::fresh("index-reorg"), Mode::Discard).await;
+    support::cleanup().await;
+    log(&format!("chain index on IndexedDB: {s:?}, {:.0} ms", js::perf_now() - t0));
 }
 
 /// The crash matrix on IndexedDB: a compaction fails at backend call `k` as if the page died

@@ -5,7 +5,10 @@
 //! reopen: every live or touched block kept hot with its DAG, nothing else left hot, cold as
 //! the mode says, no kept block linking a deleted one.
 
-use std::cell::{Cell, RefCell};
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashSet,
+};
 
 use cid::Cid;
 use splitstore_core::{
@@ -13,7 +16,7 @@ use splitstore_core::{
     kv::{Kv, Space},
     mem::{ManualClock, MemKv},
     synth::{ChainGen, Epoch},
-    CompactionReport, Config, Mode, SplitStore,
+    CompactionReport, Config, Mode, NoProgress, SplitStore,
 };
 
 use crate::{
@@ -29,6 +32,11 @@ use crate::{
 
 /// Epochs in the store before the compaction.
 const BASE_EPOCHS: usize = 16;
+/// Even seeds compact once after this many epochs, so that the interleaved compaction marks
+/// the old chain from the chain index the first one recorded; they then sync
+/// [`EPOCHS_AFTER_EARLIER`] more, so that their head decides the interleaved compaction.
+const EARLIER_COMPACTION_AT: usize = 14;
+const EPOCHS_AFTER_EARLIER: usize = 6;
 
 /// What one seed did.
 #[derive(Clone, Copy, Debug, Default)]
@@ -45,6 +53,8 @@ pub struct SeedStats {
     pub heads: u64,
     /// Blocks the compaction purged.
     pub purged: u64,
+    /// Compactions that marked the old chain from the chain index.
+    pub indexed: u64,
 }
 
 impl SeedStats {
@@ -56,6 +66,7 @@ impl SeedStats {
         self.dropped += o.dropped;
         self.heads += o.heads;
         self.purged += o.purged;
+        self.indexed += o.indexed;
     }
 }
 
@@ -106,7 +117,9 @@ async fn prepare<K: Kv>(store: &SplitStore<K, ManualClock>, rng: &mut Rng, seed:
     let cfg = store.config().clone();
     let mut chain = small_chain(seed);
     let mut pool = Vec::new();
-    for _ in 0..BASE_EPOCHS {
+    let earlier = seed % 2 == 0;
+    let epochs = if earlier { EARLIER_COMPACTION_AT + EPOCHS_AFTER_EARLIER } else { BASE_EPOCHS };
+    for _ in 0..epochs {
         let e = chain.next_epoch();
         pool.extend(e.blocks.iter().filter(|(_, b)| header(b).is_none()).map(|(c, _)| *c));
         store.put_many(e.blocks.clone()).await.expect("put");
@@ -114,6 +127,20 @@ async fn prepare<K: Kv>(store: &SplitStore<K, ManualClock>, rng: &mut Rng, seed:
             store.clock().set(e.timestamp * 1000 + 1000);
         }
         drop(store.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head"));
+        if earlier && chain.epochs() as usize == EARLIER_COMPACTION_AT {
+            store.compact(&NoProgress).await.expect("the earlier compaction");
+        }
+    }
+    if earlier {
+        // Writers link hot blocks (as in a store never compacted): not those the earlier
+        // compaction dropped or moved.
+        let mut kept = Vec::with_capacity(pool.len());
+        for c in pool {
+            if store.hot().has(Space::Blocks, &key_of(&c)).await.expect("has") {
+                kept.push(c);
+            }
+        }
+        pool = kept;
     }
     let head = chain.next_epoch();
     let mut next = None;
@@ -199,6 +226,12 @@ where
     (result.take(), steps)
 }
 
+/// Keys of the blocks only `cold` holds.
+async fn cold_only<K: Kv>(hot: &K, cold: &K) -> HashSet<Vec<u8>> {
+    let hot = keys(hot, Space::Blocks).await;
+    keys(cold, Space::Blocks).await.into_iter().filter(|k| !hot.contains(k)).collect()
+}
+
 fn boundaries(r: &CompactionReport) -> Boundaries {
     Boundaries { head: r.head_epoch, boundary: r.boundary_epoch, include_messages: r.include_messages_epoch }
 }
@@ -226,9 +259,11 @@ where
     let open = |cfg: Config| SplitStore::open(wrap(&hot), wrap(&cold), clock.clone(), cfg);
     let store = open(cfg.clone()).await.expect("open");
     let mut p = prepare(&store, &mut rng, seed, sync).await;
+    events.forget_deletions();
     let base = universe_of(&hot, &cold).await;
     let cold_before = keys(&cold, Space::Blocks).await;
-    let rec = RefCell::new(Record { base, ..Record::default() });
+    let cold_only = cold_only(&hot, &cold).await;
+    let rec = RefCell::new(Record { base, cold_only, ..Record::default() });
     let (result, steps) = run_seed(&store, &mut p, &mut rng, &rec, &events, false, seed, idle).await;
     let at = format!("seed {seed} ({mode:?}, sync checks {sync})");
     let report = result.expect("ran").unwrap_or_else(|e| panic!("{at}: compaction failed: {e}"));
@@ -264,6 +299,7 @@ where
         dropped: rec.attempted.len() as u64,
         heads: rec.applied.len() as u64,
         purged: report.purged,
+        indexed: u64::from(report.chain_index_keys > 0),
     }
 }
 
@@ -297,7 +333,8 @@ pub async fn one_seed_with_crash(seed: u64) -> bool {
     let store = SplitStore::open(wrap(&hot), wrap(&cold), clock.clone(), cfg.clone()).await.expect("open");
     let mut p = prepare(&store, &mut rng, seed, sync).await;
     store.hot().flush().await.expect("flush");
-    let rec = RefCell::new(Record { base: universe_of(&hot, &cold).await, ..Record::default() });
+    let cold_only = cold_only(&hot, &cold).await;
+    let rec = RefCell::new(Record { base: universe_of(&hot, &cold).await, cold_only, ..Record::default() });
     fault.arm(rng.below(600) as u64);
     let (result, _) = run_seed(&store, &mut p, &mut rng, &rec, &events, true, seed, || async {}).await;
     let crashed = !matches!(result, Some(Ok(_)));

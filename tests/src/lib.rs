@@ -2,6 +2,7 @@
 
 pub mod blockstore_contract;
 pub mod chain;
+pub mod chain_index;
 pub mod crash;
 pub mod drive;
 pub mod executor;

@@ -59,6 +59,12 @@ impl Events {
         self.now.fetch_add(1, Ordering::SeqCst) + 1
     }
 
+    /// Forgets the deletions seen so far: those of a compaction before the recorded one, whose
+    /// result is the record's base.
+    pub fn forget_deletions(&self) {
+        self.deleted.lock().expect("events").clear();
+    }
+
     /// The last tick taken (for traces: reading it changes nothing).
     pub fn now(&self) -> u64 {
         self.now.load(Ordering::SeqCst)
@@ -121,6 +127,10 @@ pub struct Read {
 pub struct Record {
     /// Blocks the stores held when the compaction began.
     pub base: Universe,
+    /// Of those, the ones only the cold store held (an earlier compaction moved them): no
+    /// rule asks a compaction to bring a block back into the hot store, so those a rule keeps
+    /// must stay in one store or the other.
+    pub cold_only: Keys,
     /// Writes that completed.
     pub written: Vec<Written>,
     /// Writes whose outcome is unknown: dropped futures and failed calls (`span.end`: when
@@ -153,6 +163,7 @@ impl Record {
             .collect();
         Record {
             base: self.base.clone(),
+            cold_only: self.cold_only.clone(),
             written: self.written.iter().filter(|w| landed.contains(&w.span)).cloned().collect(),
             attempted: self.attempted.clone(),
             read: self.read.clone(),
@@ -327,6 +338,16 @@ impl Expect {
             }
             into.extend(reached);
         });
+
+        // A block only cold when the compaction began, and not written since, is kept where
+        // it is.
+        let written: Keys = rec.written.iter().map(|w| key_of(&w.cid)).collect();
+        let stays_cold: Vec<Vec<u8>> =
+            hot.iter().filter(|k| rec.cold_only.contains(*k) && !written.contains(*k)).cloned().collect();
+        for k in stays_cold {
+            hot.remove(&k);
+            anywhere.insert(k);
+        }
 
         let chain_all = all.live_set(head, b.boundary, b.include_messages).present;
         let mut any_touch: Vec<Cid> = rec.written.iter().map(|w| w.cid).collect();

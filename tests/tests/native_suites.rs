@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use splitstore_conformance::{
-    blockstore_contract, crash, executor::block_on, interleave, pins, prune, realdata, reify, scenarios,
+    blockstore_contract, chain_index, crash, executor::block_on, interleave, pins, prune, realdata, reify, scenarios,
     testdata::testdata_path, warmup,
 };
 use splitstore_core::Mode;
@@ -55,6 +55,18 @@ fn pins_survive_a_crash_on_disk() {
     let disks = Disks::new();
     let points = block_on(pins::pins_survive_a_crash_beside_a_compaction(&|| disks.make(), 6));
     assert!(points > 40, "only {points} crash points");
+}
+
+/// The chain index on disk: compactions that mark from it leave the stores exactly as full
+/// walks do, and a reorg below it walks to genesis.
+#[test]
+fn chain_index_matches_the_full_walk_on_disk() {
+    let disks = Disks::new();
+    for mode in [Mode::Discard, Mode::Universal] {
+        let s = block_on(chain_index::indexed_equals_full_walk(&|| disks.make(), mode, 3, 50, 9));
+        assert!(s.indexed >= 3, "{mode:?}: {s:?}");
+        block_on(chain_index::reorg_below_the_anchor(&|| disks.make(), mode));
+    }
 }
 
 #[test]
