@@ -1,0 +1,258 @@
+//! Compaction cost against chain length, on disk (fjall): two stores with the same state size,
+//! one holding a chain `--factor` times longer, each grown as a node grows it (a compaction
+//! whenever a head decides one). Then, `--runs` times: both get the same number of new epochs
+//! (one compaction interval) and compact once; the long store does it again with its chain
+//! index removed (its walk goes back to genesis, as every walk did without the index, and
+//! records the index again). Prints the medians of the compactions' times and mark phases and
+//! their ratios, and a markdown summary last.
+//!
+//! `cargo bench -p splitstore-native --bench chain_length -- [--epochs N] [--factor F]
+//! [--runs R] [--state S]` (defaults: 1,000 epochs, 10×, 5 runs, 2,000 actors). Stores live in
+//! a temporary directory under Cargo's target directory, deleted at the end.
+
+// The compaction returns the core's `Error`, which holds CIDs by value.
+#![allow(clippy::result_large_err)]
+
+use std::{path::Path, process::ExitCode, time::Instant};
+
+use futures::executor::block_on;
+use splitstore_core::{
+    kv::{Kv, Space, WriteBatch},
+    meta,
+    synth::ChainGen,
+    CompactionReport, Config, Mode, NoProgress, Phase, SplitStore,
+};
+use splitstore_native::{demo::synth_config, ops::NativeStore, FjallKv, KvOptions, SystemClock};
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Finality of the bench chains: a compaction keeps the state of the last 2F epochs and the
+/// messages of the last 3F, and one is decided every 3F epochs.
+const FINALITY: i64 = 20;
+
+struct Args {
+    epochs: u64,
+    factor: u64,
+    runs: usize,
+    state: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args { epochs: 1000, factor: 10, runs: 5, state: 2000 };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| -> Result<u64, String> {
+            it.next().ok_or(format!("{name} needs a value"))?.parse().map_err(|e| format!("{name}: {e}"))
+        };
+        match arg.as_str() {
+            "--epochs" => a.epochs = value("--epochs")?,
+            "--factor" => a.factor = value("--factor")?,
+            "--runs" => a.runs = value("--runs")? as usize,
+            "--state" => a.state = value("--state")? as usize,
+            // Cargo passes `--bench` to every bench target.
+            "--bench" => {}
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if a.epochs == 0 || a.factor == 0 || a.runs == 0 {
+        return Err("--epochs, --factor and --runs must be positive".into());
+    }
+    Ok(a)
+}
+
+fn config() -> Config {
+    Config {
+        mode: Mode::Discard,
+        finality: FINALITY,
+        threshold_finalities: 3,
+        boundary_finalities: 2,
+        message_retention: 1,
+        sync_gap_secs: None,
+        // Unpaced: the figures are the compaction's own work.
+        purge_pace_after_ms: u64::MAX,
+        ..Config::default()
+    }
+}
+
+/// A store and the chain growing it.
+struct Grown {
+    store: NativeStore,
+    chain: ChainGen,
+    compactions: u64,
+}
+
+impl Grown {
+    /// A store under `dir` grown for `epochs` epochs, running every compaction a head decides.
+    fn new(dir: &Path, epochs: u64, state: usize) -> BenchResult<Self> {
+        let opts = KvOptions { cache_bytes: 64 << 20, read_threads: 1, ..KvOptions::default() };
+        let hot = FjallKv::open(&dir.join("hot"), &opts)?;
+        let cold = FjallKv::open(&dir.join("cold"), &opts)?;
+        let store = block_on(SplitStore::open(hot.into(), cold.into(), SystemClock, config()))?;
+        let mut g = Grown { store, chain: ChainGen::new(synth_config(11, state)), compactions: 0 };
+        g.grow(epochs, true)?;
+        Ok(g)
+    }
+
+    /// Adds `epochs` epochs; runs the compactions heads decide when `compact`, else drops them.
+    fn grow(&mut self, epochs: u64, compact: bool) -> BenchResult<()> {
+        for _ in 0..epochs {
+            let e = self.chain.next_epoch();
+            block_on(self.store.put_many(e.blocks))?;
+            if let Some(pending) = block_on(self.store.head_change(&[], std::slice::from_ref(&e.tipset)))? {
+                if compact {
+                    block_on(self.store.run_compaction(pending, &NoProgress))?;
+                    self.compactions += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One interval of new epochs, then one compaction (without its chain index when `full`).
+    fn measure(&mut self, interval: u64, full: bool) -> BenchResult<CompactionReport> {
+        self.grow(interval, false)?;
+        if full {
+            let mut b = WriteBatch::new();
+            b.delete(Space::Meta, meta::CHAIN_INDEX);
+            block_on(self.store.hot().write(b))?;
+        }
+        Ok(block_on(self.store.compact(&NoProgress))?)
+    }
+
+    fn hot_keys(&self) -> BenchResult<u64> {
+        Ok(block_on(self.store.hot().stats(Space::Blocks))?.keys)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn phase_ms(r: &CompactionReport, phase: Phase) -> f64 {
+    r.phases.iter().filter(|(p, _)| *p == phase).map(|(_, ms)| *ms as f64).sum()
+}
+
+/// Phases in the report's order.
+const PHASES: [Phase; 8] = [
+    Phase::Protect,
+    Phase::Mark,
+    Phase::Collect,
+    Phase::Retry,
+    Phase::Move,
+    Phase::Critical,
+    Phase::Purge,
+    Phase::Reclaim,
+];
+
+#[derive(Default)]
+struct Series {
+    total: Vec<f64>,
+    mark: Vec<f64>,
+    indexed_keys: Vec<f64>,
+    phases: Vec<Vec<f64>>,
+    scanned: Vec<f64>,
+}
+
+impl Series {
+    fn push(&mut self, r: &CompactionReport) {
+        self.total.push(r.total_ms as f64);
+        self.mark.push(phase_ms(r, Phase::Mark));
+        self.indexed_keys.push(r.chain_index_keys as f64);
+        self.phases.push(PHASES.iter().map(|p| phase_ms(r, *p)).collect());
+        self.scanned.push(r.hot_scanned as f64);
+    }
+
+    /// Median ms of each phase.
+    fn phase_medians(&self) -> Vec<f64> {
+        (0..PHASES.len()).map(|i| median(self.phases.iter().map(|p| p[i]).collect())).collect()
+    }
+}
+
+fn run(a: &Args) -> BenchResult<()> {
+    let root = tempfile::Builder::new().prefix("chain-length").tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let interval = (config().threshold_finalities * FINALITY) as u64;
+    let long_epochs = a.epochs * a.factor;
+    println!("building: {} and {long_epochs} epochs, {} actors, finality {FINALITY}", a.epochs, a.state);
+    let t = Instant::now();
+    let mut short = Grown::new(&root.path().join("short"), a.epochs, a.state)?;
+    let short_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut long = Grown::new(&root.path().join("long"), long_epochs, a.state)?;
+    let long_secs = t.elapsed().as_secs_f64();
+    println!(
+        "short: {} hot blocks after {} compactions ({short_secs:.1} s); long: {} hot blocks after {} compactions \
+         ({long_secs:.1} s)",
+        short.hot_keys()?,
+        short.compactions,
+        long.hot_keys()?,
+        long.compactions
+    );
+    let (mut s, mut l, mut f) = (Series::default(), Series::default(), Series::default());
+    for run in 0..a.runs {
+        let rs = short.measure(interval, false)?;
+        let rl = long.measure(interval, false)?;
+        let rf = long.measure(interval, true)?;
+        println!(
+            "run {run}: short {} ms (mark {} ms), long {} ms (mark {} ms, {} keys from the index), long without \
+             the index {} ms (mark {} ms)",
+            rs.total_ms,
+            phase_ms(&rs, Phase::Mark),
+            rl.total_ms,
+            phase_ms(&rl, Phase::Mark),
+            rl.chain_index_keys,
+            rf.total_ms,
+            phase_ms(&rf, Phase::Mark)
+        );
+        s.push(&rs);
+        l.push(&rl);
+        f.push(&rf);
+    }
+    println!();
+    let names: Vec<&str> = PHASES.iter().map(|p| p.as_str()).collect();
+    println!("| store (median ms per phase) | hot keys scanned | {} |", names.join(" | "));
+    println!("|---|---|{}", "---|".repeat(PHASES.len()));
+    for (label, series) in [("short", &s), ("long", &l), ("long, index removed", &f)] {
+        let cells: Vec<String> = series.phase_medians().iter().map(|ms| format!("{ms:.0}")).collect();
+        println!("| {label} | {:.0} | {} |", median(series.scanned.clone()), cells.join(" | "));
+    }
+    let (st, lt, ft) = (median(s.total), median(l.total), median(f.total));
+    let (sm, lm, fm) = (median(s.mark), median(l.mark), median(f.mark));
+    println!();
+    println!("| store | compaction (median ms) | mark (median ms) | keys from the index |");
+    println!("|---|---|---|---|");
+    println!("| {} epochs | {st:.0} | {sm:.0} | {:.0} |", a.epochs, median(s.indexed_keys));
+    println!("| {long_epochs} epochs | {lt:.0} | {lm:.0} | {:.0} |", median(l.indexed_keys));
+    println!("| {long_epochs} epochs, index removed | {ft:.0} | {fm:.0} | 0 |");
+    println!();
+    println!(
+        "long / short: compaction {:.2}×, mark {:.2}×; long without / with the index: compaction {:.2}×, mark {:.2}×",
+        lt / st,
+        lm / sm.max(1.0),
+        ft / lt,
+        fm / lm.max(1.0)
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("chain_length: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chain_length: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

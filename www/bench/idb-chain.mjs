@@ -1,0 +1,85 @@
+// Compaction cost against chain length in Chromium (IndexedDB): two stores with the same state
+// size, one holding a chain `--factor` times longer, each grown as a node grows it (one CAR per
+// epoch, the head moved by the import, and the compaction the head decides, every three
+// finalities, waited for). The last `--runs` compactions of each store, each after the same
+// number of new epochs, are compared: medians of their times and mark phases, and the ratio.
+//
+//   node bench/idb-chain.mjs [--epochs 200] [--factor 10] [--runs 5] [--state 500]
+//
+// Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
+
+import { chromium } from 'playwright-core';
+import { startServer } from '../server.mjs';
+import { arg, CHROMIUM } from './common.mjs';
+
+const EPOCHS = arg('epochs', 200);
+const FACTOR = arg('factor', 10);
+const RUNS = arg('runs', 5);
+const STATE = arg('state', 500);
+
+const server = await startServer({ port: 0 });
+const browser = await chromium.launch({
+  executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+});
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+try {
+  const grow = async (epochs, name) => {
+    const page = await browser.newPage();
+    page.setDefaultTimeout(0);
+    await page.goto(server.url);
+    await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
+    const r = await page.evaluate(async ({ epochs, name, RUNS, STATE }) => {
+      const pkg = await import('splitstore-wasm');
+      const config = {
+        mode: 'discard', finality: 10, thresholdFinalities: 3, boundaryFinalities: 2, messageRetention: 1,
+        syncGapSecs: null, persist: false, purgeSleepFactor: 0,
+      };
+      await pkg.SplitStore.destroy(name);
+      const store = await pkg.SplitStore.open(name, config);
+      const chain = new pkg.SyntheticChain({ seed: 11, stateObjects: STATE, blockTimeSecs: 30 });
+      const reports = [];
+      const t0 = performance.now();
+      for (let i = 0; i < epochs; i += 1) {
+        await store.importCar(chain.nextEpochCar().car);
+        let info = await store.info();
+        while (info.compacting) {
+          await new Promise((ok) => setTimeout(ok, 5));
+          info = await store.info();
+        }
+        const last = info.lastCompaction;
+        if (last && info.compactions > reports.length) reports.push(last);
+      }
+      const info = await store.info();
+      await store.close();
+      await pkg.SplitStore.destroy(name);
+      const mark = (r) => r.phases.filter((p) => p.phase === 'mark').reduce((a, p) => a + p.ms, 0);
+      return {
+        secs: (performance.now() - t0) / 1000,
+        compactions: info.compactions,
+        hotKeys: info.hot?.keys,
+        last: reports.slice(-RUNS).map((r) => ({ ms: r.totalMs, mark: mark(r), indexed: r.chainIndexKeys })),
+      };
+    }, { epochs, name, RUNS, STATE });
+    await page.close();
+    console.error(`${name}: ${epochs} epochs in ${r.secs.toFixed(1)} s, ${r.compactions} compactions, `
+      + `last ${RUNS}: ${JSON.stringify(r.last)}`);
+    return r;
+  };
+  const short = await grow(EPOCHS, 'chain-short');
+  const long = await grow(EPOCHS * FACTOR, 'chain-long');
+  const m = (r, f) => median(r.last.map(f));
+  console.log(`\n${STATE} actors, discard mode, finality 10, a compaction every 30 epochs; medians of the last ${RUNS}`);
+  console.log('| store | compaction | mark | keys from the index |');
+  console.log('|---|---|---|---|');
+  for (const [r, n] of [[short, EPOCHS], [long, EPOCHS * FACTOR]]) {
+    console.log(`| ${n} epochs | ${m(r, (x) => x.ms)} ms | ${m(r, (x) => x.mark)} ms | ${m(r, (x) => x.indexed)} |`);
+  }
+  console.log(`\nlong / short: compaction ${(m(long, (x) => x.ms) / m(short, (x) => x.ms)).toFixed(2)}×, `
+    + `mark ${(m(long, (x) => x.mark) / Math.max(1, m(short, (x) => x.mark))).toFixed(2)}×`);
+} finally {
+  await browser.close();
+  await server.close();
+}
