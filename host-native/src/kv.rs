@@ -5,8 +5,9 @@
 //! All four spaces live in the keyspace `data`, each under a one-byte tag
 //! ([`space_tag`]): a key of space `s` is stored as `tag(s) ++ key`. Scans of a space are
 //! ranges over its tag, so each space keeps the bytewise order the contract requires. A
-//! private keyspace `reclaim` exists only so that [`Kv::reclaim`] can make fjall collect its
-//! garbage; nothing the core writes goes there.
+//! private keyspace `reclaim` exists so that [`Kv::reclaim`] can make fjall collect its
+//! garbage, and holds the count of entries deleted since the last full merge; nothing the core
+//! writes goes there.
 //!
 //! # Durability
 //!
@@ -45,7 +46,13 @@
 //!
 //! Deletes write tombstones; [`Kv::reclaim`] flushes the memtable, runs a major compaction
 //! (rewriting the live entries and dropping deleted ones) and then lets fjall release the
-//! superseded table files and fully flushed journals. Each step installs its result by
+//! superseded table files and fully flushed journals. A major compaction rewrites the whole
+//! store, so its cost grows with the store, not with what was deleted: it runs only once the
+//! entries deleted since the last one reach [`KvOptions::merge_ratio`] of the entries (1 by
+//! default, the rule by which the browser rotates its databases), or when the disk is short of
+//! space ([`DiskSpace::is_tight`]); fjall's own compactions drop deleted entries in between.
+//! The count is kept in the `reclaim` keyspace, so one-shot processes (`splitstore compact`)
+//! count toward it too. Each step installs its result by
 //! atomically replacing fjall's version manifest, and files are deleted only after no version
 //! refers to them, so a crash at any point leaves either the old or the new tables. Waiting
 //! for a flush is bounded: if fjall's flush worker has failed (a full disk while writing a
@@ -53,7 +60,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -76,6 +86,8 @@ const DATA_KEYSPACE: &str = "data";
 
 /// The keyspace `reclaim` writes to.
 const RECLAIM_KEYSPACE: &str = "reclaim";
+/// Key in the `reclaim` keyspace of the entries deleted since the last full merge (`u64` LE).
+const DELETED_SINCE_MERGE: &str = "deleted-since-merge";
 
 /// The record saying `data` holds the whole store: written once the spaces of an earlier
 /// layout have been copied (or at creation), before any old keyspace is deleted. Its first
@@ -107,6 +119,10 @@ pub struct KvOptions {
     /// The free-space policy shared with the repo's other store; `None`: a policy of this
     /// store's own, with no reserve and [`KvOptions::headroom`] kept free.
     pub disk: Option<Arc<DiskSpace>>,
+    /// A reclaim merges every table (rewriting the whole store) once the entries deleted since
+    /// the last merge reach this fraction of the store's entries, or when the disk is short of
+    /// space; 0 merges at every reclaim. Default 1.
+    pub merge_ratio: f64,
 }
 
 impl KvOptions {
@@ -121,7 +137,7 @@ impl KvOptions {
 impl Default for KvOptions {
     fn default() -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        Self { cache_bytes: 256 << 20, read_threads: threads, memtable_bytes: 64 << 20, disk: None }
+        Self { cache_bytes: 256 << 20, read_threads: threads, memtable_bytes: 64 << 20, disk: None, merge_ratio: 1.0 }
     }
 }
 
@@ -137,6 +153,12 @@ struct Inner {
     reclaiming: Mutex<()>,
     /// Which writes the disk has room for.
     disk: Arc<DiskSpace>,
+    /// Entries deleted since the last full merge (persisted by each reclaim).
+    deleted: AtomicU64,
+    /// [`KvOptions::merge_ratio`].
+    merge_ratio: f64,
+    /// Full merges run since the store was opened.
+    merges: AtomicU64,
 }
 
 /// An on-disk key-value store. Cloning shares the same database.
@@ -212,6 +234,12 @@ impl FjallKv {
         migrate_layout(&db, &data)?;
         let disk = opts.disk.clone().unwrap_or_else(|| Arc::new(DiskSpace::new(dir, opts.headroom(), 0)));
         disk.restore();
+        // A damaged count only moves the next merge: it is read as none.
+        let deleted = gc
+            .get(DELETED_SINCE_MERGE)
+            .map_err(|e| fjall_error("open", e))?
+            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+            .map_or(0, u64::from_le_bytes);
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -221,6 +249,9 @@ impl FjallKv {
                 read_threads: opts.read_threads.max(1),
                 reclaiming: Mutex::new(()),
                 disk,
+                deleted: AtomicU64::new(deleted),
+                merge_ratio: opts.merge_ratio,
+                merges: AtomicU64::new(0),
             }),
         })
     }
@@ -258,6 +289,11 @@ impl FjallKv {
     /// and deletes old ones once their data is in tables), not reclaimed by [`Kv::reclaim`].
     pub fn journal_bytes(&self) -> Result<u64, KvError> {
         self.inner.db.journal_disk_space().map_err(|e| fjall_error("disk_space", e))
+    }
+
+    /// Full merges of the tables [`Kv::reclaim`] has run since the store was opened.
+    pub fn merges(&self) -> u64 {
+        self.inner.merges.load(Ordering::Relaxed)
     }
 
     /// Bytes of the store's tables: what grows with the data and what reclaim shrinks.
@@ -349,13 +385,35 @@ impl FjallKv {
         let _one_at_a_time = self.inner.reclaiming.lock().map_err(|_| KvError::Crashed)?;
         let err = |e| self.write_error("reclaim", e);
         self.flush_memtable(&self.inner.data, flush_wait)?;
-        self.inner.data.major_compact().map_err(err)?;
+        let deleted = self.inner.deleted.load(Ordering::Relaxed);
+        let entries = self.inner.data.approximate_len() as u64;
+        if merge_due(deleted, entries, self.inner.merge_ratio, self.inner.disk.is_tight()) {
+            self.inner.data.major_compact().map_err(err)?;
+            // Deletions that landed during the merge count toward the next one.
+            self.inner.deleted.fetch_sub(deleted, Ordering::Relaxed);
+            self.inner.merges.fetch_add(1, Ordering::Relaxed);
+        }
+        let left = self.inner.deleted.load(Ordering::Relaxed);
+        self.inner.gc.insert(DELETED_SINCE_MERGE, left.to_le_bytes()).map_err(err)?;
         // A memtable rotation raises fjall's garbage-collection watermark and deletes the table
         // files and journals that no version refers to any more.
         self.inner.gc.insert("reclaims", [1u8]).map_err(err)?;
         self.flush_memtable(&self.inner.gc, flush_wait)?;
         self.inner.db.persist(PersistMode::SyncAll).map_err(err)
     }
+}
+
+/// True when a reclaim should merge every table: the disk is short of space, `ratio` is 0, or
+/// the `deleted` entries since the last merge reach `ratio` times the entries left. `entries` is
+/// fjall's approximate count, which holds a deleted entry twice (the entry and its deletion
+/// marker) until a compaction merges them away; when fjall has merged some already, the entries
+/// left are underestimated and the merge comes sooner.
+fn merge_due(deleted: u64, entries: u64, ratio: f64, tight: bool) -> bool {
+    if tight || ratio <= 0.0 {
+        return true;
+    }
+    let left = entries.saturating_sub(deleted.saturating_mul(2)).max(1);
+    deleted > 0 && deleted as f64 >= ratio * left as f64
 }
 
 /// Moves a store of the earlier layout (keyspaces named by [`Space::name`]) into `data`, then
@@ -471,7 +529,8 @@ impl Kv for FjallKv {
     /// record, and its table bytes. It counts the store's bookkeeping entries too (metadata,
     /// and the dead and cold lists while a compaction runs), and an overwritten or deleted
     /// key until its tables are compacted; writes still only in the journal are not in the
-    /// bytes. For a cold store, which holds only blocks, the count is exact after a reclaim.
+    /// bytes. For a cold store, which holds only blocks, the count is exact after a reclaim
+    /// that merged the tables ([`FjallKv::merges`]).
     async fn estimate(&self, space: Space) -> Result<Option<SpaceEstimate>, KvError> {
         if space != Space::Blocks {
             return Ok(None);
@@ -500,6 +559,7 @@ impl FjallKv {
         let strict = batch.durability() == Durability::Strict;
         let (payload, upkeep) = (batch.payload_bytes(), batch.is_maintenance());
         let ops = Self::last_op_per_key(batch.into_ops());
+        let deletes = ops.iter().filter(|op| matches!(op, Op::Delete { .. })).count() as u64;
         if let Some(op) = ops.iter().find(|op| !valid_key(op_key(op))) {
             let detail = format!("key of {} bytes (this store holds keys of 1 to {MAX_KEY} bytes)", op_key(op).len());
             let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, detail);
@@ -525,13 +585,29 @@ impl FjallKv {
             b.insert(data, [&[PRIVATE_TAG][..], &key].concat(), value);
         }
         let mode = if strict { PersistMode::SyncAll } else { PersistMode::Buffer };
-        b.durability(Some(mode)).commit().map_err(|e| self.write_error("write", e))
+        b.durability(Some(mode)).commit().map_err(|e| self.write_error("write", e))?;
+        self.inner.deleted.fetch_add(deletes, Ordering::Relaxed);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_merge_waits_for_deletions_to_reach_the_ratio() {
+        // 1,000 entries left, 400 deleted since the last merge (each counted twice by fjall).
+        assert!(!merge_due(400, 1800, 1.0, false));
+        assert!(merge_due(400, 1800, 0.4, false));
+        assert!(merge_due(1000, 3000, 1.0, false), "as many deleted as left");
+        assert!(merge_due(1, 1_000_000, 0.0, false), "ratio 0 merges every time");
+        assert!(merge_due(0, 10, 0.0, false));
+        assert!(!merge_due(0, 10, 1.0, false), "nothing deleted, nothing to merge");
+        assert!(merge_due(0, 10, 1.0, true), "a disk short of space merges");
+        // fjall merged the deletions already: the estimate is low, and the merge comes sooner.
+        assert!(merge_due(400, 1000, 1.0, false));
+    }
 
     #[test]
     fn tags_are_distinct_and_not_internal() {

@@ -190,6 +190,17 @@ impl DiskSpace {
         s.ballast = false;
     }
 
+    /// True when the disk is short of space for the stores' own work: the reserve was released
+    /// for a compaction, or the free space is below the headroom and a merge of the tables.
+    /// A failed `statvfs` counts as short.
+    pub fn is_tight(&self) -> bool {
+        let s = self.lock();
+        if self.ballast.is_some() && !s.ballast {
+            return true;
+        }
+        self.free().map_or(true, |free| free < self.headroom + s.tables())
+    }
+
     /// Writes the ballast file if it is missing and the disk has room for it beside the
     /// headroom. Never fails: a reserve that cannot be written now is written later.
     pub fn restore(&self) {

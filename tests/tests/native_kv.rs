@@ -122,6 +122,55 @@ fn reclaim_returns_disk_space_and_keeps_the_live_data() {
     }
 }
 
+fn delete_range(kv: &FjallKv, range: std::ops::Range<u32>) {
+    let mut b = WriteBatch::new();
+    for i in range {
+        b.delete(Space::Blocks, key(i));
+    }
+    block_on(kv.write(b)).expect("delete");
+}
+
+/// A full merge rewrites the whole store: a reclaim runs one only once the deletions since the
+/// last one reach the entries left (`KvOptions::merge_ratio`, 1), counting deletions made by
+/// earlier processes.
+#[test]
+fn reclaim_merges_once_deletions_reach_the_entries_left_across_restarts() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let kv = FjallKv::open(d.path(), &small()).expect("open");
+    fill(&kv, 10_000, 100);
+    block_on(kv.reclaim()).expect("reclaim");
+    assert_eq!(kv.merges(), 0, "nothing deleted, nothing to merge");
+    delete_range(&kv, 0..2_000);
+    block_on(kv.reclaim()).expect("reclaim");
+    assert_eq!(kv.merges(), 0, "2,000 deleted against 8,000 left");
+    assert!(!block_on(kv.has(Space::Blocks, &key(1))).expect("has"), "a deletion holds without a merge");
+    drop(kv);
+
+    let kv = reopen(d.path());
+    delete_range(&kv, 2_000..4_000);
+    block_on(kv.reclaim()).expect("reclaim");
+    assert_eq!(kv.merges(), 0, "4,000 deleted against 6,000 left");
+    let before = kv.table_bytes().expect("tables");
+    delete_range(&kv, 4_000..5_500);
+    block_on(kv.reclaim()).expect("reclaim");
+    // 3,500 deleted in this process against 4,500 left: only the count kept from the first
+    // process reaches the ratio.
+    assert_eq!(kv.merges(), 1, "5,500 deleted against 4,500 left");
+    let after = kv.table_bytes().expect("tables");
+    assert!(after < before / 2, "the merge returned the deleted space ({before} -> {after})");
+    let estimate = block_on(kv.estimate(Space::Blocks)).expect("estimate").expect("fjall estimates");
+    assert_eq!(estimate.keys, 4_500, "after a merge the estimate is exact");
+    block_on(kv.reclaim()).expect("reclaim");
+    assert_eq!(kv.merges(), 1, "the merge reset the count");
+    drop(kv);
+
+    let every = KvOptions { merge_ratio: 0.0, ..small() };
+    let kv = FjallKv::open(d.path(), &every).expect("reopen");
+    delete_range(&kv, 5_500..5_501);
+    block_on(kv.reclaim()).expect("reclaim");
+    assert_eq!(kv.merges(), 1, "ratio 0 merges at every reclaim");
+}
+
 #[test]
 fn keys_fjall_cannot_hold_are_errors_not_panics() {
     let d = tempfile::tempdir().expect("tempdir");
