@@ -22,6 +22,32 @@ export function bytesUnder(dir) {
   return total;
 }
 
+/** Chromium's flags for the benchmarks: headless, as in the page tests. */
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'];
+
+/** The median of `xs`. */
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/**
+ * Runs `body({ browser, url })` with the page served from this folder and a headless Chromium
+ * without a persistent profile; both are closed however `body` ends.
+ */
+export async function withBrowser(body) {
+  const { chromium } = await import('playwright-core');
+  const { startServer } = await import('../server.mjs');
+  const server = await startServer({ port: 0 });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  try {
+    return await body({ browser, url: server.url });
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+}
+
 /**
  * Runs `body({ ctx, page, idbDir })` on the demonstration page in headless Chromium with a
  * persistent profile on disk (a temporary directory named after `name`), served from this
@@ -35,7 +61,7 @@ export async function withPagePersisted(name, body) {
   const profile = mkdtempSync(join(tmpdir(), `splitstore-${name}-`));
   const server = await startServer({ port: 0 });
   const ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS,
   });
   try {
     const page = await ctx.newPage();

@@ -8,28 +8,18 @@
 //
 // Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
 
-import { chromium } from 'playwright-core';
-import { startServer } from '../server.mjs';
-import { arg, CHROMIUM } from './common.mjs';
+import { arg, median, withBrowser } from './common.mjs';
 
 const EPOCHS = arg('epochs', 200);
 const FACTOR = arg('factor', 10);
 const RUNS = arg('runs', 5);
 const STATE = arg('state', 500);
 
-const server = await startServer({ port: 0 });
-const browser = await chromium.launch({
-  executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-try {
+await withBrowser(async ({ browser, url }) => {
   const grow = async (epochs, name) => {
     const page = await browser.newPage();
     page.setDefaultTimeout(0);
-    await page.goto(server.url);
+    await page.goto(url);
     await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
     const r = await page.evaluate(async ({ epochs, name, RUNS, STATE }) => {
       const pkg = await import('splitstore-wasm');
@@ -79,7 +69,4 @@ try {
   }
   console.log(`\nlong / short: compaction ${(m(long, (x) => x.ms) / m(short, (x) => x.ms)).toFixed(2)}×, `
     + `mark ${(m(long, (x) => x.mark) / Math.max(1, m(short, (x) => x.mark))).toFixed(2)}×`);
-} finally {
-  await browser.close();
-  await server.close();
-}
+});

@@ -12,29 +12,19 @@
 //
 // Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
 
-import { chromium } from 'playwright-core';
-import { startServer } from '../server.mjs';
-import { arg, CHROMIUM } from './common.mjs';
+import { arg, median, withBrowser } from './common.mjs';
 
 const BLOCKS = arg('blocks', 60_000);
 const RUNS = arg('runs', 2);
 const valuesArg = process.argv.indexOf('--values');
 const VALUES = valuesArg < 0 ? [1024, 128, 32] : process.argv[valuesArg + 1].split(',').map(Number);
 
-const server = await startServer({ port: 0 });
-const browser = await chromium.launch({
-  executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-try {
+await withBrowser(async ({ browser, url }) => {
   const rows = new Map(VALUES.map((v) => [v, []]));
   for (let run = 0; run < RUNS; run += 1) {
     for (const value of VALUES) {
       const page = await browser.newPage();
-      await page.goto(server.url);
+      await page.goto(url);
       await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
       const r = await page.evaluate(async ({ BLOCKS, value, run }) => {
         const pkg = await import('splitstore-wasm');
@@ -112,7 +102,4 @@ try {
       + `${f(m((r) => r.during.p99))} ms | ${f(m((r) => r.during.p99 / r.idle.p99))}× | ${f(m((r) => r.during.max))} ms | `
       + `${f(m((r) => r.during.svc99))} ms |`);
   }
-} finally {
-  await browser.close();
-  await server.close();
-}
+});

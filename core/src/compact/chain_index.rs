@@ -260,35 +260,10 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// rebuilt, and chunks of a walk that never wrote its anchor).
     pub(crate) async fn finish_chain_index(&self, ix: ChainIndexer) -> Result<(), Error> {
         let Some((first, end)) = ix.recorded_range() else { return Ok(()) };
-        let first_key = meta::chain_chunk_key(first);
-        let mut stale = self.chain_chunks_after(meta::CHAIN_CHUNK_PREFIX, Some(&first_key)).await?;
-        stale.extend(self.chain_chunks_after(&meta::chain_chunk_key(end.saturating_sub(1)), None).await?);
+        let (first_key, end_key) = (meta::chain_chunk_key(first), meta::chain_chunk_key(end));
+        let mut stale = self.meta_keys(meta::CHAIN_CHUNK_PREFIX).await?;
+        stale.retain(|k| *k < first_key || *k >= end_key);
         self.write_chain_chunks(ix.finish(stale)).await
-    }
-
-    /// The chunk keys strictly after `after` (and below `below`, if given), in order.
-    async fn chain_chunks_after(&self, after: &[u8], below: Option<&[u8]>) -> Result<Vec<Vec<u8>>, Error> {
-        let mut out = Vec::new();
-        let mut after = after.to_vec();
-        loop {
-            let page = self
-                .hot
-                .scan_keys(Space::Meta, Some(&after), self.config.batch_size)
-                .await
-                .map_err(|e| self.hot_err(e))?;
-            let mut more = page.len() == self.config.batch_size;
-            for k in page {
-                if !k.starts_with(meta::CHAIN_CHUNK_PREFIX) || below.is_some_and(|b| k.as_slice() >= b) {
-                    more = false;
-                    break;
-                }
-                after.clone_from(&k);
-                out.push(k);
-            }
-            if !more {
-                return Ok(out);
-            }
-        }
     }
 }
 
