@@ -78,6 +78,10 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// A missing header fails the walk unless `lenient_state` is set and another header of
     /// the same generation names the parents (every header of a tipset names the same ones):
     /// the headers below are live, and a walk that stopped there would purge them.
+    ///
+    /// A compaction outside messages mode stops at the chain index's anchor, if it meets it,
+    /// and marks the index's keys instead of walking the headers below; it records the keys of
+    /// the generations below its boundaries for the next one (`chain_index`).
     pub(crate) async fn mark_chain(
         &self,
         head: &[Cid],
