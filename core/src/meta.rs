@@ -238,12 +238,25 @@ impl<'a> Reader<'a> {
         let bytes = self.take(n)?;
         crate::cbor::parse_cid(bytes).ok_or_else(|| self.err("invalid CID"))
     }
+    /// A list written by [`put_short_cids`].
+    fn short_cids(&mut self) -> Result<Vec<Cid>, Error> {
+        let n = self.u8()? as usize;
+        (0..n).map(|_| self.cid()).collect()
+    }
     fn end(&self) -> Result<(), Error> {
         if self.buf.is_empty() {
             Ok(())
         } else {
             Err(self.err("trailing bytes"))
         }
+    }
+}
+
+/// A list of at most 255 CIDs: its length in one byte, then each CID (any beyond 255 dropped).
+fn put_short_cids(out: &mut Vec<u8>, cids: &[Cid]) {
+    out.push(cids.len().min(255) as u8);
+    for c in cids.iter().take(255) {
+        put_cid(out, c);
     }
 }
 
@@ -260,10 +273,7 @@ impl Head {
         let mut out = alloc::vec![VERSION];
         out.extend_from_slice(&self.height.to_le_bytes());
         out.extend_from_slice(&self.timestamp.to_le_bytes());
-        out.push(self.tipset.len().min(255) as u8);
-        for c in self.tipset.iter().take(255) {
-            put_cid(&mut out, c);
-        }
+        put_short_cids(&mut out, &self.tipset);
         out
     }
 
@@ -272,11 +282,7 @@ impl Head {
         let mut r = Reader::new("head", buf)?;
         let height = r.i64()?;
         let timestamp = r.u64()?;
-        let n = r.u8()? as usize;
-        let mut tipset = Vec::with_capacity(n);
-        for _ in 0..n {
-            tipset.push(r.cid()?);
-        }
+        let tipset = r.short_cids()?;
         r.end()?;
         if tipset.is_empty() {
             return Err(r.err("empty tipset"));
@@ -322,12 +328,8 @@ impl ChainIndex {
         out.extend_from_slice(&self.first.to_le_bytes());
         out.extend_from_slice(&self.end.to_le_bytes());
         out.extend_from_slice(&self.keys.to_le_bytes());
-        for cids in [&self.tipset, &self.genesis_state] {
-            out.push(cids.len().min(255) as u8);
-            for c in cids.iter().take(255) {
-                put_cid(&mut out, c);
-            }
-        }
+        put_short_cids(&mut out, &self.tipset);
+        put_short_cids(&mut out, &self.genesis_state);
         out
     }
 
@@ -335,15 +337,8 @@ impl ChainIndex {
     pub fn decode(buf: &[u8]) -> Result<Self, Error> {
         let mut r = Reader::new("chain-index", buf)?;
         let (height, first, end, keys) = (r.i64()?, r.u64()?, r.u64()?, r.u64()?);
-        let mut lists = [Vec::new(), Vec::new()];
-        for list in &mut lists {
-            let n = r.u8()? as usize;
-            for _ in 0..n {
-                list.push(r.cid()?);
-            }
-        }
+        let (tipset, genesis_state) = (r.short_cids()?, r.short_cids()?);
         r.end()?;
-        let [tipset, genesis_state] = lists;
         if tipset.is_empty() || !tipset.windows(2).all(|w| w[0] < w[1]) {
             return Err(r.err("anchor tipset empty or not sorted"));
         }
