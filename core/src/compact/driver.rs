@@ -229,7 +229,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let capacity = {
                 let s = self.shared.lock();
                 let last = usize::try_from(s.state.last_marked).unwrap_or(usize::MAX);
-                last.saturating_add(last / 4).min(MAX_PRESIZED_MARKS)
+                last.saturating_add(last / 10).min(MAX_PRESIZED_MARKS)
             };
             let live = Live::shared(self.markset_kind, capacity, self.clock.random_seed());
             if let Some(t) = self.shared.lock().txn.as_mut() {

@@ -21,41 +21,42 @@
 //!
 //! * **Any size.** The home slot of a fingerprint is a multiply-shift range reduction of its
 //!   upper 64 bits, `(h · homes) >> 64`, so the number of home slots need not be a power of
-//!   two: the table holds `n` entries in `⌈n / 0.85⌉` home slots plus a short tail.
+//!   two: the table holds `n` entries in `⌈n / 0.9⌉` home slots plus a short tail.
 //! * **Ordered linear probing.** That home function is non-decreasing in the fingerprint, and
 //!   each insertion shifts the rest of its run one slot right to keep it sorted, so the whole
 //!   table is sorted (the ordered hash table of Amble and Knuth, with a monotone hash). A
 //!   lookup stops at the first empty slot *or larger value*: a miss costs about what a hit
-//!   costs, `(1 + 1/(1−α))/2` slots at load α — under 4 slots (one or two cache lines) at the
-//!   maximum load of 0.85, where plain linear probing would scan about 23 for a miss. A lookup
-//!   counts the smaller values among the first 4 slots at once and loops only past them (3 in
-//!   10 lookups at full load), so independent lookups rarely wait on a mispredicted branch.
+//!   costs, `(1 + 1/(1−α))/2` slots at load α — 5.5 slots (two cache lines) at the maximum
+//!   load of 0.9, where plain linear probing would scan about 50 for a miss. A lookup counts
+//!   the smaller values among the first 4 slots at once and loops only past them (under half
+//!   of the lookups at full load), so independent lookups wait on fewer mispredicted branches.
 //!   Insertion moves the rest of the run — about as many slots as a plain miss scans — with
 //!   one `memmove`.
 //! * **An overflow tail, no wrap-around.** Wrapping would break the order, so runs that pass the
 //!   last home slot continue into a tail of a sixteenth of the home range, 4 to 64 slots. The
-//!   number of entries spilling past the end falls off about as `0.6·e^(−0.32·t)` at load 0.85,
-//!   so 64 slots overflow with probability about 10⁻⁹; if a run does reach the last slot the
-//!   tail is lengthened (the last slot always stays empty and ends every probe). Fingerprints
+//!   chance that `t` or more entries spill past the end falls off about as `1.3·e^(−0.23·t)`
+//!   at load 0.9 (simulated), so 64 slots overflow with probability about 10⁻⁶; if a run does
+//!   reach the last slot the tail is lengthened (the last slot always stays empty and ends
+//!   every probe). Fingerprints
 //!   are PRF outputs, so runs cannot be aimed; even if every fingerprint shared one home the
 //!   table would stay correct, only slow.
-//! * **Growth by 1.25×**, when an insertion would pass load 0.85. The old table is already
+//! * **Growth by 1.1×**, when an insertion would pass load 0.9. The old table is already
 //!   sorted, so rebuilding is one ordered pass without unpredictable branches that places each
 //!   value at the later of its new home and the slot after the previous value: no hashing, no
-//!   probing. The small step keeps a grown set within 24 bytes per object too (below), at the
-//!   price of moving each entry about four times over the set's life instead of twice at 1.5×,
+//!   probing. The small step keeps a grown set within 20 bytes per object too (below), at the
+//!   price of moving each entry about ten times over the set's life instead of twice at 1.5×,
 //!   each move far cheaper than an insertion. Old and new vectors coexist only during that
-//!   pass: 2.25× the old size, where a doubling table needs 3×.
+//!   pass: 2.1× the old size, where a doubling table needs 3×.
 //! * **Zero.** The fingerprint 0 cannot occupy a slot, so it lives in a flag beside the table
 //!   and the set stays exact on fingerprints. (Remapping 0 to a fixed non-zero value would be
 //!   safe in the sense any collision is: it can make an unmarked block look marked — kept hot,
 //!   its children possibly unvisited, with probability 2⁻¹²⁸ per object — but never make a
 //!   marked block look unmarked. The flag costs nothing and merges nothing.)
 //!
-//! Memory per marked object: 16 / 0.85 ≈ 18.8 bytes at maximum load, 23.5 right after a
-//! growth step, 21 on average across one, plus at most 1 KiB of tail. The compaction pre-sizes
-//! for 1.25× the previous compaction's count, which is 23.5 bytes per object when the count
-//! has not changed. A `hashbrown` table of the same entries costs 17 bytes per slot
+//! Memory per marked object: 16 / 0.9 ≈ 17.8 bytes at maximum load, 19.6 right after a
+//! growth step, 18.7 on average across one, plus at most 1 KiB of tail. The compaction
+//! pre-sizes for 1.1× the previous compaction's count, which is 19.6 bytes per object when the
+//! count has not changed. A `hashbrown` table of the same entries costs 17 bytes per slot
 //! at up to 7/8 load over power-of-two sizes: 19–39 bytes per object.
 
 use alloc::vec::Vec;

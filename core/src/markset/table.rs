@@ -9,7 +9,7 @@
 //! * **T3 sentinel.** The last slot is empty, so every probe stops inside the vector; the slots
 //!   past `homes` are the overflow tail, at least `tail_for(homes)` of them (more only if a run
 //!   reached the sentinel).
-//! * **T4 load.** `stored ≤ max_len(homes)`, where `max_len` is 85 % of `homes`.
+//! * **T4 load.** `stored ≤ max_len(homes)`, where `max_len` is 90 % of `homes`.
 //!
 //! `home` is non-decreasing in the value, so with T1 and T2 a lookup of `v` scans from
 //! `home(v)` over smaller values and stops at the first slot that is empty or holds a value
@@ -25,8 +25,8 @@ const WINDOW: usize = 4;
 /// The smallest table that is allocated at all.
 const MIN_HOMES: usize = 16;
 /// Maximum load of the home slots, as a fraction.
-const LOAD_NUM: u128 = 17;
-const LOAD_DEN: u128 = 20;
+const LOAD_NUM: u128 = 9;
+const LOAD_DEN: u128 = 10;
 
 /// A set of 128-bit fingerprints in one flat, ordered, linearly probed vector.
 ///
@@ -184,10 +184,10 @@ impl FingerprintTable {
         }
     }
 
-    /// Grows the home range by a quarter (at least to [`MIN_HOMES`] and to room for one more
+    /// Grows the home range by a tenth (at least to [`MIN_HOMES`] and to room for one more
     /// entry).
     fn grow(&mut self) {
-        let homes = self.homes.saturating_add(self.homes / 4).max(MIN_HOMES).max(homes_for(self.stored + 1));
+        let homes = self.homes.saturating_add(self.homes / 10).max(MIN_HOMES).max(homes_for(self.stored + 1));
         self.rebuild(homes);
     }
 
