@@ -67,9 +67,13 @@ pub struct Config {
     pub purge_pace_after_ms: u64,
     /// Sleep/work ratio once pacing starts, while the store is in use (reference: 4, always).
     pub purge_sleep_factor: u32,
-    /// Dead-list entries the purge deletes per write under the exclusive lock: a read or write
-    /// of the store waits at most one such write. Smaller: shorter waits, more writes.
+    /// Dead-list entries the purge deletes per write under the exclusive lock while the store
+    /// is in use: a read or write of the store waits at most one such write. Smaller: shorter
+    /// waits, more writes.
     pub purge_locked_deletes: usize,
+    /// The same while nobody uses the store (no API call completed since the purge's current
+    /// page began) and in recovery; at least [`Config::purge_locked_deletes`] is used.
+    pub purge_idle_locked_deletes: usize,
     /// Walks of the references found missing while protecting, after collection (the
     /// reference's `waitForMissingRefs`: 3); walk `i` (from 0) first waits `i` ×
     /// [`Config::missing_retry_wait_ms`]. 0: none.
@@ -118,7 +122,8 @@ impl Default for Config {
             yield_every: 1024,
             purge_pace_after_ms: 1000,
             purge_sleep_factor: 4,
-            purge_locked_deletes: 1024,
+            purge_locked_deletes: 128,
+            purge_idle_locked_deletes: 1024,
             missing_retries: 3,
             missing_retry_wait_ms: 1000,
             verify_puts: false,

@@ -260,6 +260,15 @@ pub trait Kv: MaybeSendSync {
         Ok(())
     }
 
+    /// Returns once the backend has no pending background work that could make the next
+    /// write wait (an LSM tree whose flush starts with fsyncs under the lock every write
+    /// takes). While the store is in use, the purge calls it before it takes the exclusive
+    /// lock for a write, so such a wait falls on the compaction and not on every reader.
+    /// Must return in bounded time. The default returns at once.
+    async fn catch_up(&self) -> Result<(), KvError> {
+        Ok(())
+    }
+
     /// Key count and value bytes of `space`. The default scans the space.
     async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
         let mut stats = SpaceStats::default();
@@ -329,6 +338,9 @@ macro_rules! forward_kv {
             }
             async fn reclaim(&self) -> Result<(), KvError> {
                 (**self).reclaim().await
+            }
+            async fn catch_up(&self) -> Result<(), KvError> {
+                (**self).catch_up().await
             }
             async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
                 (**self).stats(space).await

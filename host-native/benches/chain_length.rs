@@ -138,18 +138,6 @@ fn phase_ms(r: &CompactionReport, phase: Phase) -> f64 {
     r.phases.iter().filter(|(p, _)| *p == phase).map(|(_, ms)| *ms as f64).sum()
 }
 
-/// Phases in the report's order.
-const PHASES: [Phase; 8] = [
-    Phase::Protect,
-    Phase::Mark,
-    Phase::Collect,
-    Phase::Retry,
-    Phase::Move,
-    Phase::Critical,
-    Phase::Purge,
-    Phase::Reclaim,
-];
-
 #[derive(Default)]
 struct Series {
     total: Vec<f64>,
@@ -164,13 +152,13 @@ impl Series {
         self.total.push(r.total_ms as f64);
         self.mark.push(phase_ms(r, Phase::Mark));
         self.indexed_keys.push(r.chain_index_keys as f64);
-        self.phases.push(PHASES.iter().map(|p| phase_ms(r, *p)).collect());
+        self.phases.push(Phase::ALL.iter().map(|p| phase_ms(r, *p)).collect());
         self.scanned.push(r.hot_scanned as f64);
     }
 
     /// Median ms of each phase.
     fn phase_medians(&self) -> Vec<f64> {
-        (0..PHASES.len()).map(|i| median(self.phases.iter().map(|p| p[i]).collect())).collect()
+        (0..Phase::ALL.len()).map(|i| median(self.phases.iter().map(|p| p[i]).collect())).collect()
     }
 }
 
@@ -214,9 +202,9 @@ fn run(a: &Args) -> BenchResult<()> {
         f.push(&rf);
     }
     println!();
-    let names: Vec<&str> = PHASES.iter().map(|p| p.as_str()).collect();
+    let names: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
     println!("| store (median ms per phase) | hot keys scanned | {} |", names.join(" | "));
-    println!("|---|---|{}", "---|".repeat(PHASES.len()));
+    println!("|---|---|{}", "---|".repeat(Phase::ALL.len()));
     for (label, series) in [("short", &s), ("long", &l), ("long, index removed", &f)] {
         let cells: Vec<String> = series.phase_medians().iter().map(|ms| format!("{ms:.0}")).collect();
         println!("| {label} | {:.0} | {} |", median(series.scanned.clone()), cells.join(" | "));

@@ -11,9 +11,12 @@
 //!    open the store (recovery finishes the purge) against the dead entries left.
 //! 5. `info`: `info` (constant time: counters and the backends' estimates) against `count`
 //!    (a scan of every value, what `info` cost before it kept counters).
+//! 6. `scale`: `splitstore compact` of the whole store in discard and in universal mode, each in
+//!    its own process: phase times, mark set size and the process's peak resident memory. Not
+//!    part of `all`; run it at several `--objects` to see how each phase grows.
 //!
 //! `cargo bench -p splitstore-native --bench disk_compaction -- [--objects N] [--runs R]
-//! [--section all|phases|mark|foreground|recovery|info]` (defaults: 1,000,000 objects, 3 runs, all;
+//! [--section all|phases|mark|foreground|recovery|info|scale]` (defaults: 1,000,000 objects, 3 runs, all;
 //! `phases` also runs `mark`; a universal run costs about three discard runs, so section 1 runs
 //! discard mode R times and universal mode ⌈R/3⌉ times). Stores live in a temporary directory under Cargo's target
 //! directory (on disk, not tmpfs), deleted at the end. Prints medians of the runs, ratios, and
@@ -28,6 +31,7 @@ use std::{process::ExitCode, time::Instant};
 
 use disk::{
     fixture::{Fixture, LiveSet, FINALITY},
+    scale::section_scale,
     sections::{section_foreground, section_info, section_mark, section_phases, section_recovery},
     BenchResult,
 };
@@ -40,6 +44,7 @@ enum Section {
     Foreground,
     Recovery,
     Info,
+    Scale,
 }
 
 #[derive(Debug)]
@@ -65,9 +70,10 @@ fn parse_args() -> Result<Args, String> {
                     "foreground" => Section::Foreground,
                     "recovery" => Section::Recovery,
                     "info" => Section::Info,
+                    "scale" => Section::Scale,
                     s => {
                         return Err(format!(
-                            "--section {s:?}: expected all, phases, mark, foreground, recovery or info"
+                            "--section {s:?}: expected all, phases, mark, foreground, recovery, info or scale"
                         ))
                     }
                 }
@@ -153,6 +159,9 @@ fn run(args: Args) -> BenchResult<()> {
     }
     if matches!(s, Section::All | Section::Info) {
         section_info(&fx, &mut summary)?;
+    }
+    if s == Section::Scale {
+        section_scale(&fx, &mut summary)?;
     }
     println!("\n== summary (markdown) ==\n");
     for line in &summary {

@@ -92,6 +92,9 @@ impl Kv for NativeKv {
     async fn reclaim(&self) -> Result<(), KvError> {
         each!(self, k => k.reclaim().await)
     }
+    async fn catch_up(&self) -> Result<(), KvError> {
+        each!(self, k => k.catch_up().await)
+    }
     async fn stats(&self, space: Space) -> Result<SpaceStats, KvError> {
         each!(self, k => k.stats(space).await)
     }

@@ -106,6 +106,11 @@ const MIGRATE_BATCH: usize = 16_384;
 /// How long `reclaim` waits for fjall to flush a memtable before it gives up.
 const FLUSH_WAIT: Duration = Duration::from_secs(600);
 
+/// The longest [`Kv::catch_up`] waits for fjall's flushes before letting the caller go on.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(30);
+/// How often [`Kv::catch_up`] looks again.
+const CATCH_UP_POLL: Duration = Duration::from_millis(1);
+
 /// Settings of one on-disk store.
 #[derive(Clone, Debug)]
 pub struct KvOptions {
@@ -159,6 +164,15 @@ struct Inner {
     merge_ratio: f64,
     /// Full merges run since the store was opened.
     merges: AtomicU64,
+}
+
+/// fjall's backlog of background work ([`FjallKv::pressure`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WritePressure {
+    /// Memtables sealed and waiting to be written as tables.
+    pub sealed_memtables: usize,
+    /// Tables in the first level.
+    pub l0_tables: usize,
 }
 
 /// An on-disk key-value store. Cloning shares the same database.
@@ -289,6 +303,16 @@ impl FjallKv {
     /// and deletes old ones once their data is in tables), not reclaimed by [`Kv::reclaim`].
     pub fn journal_bytes(&self) -> Result<u64, KvError> {
         self.inner.db.journal_disk_space().map_err(|e| fjall_error("disk_space", e))
+    }
+
+    /// How far fjall's background work is behind the writes: memtables sealed but not yet
+    /// written as tables, and tables in the first level (fjall slows writers from 20 and stops
+    /// them from 30 first-level runs, and stops them while 4 sealed memtables wait).
+    pub fn pressure(&self) -> WritePressure {
+        WritePressure {
+            sealed_memtables: self.inner.data.sealed_memtable_count(),
+            l0_tables: self.inner.data.l0_table_count(),
+        }
     }
 
     /// Full merges of the tables [`Kv::reclaim`] has run since the store was opened.
@@ -508,6 +532,22 @@ impl Kv for FjallKv {
         self.inner.db.persist(PersistMode::SyncAll).map_err(|e| self.write_error("flush", e))
     }
 
+    /// Waits (at most 30 s) while a memtable is sealed, that is while a flush
+    /// is pending or running: a flush starts by fsyncing the journal, or by sealing it and
+    /// starting a new one (three fsyncs), under fjall's journal lock, which every batch takes,
+    /// and each of those fsyncs takes tens of milliseconds while tables are being written. A
+    /// batch written under the store's exclusive lock during one would hold up every reader.
+    /// Fails if fjall's flush worker has stopped (the database is poisoned).
+    async fn catch_up(&self) -> Result<(), KvError> {
+        let start = Instant::now();
+        while self.inner.data.sealed_memtable_count() > 0 && start.elapsed() < CATCH_UP_WAIT {
+            // `persist(Buffer)` fails once a worker has died.
+            self.inner.db.persist(PersistMode::Buffer).map_err(|e| self.write_error("catch_up", e))?;
+            std::thread::sleep(CATCH_UP_POLL);
+        }
+        Ok(())
+    }
+
     /// Also writes the reserve again if a compaction released it and there is room now.
     async fn reclaim(&self) -> Result<(), KvError> {
         self.reclaim_within(FLUSH_WAIT)?;
@@ -594,6 +634,23 @@ impl FjallKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catch_up_returns_once_no_memtable_waits_for_its_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = FjallKv::open(dir.path(), &KvOptions::default()).expect("open");
+        // Enough data that writing the memtable out takes milliseconds, not microseconds.
+        for round in 0..4u32 {
+            let mut b = WriteBatch::new();
+            for i in 0..5_000u32 {
+                b.put(Space::Blocks, [round.to_be_bytes(), i.to_be_bytes()].concat(), vec![i as u8; 256]);
+            }
+            futures::executor::block_on(kv.write(b)).expect("write");
+        }
+        assert!(kv.inner.data.rotate_memtable().expect("rotate"), "nothing to seal");
+        futures::executor::block_on(kv.catch_up()).expect("catch_up");
+        assert_eq!(kv.pressure().sealed_memtables, 0, "catch_up returned while a flush was pending");
+    }
 
     #[test]
     fn a_full_merge_waits_for_deletions_to_reach_the_ratio() {

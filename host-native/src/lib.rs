@@ -25,5 +25,5 @@ pub mod status;
 pub use backend::NativeKv;
 pub use clock::SystemClock;
 pub use errors::HostError;
-pub use kv::{FjallKv, KvOptions};
+pub use kv::{FjallKv, KvOptions, WritePressure};
 pub use repo::{Repo, RepoConfig};

@@ -340,7 +340,13 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
     // every IndexedDB transaction and every task between yields short. A purge transaction
     // holds the store's lock while it commits (strict: 10-15 ms, plus about 0.25 ms per
     // deletion in Chromium), so it deletes few blocks at a time (`www/bench/idb-foreground.mjs`).
-    let mut cfg = Config { batch_size: 4096, yield_every: 256, purge_locked_deletes: 32, ..Config::default() };
+    let mut cfg = Config {
+        batch_size: 4096,
+        yield_every: 256,
+        purge_locked_deletes: 32,
+        purge_idle_locked_deletes: 32,
+        ..Config::default()
+    };
     let mut policy = LockPolicy::Fail;
     let (mut persist, mut must_exist) = (true, false);
     let mut storage = StorageOptions::default();
@@ -411,7 +417,11 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
             "pruneRetention" => cfg.prune_retention = int(&val, &name)?,
             "reifyLimit" => cfg.reify_limit = usize_of(&val, &name)?,
             "reifyQueue" => cfg.reify_queue = usize_of(&val, &name)?,
-            "purgeLockedDeletes" => cfg.purge_locked_deletes = usize_of(&val, &name)?,
+            // The browser's purge writes the same size whether or not the page is reading.
+            "purgeLockedDeletes" => {
+                cfg.purge_locked_deletes = usize_of(&val, &name)?;
+                cfg.purge_idle_locked_deletes = cfg.purge_locked_deletes;
+            }
             "rotation" => {
                 rotation = match val.as_f64() {
                     _ if val.as_bool() == Some(false) => None,

@@ -44,6 +44,18 @@ fn filled(factor: u32) -> (Store, splitstore_core::Cid) {
     (store, head)
 }
 
+/// A compaction of `store` while a reader gets `head` over and over, yielding between gets.
+fn compact_beside_a_reader(store: &Store, head: &splitstore_core::Cid) -> CompactionReport {
+    let reader = async {
+        loop {
+            assert!(store.get(head).await.expect("get").is_some());
+            YieldOnce::default().await;
+        }
+    };
+    let (report, _) = drive::finish_beside(pin!(store.compact(&NoProgress)), pin!(reader), 10_000_000);
+    report.expect("compact")
+}
+
 fn purge_ms(r: &CompactionReport) -> u64 {
     r.phases.iter().find(|(p, _)| *p == Phase::Purge).map(|(_, ms)| *ms).expect("a purge phase")
 }
@@ -65,14 +77,7 @@ fn the_purge_pauses_only_while_the_store_is_used() {
     assert_eq!(purge_ms(&idle), work, "nobody used the store: no pause");
 
     let (store, head) = filled(4);
-    let reader = async {
-        loop {
-            assert!(store.get(&head).await.expect("get").is_some());
-            YieldOnce::default().await;
-        }
-    };
-    let (used, _) = drive::finish_beside(pin!(store.compact(&NoProgress)), pin!(reader), 10_000_000);
-    let used = used.expect("compact");
+    let used = compact_beside_a_reader(&store, &head);
     assert_eq!(used.purged, unpaced.purged);
     let paced = purge_ms(&used);
     // Work, plus four times the work after the first 5 ms.
@@ -115,4 +120,32 @@ fn a_reader_waits_for_one_purge_batch_not_for_the_page() {
         start + report.phases.iter().take_while(|(p, _)| *p != Phase::Purge).map(|(_, ms)| ms).sum::<u64>();
     let during = waits.iter().filter(|&&(at, _)| at >= purge_started).count() as u64;
     assert!(during >= batches / 2, "{during} reads during a purge of {batches} batches");
+}
+
+/// Small locked writes are for a store in use: on an idle store the purge deletes
+/// `purge_idle_locked_deletes` entries per write, beside a reader `purge_locked_deletes`.
+#[test]
+fn the_purge_writes_small_batches_only_while_the_store_is_used() {
+    let cfg = |c| Config {
+        batch_size: 100_000,
+        purge_locked_deletes: 4,
+        purge_idle_locked_deletes: 64,
+        purge_sleep_factor: 0,
+        ..c
+    };
+    let (store, _, _) = filled_with(cfg);
+    let idle = block_on(store.compact(&NoProgress)).expect("compact");
+    assert!(idle.dead > 4 * 64, "{} dead", idle.dead);
+    // One page; each write of blocks costs 1 ms.
+    assert_eq!(purge_ms(&idle), idle.dead.div_ceil(64), "{} dead", idle.dead);
+
+    let (store, head, _) = filled_with(cfg);
+    let used = compact_beside_a_reader(&store, &head);
+    assert_eq!(used.dead, idle.dead);
+    assert!(
+        purge_ms(&used) + 64 >= used.dead.div_ceil(4),
+        "beside a reader: {} ms of writes for {} dead",
+        purge_ms(&used),
+        used.dead
+    );
 }

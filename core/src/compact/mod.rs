@@ -68,6 +68,20 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order they are declared (a compaction's order; warmup, when it
+    /// runs, comes last).
+    pub const ALL: [Phase; 9] = [
+        Phase::Protect,
+        Phase::Mark,
+        Phase::Collect,
+        Phase::Retry,
+        Phase::Move,
+        Phase::Critical,
+        Phase::Purge,
+        Phase::Reclaim,
+        Phase::Warmup,
+    ];
+
     /// Lower-case name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -4,10 +4,13 @@
 //! Each batch deletes its hot blocks, removes their dead-list entries and advances the
 //! checkpoint in one atomic write (a prune's batch first deletes its cold blocks in a strict
 //! write of the cold store), under the exclusive transaction lock, after settling the marks that
-//! vanished writers left and re-checking the mark set; a batch is at most
-//! [`Config::purge_locked_deletes`](crate::Config::purge_locked_deletes) entries, so the
-//! foreground waits at most one such write. The dead list that remains after any
-//! crash is therefore exactly the work left, and recovery replays it with the same function.
+//! vanished writers left and re-checking the mark set; while the store is in use a batch is at
+//! most [`Config::purge_locked_deletes`](crate::Config::purge_locked_deletes) entries (larger,
+//! [`Config::purge_idle_locked_deletes`](crate::Config::purge_idle_locked_deletes), while
+//! nobody calls the store), and after each batch the purge steps aside until the calls
+//! waiting for the lock hold it, so the foreground waits at most one such write. The dead
+//! list that remains after any crash is therefore exactly the work left, and recovery replays
+//! it with the same function.
 
 use alloc::vec::Vec;
 
@@ -23,6 +26,12 @@ use crate::{
     store::SplitStore,
     walk::WalkOpts,
 };
+
+/// The longest the purge steps aside for callers waiting on the transaction lock after each
+/// batch, milliseconds.
+const READERS_FIRST_MS: u64 = 5;
+/// The most yields of that wait.
+const READERS_FIRST_YIELDS: u32 = 10_000;
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Purges every dead-list entry. `live` is the live mark set during a compaction, `None`
@@ -51,7 +60,23 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 .await
                 .map_err(|e| self.hot_err(e))?;
             let Some(last) = page.last().cloned() else { break };
-            for chunk in page.chunks(self.config.purge_locked_deletes) {
+            let mut rest: &[Vec<u8>] = &page;
+            while !rest.is_empty() {
+                // While the store is in use (an API call completed since this page began),
+                // writes are small and the backend's pending work, which could make the
+                // write wait under the exclusive lock and every reader with it, is waited out
+                // first. On an idle store, or in recovery, nobody would wait.
+                let in_use = live.is_some() && self.counters.foreground_ops() != foreground;
+                let n = if in_use {
+                    self.config.purge_locked_deletes
+                } else {
+                    self.config.purge_idle_locked_deletes.max(self.config.purge_locked_deletes)
+                };
+                let (chunk, tail) = rest.split_at(n.min(rest.len()));
+                rest = tail;
+                if in_use {
+                    self.hot.catch_up().await.map_err(|e| self.hot_err(e))?;
+                }
                 let exclusive = self.txn_lock.write().await;
                 if let Some(live) = live {
                     self.settle_vanished(live).await?;
@@ -84,10 +109,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 }
                 self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
                 drop(exclusive);
-                // The readers and writers woken by the release run before the next batch takes
-                // the lock again: without this the purge would take it back first, batch after
-                // batch, and they would wait for the whole page.
+                // The readers and writers that queued behind this batch take the lock before
+                // the next batch does: without this the purge would take it back first, batch
+                // after batch, and they would wait for the whole page.
                 self.yield_point().await?;
+                self.let_readers_in().await;
             }
             after = Some(last);
             progress.report(&Progress { phase: Phase::Purge, done: report.purged, total: Some(report.dead) });
@@ -103,6 +129,20 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
         }
         Ok(())
+    }
+
+    /// Yields until no caller waits for the transaction lock, for at most
+    /// [`READERS_FIRST_MS`] and [`READERS_FIRST_YIELDS`] yields (a clock that stands still
+    /// must not hold the purge up): a caller that arrived during the last exclusive hold
+    /// waits out that hold only.
+    async fn let_readers_in(&self) {
+        let start = self.clock.now_millis();
+        for _ in 0..READERS_FIRST_YIELDS {
+            if !self.txn_lock.readers_waiting() || self.clock.now_millis().saturating_sub(start) >= READERS_FIRST_MS {
+                break;
+            }
+            self.clock.yield_now().await;
+        }
     }
 
     /// Protects what writers that vanished left behind, before a batch of deletions. Called

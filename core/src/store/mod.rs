@@ -11,11 +11,12 @@ mod pins;
 mod reify;
 mod report;
 pub(crate) mod state;
+mod txn_lock;
 
 use alloc::{boxed::Box, sync::Arc, vec::Vec};
 
 use crate::sync::Mutex;
-use async_lock::{Mutex as AsyncMutex, RwLock};
+use async_lock::Mutex as AsyncMutex;
 use cid::Cid;
 
 pub use self::head::HeadOutcome;
@@ -23,6 +24,7 @@ pub use self::list::{BlockPage, ListCursor};
 pub use self::reify::{HotView, ReifyReport};
 pub use self::report::{CheckReport, Counts, Info};
 use self::state::{Shared, SharedRef};
+use self::txn_lock::TxnLock;
 use crate::{
     clock::Clock,
     config::Config,
@@ -57,7 +59,7 @@ pub struct SplitStore<K: Kv, C: Clock> {
     pub(crate) shared: SharedRef,
     /// Readers and writers of blocks hold it shared; each purge batch holds it exclusively, so
     /// a write's marks and a purge's liveness check never interleave.
-    pub(crate) txn_lock: RwLock<()>,
+    pub(crate) txn_lock: TxnLock,
     /// Held through each head change, so head changes apply one at a time and the durable
     /// head record and the head in memory always name the same tipset; an import holds it
     /// from its head-policy verdict to the change.
@@ -104,7 +106,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             config,
             markset_kind,
             shared: Arc::new(Mutex::new(Shared::default())),
-            txn_lock: RwLock::new(()),
+            txn_lock: TxnLock::default(),
             head_lock: AsyncMutex::new(()),
             pin_lock: AsyncMutex::new(()),
             reify_lock: AsyncMutex::new(()),

@@ -11,7 +11,7 @@ use std::{
 
 use futures::executor::block_on;
 use splitstore_core::{key::dag_cbor_blake2b_cid, BlockKey, Cid, CompactionReport, Mode, Phase, Progress};
-use splitstore_native::ops::NativeStore;
+use splitstore_native::{ops::NativeStore, WritePressure};
 
 use super::{
     fixture::{default_read_threads, engine_config, open_store, Fixture, LiveSet},
@@ -33,8 +33,11 @@ const IDLE_CODE: u8 = u8::MAX;
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     phase: u8,
+    put: bool,
     service_ms: f64,
     scheduled_ms: f64,
+    /// The hot store's backlog when the operation was issued.
+    pressure: WritePressure,
 }
 
 /// Percentiles of one latency measure, milliseconds.
@@ -105,7 +108,9 @@ impl Load<'_> {
             }
             let issued = Instant::now();
             let ph = phase.load(Ordering::Acquire);
-            if u64::from(i) % PUT_EVERY == PUT_EVERY - 1 {
+            let pressure = self.store.hot().local().pressure();
+            let put = u64::from(i) % PUT_EVERY == PUT_EVERY - 1;
+            if put {
                 self.serial += 1;
                 let (cid, bytes) = small_block(self.serial);
                 block_on(self.store.put(&cid, bytes))?;
@@ -118,6 +123,8 @@ impl Load<'_> {
             let done = Instant::now();
             out.push(Sample {
                 phase: ph,
+                put,
+                pressure,
                 service_ms: (done - issued).as_secs_f64() * 1e3,
                 scheduled_ms: done.saturating_duration_since(scheduled).as_secs_f64() * 1e3,
             });
@@ -125,6 +132,22 @@ impl Load<'_> {
         }
         Ok(out)
     }
+}
+
+/// Operations slower than this (service time) are listed one by one.
+pub const STALL_MS: f64 = 10.0;
+
+/// One operation issued during the compaction whose service time reached [`STALL_MS`].
+#[derive(Clone, Copy, Debug)]
+pub struct Stall {
+    /// The compaction's phase when it was issued.
+    pub phase: &'static str,
+    /// A put (else a get).
+    pub put: bool,
+    /// Its service time, milliseconds.
+    pub service_ms: f64,
+    /// The hot store's backlog when it was issued.
+    pub pressure: WritePressure,
 }
 
 /// Section 3's figures.
@@ -140,6 +163,8 @@ pub struct ForegroundRun {
     pub purge_secs: f64,
     /// Gets of live blocks that found nothing (must be 0).
     pub missing: u64,
+    /// Operations issued during the compaction that took [`STALL_MS`] or more.
+    pub stalls: Vec<Stall>,
     /// The compaction's report.
     pub report: CompactionReport,
 }
@@ -188,7 +213,18 @@ pub fn foreground_run(fx: &Fixture, live: &LiveSet) -> BenchResult<ForegroundRun
     drop(store);
     fx.remove(&dir)?;
     let purge = Phase::Purge as u8;
+    let stalls = busy
+        .iter()
+        .filter(|s| s.service_ms >= STALL_MS)
+        .map(|s| Stall {
+            phase: Phase::ALL.iter().find(|p| **p as u8 == s.phase).map_or("none", |p| p.as_str()),
+            put: s.put,
+            service_ms: s.service_ms,
+            pressure: s.pressure,
+        })
+        .collect();
     Ok(ForegroundRun {
+        stalls,
         idle: latency(idle.iter()),
         purge: latency(busy.iter().filter(|s| s.phase == purge)),
         other_phases: latency(busy.iter().filter(|s| ![purge, Phase::Reclaim as u8, IDLE_CODE].contains(&s.phase))),

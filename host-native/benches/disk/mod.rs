@@ -4,6 +4,7 @@ pub mod fixture;
 pub mod foreground;
 pub mod phases;
 pub mod recovery;
+pub mod scale;
 pub mod sections;
 pub mod stats;
 

@@ -3,7 +3,7 @@
 
 use super::{
     fixture::{Fixture, LiveSet, PAGE},
-    foreground::{foreground_run, Latency, IDLE, OPS_PER_SEC, PUT_EVERY},
+    foreground::{foreground_run, Latency, IDLE, OPS_PER_SEC, PUT_EVERY, STALL_MS},
     phases::{mark_run, paced_idle_run, phase_run, PhaseRun, MARK_BATCH, ROWS},
     recovery::{recovery_run, KillPoint},
     stats::{median, phase_secs, ratio},
@@ -254,6 +254,21 @@ pub fn section_foreground(
         "p99 purge / idle: {r:.2}x from the schedule (target <= {LATENCY_TARGET}x: {}); service time {rs:.2}x",
         verdict(r, LATENCY_TARGET)
     );
+    println!(
+        "operations issued during the compaction that took {STALL_MS} ms or more: {} (phase, op, service ms, \
+         sealed memtables and first-level tables of the hot store at issue):",
+        f.stalls.len()
+    );
+    for st in &f.stalls {
+        println!(
+            "  {} {} {:.1} ms (sealed {}, l0 {})",
+            st.phase,
+            if st.put { "put" } else { "get" },
+            st.service_ms,
+            st.pressure.sealed_memtables,
+            st.pressure.l0_tables
+        );
+    }
     if f.missing > 0 {
         return Err(format!("{} gets of live blocks found nothing", f.missing).into());
     }
@@ -283,7 +298,7 @@ pub fn section_foreground(
     ));
     if let Some(b) = batch_secs {
         let line = format!(
-            "A purge page ({PAGE} dead entries) is read without the lock and deleted in writes of at most 1,024 \
+            "A purge page ({PAGE} dead entries) is read without the lock and deleted in writes of at most 128 \
              entries, each under the store's exclusive lock, which every get and put takes shared; section 1's \
              unpaced pages took {:.0} ms each (median of the discard runs), and pacing sleeps 4× each page.",
             b * 1e3
