@@ -47,7 +47,10 @@ use super::{
     connection::{ClosedWhy, Connection},
     delete_database, open_transaction, put_private_in, spaces_of, write_ops, IdbKv, TxMode, SYNC_STORE,
 };
-use crate::js::{kv_error_js, Request, TxDone};
+use crate::{
+    chunked::{Chain, ISSUE_CHUNK},
+    js::{kv_error_js, Request, TxDone},
+};
 
 /// The private key whose value `g` (8 bytes, little-endian) makes generation `g` complete.
 pub(super) const GENERATION_KEY: &str = "generation";
@@ -468,20 +471,37 @@ impl IdbKv {
             if keys.length() == 0 {
                 return Ok(copied);
             }
+            let pairs: Vec<(JsValue, JsValue)> = keys
+                .iter()
+                .zip(values.iter())
+                .filter(|(key, _)| {
+                    !(store == SYNC_STORE && matches!(key.as_string().as_deref(), Some(GENERATION_KEY | GARBAGE_KEY)))
+                })
+                .collect();
+            let count = pairs.len() as u64;
             let tx = open_transaction(&new.db, &self.inner.name, &[store], TxMode::Write, "reclaim")?;
             let committed = TxDone::watch(&tx, "reclaim");
             let to = idb::Transaction::from(tx.clone()).object_store(store).map_err(|e| idb_error("reclaim", e))?;
-            for (key, value) in keys.iter().zip(values.iter()) {
-                if store == SYNC_STORE && matches!(key.as_string().as_deref(), Some(GENERATION_KEY | GARBAGE_KEY)) {
-                    continue;
-                }
-                if let Err(e) = to.put(&value, Some(&key)) {
-                    let _ = tx.abort();
-                    return Err(idb_error("reclaim", e));
-                }
-                copied += 1;
+            // The puts go out a chunk per task, as a write's do.
+            let mut issued = 0;
+            let chain = Chain::start(
+                &tx,
+                Box::new(move || {
+                    let end = (issued + ISSUE_CHUNK).min(pairs.len());
+                    let mut last = None;
+                    for (key, value) in &pairs[issued..end] {
+                        last = Some(to.put(value, Some(key)).map_err(|e| idb_error("reclaim", e))?.into());
+                    }
+                    issued = end;
+                    Ok(if issued < pairs.len() { last } else { None })
+                }),
+            );
+            let done = committed.wait().await;
+            if let Some(e) = chain.take_error() {
+                return Err(e);
             }
-            committed.wait().await?;
+            done?;
+            copied += count;
             let last = keys.length() - 1;
             if last + 1 < COPY_CHUNK {
                 return Ok(copied);
