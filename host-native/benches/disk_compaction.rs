@@ -33,6 +33,7 @@ use disk::{
     fixture::{Fixture, LiveSet, FINALITY},
     scale::section_scale,
     sections::{section_foreground, section_info, section_mark, section_phases, section_recovery},
+    stats::mib,
     BenchResult,
 };
 
@@ -97,10 +98,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / f64::from(1 << 20)
 }
 
 fn run(args: Args) -> BenchResult<()> {

@@ -17,7 +17,8 @@ use splitstore_native::{Repo, RepoConfig};
 
 use super::{
     fixture::{repo_config, Fixture, COLD_CACHE, HOT_CACHE},
-    stats::phase_secs,
+    phases::ROWS,
+    stats::{mib, phase_secs},
     BenchResult,
 };
 
@@ -88,14 +89,10 @@ fn set_mode(dir: &Path, mode: Mode) -> BenchResult<()> {
     Ok(())
 }
 
-fn mib(bytes: f64) -> f64 {
-    bytes / f64::from(1 << 20)
-}
-
 /// Compacts the fixture once in discard and once in universal mode, each in its own process.
 pub fn section_scale(fx: &Fixture, summary: &mut Vec<String>) -> BenchResult<()> {
     println!("\n== 6. scale: `splitstore compact` of the whole store, peak resident memory ==");
-    let caches = mib((HOT_CACHE + COLD_CACHE) as f64);
+    let caches = mib(HOT_CACHE + COLD_CACHE);
     summary.push(String::new());
     summary.push(format!(
         "| {} blocks | mode | marked | mark set, B/object | peak RSS (MiB) | mark | collect | move | purge | finish + \
@@ -106,21 +103,15 @@ pub fn section_scale(fx: &Fixture, summary: &mut Vec<String>) -> BenchResult<()>
     for mode in [Mode::Discard, Mode::Universal] {
         let run = compact_copy(fx, mode)?;
         let r = &run.report;
-        let secs = |phases: &[Phase]| phase_secs(r, phases);
-        let row = [
-            secs(&[Phase::Protect, Phase::Mark]),
-            secs(&[Phase::Collect, Phase::Retry]),
-            secs(&[Phase::Move]),
-            secs(&[Phase::Critical, Phase::Purge]),
-            secs(&[Phase::Reclaim]),
-        ];
-        let rss = mib(run.peak_rss as f64);
+        let rows = ROWS.map(|(_, phases)| phase_secs(r, phases));
+        let row = [rows[0], rows[1], rows[2], rows[3], phase_secs(r, &[Phase::Reclaim])];
+        let rss = mib(run.peak_rss);
         println!(
             "{}: marked {} (mark set {:.1} MiB, {:.1} B/object), dead {}, moved {}, purged {}; phases {:?}; \
              compaction {:.2} s, command {:.2} s; peak RSS {rss:.0} MiB (block caches configured {caches:.0} MiB)",
             mode.as_str(),
             r.marked,
-            mib(r.markset_bytes as f64),
+            mib(r.markset_bytes),
             r.markset_bytes_per_object,
             r.dead,
             r.moved,

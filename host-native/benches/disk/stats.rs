@@ -82,6 +82,11 @@ pub fn phase_secs(r: &CompactionReport, phases: &[Phase]) -> f64 {
     r.phases.iter().filter(|(p, _)| phases.contains(p)).map(|(_, ms)| *ms as f64).sum::<f64>() / 1000.0
 }
 
+/// Bytes as MiB.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
 /// `a / b`, or NaN when `b` is not positive (printed as "NaN" rather than a made-up ratio).
 pub fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
