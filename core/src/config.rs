@@ -67,9 +67,10 @@ pub struct Config {
     pub purge_pace_after_ms: u64,
     /// Sleep/work ratio once pacing starts, while the store is in use (reference: 4, always).
     pub purge_sleep_factor: u32,
-    /// Dead-list entries the purge deletes per write under the exclusive lock while the store
-    /// is in use: a read or write of the store waits at most one such write. Smaller: shorter
-    /// waits, more writes.
+    /// Dead-list entries the purge deletes per batch while the store is in use: a read or
+    /// write of the store waits at most for one such batch's decision under the exclusive
+    /// lock (a write of one of its blocks, for its write too). Smaller: shorter waits, more
+    /// writes.
     pub purge_locked_deletes: usize,
     /// The same while nobody uses the store (no API call completed since the purge's current
     /// page began) and in recovery; at least [`Config::purge_locked_deletes`] is used.

@@ -29,13 +29,31 @@
 //!   object is never purged below, nor kept with its DAG cut short by a writer that vanished.
 //! * Reads in the critical section answer an unsettled object as absent from hot: it becomes
 //!   visible once a landed write protects it, as after the reference's write-then-mark.
+//!
+//! # Deletions in flight
+//!
+//! The purge decides a batch under the exclusive lock but writes it after releasing the lock,
+//! so no reader waits on the disk for it. From the decision until the write has returned, the
+//! batch's hot blocks are in [`Live::purging`] and count as deleted already:
+//!
+//! * reads answer them as absent from hot: they are unmarked ([`Live::settled`] is false),
+//!   and stay so;
+//! * a walk neither marks nor descends into one (it treats the block as missing, as it will be
+//!   once the write lands): a mark would make the block visible again, and promise a block the
+//!   write is about to delete;
+//! * a writer of one of those blocks waits for the purge's write before its own is issued, so
+//!   its block lands after the deletion.
+//!
+//! The set is emptied when the purge's write returns, fails or is dropped: backends apply
+//! writes in the order they were issued (a native write runs within its call; IndexedDB orders
+//! transactions on one store), so a write issued afterwards lands after the deletion.
 
 use alloc::{sync::Arc, vec::Vec};
 use core::hash::BuildHasherDefault;
 
 use crate::sync::Mutex;
 use cid::Cid;
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use siphasher::sip::SipHasher13;
 
 use crate::{
@@ -52,6 +70,9 @@ pub(crate) struct Live {
     /// Objects marked in the critical section whose dead-list deletion (and walk below them)
     /// is not known to have landed, by key, with the CID to walk them again.
     pub unsettled: HashMap<Vec<u8>, Cid, BuildHasherDefault<SipHasher13>>,
+    /// Keys of hot blocks the purge's write in flight deletes (see [Deletions in
+    /// flight](self#deletions-in-flight)); empty whenever the purge holds no write.
+    pub purging: HashSet<Vec<u8>, BuildHasherDefault<SipHasher13>>,
 }
 
 /// The shared handle a compaction and its writers hold.
@@ -60,7 +81,7 @@ pub(crate) type LiveRef = Arc<Mutex<Live>>;
 impl Live {
     /// An empty set of `kind` with room for `capacity` objects.
     pub fn new(kind: MarkSetKind, capacity: usize, seed: u128) -> Self {
-        Self { marks: AnyMarks::new(kind, capacity, seed), unsettled: HashMap::default() }
+        Self { marks: AnyMarks::new(kind, capacity, seed), unsettled: HashMap::default(), purging: HashSet::default() }
     }
 
     /// A shared empty set.
@@ -69,8 +90,14 @@ impl Live {
     }
 
     /// True when `key` is marked and settled: a read in the critical section may find it hot.
+    /// (A block being purged is never marked: the purge chose it unmarked, and no walk marks it.)
     pub fn settled(&self, key: &[u8]) -> bool {
         self.marks.contains(key) && !self.unsettled.contains_key(key)
+    }
+
+    /// True when the purge's write in flight deletes `cid`'s block.
+    pub fn purging_cid(&self, cid: &Cid) -> bool {
+        !self.purging.is_empty() && self.purging.contains(BlockKey::of(cid).as_bytes())
     }
 
     /// Records that the dead-list deletions of `keys` have landed.

@@ -9,7 +9,8 @@
 //! marked without being loaded.
 //!
 //! A walk never descends below an object that was already marked, except, in the critical
-//! section, below an unsettled one (see [`crate::live`]). The work list is an explicit stack,
+//! section, below an unsettled one, and never marks nor descends into a block the purge's
+//! write in flight deletes: it counts as missing (see [`crate::live`]). The work list is an explicit stack,
 //! so a deep DAG costs heap, not call stack. Blocks are fetched `WALK_BATCH` at a time with
 //! `get_many`, hot first and cold for the misses.
 
@@ -116,6 +117,10 @@ impl<'a> Walk<'a> {
     /// below it: it was not marked, or (critical walk) it is unsettled and not walked through
     /// yet.
     fn claim(&mut self, live: &mut Live, cid: &Cid) -> bool {
+        // A block the purge's write in flight deletes is as good as gone (see `crate::live`).
+        if live.purging_cid(cid) {
+            return false;
+        }
         let key = BlockKey::of(cid);
         if live.marks.mark(key.as_bytes()) {
             self.stats.marked += 1;
@@ -230,6 +235,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 let mut l = live.lock();
                 for (cid, bytes) in chunk.iter().zip(&blocks) {
                     match bytes {
+                        Some(_) if l.purging_cid(cid) => w.missing(cid)?,
                         Some(b) if w.claim(&mut l, cid) => below.push(b),
                         Some(_) => {}
                         None => w.missing(cid)?,

@@ -255,7 +255,9 @@ where
     let events = Events::default();
     // Time moves only as the node applies heads (at their timestamps, with sync checks on).
     let clock = ManualClock::stopped(0);
-    let wrap = |kv| YieldKv(SteppedWritesKv(DeletesKv::new(kv, events.clone()), writes));
+    // Deletions are logged as the store issues them, before any step the write takes: the
+    // purge issues its write in the step that releases its lock, so the log is the decision.
+    let wrap = |kv| DeletesKv::new(YieldKv(SteppedWritesKv(kv, writes)), events.clone());
     let open = |cfg: Config| SplitStore::open(wrap(&hot), wrap(&cold), clock.clone(), cfg);
     let store = open(cfg.clone()).await.expect("open");
     let mut p = prepare(&store, &mut rng, seed, sync).await;
@@ -328,7 +330,7 @@ pub async fn one_seed_with_crash(seed: u64) -> bool {
     let clock = ManualClock::stopped(0);
     let fault = Fault::new();
     let wrap = |kv: &MemKv| {
-        FaultKv::new(YieldKv(SteppedWritesKv(DeletesKv::new(kv.clone(), events.clone()), writes)), fault.clone())
+        FaultKv::new(DeletesKv::new(YieldKv(SteppedWritesKv(kv.clone(), writes)), events.clone()), fault.clone())
     };
     let store = SplitStore::open(wrap(&hot), wrap(&cold), clock.clone(), cfg.clone()).await.expect("open");
     let mut p = prepare(&store, &mut rng, seed, sync).await;

@@ -88,10 +88,11 @@ impl Events {
 
 /// When a call began and when it returned, in ticks.
 ///
-/// A call that began after the transaction opened is tracked by it. The purge deletes under
-/// the exclusive lock and a call holds the lock shared from its check to its return, so a
-/// deletion logged before a call returned was decided before the call could act: the call
-/// could not have saved that block.
+/// A call that began after the transaction opened is tracked by it. The purge decides each
+/// batch under the exclusive lock and issues its write in the step that releases the lock
+/// (where the deletion is logged), and a call holds the lock shared from its check to its
+/// return, so a deletion logged before a call returned was decided before the call could
+/// act: the call could not have saved that block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Span {
     /// Before the call.

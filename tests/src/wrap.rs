@@ -141,9 +141,11 @@ kv_wrapper!(YieldKv.0, call: |_w| { YieldOnce::default().await }, info: |_w| {},
 });
 
 /// A backend that logs every block a write deletes (the compaction's purges and recovery's)
-/// on an [`Events`] clock, before issuing the write, so a test can tell a block the store
+/// on an [`Events`] clock as the write is issued, so a test can tell a block the store
 /// deleted from one that was never written or that a crash lost, and order the deletion
-/// against the foreground's touches.
+/// against the foreground's touches. Wrap it outside any wrapper that gives up the thread:
+/// the purge issues its write in the same step as it releases its lock, and the log must
+/// not fall after steps the foreground took meanwhile.
 #[derive(Clone, Debug)]
 pub struct DeletesKv<K> {
     /// The wrapped backend.
@@ -235,6 +237,69 @@ kv_wrapper!(HookedWritesKv.inner, call: |_w| {}, info: |_w| {}, write: |w, batch
     if let Some(hook) = due {
         hook();
         w.fired.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    w.inner.write(batch).await
+});
+
+/// What a [`GatedDeletesKv`] holds: the first write that deletes blocks, until opened.
+#[derive(Debug, Default)]
+struct GateState {
+    /// The held write's deleted block keys, while it waits.
+    held: Option<Vec<Vec<u8>>>,
+    /// A write that deletes blocks has been held (later ones pass).
+    used: bool,
+    open: bool,
+}
+
+/// The gate of a [`GatedDeletesKv`], shared by its clones and the test.
+#[derive(Clone, Debug, Default)]
+pub struct Gate(std::sync::Arc<std::sync::Mutex<GateState>>);
+
+impl Gate {
+    /// The block keys the held write deletes, while it is held.
+    pub fn held(&self) -> Option<Vec<Vec<u8>>> {
+        self.0.lock().expect("gate").held.clone()
+    }
+
+    /// Lets the held write (and every later one) through.
+    pub fn open(&self) {
+        self.0.lock().expect("gate").open = true;
+    }
+}
+
+/// A backend that holds the first write deleting blocks (a compaction's first purge batch)
+/// until the test opens its [`Gate`]: a deletion in flight for as long as the test needs.
+/// The held write is pending; futures waiting on it must be polled again once it is open
+/// (as [`crate::drive`] does).
+#[derive(Clone, Debug)]
+pub struct GatedDeletesKv<K> {
+    /// The wrapped backend.
+    pub inner: K,
+    /// The gate shared with the test.
+    pub gate: Gate,
+}
+
+kv_wrapper!(GatedDeletesKv.inner, call: |_w| {}, info: |_w| {}, write: |w, batch| {
+    let deleted = batch.deleted_keys(Space::Blocks);
+    let hold = {
+        let mut g = w.gate.0.lock().expect("gate");
+        let hold = !deleted.is_empty() && !g.used && !g.open;
+        if hold {
+            g.used = true;
+            g.held = Some(deleted);
+        }
+        hold
+    };
+    if hold {
+        std::future::poll_fn(|_| {
+            if w.gate.0.lock().expect("gate").open {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        w.gate.0.lock().expect("gate").held = None;
     }
     w.inner.write(batch).await
 });

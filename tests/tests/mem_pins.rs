@@ -23,9 +23,10 @@ use splitstore_conformance::{
     chain::{hot_holes, node, small_chain, small_config, universe_of},
     drive::{self, finish, poll_times, poll_until, PhaseLog},
     executor::block_on,
+    liveness::Events,
     oracle::{key_of, Universe},
     pins::{assert_kept, dag, held, pins_keep_their_dags},
-    wrap::{SteppedWritesKv, WriteSteps, YieldKv},
+    wrap::{DeletesKv, SteppedWritesKv, WriteSteps, YieldKv},
 };
 use splitstore_core::{
     kv::{Kv, Space, WriteBatch},
@@ -39,17 +40,19 @@ const MODES: [Mode; 3] = [Mode::Discard, Mode::Universal, Mode::Messages];
 /// Polls after which a future that has not finished is taken to be waiting for something.
 const MANY: usize = 200_000;
 
-type Store = SplitStore<YieldKv<SteppedWritesKv<MemKv>>, ManualClock>;
+type Store = SplitStore<DeletesKv<YieldKv<SteppedWritesKv<MemKv>>>, ManualClock>;
 type Blocks = Vec<(Cid, Vec<u8>)>;
 
 fn open(mode: Mode, hot: &MemKv, cold: &MemKv) -> Store {
-    open_stepped(mode, hot, cold, WriteSteps::Never)
+    open_stepped(mode, hot, cold, WriteSteps::Never, &Events::default())
 }
 
 /// A store whose backends give up the thread before every call and, per `steps`, during
-/// writes (`AfterApplying`: a write lands before its future completes, as IndexedDB commits).
-fn open_stepped(mode: Mode, hot: &MemKv, cold: &MemKv, steps: WriteSteps) -> Store {
-    let kv = |m: &MemKv| YieldKv(SteppedWritesKv(m.clone(), steps));
+/// writes (`AfterApplying`: a write lands before its future completes, as IndexedDB commits),
+/// logging on `events` the blocks each write deletes as it is issued (a purge batch's
+/// deletion is decided then, though its write lands later: see `docs/design.md`, I10).
+fn open_stepped(mode: Mode, hot: &MemKv, cold: &MemKv, steps: WriteSteps, events: &Events) -> Store {
+    let kv = |m: &MemKv| DeletesKv::new(YieldKv(SteppedWritesKv(m.clone(), steps)), events.clone());
     block_on(SplitStore::open(kv(hot), kv(cold), ManualClock::new(0), small_config(mode))).expect("open")
 }
 
@@ -66,6 +69,8 @@ struct Setup {
     store: Store,
     hot: MemKv,
     cold: MemKv,
+    /// The blocks the store deleted, as the deletions were issued.
+    events: Events,
 }
 
 /// The chain every setup starts from, as applied to a store in `mode` (built once per mode).
@@ -98,13 +103,14 @@ fn setup(mode: Mode, blocks: &[(Cid, Vec<u8>)]) -> Setup {
 
 fn setup_stepped(mode: Mode, blocks: &[(Cid, Vec<u8>)], steps: WriteSteps) -> Setup {
     let (hot, cold) = (base(mode).0.crash_image(0), base(mode).1.crash_image(0));
-    let store = open_stepped(mode, &hot, &cold, steps);
+    let events = Events::default();
+    let store = open_stepped(mode, &hot, &cold, steps, &events);
     for b in blocks {
         block_on(store.put(&b.0, b.1.clone())).expect("put");
     }
     block_on(hot.flush()).expect("flush");
     block_on(cold.flush()).expect("flush");
-    Setup { store, hot, cold }
+    Setup { store, hot, cold, events }
 }
 
 fn hot_keys(hot: &MemKv) -> HashSet<Vec<u8>> {
@@ -119,6 +125,14 @@ fn keys_of(blocks: &[(Cid, Vec<u8>)]) -> HashSet<Vec<u8>> {
 /// blocks only).
 fn reachable(hot: &MemKv, cold: &MemKv, root: &Cid) -> HashSet<Vec<u8>> {
     block_on(universe_of(hot, cold)).closure(&[*root]).present
+}
+
+/// [`reachable`], counting of the hot store's blocks only those in `kept`.
+fn reachable_beside(hot: &MemKv, kept: &HashSet<Vec<u8>>, cold: &MemKv, root: &Cid) -> HashSet<Vec<u8>> {
+    let mut u = block_on(universe_of(hot, cold));
+    let in_cold = hot_keys(cold);
+    u.blocks.retain(|k, _| kept.contains(k) || in_cold.contains(k));
+    u.closure(&[*root]).present
 }
 
 fn assert_in_hot(hot: &MemKv, want: &HashSet<Vec<u8>>, at: &str) {
@@ -169,7 +183,7 @@ fn a_pinned_dag_stays_hot_in_every_mode_and_its_unpinned_twin_goes() {
     for mode in MODES {
         let (pinned, twin) = (dag(1), dag(2));
         let all: Blocks = pinned.iter().chain(&twin).cloned().collect();
-        let Setup { store, hot, cold } = setup(mode, &all);
+        let Setup { store, hot, cold, .. } = setup(mode, &all);
         let mut chain = base_chain();
         block_on(store.protect(&[pinned[0].0])).expect("protect");
         for round in 0..3 {
@@ -245,7 +259,7 @@ fn protect_at(mode: Mode, order: Order, polls: usize) -> Outcome {
     let root = d[0].0;
     let plan = order.plan();
     let pick = |ix: &[usize]| -> Blocks { ix.iter().map(|&i| d[i].clone()).collect() };
-    let Setup { store, hot, cold, .. } = setup(mode, &pick(plan.before));
+    let Setup { store, hot, cold, events } = setup(mode, &pick(plan.before));
     let at = format!("{mode:?}, {order:?}, protect after {polls} polls");
     let log = PhaseLog::default();
     let mut run = pin!(store.compact(&log));
@@ -279,8 +293,11 @@ fn protect_at(mode: Mode, order: Order, polls: usize) -> Outcome {
         if !protected && (n >= polls || done) {
             outcome.during = !done;
             beside(pin!(store.protect(&[root])), run.as_mut(), &mut done).unwrap_or_else(|e| panic!("{at}: {e}"));
-            at_return = reachable(&hot, &cold, &root);
-            hot_at_return = hot_keys(&hot);
+            // A block whose deletion was issued before the call returned is gone, though the
+            // purge's write may not have landed yet.
+            let gone = |k: &Vec<u8>| events.deleted_at(k).is_some();
+            hot_at_return = hot_keys(&hot).into_iter().filter(|k| !gone(k)).collect();
+            at_return = reachable_beside(&hot, &hot_at_return, &cold, &root);
             outcome.whole_at_return = written.iter().all(|(c, _)| hot_at_return.contains(&key_of(c)));
             protected = true;
         }

@@ -3,14 +3,17 @@
 //!
 //! Each batch deletes its hot blocks, removes their dead-list entries and advances the
 //! checkpoint in one atomic write (a prune's batch first deletes its cold blocks in a strict
-//! write of the cold store), under the exclusive transaction lock, after settling the marks that
-//! vanished writers left and re-checking the mark set; while the store is in use a batch is at
-//! most [`Config::purge_locked_deletes`](crate::Config::purge_locked_deletes) entries (larger,
+//! write of the cold store), decided under the exclusive transaction lock, after settling the
+//! marks that vanished writers left and re-checking the mark set. A compaction's batch is then
+//! written after the lock is released, as a deletion in flight (`crate::live`), so no read
+//! waits on the disk for it; a prune's and recovery's are written under the lock. While the
+//! store is in use a batch is at most
+//! [`Config::purge_locked_deletes`](crate::Config::purge_locked_deletes) entries (larger,
 //! [`Config::purge_idle_locked_deletes`](crate::Config::purge_idle_locked_deletes), while
-//! nobody calls the store), and after each batch the purge steps aside until the calls
-//! waiting for the lock hold it, so the foreground waits at most one such write. The dead
-//! list that remains after any crash is therefore exactly the work left, and recovery replays
-//! it with the same function.
+//! nobody calls the store), and after each batch the purge steps aside until the calls waiting
+//! for the lock hold it, so a call waits at most for one batch's decision (a write of one of
+//! its blocks, for its write too). The dead list that remains after any crash is therefore
+//! exactly the work left, and recovery replays it with the same function.
 
 use alloc::vec::Vec;
 
@@ -32,6 +35,19 @@ use crate::{
 const READERS_FIRST_MS: u64 = 5;
 /// The most yields of that wait.
 const READERS_FIRST_YIELDS: u32 = 10_000;
+
+/// A batch's hot deletions in flight: empties [`Live::purging`](crate::live::Live) when
+/// dropped (the write returned, failed or was dropped), before the purge's hold of
+/// `purge_write` ends.
+struct InFlight<'a> {
+    live: &'a LiveRef,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.live.lock().purging.clear();
+    }
+}
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Purges every dead-list entry. `live` is the live mark set during a compaction, `None`
@@ -81,12 +97,19 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 if let Some(live) = live {
                     self.settle_vanished(live).await?;
                 }
+                // A compaction's hot deletions are written after the lock is released, as a
+                // deletion in flight (`crate::live`): decided here, invisible from here on.
+                // (A tuple drops in order: `purging` is empty before `purge_write` is free.)
+                let in_flight = match live {
+                    Some(live) if target == Target::Hot => Some((InFlight { live }, self.purge_write.lock().await)),
+                    _ => None,
+                };
                 let mut batch = WriteBatch::with_capacity(chunk.len() * 2 + 1);
                 batch.maintenance();
                 let mut cold_batch = WriteBatch::new();
                 cold_batch.maintenance();
                 {
-                    let l = live.map(|l| l.lock());
+                    let mut l = live.map(|l| l.lock());
                     for k in chunk {
                         if l.as_ref().is_some_and(|l| l.marks.contains(k)) {
                             report.rescued += 1;
@@ -94,6 +117,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                             let blocks = if target == Target::Cold { &mut cold_batch } else { &mut batch };
                             blocks.delete(Space::Blocks, k.clone());
                             report.purged += 1;
+                            if let (Some(l), Some(_)) = (l.as_mut(), &in_flight) {
+                                l.purging.insert(k.clone());
+                            }
                         }
                         batch.delete(Space::Dead, k.clone());
                     }
@@ -107,8 +133,15 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                     cold_batch.strict();
                     self.cold.write(cold_batch).await.map_err(|e| self.cold_err(e))?;
                 }
-                self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
-                drop(exclusive);
+                if in_flight.is_some() {
+                    // Nothing awaits between the release and the write's issue.
+                    drop(exclusive);
+                    self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+                    drop(in_flight);
+                } else {
+                    self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+                    drop(exclusive);
+                }
                 // The readers and writers that queued behind this batch take the lock before
                 // the next batch does: without this the purge would take it back first, batch
                 // after batch, and they would wait for the whole page.

@@ -274,6 +274,16 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             self.track(&blocks_cids);
             unknown = Some(OutcomeUnknown { shared: &self.shared, cids: blocks_cids.clone() });
         }
+        if let Some(live) = &critical {
+            // A block the purge's write in flight deletes lands after that write (`crate::live`).
+            let waits = {
+                let l = live.lock();
+                blocks.iter().any(|(c, _)| l.purging_cid(c))
+            };
+            if waits {
+                drop(self.purge_write.lock().await);
+            }
+        }
         let mut batch = WriteBatch::with_capacity(blocks.len());
         let mut revived = Vec::new();
         if let Some(live) = &critical {

@@ -57,9 +57,13 @@ pub struct SplitStore<K: Kv, C: Clock> {
     pub(crate) config: Config,
     pub(crate) markset_kind: MarkSetKind,
     pub(crate) shared: SharedRef,
-    /// Readers and writers of blocks hold it shared; each purge batch holds it exclusively, so
-    /// a write's marks and a purge's liveness check never interleave.
+    /// Readers and writers of blocks hold it shared; each purge batch holds it exclusively
+    /// while it decides what to delete, so a write's marks and a purge's liveness check never
+    /// interleave.
     pub(crate) txn_lock: TxnLock,
+    /// Held by the purge from a batch's decision until its write of hot deletions has
+    /// returned; a writer of a block in that batch ([`crate::live`]'s `purging`) waits for it.
+    pub(crate) purge_write: AsyncMutex<()>,
     /// Held through each head change, so head changes apply one at a time and the durable
     /// head record and the head in memory always name the same tipset; an import holds it
     /// from its head-policy verdict to the change.
@@ -107,6 +111,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             markset_kind,
             shared: Arc::new(Mutex::new(Shared::default())),
             txn_lock: TxnLock::default(),
+            purge_write: AsyncMutex::new(()),
             head_lock: AsyncMutex::new(()),
             pin_lock: AsyncMutex::new(()),
             reify_lock: AsyncMutex::new(()),

@@ -1,6 +1,6 @@
 //! The store's transaction lock: every read and write of blocks holds it shared, and each
-//! purge batch (and the entry to the critical section) holds it exclusively, so a write's
-//! marks and a purge's liveness check never interleave.
+//! purge batch's decision (and the entry to the critical section) holds it exclusively, so a
+//! write's marks and a purge's liveness check never interleave.
 //!
 //! It is `async_lock`'s `RwLock`, which stops admitting readers while a writer waits, plus a
 //! count of the callers waiting for a shared hold. A release wakes those callers, but a
