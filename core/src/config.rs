@@ -72,7 +72,7 @@ pub struct Config {
     /// lock (a write of one of its blocks, for its write too). Smaller: shorter waits, more
     /// writes.
     pub purge_locked_deletes: usize,
-    /// The same while nobody uses the store (no API call completed since the purge's current
+    /// The same while nobody uses the store (no API call completed since the purge's previous
     /// page began) and in recovery; at least [`Config::purge_locked_deletes`] is used.
     pub purge_idle_locked_deletes: usize,
     /// Walks of the references found missing while protecting, after collection (the

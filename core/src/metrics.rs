@@ -61,6 +61,13 @@ pub struct Metrics {
     pub reified: u64,
     /// Queued DAGs not copied because their cold part exceeded [`crate::Config::reify_limit`].
     pub reify_aborted: u64,
+    /// API calls that waited on a compaction: for the store's transaction lock, held
+    /// exclusively by a compaction entering its critical section or deciding a purge batch,
+    /// or, writing a block a purge batch deletes, for that batch's write.
+    pub lock_waits: u64,
+    /// Milliseconds those calls waited, by the store's clock (each wait rounded down to the
+    /// millisecond).
+    pub lock_wait_ms: u64,
 }
 
 /// One counter: an atomic where the target has 64-bit atomics.
@@ -138,6 +145,8 @@ counters!(
     reify_dropped,
     reified,
     reify_aborted,
+    lock_waits,
+    lock_wait_ms,
 );
 
 /// Where a lookup was answered.

@@ -117,6 +117,19 @@ fn encode(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
         "Queued DAGs not copied because their cold part exceeded the reify limit",
         &one(m.reify_aborted),
     )?;
+    counter(
+        enc,
+        "splitstore_compaction_waits",
+        "API calls that waited on a compaction (its exclusive lock, or a purge write of the block written)",
+        &one(m.lock_waits),
+    )?;
+    let family = enc.encode_descriptor(
+        "splitstore_compaction_wait_seconds",
+        "Time API calls waited on a compaction",
+        None,
+        MetricType::Counter,
+    )?;
+    ConstCounter::new(m.lock_wait_ms as f64 / 1000.0).encode(family)?;
 
     if let Some(h) = i.head_epoch {
         gauge(enc, "splitstore_head_epoch", "Height of the head tipset", &[(&[], h as f64)])?;

@@ -54,6 +54,11 @@ fn filled(gate: &Gate, dead: &[(Cid, Vec<u8>)]) -> (Store, Cid) {
     (store, head.expect("a head"))
 }
 
+/// API calls that waited on the compaction so far (`Metrics::lock_waits`).
+fn waits(store: &Store) -> u64 {
+    finish(pin!(store.info()), 10_000).expect("info").metrics.lock_waits
+}
+
 fn get(store: &Store, cid: &Cid) -> Option<Vec<u8>> {
     finish(pin!(store.get(cid)), 10_000).expect("get")
 }
@@ -78,8 +83,10 @@ fn the_foreground_meets_a_purge_write_in_flight() {
     }
 
     // A read does not wait for the write in flight (the exclusive lock is not held).
+    let waited = waits(&store);
     let read = poll_times(pin!(store.get(&head)), 1_000).expect("a read waited for the purge's write");
     assert_eq!(read.expect("get"), Some(head_bytes));
+    assert_eq!(waits(&store), waited, "the read counted a wait");
     // The batch's blocks answer as deleted, though the write has not landed.
     assert_eq!(get(&store, &dag.0), None);
     assert!(!finish(pin!(store.has(&raw.0)), 10_000).expect("has"));
@@ -103,6 +110,7 @@ fn the_foreground_meets_a_purge_write_in_flight() {
         None => finish(write_again, 10_000).expect("put"),
     }
     assert!(report.purged >= 3, "{report:?}");
+    assert_eq!(waits(&store), waited + 1, "the write of a block being deleted counts one wait");
 
     assert_eq!(get(&store, &rewritten.0), Some(rewritten.1), "the write landed before the deletion");
     assert_eq!(get(&store, &parent.0), Some(parent.1));

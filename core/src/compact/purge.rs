@@ -67,9 +67,13 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let mut after: Option<Vec<u8>> = None;
         let mut work_ms = 0u64;
         let mut foreground = self.counters.foreground_ops();
+        // The API calls completed when the previous page began (when the purge began, for the
+        // first): the store is in use if that count has moved.
+        let mut in_use_since = foreground;
         loop {
             self.yield_point().await?;
             let started = self.clock.now_millis();
+            let page_began = self.counters.foreground_ops();
             let page = self
                 .hot
                 .scan_keys(Space::Dead, after.as_deref(), self.config.batch_size)
@@ -78,11 +82,13 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let Some(last) = page.last().cloned() else { break };
             let mut rest: &[Vec<u8>] = &page;
             while !rest.is_empty() {
-                // While the store is in use (an API call completed since this page began),
-                // writes are small and the backend's pending work, which could make the
-                // write wait under the exclusive lock and every reader with it, is waited out
-                // first. On an idle store, or in recovery, nobody would wait.
-                let in_use = live.is_some() && self.counters.foreground_ops() != foreground;
+                // While the store is in use (an API call completed since the previous page
+                // began: a window of at least one page, so a page's first batch is not taken
+                // for idle just because nobody finished a call since its scan), batches are
+                // small, so the decision under the exclusive lock is short, and the backend's
+                // pending work is waited out first. On an idle store, or in recovery, nobody
+                // would wait.
+                let in_use = live.is_some() && self.counters.foreground_ops() != in_use_since;
                 let n = if in_use {
                     self.config.purge_locked_deletes
                 } else {
@@ -104,25 +110,40 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                     Some(live) if target == Target::Hot => Some((InFlight { live }, self.purge_write.lock().await)),
                     _ => None,
                 };
+                // The decision, the only work under the lock: which entries' blocks go.
+                let doomed: Vec<bool> = {
+                    let mut l = live.map(|l| l.lock());
+                    chunk
+                        .iter()
+                        .map(|k| {
+                            let doomed = !l.as_ref().is_some_and(|l| l.marks.contains(k));
+                            if let (true, Some(l), Some(_)) = (doomed, l.as_mut(), &in_flight) {
+                                l.purging.insert(k.clone());
+                            }
+                            doomed
+                        })
+                        .collect()
+                };
+                // Nothing awaits between the release and the write's issue.
+                let exclusive = if in_flight.is_some() {
+                    drop(exclusive);
+                    None
+                } else {
+                    Some(exclusive)
+                };
                 let mut batch = WriteBatch::with_capacity(chunk.len() * 2 + 1);
                 batch.maintenance();
                 let mut cold_batch = WriteBatch::new();
                 cold_batch.maintenance();
-                {
-                    let mut l = live.map(|l| l.lock());
-                    for k in chunk {
-                        if l.as_ref().is_some_and(|l| l.marks.contains(k)) {
-                            report.rescued += 1;
-                        } else {
-                            let blocks = if target == Target::Cold { &mut cold_batch } else { &mut batch };
-                            blocks.delete(Space::Blocks, k.clone());
-                            report.purged += 1;
-                            if let (Some(l), Some(_)) = (l.as_mut(), &in_flight) {
-                                l.purging.insert(k.clone());
-                            }
-                        }
-                        batch.delete(Space::Dead, k.clone());
+                for (k, doomed) in chunk.iter().zip(doomed) {
+                    if doomed {
+                        let blocks = if target == Target::Cold { &mut cold_batch } else { &mut batch };
+                        blocks.delete(Space::Blocks, k.clone());
+                        report.purged += 1;
+                    } else {
+                        report.rescued += 1;
                     }
+                    batch.delete(Space::Dead, k.clone());
                 }
                 if let Some(k) = chunk.last() {
                     batch.put(Space::Meta, meta::CHECKPOINT, k.clone());
@@ -133,15 +154,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                     cold_batch.strict();
                     self.cold.write(cold_batch).await.map_err(|e| self.cold_err(e))?;
                 }
-                if in_flight.is_some() {
-                    // Nothing awaits between the release and the write's issue.
-                    drop(exclusive);
-                    self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
-                    drop(in_flight);
-                } else {
-                    self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
-                    drop(exclusive);
-                }
+                self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+                drop(in_flight);
+                drop(exclusive);
                 // The readers and writers that queued behind this batch take the lock before
                 // the next batch does: without this the purge would take it back first, batch
                 // after batch, and they would wait for the whole page.
@@ -149,6 +164,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 self.let_readers_in().await;
             }
             after = Some(last);
+            in_use_since = page_began;
             progress.report(&Progress { phase: Phase::Purge, done: report.purged, total: Some(report.dead) });
             // Pace while the store is in use (`Config::purge_pause`): API calls completed since
             // the previous page began.

@@ -39,6 +39,11 @@ use crate::{
 /// of the `fvm` and `blockstore` features).
 pub const PUT_MANY_CHUNK: usize = 1024;
 
+/// Tries of the transaction lock, spinning, before an API call parks to wait for it (a few
+/// hundred microseconds).
+#[cfg(not(target_arch = "wasm32"))]
+const SHARED_SPINS: u32 = 4096;
+
 /// Supplies CIDs that must stay hot through every compaction (e.g. a mempool's messages).
 pub trait Protector: MaybeSendSync {
     /// The CIDs to protect now; called at the start of each compaction.
@@ -158,6 +163,35 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Registers a protector, consulted at the start of every compaction.
     pub fn add_protector(&self, p: Box<dyn Protector>) {
         self.protectors.lock().push(p);
+    }
+
+    /// Takes the transaction lock shared for an API call, counting the wait if there is one
+    /// ([`crate::Metrics::lock_waits`]).
+    pub(crate) async fn shared_hold(&self) -> async_lock::RwLockReadGuard<'_, ()> {
+        if let Some(g) = self.txn_lock.try_read() {
+            return g;
+        }
+        // Where the exclusive holder runs on another thread, its hold (a purge batch's
+        // decision) is usually over within microseconds: spin that long before parking, since
+        // a parked thread's wakeup costs milliseconds on a busy machine. Not on a single
+        // thread, where the holder cannot run while this spins.
+        #[cfg(not(target_arch = "wasm32"))]
+        for _ in 0..SHARED_SPINS {
+            core::hint::spin_loop();
+            if let Some(g) = self.txn_lock.try_read() {
+                return g;
+            }
+        }
+        let start = self.clock.now_millis();
+        let g = self.txn_lock.read().await;
+        self.waited_since(start);
+        g
+    }
+
+    /// Counts one API call's wait on a compaction that began at `start` (store clock, ms).
+    pub(crate) fn waited_since(&self, start: u64) {
+        Counters::add(&self.counters.lock_waits, 1);
+        Counters::add(&self.counters.lock_wait_ms, self.clock.now_millis().saturating_sub(start));
     }
 
     /// Fails when the store is closed or poisoned.

@@ -205,7 +205,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         for chunk in cold.chunks(self.config.batch_size.clamp(1, PUT_MANY_CHUNK)) {
             // Read and written under one hold of the lock: a deletion is never between the two,
             // so a block deleted through the API is never copied back.
-            let _shared = self.txn_lock.read().await;
+            let _shared = self.shared_hold().await;
             let bytes = self.cold_blocks_locked(chunk).await?;
             let blocks: Vec<(Cid, Vec<u8>)> = chunk.iter().zip(bytes).filter_map(|(c, b)| b.map(|b| (*c, b))).collect();
             // Gone since the walk read them (deleted through the API, or pruned).
@@ -227,7 +227,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// in neither. Reads are tracked as the API's are.
     async fn cold_part(&self, cids: &[Cid]) -> Result<(Vec<(Cid, Vec<u8>)>, u64), Error> {
         let keys: Vec<Vec<u8>> = cids.iter().map(|c| BlockKey::of(c).into_bytes()).collect();
-        let _shared = self.txn_lock.read().await;
+        let _shared = self.shared_hold().await;
         let ask: Vec<usize> = (0..cids.len()).filter(|&i| self.hot_visible(&keys[i])).collect();
         let wanted: Vec<Vec<u8>> = ask.iter().map(|&i| keys[i].clone()).collect();
         let mut hot = alloc::vec![false; cids.len()];

@@ -37,6 +37,11 @@ impl Drop for Waiting<'_> {
 }
 
 impl TxnLock {
+    /// A shared hold, if one can be taken without waiting.
+    pub(crate) fn try_read(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        self.lock.try_read()
+    }
+
     /// A shared hold.
     pub(crate) async fn read(&self) -> RwLockReadGuard<'_, ()> {
         if let Some(g) = self.lock.try_read() {

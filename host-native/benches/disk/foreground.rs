@@ -38,6 +38,9 @@ struct Sample {
     scheduled_ms: f64,
     /// The hot store's backlog when the operation was issued.
     pressure: WritePressure,
+    /// Milliseconds the operation waited on the compaction (the store's lock, or a purge write
+    /// of the block it wrote), from the store's `lock_wait_ms` counter.
+    waited_ms: u64,
 }
 
 /// Percentiles of one latency measure, milliseconds.
@@ -109,6 +112,7 @@ impl Load<'_> {
             let issued = Instant::now();
             let ph = phase.load(Ordering::Acquire);
             let pressure = self.store.hot().local().pressure();
+            let waited_before = block_on(self.store.info())?.metrics.lock_wait_ms;
             let put = u64::from(i) % PUT_EVERY == PUT_EVERY - 1;
             if put {
                 self.serial += 1;
@@ -121,10 +125,12 @@ impl Load<'_> {
                 }
             }
             let done = Instant::now();
+            let waited_ms = block_on(self.store.info())?.metrics.lock_wait_ms - waited_before;
             out.push(Sample {
                 phase: ph,
                 put,
                 pressure,
+                waited_ms,
                 service_ms: (done - issued).as_secs_f64() * 1e3,
                 scheduled_ms: done.saturating_duration_since(scheduled).as_secs_f64() * 1e3,
             });
@@ -148,6 +154,29 @@ pub struct Stall {
     pub service_ms: f64,
     /// The hot store's backlog when it was issued.
     pub pressure: WritePressure,
+    /// Of its service time, milliseconds spent waiting on the compaction.
+    pub waited_ms: u64,
+}
+
+/// How long the operations of a window waited on the compaction (its lock, or a purge write
+/// of the block written), by the store's own count in whole milliseconds of its clock (so a
+/// wait counted as 1 ms may be a few microseconds across a millisecond's edge).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Waits {
+    /// Operations whose wait counted 1 ms.
+    pub one_ms: usize,
+    /// Operations whose wait counted 2 ms or more (more than 1 ms for certain).
+    pub over_one_ms: usize,
+    /// The longest wait, milliseconds.
+    pub max_ms: u64,
+}
+
+fn waits<'a>(samples: impl Iterator<Item = &'a Sample>) -> Waits {
+    samples.fold(Waits::default(), |w, s| Waits {
+        one_ms: w.one_ms + usize::from(s.waited_ms == 1),
+        over_one_ms: w.over_one_ms + usize::from(s.waited_ms >= 2),
+        max_ms: w.max_ms.max(s.waited_ms),
+    })
 }
 
 /// Section 3's figures.
@@ -165,6 +194,8 @@ pub struct ForegroundRun {
     pub missing: u64,
     /// Operations issued during the compaction that took [`STALL_MS`] or more.
     pub stalls: Vec<Stall>,
+    /// Waits on the compaction of the operations issued during the purge.
+    pub purge_waits: Waits,
     /// The compaction's report.
     pub report: CompactionReport,
 }
@@ -221,10 +252,12 @@ pub fn foreground_run(fx: &Fixture, live: &LiveSet) -> BenchResult<ForegroundRun
             put: s.put,
             service_ms: s.service_ms,
             pressure: s.pressure,
+            waited_ms: s.waited_ms,
         })
         .collect();
     Ok(ForegroundRun {
         stalls,
+        purge_waits: waits(busy.iter().filter(|s| s.phase == purge)),
         idle: latency(idle.iter()),
         purge: latency(busy.iter().filter(|s| s.phase == purge)),
         other_phases: latency(busy.iter().filter(|s| ![purge, Phase::Reclaim as u8, IDLE_CODE].contains(&s.phase))),

@@ -254,17 +254,24 @@ pub fn section_foreground(
         "p99 purge / idle: {r:.2}x from the schedule (target <= {LATENCY_TARGET}x: {}); service time {rs:.2}x",
         verdict(r, LATENCY_TARGET)
     );
+    let w = f.purge_waits;
+    println!(
+        "operations during the purge that waited on the compaction (its lock, or a purge write of their block), by the \
+         store's count in whole ms: {} counted 1 ms, {} counted 2 ms or more; longest {} ms",
+        w.one_ms, w.over_one_ms, w.max_ms
+    );
     println!(
         "operations issued during the compaction that took {STALL_MS} ms or more: {} (phase, op, service ms, \
-         sealed memtables and first-level tables of the hot store at issue):",
+         of it waiting on the compaction, sealed memtables and first-level tables of the hot store at issue):",
         f.stalls.len()
     );
     for st in &f.stalls {
         println!(
-            "  {} {} {:.1} ms (sealed {}, l0 {})",
+            "  {} {} {:.1} ms (waited {} ms; sealed {}, l0 {})",
             st.phase,
             if st.put { "put" } else { "get" },
             st.service_ms,
+            st.waited_ms,
             st.pressure.sealed_memtables,
             st.pressure.l0_tables
         );
@@ -293,8 +300,11 @@ pub fn section_foreground(
     }
     summary.push(String::new());
     summary.push(format!(
-        "p99 purge / idle: **{r:.2}×** ({rs:.2}× in service time); target ≤ {LATENCY_TARGET}×: {}.",
-        verdict(r, LATENCY_TARGET)
+        "p99 purge / idle: **{r:.2}×** ({rs:.2}× in service time); target ≤ {LATENCY_TARGET}×: {}. Operations \
+         during the purge that waited on the compaction more than 1 ms (counted 2 ms or more): {}, longest {} ms.",
+        verdict(r, LATENCY_TARGET),
+        w.over_one_ms,
+        w.max_ms
     ));
     if let Some(b) = batch_secs {
         let line = format!(
