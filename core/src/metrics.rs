@@ -63,7 +63,8 @@ pub struct Metrics {
     pub reify_aborted: u64,
     /// API calls that waited on a compaction: for the store's transaction lock, held
     /// exclusively by a compaction entering its critical section or deciding a purge batch,
-    /// or, writing a block a purge batch deletes, for that batch's write.
+    /// or, writing a block a purge batch deletes, for that batch's write. (Natively a call
+    /// first spins briefly for the lock; a wait that ends within the spin is not counted.)
     pub lock_waits: u64,
     /// Milliseconds those calls waited, by the store's clock (each wait rounded down to the
     /// millisecond).

@@ -10,9 +10,9 @@
 //!
 //! A walk never descends below an object that was already marked, except, in the critical
 //! section, below an unsettled one, and never marks nor descends into a block the purge's
-//! write in flight deletes: it counts as missing (see [`crate::live`]). The work list is an explicit stack,
-//! so a deep DAG costs heap, not call stack. Blocks are fetched `WALK_BATCH` at a time with
-//! `get_many`, hot first and cold for the misses.
+//! write in flight deletes: it counts as missing (see [`crate::live`]). The work list is an
+//! explicit stack, so a deep DAG costs heap, not call stack. Blocks are fetched `WALK_BATCH`
+//! at a time with `get_many`, hot first and cold for the misses.
 
 use alloc::vec::Vec;
 use core::hash::BuildHasherDefault;
