@@ -62,11 +62,19 @@ pub struct Config {
     pub batch_size: usize,
     /// Objects visited between yields in long loops.
     pub yield_every: usize,
-    /// After this many ms of purge work the purge sleeps `purge_sleep_factor` × its work time
-    /// while the store is in use ([`Config::purge_pause`]).
+    /// The purge's first this many ms of work never pause (the pacing: `compact::pacing`).
     pub purge_pace_after_ms: u64,
-    /// Sleep/work ratio once pacing starts, while the store is in use (reference: 4, always).
+    /// The most the purge pauses after a page of deletions, as a multiple of the page's time:
+    /// while more than one in a hundred of the API calls completed during the page took
+    /// [`Config::pace_slow_call_ms`] or longer. The pause halves after each page whose calls
+    /// were fast, and is none after a page with no calls (the reference sleeps 4× its work,
+    /// always). 0: never pause.
     pub purge_sleep_factor: u32,
+    /// An API call that takes this many milliseconds or longer (by the store's clock, from
+    /// taking the store's lock to returning) counts as slowed down ([`crate::Metrics::slow_calls`]),
+    /// for the purge's pacing. 0: every call counts (the pause stays at its most while the
+    /// store is in use).
+    pub pace_slow_call_ms: u64,
     /// Dead-list entries the purge deletes per batch while the store is in use: a read or
     /// write of the store waits at most for one such batch's decision under the exclusive
     /// lock (a write of one of its blocks, for its write too). Smaller: shorter waits, more
@@ -123,6 +131,7 @@ impl Default for Config {
             yield_every: 1024,
             purge_pace_after_ms: 1000,
             purge_sleep_factor: 4,
+            pace_slow_call_ms: 10,
             purge_locked_deletes: 128,
             purge_idle_locked_deletes: 1024,
             missing_retries: 3,
@@ -246,19 +255,6 @@ impl Config {
     pub fn missing_retry_waits(&self) -> impl Iterator<Item = u64> + '_ {
         (0..u64::from(self.missing_retries)).map(|i| i.saturating_mul(self.missing_retry_wait_ms))
     }
-
-    /// How long the purge pauses after a page of deletions, in milliseconds: nothing while
-    /// nobody uses the store (no API call completed since the page began, so no one waits for
-    /// its lock and the purge runs at the pace of its own I/O), nothing during the first
-    /// `purge_pace_after_ms` of purge work, and otherwise `purge_sleep_factor` times the
-    /// page's time, so the foreground keeps most of the store's throughput. `worked_ms` is
-    /// the purge's work so far, this page's included. The same decision on every host.
-    pub fn purge_pause(&self, worked_ms: u64, page_ms: u64, foreground_ops: u64) -> u64 {
-        if foreground_ops == 0 || worked_ms <= self.purge_pace_after_ms {
-            return 0;
-        }
-        page_ms.saturating_mul(u64::from(self.purge_sleep_factor))
-    }
 }
 
 /// What a header at `height` keeps hot under `b`: its messages and receipts, and its state.
@@ -380,18 +376,6 @@ mod tests {
     /// The reference's `isNearUpgrade` (`epoch >= start && epoch <= end`, over ±F), its
     /// `HeadChange` hysteresis (`> SyncGapTime` out, `< SyncWaitTime` back in, strict) and its
     /// `waitForMissingRefs` schedule (3 walks, walk `i` after `i` minutes).
-    /// The purge sleeps only while the store is used, after its first stretch of work.
-    #[test]
-    fn purge_pauses_only_while_someone_uses_the_store() {
-        let c = Config { purge_pace_after_ms: 1000, purge_sleep_factor: 4, ..Config::default() };
-        assert_eq!(c.purge_pause(5_000, 100, 0), 0, "idle: no pause");
-        assert_eq!(c.purge_pause(1_000, 100, 7), 0, "the first stretch is not paced");
-        assert_eq!(c.purge_pause(1_001, 100, 1), 400, "in use: four times the page");
-        assert_eq!(c.purge_pause(1_001, 0, 1), 0);
-        assert_eq!(Config { purge_sleep_factor: 0, ..c.clone() }.purge_pause(9_000, 100, 5), 0);
-        assert_eq!(c.purge_pause(u64::MAX, u64::MAX, 1), u64::MAX, "saturates");
-    }
-
     #[test]
     fn rules_follow_the_reference() {
         let c = Config { finality: 10, upgrade_epochs: alloc::vec![200], ..Config::default() };

@@ -69,6 +69,13 @@ pub struct Metrics {
     /// Milliseconds those calls waited, by the store's clock (each wait rounded down to the
     /// millisecond).
     pub lock_wait_ms: u64,
+    /// API calls that read or wrote through the store's lock (reads, writes, pins, head
+    /// changes, listings), counted when they return or are dropped.
+    pub calls: u64,
+    /// Of those, calls that took [`crate::Config::pace_slow_call_ms`] or longer by the store's
+    /// clock, from asking for the lock to returning: the foreground slowed down, which the
+    /// purge's pacing answers with pauses.
+    pub slow_calls: u64,
 }
 
 /// One counter: an atomic where the target has 64-bit atomics.
@@ -82,7 +89,7 @@ impl Counter {
         self.0.fetch_add(n, core::sync::atomic::Ordering::Relaxed);
     }
 
-    fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(core::sync::atomic::Ordering::Relaxed)
     }
 }
@@ -99,7 +106,7 @@ impl Counter {
         *v = v.wrapping_add(n);
     }
 
-    fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         *self.0.lock()
     }
 }
@@ -148,6 +155,8 @@ counters!(
     reify_aborted,
     lock_waits,
     lock_wait_ms,
+    calls,
+    slow_calls,
 );
 
 /// Where a lookup was answered.

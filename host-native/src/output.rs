@@ -161,7 +161,10 @@ pub fn compaction_text(r: &CompactionReport) -> String {
             w.ms
         );
     }
-    let phases: Vec<String> = r.phases.iter().map(|(p, ms)| format!("{} {ms} ms", p.as_str())).collect();
+    let mut phases: Vec<String> = r.phases.iter().map(|(p, ms)| format!("{} {ms} ms", p.as_str())).collect();
+    if r.purge_paused_ms > 0 {
+        phases.push(format!("of the purge, {} ms paused for slowed calls", r.purge_paused_ms));
+    }
     format!(
         "compaction at epoch {} (boundary {}){}: marked {}, scanned {}, dead {}, moved {}, purged {}{}\n\
          time {} ms: {}\n\

@@ -130,6 +130,12 @@ fn encode(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
         MetricType::Counter,
     )?;
     ConstCounter::new(m.lock_wait_ms as f64 / 1000.0).encode(family)?;
+    counter(
+        enc,
+        "splitstore_calls",
+        "API calls through the store's lock, by whether they took the slow-call threshold or longer",
+        &[(&[("speed", "fast")], m.calls.saturating_sub(m.slow_calls)), (&[("speed", "slow")], m.slow_calls)],
+    )?;
 
     if let Some(h) = i.head_epoch {
         gauge(enc, "splitstore_head_epoch", "Height of the head tipset", &[(&[], h as f64)])?;

@@ -40,13 +40,17 @@ export interface SplitStoreConfig {
   batchSize?: number;
   /** Objects visited between yields to the event loop (default 256 in the browser). */
   yieldEvery?: number;
-  /**
-   * After this many ms of purge work the purge paces itself while the store is in use
-   * (default 1000); nobody using the store, it never pauses.
-   */
+  /** The purge's first this many ms of work never pause (default 1000). */
   purgePaceAfterMs?: number;
-  /** Sleep/work ratio once the purge paces itself, while the store is in use (default 4). */
+  /**
+   * The most the purge pauses after a page of deletions, as a multiple of the page's time
+   * (default 4): while more than one in a hundred of the calls completed during the page
+   * took `paceSlowCallMs` or longer. It halves after each page of fast calls and is none
+   * after a page with no calls. 0: never pause.
+   */
   purgeSleepFactor?: number;
+  /** A call that takes this many ms or longer counts as slowed down, for the purge's pacing (default 10). */
+  paceSlowCallMs?: number;
   /**
    * Dead blocks the purge deletes per transaction under the store's exclusive lock (default
    * 32): a read or write waits at most one such transaction. Smaller: shorter waits, more
@@ -384,6 +388,7 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
                 cfg.purge_sleep_factor =
                     u32::try_from(uint(&val, &name)?).map_err(|_| type_error("config.purgeSleepFactor is too large"))?
             }
+            "paceSlowCallMs" => cfg.pace_slow_call_ms = uint(&val, &name)?,
             "verifyPuts" => cfg.verify_puts = boolean(&val, &name)?,
             "lock" => {
                 policy = match val.as_string().as_deref() {

@@ -169,22 +169,30 @@ kv_wrapper!(DeletesKv.inner, call: |_w| {}, info: |_w| {}, write: |w, batch| {
     w.inner.write(batch).await
 });
 
-/// A backend whose writes of blocks take `ms` milliseconds of a [`ManualClock`] each (the
-/// clock advances as the write is issued), so a compaction's phases have a cost a test can
-/// measure against the time they took.
+/// A backend whose writes of blocks take `write_ms` milliseconds of a [`ManualClock`] each
+/// and whose reads (every call that reads: gets, scans) take `read_ms` (the clock advances as
+/// the call is issued), so a compaction's phases have a cost a test can measure against the
+/// time they took, and the foreground's calls a duration the store sees. Clones share
+/// `read_ms`, which a test may change at any time.
+///
+/// [`ManualClock`]: splitstore_core::mem::ManualClock
 #[derive(Clone, Debug)]
-pub struct SlowWritesKv<K> {
+pub struct SlowKv<K> {
     /// The backend.
     pub inner: K,
-    /// The clock the writes advance.
+    /// The clock the calls advance.
     pub clock: splitstore_core::mem::ManualClock,
-    /// Milliseconds per write.
-    pub ms: u64,
+    /// Milliseconds per write of blocks.
+    pub write_ms: u64,
+    /// Milliseconds per read.
+    pub read_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-kv_wrapper!(SlowWritesKv.inner, call: |_w| {}, info: |_w| {}, write: |w, batch| {
+kv_wrapper!(SlowKv.inner, call: |c| {
+    c.clock.advance(c.read_ms.load(std::sync::atomic::Ordering::SeqCst));
+}, info: |_w| {}, write: |w, batch| {
     if batch.ops().iter().any(|op| op.space() == Space::Blocks) {
-        w.clock.advance(w.ms);
+        w.clock.advance(w.write_ms);
     }
     YieldOnce::default().await;
     w.inner.write(batch).await

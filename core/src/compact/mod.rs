@@ -15,6 +15,7 @@ mod chain_index;
 mod collect;
 mod driver;
 mod mark;
+pub mod pacing;
 mod prune;
 mod purge;
 mod recover;
@@ -175,6 +176,9 @@ pub struct CompactionReport {
     pub phases: Vec<(Phase, u64)>,
     /// Milliseconds from start to end.
     pub total_ms: u64,
+    /// Milliseconds of the purge phase spent pausing for a slowed foreground (`pacing`).
+    #[serde(default)]
+    pub purge_paused_ms: u64,
     /// True when this run finished a purge left by an interrupted one.
     pub resumed: bool,
     /// True when the hot store's size limit decided this run early

@@ -17,7 +17,10 @@
 
 use alloc::vec::Vec;
 
-use super::{CompactionReport, Phase, Progress, ProgressSink, Target};
+use super::{
+    pacing::{Pacer, PageLoad},
+    CompactionReport, Phase, Progress, ProgressSink, Target,
+};
 use crate::{
     clock::Clock,
     config::Boundaries,
@@ -66,10 +69,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         progress.report(&Progress { phase: Phase::Purge, done: 0, total: Some(report.dead) });
         let mut after: Option<Vec<u8>> = None;
         let mut work_ms = 0u64;
-        let mut foreground = self.counters.foreground_ops();
+        let mut pacer = Pacer::default();
+        let mut calls = (self.counters.calls.get(), self.counters.slow_calls.get());
         // The API calls completed when the previous page began (when the purge began, for the
         // first): the store is in use if that count has moved.
-        let mut in_use_since = foreground;
+        let mut in_use_since = self.counters.foreground_ops();
         loop {
             self.yield_point().await?;
             let started = self.clock.now_millis();
@@ -166,15 +170,18 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             after = Some(last);
             in_use_since = page_began;
             progress.report(&Progress { phase: Phase::Purge, done: report.purged, total: Some(report.dead) });
-            // Pace while the store is in use (`Config::purge_pause`): API calls completed since
-            // the previous page began.
+            // Pause for a foreground this page slowed down (`pacing`).
             let took = self.clock.now_millis().saturating_sub(started);
             work_ms += took;
-            let seen = self.counters.foreground_ops();
-            let pause = self.config.purge_pause(work_ms, took, seen - foreground);
-            foreground = seen;
+            let seen = (self.counters.calls.get(), self.counters.slow_calls.get());
+            let load =
+                PageLoad { worked_ms: work_ms, page_ms: took, calls: seen.0 - calls.0, slow_calls: seen.1 - calls.1 };
+            calls = seen;
+            let pause = pacer.after_page(&self.config, load);
             if live.is_some() && pause > 0 {
+                let before = self.clock.now_millis();
                 self.clock.sleep(pause).await;
+                report.purge_paused_ms += self.clock.now_millis().saturating_sub(before);
             }
         }
         Ok(())

@@ -105,7 +105,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             return Ok(Some(cid.hash().digest().to_vec()));
         }
         let key = BlockKey::of(cid);
-        let _shared = self.shared_hold().await;
+        let _shared = self.call_hold().await;
         let mut found = None;
         let mut hit = Hit::Miss;
         if self.hot_visible(key.as_bytes()) {
@@ -145,7 +145,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let mut found: Vec<Option<Vec<u8>>> =
             cids.iter().map(|c| is_identity(c).then(|| c.hash().digest().to_vec())).collect();
         let keys: Vec<BlockKey> = cids.iter().map(BlockKey::of).collect();
-        let _shared = self.shared_hold().await;
+        let _shared = self.call_hold().await;
         let mut hit = alloc::vec![Hit::Miss; cids.len()];
         for (store, which) in [(&self.hot, Hit::Hot), (&self.cold, Hit::Cold)] {
             let ask: Vec<usize> = (0..cids.len())
@@ -209,7 +209,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             return Ok(true);
         }
         let key = BlockKey::of(cid);
-        let _shared = self.shared_hold().await;
+        let _shared = self.call_hold().await;
         let mut found = false;
         let mut hit = Hit::Miss;
         if self.hot_visible(key.as_bytes()) {
@@ -256,7 +256,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 key::verify(c, b)?;
             }
         }
-        let _shared = self.shared_hold().await;
+        let _shared = self.call_hold().await;
         self.write_blocks(blocks).await
     }
 

@@ -70,7 +70,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             Some(_) => self.hot.footprint().await.ok().flatten(),
             None => None,
         };
-        let _shared = self.shared_hold().await;
+        let _shared = self.call_hold().await;
         let critical = {
             let mut s = self.shared.lock();
             let compacting = s.compacting;

@@ -48,7 +48,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         self.usable()?;
         let limit = limit.max(1);
         let from = from.unwrap_or(ListCursor::Hot(None));
-        let _shared = self.shared_hold().await;
+        let _shared = self.call_hold().await;
         match from {
             ListCursor::Hot(after) => {
                 let page = self.hot.scan(Space::Blocks, after.as_deref(), limit).await.map_err(|e| self.hot_err(e))?;

@@ -44,6 +44,25 @@ pub const PUT_MANY_CHUNK: usize = 1024;
 #[cfg(not(target_arch = "wasm32"))]
 const SHARED_SPINS: u32 = 4096;
 
+/// An API call's shared hold of the transaction lock ([`SplitStore::call_hold`]); dropping it
+/// releases the lock and counts the call.
+pub(crate) struct CallHold<'a, K: Kv, C: Clock> {
+    store: &'a SplitStore<K, C>,
+    /// When the call asked for the lock (store clock, ms).
+    start: u64,
+    _shared: async_lock::RwLockReadGuard<'a, ()>,
+}
+
+impl<K: Kv, C: Clock> Drop for CallHold<'_, K, C> {
+    fn drop(&mut self) {
+        let s = self.store;
+        Counters::add(&s.counters.calls, 1);
+        if s.clock.now_millis().saturating_sub(self.start) >= s.config.pace_slow_call_ms {
+            Counters::add(&s.counters.slow_calls, 1);
+        }
+    }
+}
+
 /// Supplies CIDs that must stay hot through every compaction (e.g. a mempool's messages).
 pub trait Protector: MaybeSendSync {
     /// The CIDs to protect now; called at the start of each compaction.
@@ -186,6 +205,15 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let g = self.txn_lock.read().await;
         self.waited_since(start);
         g
+    }
+
+    /// [`SplitStore::shared_hold`] for an API call, timed from here to the hold's drop: counted
+    /// in [`crate::Metrics::calls`], and in [`crate::Metrics::slow_calls`] when it took
+    /// [`Config::pace_slow_call_ms`] or longer (what the purge's pacing watches).
+    pub(crate) async fn call_hold(&self) -> CallHold<'_, K, C> {
+        let start = self.clock.now_millis();
+        let _shared = self.shared_hold().await;
+        CallHold { store: self, start, _shared }
     }
 
     /// Counts one API call's wait on a compaction that began at `start` (store clock, ms).

@@ -72,7 +72,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let _one_at_a_time = self.pin_lock.lock().await;
         // Shared: a compaction's barrier, its last protection pass before the critical section
         // and each purge batch wait for this call; a pass cannot miss what it records.
-        let _shared = self.shared_hold().await;
+        let _shared = self.call_hold().await;
         let critical: Option<LiveRef> = {
             let mut s = self.shared.lock();
             // In memory before the write is issued: a dropped call may still land.

@@ -248,6 +248,11 @@ pub fn section_foreground(
     println!("{}", latency_line(&format!("idle ({} s)", IDLE.as_secs()), &f.idle));
     println!("{}", latency_line(&format!("purge ({:.1} s)", f.purge_secs), &f.purge));
     println!("{}", latency_line("other phases", &f.other_phases));
+    println!(
+        "purge paused {} ms for slowed calls (of {} ms in the purge phase)",
+        f.report.purge_paused_ms,
+        f.report.phases.iter().find(|(p, _)| *p == Phase::Purge).map_or(0, |(_, ms)| *ms)
+    );
     let r = ratio(f.purge.scheduled.p99, f.idle.scheduled.p99);
     let rs = ratio(f.purge.service.p99, f.idle.service.p99);
     println!(
