@@ -195,7 +195,10 @@ fn counters_follow_reads_writes_and_compactions() {
     assert_eq!(m.hot_read_bytes, block.len() as u64);
     assert_eq!((m.blocks_written, m.bytes_written, m.write_batches), (1, 14, 1));
     assert_eq!((m.compactions_started, m.compactions_finished, m.compactions_failed), (1, 1, 0));
+    assert_eq!(m.calls, 3, "two gets and a put");
     let samples = parse_prometheus(&splitstore_native::prometheus::encode_registry(&registry));
+    let calls = |speed| sample(&samples, "splitstore_calls_total", &[("speed", speed)]);
+    assert_eq!((calls("fast"), calls("slow")), ((m.calls - m.slow_calls) as f64, m.slow_calls as f64));
     assert_eq!(sample(&samples, "splitstore_lookups_total", &[("result", "miss")]), 1.0);
     assert_eq!(sample(&samples, "splitstore_compactions_total", &[("outcome", "finished")]), 1.0);
     assert_eq!(sample(&samples, "splitstore_compaction_objects_total", &[("action", "moved")]), m.moved as f64);

@@ -197,6 +197,10 @@ pub struct ForegroundRun {
     pub stalls: Vec<Stall>,
     /// Waits on the compaction of the operations issued during the purge.
     pub purge_waits: Waits,
+    /// Operations issued during the compaction, and during its purge, that completed
+    /// [`STALL_MS`] or more after their slot in the schedule (those held up themselves and
+    /// those queued behind them): the harm, whatever the window's length.
+    pub late: (usize, usize),
     /// The compaction's report.
     pub report: CompactionReport,
 }
@@ -256,7 +260,9 @@ pub fn foreground_run(fx: &Fixture, live: &LiveSet) -> BenchResult<ForegroundRun
             waited_ms: s.waited_ms,
         })
         .collect();
+    let late = |s: &&Sample| s.scheduled_ms >= STALL_MS;
     Ok(ForegroundRun {
+        late: (busy.iter().filter(late).count(), busy.iter().filter(|s| s.phase == purge).filter(late).count()),
         stalls,
         purge_waits: waits(busy.iter().filter(|s| s.phase == purge)),
         idle: latency(idle.iter()),

@@ -259,6 +259,10 @@ pub fn section_foreground(
         "p99 purge / idle: {r:.2}x from the schedule (target <= {LATENCY_TARGET}x: {}); service time {rs:.2}x",
         verdict(r, LATENCY_TARGET)
     );
+    println!(
+        "operations {STALL_MS} ms or more late on the schedule: {} during the compaction ({} ms), {} during the purge",
+        f.late.0, f.report.total_ms, f.late.1
+    );
     let w = f.purge_waits;
     println!(
         "operations during the purge that waited on the compaction (its lock, or a purge write of their block), by the \
