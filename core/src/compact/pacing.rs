@@ -14,6 +14,10 @@
 //! 99th percentile of the calls is a fast one, and a pause would only lengthen the purge. The
 //! first [`Config::purge_pace_after_ms`] of the purge's work never pause (a short purge ends
 //! before a pause could help), though they are observed.
+//!
+//! A call slow for reasons of its own (a `get_many` of thousands of blocks, a pin of a large
+//! DAG) counts like one the purge slowed: at worst the purge pauses as much as a fixed pacing
+//! of `purge_sleep_factor`× would, never more.
 
 use crate::Config;
 
