@@ -197,10 +197,10 @@ impl Counters {
         Self::add(&self.bytes_written, bytes);
     }
 
-    /// API operations completed so far (lookups, write batches, deletions): a change between
-    /// two readings means someone used the store meanwhile.
+    /// API operations completed so far (the calls through the lock, and deletions): a change
+    /// between two readings means someone used the store meanwhile.
     pub fn foreground_ops(&self) -> u64 {
-        self.lookups.get() + self.write_batches.get() + self.blocks_deleted.get()
+        self.calls.get() + self.blocks_deleted.get()
     }
 
     /// A compaction finished with `r`.
