@@ -170,8 +170,8 @@ kv_wrapper!(DeletesKv.inner, call: |_w| {}, info: |_w| {}, write: |w, batch| {
 });
 
 /// A backend whose writes of blocks take `write_ms` milliseconds of a [`ManualClock`] each
-/// and whose reads (every call that reads: gets, scans) take `read_ms` (the clock advances as
-/// the call is issued), so a compaction's phases have a cost a test can measure against the
+/// and whose other calls (gets, scans, flushes, reclaims; not the size queries) take
+/// `read_ms` (the clock advances as the call is issued), so a compaction's phases have a cost a test can measure against the
 /// time they took, and the foreground's calls a duration the store sees. Clones share
 /// `read_ms`, which a test may change at any time.
 ///
@@ -184,7 +184,7 @@ pub struct SlowKv<K> {
     pub clock: splitstore_core::mem::ManualClock,
     /// Milliseconds per write of blocks.
     pub write_ms: u64,
-    /// Milliseconds per read.
+    /// Milliseconds per call other than a write or a size query.
     pub read_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
