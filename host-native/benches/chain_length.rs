@@ -1,13 +1,16 @@
 //! Compaction cost against chain length, on disk (fjall): two stores with the same state size,
 //! one holding a chain `--factor` times longer, each grown as a node grows it (a compaction
 //! whenever a head decides one). Then, `--runs` times: both get the same number of new epochs
-//! (one compaction interval) and compact once; the long store does it again with its chain
-//! index removed (its walk goes back to genesis, as every walk did without the index, and
-//! records the index again). Prints the medians of the compactions' times and mark phases and
-//! their ratios, and a markdown summary last.
+//! (one compaction interval) and compact once. After those, the long store does `--runs` more
+//! with its chain index removed before each (its walk goes back to genesis, as every walk did
+//! without the index, and records the index again). Each series is consecutive compactions of
+//! one store, so work a store does every few compactions (a full merge of its tables) shows
+//! in its own series at its own pace. Prints the medians and means of the compactions' times
+//! and mark phases and their ratios, and a markdown summary last. The mean is the cost per
+//! compaction when some do the periodic work and others not.
 //!
 //! `cargo bench -p splitstore-native --bench chain_length -- [--epochs N] [--factor F]
-//! [--runs R] [--state S]` (defaults: 1,000 epochs, 10×, 5 runs, 2,000 actors). Stores live in
+//! [--runs R] [--state S]` (defaults: 1,000 epochs, 10×, 10 runs, 2,000 actors). Stores live in
 //! a temporary directory under Cargo's target directory, deleted at the end.
 
 // The compaction returns the core's `Error`, which holds CIDs by value.
@@ -38,7 +41,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { epochs: 1000, factor: 10, runs: 5, state: 2000 };
+    let mut a = Args { epochs: 1000, factor: 10, runs: 10, state: 2000 };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| -> Result<u64, String> {
@@ -134,6 +137,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
 fn phase_ms(r: &CompactionReport, phase: Phase) -> f64 {
     r.phases.iter().filter(|(p, _)| *p == phase).map(|(_, ms)| *ms as f64).sum()
 }
@@ -185,20 +192,28 @@ fn run(a: &Args) -> BenchResult<()> {
     for run in 0..a.runs {
         let rs = short.measure(interval, false)?;
         let rl = long.measure(interval, false)?;
-        let rf = long.measure(interval, true)?;
         println!(
-            "run {run}: short {} ms (mark {} ms), long {} ms (mark {} ms, {} keys from the index), long without \
-             the index {} ms (mark {} ms)",
+            "run {run}: short {} ms (mark {} ms, reclaim {} ms), long {} ms (mark {} ms, reclaim {} ms, {} keys \
+             from the index)",
             rs.total_ms,
             phase_ms(&rs, Phase::Mark),
+            phase_ms(&rs, Phase::Reclaim),
             rl.total_ms,
             phase_ms(&rl, Phase::Mark),
+            phase_ms(&rl, Phase::Reclaim),
             rl.chain_index_keys,
-            rf.total_ms,
-            phase_ms(&rf, Phase::Mark)
         );
         s.push(&rs);
         l.push(&rl);
+    }
+    for run in 0..a.runs {
+        let rf = long.measure(interval, true)?;
+        println!(
+            "run {run}: long without the index {} ms (mark {} ms, reclaim {} ms)",
+            rf.total_ms,
+            phase_ms(&rf, Phase::Mark),
+            phase_ms(&rf, Phase::Reclaim)
+        );
         f.push(&rf);
     }
     println!();
@@ -209,20 +224,24 @@ fn run(a: &Args) -> BenchResult<()> {
         let cells: Vec<String> = series.phase_medians().iter().map(|ms| format!("{ms:.0}")).collect();
         println!("| {label} | {:.0} | {} |", median(series.scanned.clone()), cells.join(" | "));
     }
-    let (st, lt, ft) = (median(s.total), median(l.total), median(f.total));
+    let (st, lt, ft) = (median(s.total.clone()), median(l.total.clone()), median(f.total.clone()));
+    let (sa, la, fa) = (mean(&s.total), mean(&l.total), mean(&f.total));
     let (sm, lm, fm) = (median(s.mark), median(l.mark), median(f.mark));
     println!();
-    println!("| store | compaction (median ms) | mark (median ms) | keys from the index |");
-    println!("|---|---|---|---|");
-    println!("| {} epochs | {st:.0} | {sm:.0} | {:.0} |", a.epochs, median(s.indexed_keys));
-    println!("| {long_epochs} epochs | {lt:.0} | {lm:.0} | {:.0} |", median(l.indexed_keys));
-    println!("| {long_epochs} epochs, index removed | {ft:.0} | {fm:.0} | 0 |");
+    println!("| store | compaction (median ms) | compaction (mean ms) | mark (median ms) | keys from the index |");
+    println!("|---|---|---|---|---|");
+    println!("| {} epochs | {st:.0} | {sa:.0} | {sm:.0} | {:.0} |", a.epochs, median(s.indexed_keys));
+    println!("| {long_epochs} epochs | {lt:.0} | {la:.0} | {lm:.0} | {:.0} |", median(l.indexed_keys));
+    println!("| {long_epochs} epochs, index removed | {ft:.0} | {fa:.0} | {fm:.0} | 0 |");
     println!();
     println!(
-        "long / short: compaction {:.2}×, mark {:.2}×; long without / with the index: compaction {:.2}×, mark {:.2}×",
+        "long / short: compaction {:.2}× (median), {:.2}× (mean), mark {:.2}×; long without / with the index: \
+         compaction {:.2}× (median), {:.2}× (mean), mark {:.2}×",
         lt / st,
+        la / sa,
         lm / sm.max(1.0),
         ft / lt,
+        fa / la,
         fm / lm.max(1.0)
     );
     Ok(())

@@ -6,7 +6,7 @@
 //! ([`space_tag`]): a key of space `s` is stored as `tag(s) ++ key`. Scans of a space are
 //! ranges over its tag, so each space keeps the bytewise order the contract requires. A
 //! private keyspace `reclaim` exists so that [`Kv::reclaim`] can make fjall collect its
-//! garbage, and holds the count of entries deleted since the last full merge; nothing the core
+//! garbage, and holds the counts of deletions since the last full merge; nothing the core
 //! writes goes there.
 //!
 //! # Durability
@@ -48,11 +48,15 @@
 //! (rewriting the live entries and dropping deleted ones) and then lets fjall release the
 //! superseded table files and fully flushed journals. A major compaction rewrites the whole
 //! store, so its cost grows with the store, not with what was deleted: it runs only once the
-//! entries deleted since the last one reach [`KvOptions::merge_ratio`] of the entries (1 by
+//! blocks deleted since the last one reach [`KvOptions::merge_ratio`] of the entries left (1 by
 //! default, the rule by which the browser rotates its databases), or when the disk is short of
 //! space ([`DiskSpace::is_tight`]); fjall's own compactions drop deleted entries in between.
-//! The count is kept in the `reclaim` keyspace, so one-shot processes (`splitstore compact`)
-//! count toward it too. Each step installs its result by
+//! Only deleted blocks count as what a merge gives back: the dead and cold lists' entries are
+//! keys without values, written and deleted within one compaction, and counting them too would
+//! make every compaction that purges half as many blocks as it keeps rewrite the whole store. Every
+//! deletion still counts toward the estimate of the entries left (see `merge_due`). The
+//! counts are kept in the `reclaim` keyspace, so one-shot processes (`splitstore compact`)
+//! count toward them too. Each step installs its result by
 //! atomically replacing fjall's version manifest, and files are deleted only after no version
 //! refers to them, so a crash at any point leaves either the old or the new tables. Waiting
 //! for a flush is bounded: if fjall's flush worker has failed (a full disk while writing a
@@ -88,6 +92,8 @@ const DATA_KEYSPACE: &str = "data";
 const RECLAIM_KEYSPACE: &str = "reclaim";
 /// Key in the `reclaim` keyspace of the entries deleted since the last full merge (`u64` LE).
 const DELETED_SINCE_MERGE: &str = "deleted-since-merge";
+/// Key in the `reclaim` keyspace of the blocks deleted since the last full merge (`u64` LE).
+const BLOCKS_DELETED_SINCE_MERGE: &str = "blocks-deleted-since-merge";
 
 /// The record saying `data` holds the whole store: written once the spaces of an earlier
 /// layout have been copied (or at creation), before any old keyspace is deleted. Its first
@@ -124,9 +130,9 @@ pub struct KvOptions {
     /// The free-space policy shared with the repo's other store; `None`: a policy of this
     /// store's own, with no reserve and [`KvOptions::headroom`] kept free.
     pub disk: Option<Arc<DiskSpace>>,
-    /// A reclaim merges every table (rewriting the whole store) once the entries deleted since
-    /// the last merge reach this fraction of the store's entries, or when the disk is short of
-    /// space; 0 merges at every reclaim. Default 1.
+    /// A reclaim merges every table (rewriting the whole store) once the blocks deleted since
+    /// the last merge reach this fraction of the store's entries left, or when the disk is
+    /// short of space; 0 merges at every reclaim. Default 1.
     pub merge_ratio: f64,
 }
 
@@ -160,6 +166,8 @@ struct Inner {
     disk: Arc<DiskSpace>,
     /// Entries deleted since the last full merge (persisted by each reclaim).
     deleted: AtomicU64,
+    /// Of those, entries of [`Space::Blocks`] (persisted by each reclaim).
+    blocks_deleted: AtomicU64,
     /// [`KvOptions::merge_ratio`].
     merge_ratio: f64,
     /// Full merges run since the store was opened.
@@ -248,12 +256,15 @@ impl FjallKv {
         migrate_layout(&db, &data)?;
         let disk = opts.disk.clone().unwrap_or_else(|| Arc::new(DiskSpace::new(dir, opts.headroom(), 0)));
         disk.restore();
-        // A damaged count only moves the next merge: it is read as none.
-        let deleted = gc
-            .get(DELETED_SINCE_MERGE)
-            .map_err(|e| fjall_error("open", e))?
-            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
-            .map_or(0, u64::from_le_bytes);
+        // A damaged or missing count only moves the next merge: it is read as none.
+        let count = |key: &str| -> Result<u64, KvError> {
+            Ok(gc
+                .get(key)
+                .map_err(|e| fjall_error("open", e))?
+                .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+                .map_or(0, u64::from_le_bytes))
+        };
+        let (deleted, blocks_deleted) = (count(DELETED_SINCE_MERGE)?, count(BLOCKS_DELETED_SINCE_MERGE)?);
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -264,6 +275,7 @@ impl FjallKv {
                 reclaiming: Mutex::new(()),
                 disk,
                 deleted: AtomicU64::new(deleted),
+                blocks_deleted: AtomicU64::new(blocks_deleted),
                 merge_ratio: opts.merge_ratio,
                 merges: AtomicU64::new(0),
             }),
@@ -410,15 +422,20 @@ impl FjallKv {
         let err = |e| self.write_error("reclaim", e);
         self.flush_memtable(&self.inner.data, flush_wait)?;
         let deleted = self.inner.deleted.load(Ordering::Relaxed);
+        let blocks_deleted = self.inner.blocks_deleted.load(Ordering::Relaxed);
         let entries = self.inner.data.approximate_len() as u64;
-        if merge_due(deleted, entries, self.inner.merge_ratio, self.inner.disk.is_tight()) {
+        if merge_due(blocks_deleted, deleted, entries, self.inner.merge_ratio, self.inner.disk.is_tight()) {
             self.inner.data.major_compact().map_err(err)?;
             // Deletions that landed during the merge count toward the next one.
             self.inner.deleted.fetch_sub(deleted, Ordering::Relaxed);
+            self.inner.blocks_deleted.fetch_sub(blocks_deleted, Ordering::Relaxed);
             self.inner.merges.fetch_add(1, Ordering::Relaxed);
         }
-        let left = self.inner.deleted.load(Ordering::Relaxed);
-        self.inner.gc.insert(DELETED_SINCE_MERGE, left.to_le_bytes()).map_err(err)?;
+        for (key, count) in
+            [(DELETED_SINCE_MERGE, &self.inner.deleted), (BLOCKS_DELETED_SINCE_MERGE, &self.inner.blocks_deleted)]
+        {
+            self.inner.gc.insert(key, count.load(Ordering::Relaxed).to_le_bytes()).map_err(err)?;
+        }
         // A memtable rotation raises fjall's garbage-collection watermark and deletes the table
         // files and journals that no version refers to any more.
         self.inner.gc.insert("reclaims", [1u8]).map_err(err)?;
@@ -428,16 +445,23 @@ impl FjallKv {
 }
 
 /// True when a reclaim should merge every table: the disk is short of space, `ratio` is 0, or
-/// the `deleted` entries since the last merge reach `ratio` times the entries left. `entries` is
-/// fjall's approximate count, which holds a deleted entry twice (the entry and its deletion
-/// marker) until a compaction merges them away; when fjall has merged some already, the entries
-/// left are underestimated and the merge comes sooner.
-fn merge_due(deleted: u64, entries: u64, ratio: f64, tight: bool) -> bool {
+/// the `blocks_deleted` since the last merge reach `ratio` times the entries left.
+///
+/// The entries left are estimated from `entries`, fjall's approximate count, which holds a
+/// deleted block twice (the entry and its deletion marker) until a compaction merges them
+/// away, and a deleted bookkeeping entry once: the dead and cold lists' entries are written and
+/// deleted within one compaction, and a memtable written out as a table keeps only the marker
+/// of a key written and deleted in it. So the estimate takes two entries off for each deleted block and one for
+/// each other deletion of the `deleted`. When fjall has merged some already, the entries left
+/// are underestimated and the merge comes sooner; a bookkeeping entry flushed before its
+/// deletion leaves one entry too many, and the merge comes that much later.
+fn merge_due(blocks_deleted: u64, deleted: u64, entries: u64, ratio: f64, tight: bool) -> bool {
     if tight || ratio <= 0.0 {
         return true;
     }
-    let left = entries.saturating_sub(deleted.saturating_mul(2)).max(1);
-    deleted > 0 && deleted as f64 >= ratio * left as f64
+    let others = deleted.saturating_sub(blocks_deleted);
+    let left = entries.saturating_sub(blocks_deleted.saturating_mul(2)).saturating_sub(others).max(1);
+    blocks_deleted > 0 && blocks_deleted as f64 >= ratio * left as f64
 }
 
 /// Moves a store of the earlier layout (keyspaces named by [`Space::name`]) into `data`, then
@@ -600,6 +624,8 @@ impl FjallKv {
         let (payload, upkeep) = (batch.payload_bytes(), batch.is_maintenance());
         let ops = Self::last_op_per_key(batch.into_ops());
         let deletes = ops.iter().filter(|op| matches!(op, Op::Delete { .. })).count() as u64;
+        let block_deletes =
+            ops.iter().filter(|op| matches!(op, Op::Delete { space: Space::Blocks, .. })).count() as u64;
         if let Some(op) = ops.iter().find(|op| !valid_key(op_key(op))) {
             let detail = format!("key of {} bytes (this store holds keys of 1 to {MAX_KEY} bytes)", op_key(op).len());
             let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, detail);
@@ -627,6 +653,7 @@ impl FjallKv {
         let mode = if strict { PersistMode::SyncAll } else { PersistMode::Buffer };
         b.durability(Some(mode)).commit().map_err(|e| self.write_error("write", e))?;
         self.inner.deleted.fetch_add(deletes, Ordering::Relaxed);
+        self.inner.blocks_deleted.fetch_add(block_deletes, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -653,17 +680,23 @@ mod tests {
     }
 
     #[test]
-    fn a_full_merge_waits_for_deletions_to_reach_the_ratio() {
-        // 1,000 entries left, 400 deleted since the last merge (each counted twice by fjall).
-        assert!(!merge_due(400, 1800, 1.0, false));
-        assert!(merge_due(400, 1800, 0.4, false));
-        assert!(merge_due(1000, 3000, 1.0, false), "as many deleted as left");
-        assert!(merge_due(1, 1_000_000, 0.0, false), "ratio 0 merges every time");
-        assert!(merge_due(0, 10, 0.0, false));
-        assert!(!merge_due(0, 10, 1.0, false), "nothing deleted, nothing to merge");
-        assert!(merge_due(0, 10, 1.0, true), "a disk short of space merges");
+    fn a_full_merge_waits_for_deleted_blocks_to_reach_the_ratio() {
+        // 1,000 entries left, 400 blocks deleted since the last merge (each counted twice by fjall).
+        assert!(!merge_due(400, 400, 1800, 1.0, false));
+        assert!(merge_due(400, 400, 1800, 0.4, false));
+        assert!(merge_due(1000, 1000, 3000, 1.0, false), "as many blocks deleted as left");
+        assert!(merge_due(1, 1, 1_000_000, 0.0, false), "ratio 0 merges every time");
+        assert!(merge_due(0, 0, 10, 0.0, false));
+        assert!(!merge_due(0, 0, 10, 1.0, false), "nothing deleted, nothing to merge");
+        assert!(merge_due(0, 0, 10, 1.0, true), "a disk short of space merges");
         // fjall merged the deletions already: the estimate is low, and the merge comes sooner.
-        assert!(merge_due(400, 1000, 1.0, false));
+        assert!(merge_due(400, 400, 1000, 1.0, false));
+        // A compaction's purge: 1,000 entries left, 500 blocks deleted with their 500 dead-list
+        // entries (one marker each in fjall's count): the list's deletions are not what a merge
+        // gives back.
+        assert!(!merge_due(500, 1000, 2500, 1.0, false), "half as many blocks deleted as left");
+        assert!(merge_due(1000, 2000, 4000, 1.0, false), "as many blocks deleted as left");
+        assert!(!merge_due(0, 5000, 6000, 1.0, false), "only bookkeeping deleted");
     }
 
     #[test]

@@ -112,8 +112,8 @@ export interface SplitStoreConfig {
   reifyQueue?: number;
   /**
    * Give deleted blocks' space back: after a compaction (hot) or a prune (cold), copy the
-   * database's live entries into a new database and delete the old one, once the entries
-   * deleted since its last rotation reach this multiple of the live ones (default 1; 0: every
+   * database's live entries into a new database and delete the old one, once the blocks
+   * deleted since its last rotation reach this multiple of the live entries (default 1; 0: every
    * time; false: never). Deleting entries does not shrink IndexedDB's files; deleting a
    * database does, once the origin's databases are opened again (the next `open` after a
    * `close`, or a reload). A rotation needs room for a second copy of the live entries;

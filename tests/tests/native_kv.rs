@@ -171,6 +171,45 @@ fn reclaim_merges_once_deletions_reach_the_entries_left_across_restarts() {
     assert_eq!(kv.merges(), 1, "ratio 0 merges at every reclaim");
 }
 
+/// A compaction's purge deletes each block with its dead-list entry, which collect wrote in the
+/// same compaction: a key without a value, not space a merge gives back. Only the deleted
+/// blocks count toward the merge, across restarts too.
+#[test]
+fn reclaim_counts_deleted_blocks_not_the_dead_list() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let kv = FjallKv::open(d.path(), &small()).expect("open");
+    fill(&kv, 10_000, 100);
+    block_on(kv.reclaim()).expect("reclaim");
+    let purge = |kv: &FjallKv, range: std::ops::Range<u32>| {
+        let mut listed = WriteBatch::new();
+        for i in range.clone() {
+            listed.put(Space::Dead, key(i), Vec::new());
+        }
+        block_on(kv.write(listed)).expect("collect");
+        let mut b = WriteBatch::new();
+        for i in range {
+            b.delete(Space::Blocks, key(i)).delete(Space::Dead, key(i));
+        }
+        block_on(kv.write(b)).expect("purge");
+    };
+    purge(&kv, 0..4_000);
+    block_on(kv.reclaim()).expect("reclaim");
+    // 8,000 entries deleted against 6,000 left would have merged.
+    assert_eq!(kv.merges(), 0, "4,000 blocks deleted against 6,000 left");
+    drop(kv);
+
+    let kv = reopen(d.path());
+    let before = kv.table_bytes().expect("tables");
+    purge(&kv, 4_000..5_100);
+    block_on(kv.reclaim()).expect("reclaim");
+    assert_eq!(kv.merges(), 1, "5,100 blocks deleted against 4,900 left, 4,000 of them by the first process");
+    assert!(kv.table_bytes().expect("tables") < before / 2, "the merge returned the deleted blocks' space");
+    for space in [Space::Blocks, Space::Dead] {
+        let left = block_on(kv.stats(space)).expect("stats").keys;
+        assert_eq!(left, if space == Space::Blocks { 4_900 } else { 0 });
+    }
+}
+
 #[test]
 fn keys_fjall_cannot_hold_are_errors_not_panics() {
     let d = tempfile::tempdir().expect("tempdir");

@@ -26,6 +26,8 @@ export function bytesUnder(dir) {
 export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'];
 
 /** The median of `xs`. */
+export const mean = (xs) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
 export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;

@@ -386,7 +386,8 @@ impl IdbKv {
         }
         let writing = self.inner.rotation.enter_write().await;
         let ops = batch.into_ops();
-        let deletes = ops.iter().filter(|op| matches!(op, Op::Delete { .. })).count() as u64;
+        // Only deleted blocks are garbage a rotation is for (module `rotation`).
+        let deletes = ops.iter().filter(|op| matches!(op, Op::Delete { space: Space::Blocks, .. })).count() as u64;
         let recorded = self.inner.rotation.recording().then(|| Recorded::Ops(ops.clone()));
         let tx = self.transaction(&spaces_of(&ops), TxMode::Write, "write")?;
         self.commit_gated(writing, write_ops(tx, ops, fault), deletes, recorded).await
@@ -686,7 +687,7 @@ impl Kv for IdbKv {
         }
     }
 
-    /// Rotates the database when deletions since the last rotation reach the policy's share
+    /// Rotates the database when blocks deleted since the last rotation reach the policy's share
     /// of the live entries (module `rotation`); the space comes back once the origin's
     /// connections are opened again.
     async fn reclaim(&self) -> Result<(), KvError> {

@@ -54,7 +54,7 @@ use crate::{
 
 /// The private key whose value `g` (8 bytes, little-endian) makes generation `g` complete.
 pub(super) const GENERATION_KEY: &str = "generation";
-/// The private key counting the deletions since the last rotation (8 bytes, little-endian),
+/// The private key counting the blocks deleted since the last rotation (8 bytes, little-endian),
 /// written at each [`Kv::reclaim`](splitstore_core::Kv::reclaim) that does not rotate.
 pub(super) const GARBAGE_KEY: &str = "garbage";
 /// Entries per copy transaction.
@@ -197,7 +197,9 @@ pub(super) struct State {
     rotating: Cell<bool>,
     /// Held by a rotation's task from start to end; [`IdbKv::close`] waits for it.
     run: Arc<Mutex<()>>,
-    /// Deletions since the last rotation (the entries whose space LevelDB holds on to).
+    /// Blocks deleted since the last rotation (the entries whose space LevelDB holds on to).
+    /// The dead and cold lists' deletions do not count: their entries are keys without values,
+    /// written and deleted within one compaction.
     garbage: Cell<u64>,
     /// Rotate once `garbage >= ratio × live entries`; `None`: never.
     ratio: Cell<Option<f64>>,
@@ -270,7 +272,7 @@ pub struct Rotated {
 }
 
 impl IdbKv {
-    /// Rotates once deletions since the last rotation reach `ratio` times the live entries
+    /// Rotates once blocks deleted since the last rotation reach `ratio` times the live entries
     /// (`0.0`: at every [`Kv::reclaim`](splitstore_core::Kv::reclaim)); `None` never rotates.
     pub fn set_rotation(&self, ratio: Option<f64>) {
         self.inner.rotation.ratio.set(ratio.filter(|r| r.is_finite() && *r >= 0.0));
@@ -286,7 +288,7 @@ impl IdbKv {
         self.inner.conn.borrow().physical.clone()
     }
 
-    /// Deletions since the last rotation.
+    /// Blocks deleted since the last rotation.
     pub fn garbage(&self) -> u64 {
         self.inner.rotation.garbage.get()
     }
