@@ -130,9 +130,9 @@ fn delete_range(kv: &FjallKv, range: std::ops::Range<u32>) {
     block_on(kv.write(b)).expect("delete");
 }
 
-/// A full merge rewrites the whole store: a reclaim runs one only once the deletions since the
-/// last one reach the entries left (`KvOptions::merge_ratio`, 1), counting deletions made by
-/// earlier processes.
+/// A full merge rewrites the whole store: a reclaim runs one only once the blocks deleted since
+/// the last one reach the entries left (`KvOptions::merge_ratio`, 1), counting deletions made
+/// by earlier processes.
 #[test]
 fn reclaim_merges_once_deletions_reach_the_entries_left_across_restarts() {
     let d = tempfile::tempdir().expect("tempdir");
