@@ -53,8 +53,8 @@
 //! space ([`DiskSpace::is_tight`]); fjall's own compactions drop deleted entries in between.
 //! Only deleted blocks count as what a merge gives back: the dead and cold lists' entries are
 //! keys without values, written and deleted within one compaction, and counting them too would
-//! make every compaction that purges half as many blocks as it keeps rewrite the whole store. Every
-//! deletion still counts toward the estimate of the entries left (see `merge_due`). The
+//! make every compaction that purges half as many blocks as it keeps rewrite the whole store.
+//! Every deletion still counts toward the estimate of the entries left (see `merge_due`). The
 //! counts are kept in the `reclaim` keyspace, so one-shot processes (`splitstore compact`)
 //! count toward them too. Each step installs its result by
 //! atomically replacing fjall's version manifest, and files are deleted only after no version
@@ -449,12 +449,13 @@ impl FjallKv {
 ///
 /// The entries left are estimated from `entries`, fjall's approximate count, which holds a
 /// deleted block twice (the entry and its deletion marker) until a compaction merges them
-/// away, and a deleted bookkeeping entry once: the dead and cold lists' entries are written and
-/// deleted within one compaction, and a memtable written out as a table keeps only the marker
-/// of a key written and deleted in it. So the estimate takes two entries off for each deleted block and one for
-/// each other deletion of the `deleted`. When fjall has merged some already, the entries left
-/// are underestimated and the merge comes sooner; a bookkeeping entry flushed before its
-/// deletion leaves one entry too many, and the merge comes that much later.
+/// away, and a deleted bookkeeping entry once: the dead and cold lists' entries are written
+/// and deleted within one compaction, and a memtable written out as a table keeps only the
+/// marker of a key written and deleted in it. So the estimate takes two entries off for each
+/// deleted block and one for each other deletion of the `deleted`. When fjall has merged some
+/// already, the entries left are underestimated and the merge comes sooner; a bookkeeping
+/// entry flushed before its deletion leaves one entry too many, and the merge comes that much
+/// later.
 fn merge_due(blocks_deleted: u64, deleted: u64, entries: u64, ratio: f64, tight: bool) -> bool {
     if tight || ratio <= 0.0 {
         return true;
@@ -623,9 +624,13 @@ impl FjallKv {
         let strict = batch.durability() == Durability::Strict;
         let (payload, upkeep) = (batch.payload_bytes(), batch.is_maintenance());
         let ops = Self::last_op_per_key(batch.into_ops());
-        let deletes = ops.iter().filter(|op| matches!(op, Op::Delete { .. })).count() as u64;
-        let block_deletes =
-            ops.iter().filter(|op| matches!(op, Op::Delete { space: Space::Blocks, .. })).count() as u64;
+        let (mut deletes, mut block_deletes) = (0u64, 0u64);
+        for op in &ops {
+            if let Op::Delete { space, .. } = op {
+                deletes += 1;
+                block_deletes += u64::from(*space == Space::Blocks);
+            }
+        }
         if let Some(op) = ops.iter().find(|op| !valid_key(op_key(op))) {
             let detail = format!("key of {} bytes (this store holds keys of 1 to {MAX_KEY} bytes)", op_key(op).len());
             let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, detail);
