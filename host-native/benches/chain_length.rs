@@ -5,9 +5,9 @@
 //! with its chain index removed before each (its walk goes back to genesis, as every walk did
 //! without the index, and records the index again). Each series is consecutive compactions of
 //! one store, so work a store does every few compactions (a full merge of its tables) shows
-//! in its own series at its own pace. Prints the medians and means of the compactions' times
-//! and mark phases and their ratios, and a markdown summary last. The mean is the cost per
-//! compaction when some do the periodic work and others not.
+//! in its own series at its own pace. Prints the medians and means of the compactions' times,
+//! the medians of their phases, the ratios, and a markdown summary last. The mean is the cost
+//! per compaction when some do the periodic work and others not.
 //!
 //! `cargo bench -p splitstore-native --bench chain_length -- [--epochs N] [--factor F]
 //! [--runs R] [--state S]` (defaults: 1,000 epochs, 10×, 10 runs, 2,000 actors). Stores live in

@@ -25,9 +25,10 @@ export function bytesUnder(dir) {
 /** Chromium's flags for the benchmarks: headless, as in the page tests. */
 export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'];
 
-/** The median of `xs`. */
+/** The mean of `xs` (0 when empty). */
 export const mean = (xs) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
+/** The median of `xs`. */
 export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
