@@ -200,8 +200,17 @@ pub struct Capabilities {
     pub name: &'static str,
     /// Largest batch the backend handles well, in operations.
     pub preferred_batch: usize,
+    /// Keys per [`Kv::get_many`] that read fastest: a compaction's walk loads this many blocks
+    /// at a time. A backend that splits large reads over threads asks for enough to split.
+    pub read_batch: usize,
     /// True when [`Kv::reclaim`] actually returns disk space.
     pub reclaims_space: bool,
+}
+
+impl Capabilities {
+    /// [`Capabilities::read_batch`] of a backend that reads a batch on one thread: large
+    /// enough that a call's own cost is small beside its reads.
+    pub const DEFAULT_READ_BATCH: usize = 512;
 }
 
 /// Count and total value size of one keyspace.

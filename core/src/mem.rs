@@ -312,7 +312,12 @@ impl Kv for MemKv {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { name: "memory", preferred_batch: 16384, reclaims_space: false }
+        Capabilities {
+            name: "memory",
+            preferred_batch: 16384,
+            read_batch: Capabilities::DEFAULT_READ_BATCH,
+            reclaims_space: false,
+        }
     }
 }
 

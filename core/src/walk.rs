@@ -11,8 +11,9 @@
 //! A walk never descends below an object that was already marked, except, in the critical
 //! section, below an unsettled one, and never marks nor descends into a block the purge's
 //! write in flight deletes: it counts as missing (see [`crate::live`]). The work list is an
-//! explicit stack, so a deep DAG costs heap, not call stack. Blocks are fetched `WALK_BATCH`
-//! at a time with `get_many`, hot first and cold for the misses.
+//! explicit stack, so a deep DAG costs heap, not call stack. Blocks are fetched with `get_many`,
+//! hot first and cold for the misses, [`Capabilities::read_batch`](crate::kv::Capabilities) at a
+//! time, each batch's read overlapping the work on the one before.
 
 use alloc::vec::Vec;
 use core::hash::BuildHasherDefault;
@@ -33,7 +34,7 @@ use crate::{
     store::SplitStore,
 };
 
-/// Blocks fetched per backend call during a walk.
+/// Blocks fetched per backend call by the walks of warmup and of the store's reports.
 pub(crate) const WALK_BATCH: usize = 512;
 /// Missing CIDs remembered per walk (the count is always exact).
 const MISSING_KEPT: usize = 256;
@@ -90,6 +91,9 @@ impl<'a> WalkOpts<'a> {
 }
 
 type KeySet = HashSet<Vec<u8>, BuildHasherDefault<SipHasher13>>;
+
+/// A batch of a walk and its blocks as read (`None`: in neither store).
+type Loaded = (Vec<Cid>, Vec<Option<Vec<u8>>>);
 
 /// One walk's state: what to load next, and what it has reported.
 struct Walk<'a> {
@@ -152,15 +156,20 @@ impl<'a> Walk<'a> {
                 self.claim(live, c);
                 continue;
             }
-            let key = BlockKey::of(c);
-            let queue = !live.marks.contains(key.as_bytes())
-                || (self.opts.critical
-                    && live.unsettled.contains_key(key.as_bytes())
-                    && !self.through.contains(key.as_bytes()));
-            if queue {
+            if self.wants(live, c) {
                 self.stack.push(*c);
             }
         }
+    }
+
+    /// True when the walk must load DAG-CBOR object `cid`: it is not marked, or (critical
+    /// walk) it is unsettled and not walked through yet.
+    fn wants(&self, live: &Live, cid: &Cid) -> bool {
+        let key = BlockKey::of(cid);
+        !live.marks.contains(key.as_bytes())
+            || (self.opts.critical
+                && live.unsettled.contains_key(key.as_bytes())
+                && !self.through.contains(key.as_bytes()))
     }
 
     fn missing(&mut self, cid: &Cid) -> Result<(), Error> {
@@ -171,6 +180,60 @@ impl<'a> Walk<'a> {
         if self.stats.missing_cids.len() < MISSING_KEPT {
             self.stats.missing_cids.push(*cid);
         }
+        Ok(())
+    }
+
+    /// Up to `n` queued objects, sorted, each once, without those claimed since they were
+    /// queued (several parents may queue one child before it is loaded).
+    /// Empty only when nothing is queued.
+    fn take_batch(&mut self, live: &Mutex<Live>, n: usize) -> Vec<Cid> {
+        loop {
+            let take = self.stack.len().min(n);
+            let mut chunk = self.stack.split_off(self.stack.len() - take);
+            chunk.sort_unstable();
+            chunk.dedup();
+            let l = live.lock();
+            chunk.retain(|c| self.wants(&l, c));
+            if !chunk.is_empty() || self.stack.is_empty() {
+                return chunk;
+            }
+        }
+    }
+
+    /// Claims the present objects of a loaded batch and queues what lies below those it
+    /// claimed, except what `in_flight` (sorted: the batch being read meanwhile) holds.
+    fn take_in(
+        &mut self,
+        live: &Mutex<Live>,
+        chunk: &[Cid],
+        blocks: &[Option<Vec<u8>>],
+        in_flight: &[Cid],
+    ) -> Result<(), Error> {
+        let mut below: Vec<&[u8]> = Vec::with_capacity(blocks.len());
+        {
+            let mut l = live.lock();
+            for (cid, bytes) in chunk.iter().zip(blocks) {
+                match bytes {
+                    Some(_) if l.purging_cid(cid) => self.missing(cid)?,
+                    Some(b) if self.claim(&mut l, cid) => below.push(b),
+                    Some(_) => {}
+                    None => self.missing(cid)?,
+                }
+            }
+        }
+        let mut children = Vec::new();
+        for b in below {
+            self.scan(b, &mut children);
+        }
+        children.sort_unstable();
+        children.dedup();
+        // Both sorted: one merged pass.
+        let mut flying = in_flight.iter().peekable();
+        children.retain(|c| {
+            while flying.next_if(|f| *f < c).is_some() {}
+            flying.peek() != Some(&c)
+        });
+        self.offer(&mut live.lock(), &children);
         Ok(())
     }
 
@@ -220,36 +283,39 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// Loads the queued objects a batch at a time, claims the present ones, and queues what
     /// lies below those it claimed, until nothing is queued.
+    ///
+    /// The reads of one batch overlap the work on the previous one (claims and link scans):
+    /// the next batch is taken from the queue before the previous one's children join it. A
+    /// backend whose reads complete on other threads (or in the browser's storage process)
+    /// then keeps reading while the walk works. A child found in the batch being read is not
+    /// queued again: that batch claims it, or counts it missing, as a later batch would.
     async fn run(&self, w: &mut Walk<'_>, live: &Mutex<Live>) -> Result<(), Error> {
-        let mut children: Vec<Cid> = Vec::new();
+        let batch = self.hot.capabilities().read_batch.max(1);
+        let mut loaded: Option<Loaded> = None;
         let mut since_yield = 0usize;
-        while !w.stack.is_empty() {
-            let take = w.stack.len().min(WALK_BATCH);
-            let mut chunk: Vec<Cid> = w.stack.split_off(w.stack.len() - take);
-            // Several parents may have queued one child before it was loaded.
-            chunk.sort_unstable();
-            chunk.dedup();
-            let blocks = self.load_many(&chunk).await?;
-            let mut below: Vec<&[u8]> = Vec::with_capacity(blocks.len());
-            {
-                let mut l = live.lock();
-                for (cid, bytes) in chunk.iter().zip(&blocks) {
-                    match bytes {
-                        Some(_) if l.purging_cid(cid) => w.missing(cid)?,
-                        Some(b) if w.claim(&mut l, cid) => below.push(b),
-                        Some(_) => {}
-                        None => w.missing(cid)?,
-                    }
+        loop {
+            let next = w.take_batch(live, batch);
+            let done = match (loaded.take(), next.is_empty()) {
+                (None, true) => break,
+                (None, false) => {
+                    let blocks = self.load_many(&next).await?;
+                    loaded = Some((next, blocks));
+                    continue;
                 }
-            }
-            children.clear();
-            for b in below {
-                w.scan(b, &mut children);
-            }
-            children.sort_unstable();
-            children.dedup();
-            w.offer(&mut live.lock(), &children);
-            since_yield += take;
+                (Some((chunk, blocks)), true) => {
+                    w.take_in(live, &chunk, &blocks, &[])?;
+                    chunk.len()
+                }
+                (Some((chunk, blocks)), false) => {
+                    let (read, taken) =
+                        futures::future::join(self.load_many(&next), async { w.take_in(live, &chunk, &blocks, &next) })
+                            .await;
+                    taken?;
+                    loaded = Some((next, read?));
+                    chunk.len()
+                }
+            };
+            since_yield += done;
             if w.opts.yielding && since_yield >= self.config.yield_every {
                 since_yield = 0;
                 self.yield_point().await?;

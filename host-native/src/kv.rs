@@ -39,8 +39,10 @@
 //! # Blocking
 //!
 //! fjall's calls block. The async methods call them directly, so they complete on the first
-//! poll: the native host drives the store from its own threads (the compaction runs on a
-//! dedicated one), never from an async reactor where blocking would stall other tasks.
+//! poll, except a large `get_many`, whose future waits for the threads that read it: the
+//! native host drives the store from its own threads (the compaction runs on a dedicated
+//! one) with a blocking executor, never from an async reactor where blocking would stall
+//! other tasks.
 //!
 //! # Space reclaim
 //!
@@ -510,26 +512,30 @@ impl Kv for FjallKv {
     }
 
     async fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        let ks = &self.inner.data;
         let threads = self.inner.read_threads;
         if threads < 2 || keys.len() < PARALLEL_READ_MIN {
-            return Self::get_sync(ks, space, keys);
+            return Self::get_sync(&self.inner.data, space, keys);
         }
-        // Point reads are CPU-bound once the data is cached; split large requests.
+        // Point reads are CPU-bound once the data is cached: a large request is read on
+        // threads of its own, and the caller's thread is free until they answer (a walk
+        // works on the previous batch meanwhile). A future dropped before then leaves its
+        // threads to finish their part and drop the answer.
         let chunk = keys.len().div_ceil(threads);
-        let parts: Vec<Result<Vec<Option<Vec<u8>>>, KvError>> = std::thread::scope(|s| {
-            let handles: Vec<_> =
-                keys.chunks(chunk).map(|part| s.spawn(move || Self::get_sync(ks, space, part))).collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| Err(KvError::Unavailable { detail: "a read thread panicked".into() }))
-                })
-                .collect()
-        });
+        let parts: Vec<_> = keys
+            .chunks(chunk)
+            .map(|part| {
+                let (tx, rx) = futures::channel::oneshot::channel();
+                let (ks, part) = (self.inner.data.clone(), part.to_vec());
+                std::thread::spawn(move || {
+                    let _ = tx.send(Self::get_sync(&ks, space, &part));
+                });
+                rx
+            })
+            .collect();
         let mut out = Vec::with_capacity(keys.len());
-        for p in parts {
-            out.extend(p?);
+        for rx in parts {
+            let part = rx.await.map_err(|_| KvError::Unavailable { detail: "a read thread panicked".into() })?;
+            out.extend(part?);
         }
         Ok(out)
     }
@@ -606,7 +612,11 @@ impl Kv for FjallKv {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { name: "fjall", preferred_batch: 16_384, reclaims_space: true }
+        // With several read threads, a batch large enough to be split over all of them.
+        let threads = self.inner.read_threads;
+        let read_batch =
+            if threads < 2 { Capabilities::DEFAULT_READ_BATCH } else { PARALLEL_READ_MIN.saturating_mul(threads) };
+        Capabilities { name: "fjall", preferred_batch: 16_384, read_batch, reclaims_space: true }
     }
 }
 

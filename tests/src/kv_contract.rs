@@ -423,6 +423,7 @@ pub async fn kv_contract_stats<K: Kv>(kv: K) {
     assert_eq!(kv.stats(Space::Blocks).await.expect("stats"), expect, "reclaim must not change contents");
     let caps = kv.capabilities();
     assert!(caps.preferred_batch > 0, "{}: preferred batch must be positive", caps.name);
+    assert!(caps.read_batch > 0, "{}: read batch must be positive", caps.name);
 }
 
 /// Many batches of realistic size: everything written is read back, then half is deleted.

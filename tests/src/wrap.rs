@@ -12,14 +12,16 @@ use crate::liveness::Events;
 
 /// Implements [`Kv`] for a wrapper `$ty<K>` over its field `$field`: every call is passed
 /// through, after `call` (the data calls and `flush`/`reclaim`) or `info` (`stats`,
-/// `estimate`, `footprint`), and `write` is the wrapper's own. One definition, so that no
+/// `estimate`, `footprint`), `write` is the wrapper's own, and `caps`, if given, turns the
+/// wrapped backend's capabilities into the wrapper's. One definition, so that no
 /// wrapper forgets a call (a `reclaim` not passed on is a reclaim that never runs).
 macro_rules! kv_wrapper {
     (
         $ty:ident . $field:tt,
         call: |$c:ident| $call:block,
         info: |$i:ident| $info:block,
-        write: |$w:ident, $batch:ident| $write:block $(,)?
+        write: |$w:ident, $batch:ident| $write:block
+        $(, caps: |$cw:ident, $caps:ident| $capsel:block)? $(,)?
     ) => {
         #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
         #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
@@ -89,7 +91,9 @@ macro_rules! kv_wrapper {
                 self.$field.footprint().await
             }
             fn capabilities(&self) -> Capabilities {
-                self.$field.capabilities()
+                let caps = self.$field.capabilities();
+                $(let ($cw, $caps) = (self, caps); let caps = $capsel;)?
+                caps
             }
         }
     };
@@ -139,6 +143,22 @@ kv_wrapper!(YieldKv.0, call: |_w| { YieldOnce::default().await }, info: |_w| {},
     YieldOnce::default().await;
     w.0.write(batch).await
 });
+
+/// A backend that asks walks for reads of `.1` blocks at a time
+/// ([`Capabilities::read_batch`]); every call is passed through.
+#[derive(Clone, Debug)]
+pub struct ReadBatchKv<K>(pub K, pub usize);
+
+kv_wrapper!(
+    ReadBatchKv.0,
+    call: |_w| {},
+    info: |_w| {},
+    write: |w, batch| {
+        let inner = &w.0;
+        inner.write(batch).await
+    },
+    caps: |w, caps| { Capabilities { read_batch: w.1, ..caps } },
+);
 
 /// A backend that logs every block a write deletes (the compaction's purges and recovery's)
 /// on an [`Events`] clock as the write is issued, so a test can tell a block the store

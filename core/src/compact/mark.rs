@@ -20,6 +20,10 @@ use crate::{
     walk::{OnMissing, WalkOpts},
 };
 
+/// Roots of DAGs below headers (state, messages, receipts) collected before they are walked
+/// together: enough generations for wide reads, few enough to keep the list small.
+const ROOTS_PER_WALK: usize = 4096;
+
 /// The most protection passes made alongside the foreground while the backlog halves.
 const MAX_YIELDING_PASSES: u32 = 8;
 
@@ -104,6 +108,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
         let mut generation: Vec<Cid> = head.to_vec();
         let mut headers_seen = 0u64;
+        // The DAGs below the headers are walked for many generations at once: one walk over
+        // their states reads in batches as wide as the states' union allows.
+        let (mut state_roots, mut msg_roots) = (Vec::new(), Vec::new());
         let (mut incomplete, mut walked_cold) = (Vec::new(), Vec::new());
         // Messages mode walks old message DAGs into its cold set, which the index does not hold.
         let mut index = match policy {
@@ -128,8 +135,6 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
             let blocks = self.load_many(&generation).await?;
             let mut next: Vec<Cid> = Vec::new();
-            let mut state_roots = Vec::new();
-            let mut msg_roots = Vec::new();
             let mut cold_roots = Vec::new();
             let mut last_parents: Option<Vec<Cid>> = None;
             let mut parents_agree = true;
@@ -182,14 +187,6 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                     return Err(Error::MissingBlock { cid, context: "header" });
                 }
             }
-            let s = self.walk(&state_roots, live, WalkOpts::compaction(state_missing, None)).await?;
-            report.missing += s.missing;
-            report.unreadable += s.unreadable;
-            // Messages may arrive after the header that names them: a missing one is left
-            // unmarked, and its write protects it.
-            let s = self.walk(&msg_roots, live, WalkOpts::compaction(OnMissing::Record, None)).await?;
-            report.missing += s.missing;
-            report.unreadable += s.unreadable;
             if let Some(cm) = &cold_marks {
                 // Old message DAGs whose root already left the hot store were moved whole by an
                 // earlier compaction: skip them instead of re-walking history every time. A
@@ -210,9 +207,13 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 let g = Generation { cids: &generation, keys: marked_keys, max_height, genesis_state, complete };
                 self.write_chain_chunks(ix.after_generation(g)).await?;
             }
+            if state_roots.len() + msg_roots.len() >= ROOTS_PER_WALK {
+                self.walk_below_headers(&mut state_roots, &mut msg_roots, state_missing, live, report).await?;
+            }
             progress.report(&Progress { phase: Phase::Mark, done: headers_seen, total: None });
             generation = next;
         }
+        self.walk_below_headers(&mut state_roots, &mut msg_roots, state_missing, live, report).await?;
         if let Some(ix) = index {
             self.finish_chain_index(ix).await?;
         }
@@ -220,6 +221,29 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             self.walk_incomplete(cm, &walked_cold, &mut incomplete, report).await?;
         }
         Ok(cold_marks)
+    }
+
+    /// Walks and empties the roots of state and of messages and receipts the chain walk
+    /// collected.
+    async fn walk_below_headers(
+        &self,
+        state_roots: &mut Vec<Cid>,
+        msg_roots: &mut Vec<Cid>,
+        state_missing: OnMissing,
+        live: &LiveRef,
+        report: &mut CompactionReport,
+    ) -> Result<(), Error> {
+        let s = self.walk(state_roots, live, WalkOpts::compaction(state_missing, None)).await?;
+        report.missing += s.missing;
+        report.unreadable += s.unreadable;
+        // Messages may arrive after the header that names them: a missing one is left
+        // unmarked, and its write protects it.
+        let s = self.walk(msg_roots, live, WalkOpts::compaction(OnMissing::Record, None)).await?;
+        report.missing += s.missing;
+        report.unreadable += s.unreadable;
+        state_roots.clear();
+        msg_roots.clear();
+        Ok(())
     }
 
     /// Messages mode: walks again, one by one, the old message DAG roots earlier compactions

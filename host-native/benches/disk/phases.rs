@@ -19,9 +19,6 @@ use super::{
     BenchResult,
 };
 
-/// Blocks per `get_many` of the chain walk (`WALK_BATCH` in core/src/walk.rs).
-pub const MARK_BATCH: usize = 512;
-
 /// The rows compared: which engine phases do the I/O of each raw step.
 pub const ROWS: [(&str, &[Phase]); 4] = [
     ("mark", &[Phase::Protect, Phase::Mark]),
@@ -163,7 +160,7 @@ fn raw_run(fx: &Fixture, mode: Mode, live: &LiveSet) -> BenchResult<RawCost> {
     let mut laps = [(0.0, 0.0); 4];
 
     let lap = Lap::start();
-    let found = read_all(&hot, &live.loaded, MARK_BATCH)?;
+    let found = read_all(&hot, &live.loaded, hot.capabilities().read_batch)?;
     laps[0] = lap.stop();
     if found != live.loaded.len() {
         return Err(format!("raw mark found {found} of {} live blocks", live.loaded.len()).into());
@@ -292,6 +289,8 @@ pub fn paced_idle_run(fx: &Fixture) -> BenchResult<(f64, f64)> {
 pub struct MarkRun {
     /// Mark phase: wall seconds, and CPU seconds of the compaction's thread.
     pub mark: (f64, f64),
+    /// Blocks per `get_many` of the compaction's walk (the hot backend's read batch).
+    pub read_batch: usize,
     /// Raw warm `get_many` of the loaded live blocks in mark-sized batches: wall and process
     /// CPU seconds.
     pub raw_mark_batch: (f64, f64),
@@ -320,7 +319,8 @@ pub fn mark_run(fx: &Fixture, live: &LiveSet, threads: usize) -> BenchResult<Mar
         }
         Ok(lap.stop())
     };
-    let raw_mark_batch = timed(MARK_BATCH)?;
+    let read_batch = hot.capabilities().read_batch;
+    let raw_mark_batch = timed(read_batch)?;
     let raw_large_batch = timed(PAGE)?;
 
     let clock = Arc::new(PhaseClock::default());
@@ -343,5 +343,5 @@ pub fn mark_run(fx: &Fixture, live: &LiveSet, threads: usize) -> BenchResult<Mar
     }
     drop(store);
     fx.remove(&dir)?;
-    Ok(MarkRun { mark, raw_mark_batch, raw_large_batch })
+    Ok(MarkRun { mark, read_batch, raw_mark_batch, raw_large_batch })
 }

@@ -882,7 +882,12 @@ impl Kv for S3Kv {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { name: "s3", preferred_batch: 16_384, reclaims_space: false }
+        Capabilities {
+            name: "s3",
+            preferred_batch: 16_384,
+            read_batch: Capabilities::DEFAULT_READ_BATCH,
+            reclaims_space: false,
+        }
     }
 }
 

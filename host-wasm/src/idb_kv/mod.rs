@@ -696,6 +696,11 @@ impl Kv for IdbKv {
 
     fn capabilities(&self) -> Capabilities {
         let reclaims_space = self.inner.rotation.policy().is_some();
-        Capabilities { name: BACKEND, preferred_batch: 4096, reclaims_space }
+        Capabilities {
+            name: BACKEND,
+            preferred_batch: 4096,
+            read_batch: Capabilities::DEFAULT_READ_BATCH,
+            reclaims_space,
+        }
     }
 }

@@ -118,7 +118,12 @@ impl Kv for LazyIdb {
     fn capabilities(&self) -> Capabilities {
         match self.kv.get() {
             Some(kv) => kv.capabilities(),
-            None => Capabilities { name: "indexeddb", preferred_batch: 4096, reclaims_space: false },
+            None => Capabilities {
+                name: "indexeddb",
+                preferred_batch: 4096,
+                read_batch: Capabilities::DEFAULT_READ_BATCH,
+                reclaims_space: false,
+            },
         }
     }
 }
