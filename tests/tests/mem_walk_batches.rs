@@ -6,7 +6,7 @@
 //!   the batch, from batches of one block, where nearly every child is queued while its
 //!   parent's batch is still being read, to the default;
 //! * a block written after the block that links it (a node stores a message DAG's root before
-//!   one of its AMT nodes) arrives at every step of the mark, with batches of one and two
+//!   one of its AMT nodes) arrives at every third poll of the mark, with batches of one and two
 //!   blocks, and keeps its DAG.
 
 use std::pin::pin;
