@@ -54,6 +54,56 @@ impl BlockKey {
     }
 }
 
+/// Longest key: a code varint of at most 10 bytes, a size varint of one (digests hold at most
+/// 64 bytes), and the digest.
+const KEY_MAX: usize = 10 + 1 + 64;
+
+/// A block's key built on the stack: the same bytes as [`BlockKey::of`], for the walks' checks
+/// of the mark set, which would otherwise allocate a key for each.
+#[derive(Clone)]
+pub(crate) struct KeyBuf {
+    len: u8,
+    bytes: [u8; KEY_MAX],
+}
+
+impl KeyBuf {
+    /// The key of `cid`'s block.
+    pub fn of(cid: &Cid) -> Self {
+        let mh = cid.hash();
+        let mut k = KeyBuf { len: 0, bytes: [0; KEY_MAX] };
+        let mut at = 0;
+        let mut code = mh.code();
+        loop {
+            let low = (code & 0x7f) as u8;
+            code >>= 7;
+            if code == 0 {
+                k.bytes[at] = low;
+                at += 1;
+                break;
+            }
+            k.bytes[at] = low | 0x80;
+            at += 1;
+        }
+        // `Multihash<64>` holds at most 64 digest bytes: the size is one varint byte.
+        let digest = mh.digest();
+        k.bytes[at] = digest.len() as u8;
+        at += 1;
+        k.bytes[at..at + digest.len()].copy_from_slice(digest);
+        k.len = (at + digest.len()) as u8;
+        k
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The key as an owned [`BlockKey`].
+    pub fn to_block_key(&self) -> BlockKey {
+        BlockKey(self.as_bytes().to_vec())
+    }
+}
+
 impl core::fmt::Debug for BlockKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("BlockKey(")?;
@@ -105,4 +155,30 @@ pub fn dag_cbor_blake2b_cid(bytes: &[u8]) -> Cid {
     // A 32-byte digest always fits a 64-byte multihash.
     let mh = multihash::Multihash::<64>::wrap(BLAKE2B_256, digest.as_bytes()).expect("32-byte digest fits");
     Cid::new_v1(DAG_CBOR, mh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn key_buf_holds_the_same_bytes_as_block_key() {
+        let mut cids = vec![dag_cbor_blake2b_cid(b"a"), dag_cbor_blake2b_cid(b"b")];
+        // Codes of one to ten varint bytes, digests of 0 to 64 bytes.
+        for (code, len) in [(IDENTITY, 0), (IDENTITY, 5), (SHA2_256, 32), (BLAKE2B_256, 64), (0x7f, 1), (0x80, 63)]
+            .into_iter()
+            .chain([(1u64 << 35, 20), (u64::MAX, 64)])
+        {
+            let digest: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37)).collect();
+            let mh = multihash::Multihash::<64>::wrap(code, &digest).unwrap();
+            cids.push(Cid::new_v1(DAG_CBOR, mh));
+            cids.push(Cid::new_v1(RAW, mh));
+        }
+        for cid in &cids {
+            let buf = KeyBuf::of(cid);
+            assert_eq!(buf.as_bytes(), BlockKey::of(cid).as_bytes(), "{cid}");
+            assert_eq!(buf.to_block_key(), BlockKey::of(cid));
+        }
+    }
 }

@@ -57,7 +57,7 @@ use hashbrown::{HashMap, HashSet};
 use siphasher::sip::SipHasher13;
 
 use crate::{
-    key::BlockKey,
+    key::{BlockKey, KeyBuf},
     markset::{AnyMarks, MarkSetKind, Marks},
 };
 
@@ -97,7 +97,7 @@ impl Live {
 
     /// True when the purge's write in flight deletes `cid`'s block.
     pub fn purging_cid(&self, cid: &Cid) -> bool {
-        !self.purging.is_empty() && self.purging.contains(BlockKey::of(cid).as_bytes())
+        !self.purging.is_empty() && self.purging.contains(KeyBuf::of(cid).as_bytes())
     }
 
     /// Records that the dead-list deletions of `keys` have landed.
