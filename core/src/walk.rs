@@ -55,7 +55,7 @@ fn walk_order(a: &Cid, b: &Cid) -> Ordering {
     prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b))
 }
 
-/// Puts `cids` in [`walk_order`] without duplicates. The sort moves 12-byte (prefix, index)
+/// Puts `cids` in [`walk_order`] without duplicates. The sort moves 16-byte (prefix, index)
 /// pairs, not the CIDs, which are copied once, in order.
 fn sort_dedup(cids: &mut Vec<Cid>) {
     let mut order: Vec<(u64, u32)> = cids.iter().enumerate().map(|(i, c)| (prefix(c), i as u32)).collect();
