@@ -220,9 +220,9 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Up to `n` queued objects, in [`walk_order`], each once, without those claimed since they were
-    /// queued (several parents may queue one child before it is loaded).
-    /// Empty only when nothing is queued.
+    /// Up to `n` queued objects, in [`walk_order`], each once, without those claimed since they
+    /// were queued (several parents may queue one child before it is loaded). Empty only when
+    /// nothing is queued.
     fn take_batch(&mut self, live: &Mutex<Live>, n: usize) -> Vec<Cid> {
         loop {
             let take = self.stack.len().min(n);
