@@ -4,7 +4,9 @@
 //!    against the raw KV cost of the same I/O, measured in the same run on an identical copy
 //!    of the store; finish + reclaim timed apart.
 //! 2. `mark`: mark throughput from a warm store with one and two read threads, and the raw
-//!    `get_many` rates behind it.
+//!    `get_many` rates behind it. The store is read as opened, its memtable refilled from the
+//!    journal; with `--flush-memtable`, after its memtable was written out (`Kv::reclaim`,
+//!    which merges nothing in a store without deletions).
 //! 3. `foreground`: latency of a fixed-rate get/put mix while the purge runs with its default
 //!    pacing, against the same mix on the same store when idle.
 //! 4. `recovery`: `splitstore compact` killed early, midway and late in its purge; time to
@@ -16,7 +18,7 @@
 //!    part of `all`; run it at several `--objects` to see how each phase grows.
 //!
 //! `cargo bench -p splitstore-native --bench disk_compaction -- [--objects N] [--runs R]
-//! [--section all|phases|mark|foreground|recovery|info|scale]` (defaults: 1,000,000 objects, 3 runs, all;
+//! [--section all|phases|mark|foreground|recovery|info|scale] [--flush-memtable]` (defaults: 1,000,000 objects, 3 runs, all;
 //! `phases` also runs `mark`; a universal run costs about three discard runs, so section 1 runs
 //! discard mode R times and universal mode ⌈R/3⌉ times). Stores live in a temporary directory under Cargo's target
 //! directory (on disk, not tmpfs), deleted at the end. Prints medians of the runs, ratios, and
@@ -53,10 +55,12 @@ struct Args {
     objects: u64,
     runs: usize,
     section: Section,
+    /// The mark section reads a store whose memtable was written out first.
+    flush_memtable: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { objects: 1_000_000, runs: 3, section: Section::All };
+    let mut args = Args { objects: 1_000_000, runs: 3, section: Section::All, flush_memtable: false };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -79,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
                     }
                 }
             }
+            "--flush-memtable" => args.flush_memtable = true,
             // Cargo passes `--bench` to every bench binary.
             "--bench" => {}
             s => return Err(format!("unknown argument {s:?}")),
@@ -145,7 +150,7 @@ fn run(args: Args) -> BenchResult<()> {
     }
     if matches!(s, Section::All | Section::Phases | Section::Mark) {
         let live = live_set(&fx, &mut live)?;
-        section_mark(&fx, live, &cold_mark, &mut summary)?;
+        section_mark(&fx, live, &cold_mark, args.flush_memtable, &mut summary)?;
     }
     if matches!(s, Section::All | Section::Foreground) {
         let live = live_set(&fx, &mut live)?;

@@ -298,13 +298,17 @@ pub struct MarkRun {
     pub raw_large_batch: (f64, f64),
 }
 
-/// On a fresh copy read with `threads` threads: a full read of the hot store, then the live
-/// blocks twice in raw `get_many` calls (timed), then a compaction, stopped (by closing the
-/// store) as soon as its mark is done; the mark is timed from the progress events.
-pub fn mark_run(fx: &Fixture, live: &LiveSet, threads: usize) -> BenchResult<MarkRun> {
+/// On a fresh copy read with `threads` threads (its memtable written out first with
+/// `flush_memtable`): a full read of the hot store, then the live blocks twice in raw
+/// `get_many` calls (timed), then a compaction, stopped (by closing the store) as soon as its
+/// mark is done; the mark is timed from the progress events.
+pub fn mark_run(fx: &Fixture, live: &LiveSet, threads: usize, flush_memtable: bool) -> BenchResult<MarkRun> {
     let dir = fx.copy("mark")?;
     let store = Arc::new(open_store(&dir, engine_config(Mode::Discard, false)?, threads)?);
     let hot = store.hot();
+    if flush_memtable {
+        block_on(hot.reclaim())?;
+    }
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = block_on(hot.scan(Space::Blocks, after.as_deref(), PAGE))?;

@@ -163,13 +163,20 @@ pub fn section_phases(
     Ok(per_batch)
 }
 
-pub fn section_mark(fx: &Fixture, live: &LiveSet, cold_mark: &[f64], summary: &mut Vec<String>) -> BenchResult<()> {
-    println!("\n== 2. mark throughput, warm store ==");
+pub fn section_mark(
+    fx: &Fixture,
+    live: &LiveSet,
+    cold_mark: &[f64],
+    flush_memtable: bool,
+    summary: &mut Vec<String>,
+) -> BenchResult<()> {
+    let memtable = if flush_memtable { "memtable written out first" } else { "memtable as opened" };
+    println!("\n== 2. mark throughput, warm store, {memtable} ==");
     summary.push(String::new());
     summary.push(format!(
-        "**Mark throughput** ({} objects marked, {} blocks loaded; warm: a full read of the hot store and two of the \
-         live blocks first; the raw rates are those two reads; per CPU-second = per core, from the CPU time of the \
-         compaction's thread, or of the process for the raw reads):\n",
+        "**Mark throughput** ({} objects marked, {} blocks loaded; {memtable}; warm: a full read of the hot store and \
+         two of the live blocks first; the raw rates are those two reads; per CPU-second = per core, from the CPU \
+         time of the compaction's thread, or of the process for the raw reads):\n",
         live.marked,
         live.loaded.len()
     ));
@@ -181,7 +188,7 @@ pub fn section_mark(fx: &Fixture, live: &LiveSet, cold_mark: &[f64], summary: &m
     summary.push("|---|---|---|---|---|---|---|---|".into());
     let n = live.loaded.len() as f64;
     for threads in [1, 2] {
-        let m = mark_run(fx, live, threads)?;
+        let m = mark_run(fx, live, threads, flush_memtable)?;
         let marked = live.marked as f64;
         let r = |x: f64, s: f64| ratio(x, s) / 1e3;
         // Thousands per second: mark (wall, CPU), raw get_many of mark-sized batches (wall,
