@@ -113,6 +113,12 @@ pub struct Config {
     /// Reify: the most DAG roots waiting to be copied; a cold hit in use beyond it is not
     /// queued (and counted in [`crate::Metrics::reify_dropped`]).
     pub reify_queue: usize,
+    /// The most bytes of memory the kept graph may hold: the links of the objects a
+    /// compaction's chain walk loaded, kept until the next compaction so that it marks them
+    /// without reading their blocks (about 45 bytes per object; `docs/design.md`, "The kept
+    /// graph", has what it gains and costs). A walk whose graph would be larger keeps none.
+    /// `0` (the default) turns it off.
+    pub kept_graph_bytes: usize,
 }
 
 impl Default for Config {
@@ -142,6 +148,7 @@ impl Default for Config {
             prune_retention: 0,
             reify_limit: 16384,
             reify_queue: 1024,
+            kept_graph_bytes: 0,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "fvm")]
 pub mod fvm;
+mod graph;
 pub mod header;
 pub mod import;
 pub mod key;

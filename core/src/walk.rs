@@ -26,6 +26,7 @@ use siphasher::sip::SipHasher13;
 use crate::{
     clock::Clock,
     error::Error,
+    graph::{GraphBuilder, KeptGraph, Link},
     key::{is_unitary, may_have_links, BlockKey, KeyBuf},
     kv::{Kv, Space},
     links,
@@ -94,6 +95,15 @@ pub(crate) struct WalkStats {
     pub missing: u64,
     /// The first missing CIDs.
     pub missing_cids: Vec<Cid>,
+    /// Objects newly marked from the kept graph, without a read.
+    pub graph_marked: u64,
+}
+
+/// A compaction walk's use of the kept graph: the graph to mark from, and the builder of the
+/// next one, which records every object the walk loads or marks from the graph.
+pub(crate) struct GraphUse<'a> {
+    pub kept: Option<&'a KeptGraph>,
+    pub record: &'a mut GraphBuilder,
 }
 
 /// How a walk reports and yields.
@@ -107,17 +117,24 @@ pub(crate) struct WalkOpts<'a> {
     /// A walk in the critical section by a writer (or by the purge for vanished writers):
     /// new marks are unsettled, and unsettled objects are walked through.
     pub critical: bool,
+    /// A compaction's chain walk: marks from, and records, the kept graph.
+    pub graph: Option<GraphUse<'a>>,
 }
 
 impl<'a> WalkOpts<'a> {
     /// A walk of the compaction's own, before the critical section.
     pub fn compaction(on_missing: OnMissing, revive: Option<&'a mut Vec<BlockKey>>) -> Self {
-        WalkOpts { on_missing, revive, yielding: true, critical: false }
+        WalkOpts { on_missing, revive, yielding: true, critical: false, graph: None }
+    }
+
+    /// A compaction's walk below the chain's headers, with the kept graph.
+    pub fn chain(on_missing: OnMissing, graph: GraphUse<'a>) -> Self {
+        WalkOpts { on_missing, revive: None, yielding: true, critical: false, graph: Some(graph) }
     }
 
     /// A critical-section walk: records missing blocks, never yields.
     pub fn critical(revive: &'a mut Vec<BlockKey>) -> Self {
-        WalkOpts { on_missing: OnMissing::Record, revive: Some(revive), yielding: false, critical: true }
+        WalkOpts { on_missing: OnMissing::Record, revive: Some(revive), yielding: false, critical: true, graph: None }
     }
 }
 
@@ -132,6 +149,8 @@ struct Walk<'a> {
     stats: WalkStats,
     /// DAG-CBOR objects to load.
     stack: Vec<Cid>,
+    /// Nodes of the kept graph to mark from it.
+    known: Vec<u32>,
     /// Critical walks: objects this walk marked or walked through, so each is reported and
     /// descended into once.
     through: KeySet,
@@ -139,7 +158,7 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     fn new(opts: WalkOpts<'a>) -> Self {
-        Walk { opts, stats: WalkStats::default(), stack: Vec::new(), through: KeySet::default() }
+        Walk { opts, stats: WalkStats::default(), stack: Vec::new(), known: Vec::new(), through: KeySet::default() }
     }
 
     fn report(&mut self, key: &KeyBuf) {
@@ -187,7 +206,8 @@ impl<'a> Walk<'a> {
     }
 
     /// True when `cid` is a DAG-CBOR object the walk may need to go below (see
-    /// [`Walk::wants`]); a leaf is claimed at once instead.
+    /// [`Walk::wants`]) and must read; a leaf is claimed at once instead, and an object the
+    /// kept graph knows is queued to be marked from it.
     fn needs_loading(&mut self, live: &mut Live, cid: &Cid) -> bool {
         if is_unitary(cid) {
             return false;
@@ -196,7 +216,50 @@ impl<'a> Walk<'a> {
             self.claim(live, cid);
             return false;
         }
-        self.wants(live, cid)
+        if !self.wants(live, cid) {
+            return false;
+        }
+        match self.opts.graph.as_ref().and_then(|g| g.kept?.find(cid)) {
+            Some(i) => {
+                self.known.push(i);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Marks up to `n` queued nodes of the kept graph and what lies below them, as a walk
+    /// that loaded each would: a node marked already is not gone below; a link is taken in
+    /// as the link of a loaded block is. Returns the nodes taken off the queue.
+    fn mark_known(&mut self, live: &Mutex<Live>, n: usize) -> usize {
+        let Some(kept) = self.opts.graph.as_ref().and_then(|g| g.kept) else {
+            self.known.clear();
+            return 0;
+        };
+        let mut l = live.lock();
+        let mut done = 0;
+        while done < n {
+            let Some(i) = self.known.pop() else { break };
+            done += 1;
+            if !self.claim(&mut l, &kept.cid(i)) {
+                continue;
+            }
+            self.stats.graph_marked += 1;
+            if let Some(g) = self.opts.graph.as_mut() {
+                g.record.record_known(kept, i);
+            }
+            for link in kept.links(i) {
+                match link {
+                    Link::Known(j) => self.known.push(j),
+                    Link::Cid(c) => {
+                        if self.needs_loading(&mut l, &c) {
+                            self.stack.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        done
     }
 
     /// True when the walk must load DAG-CBOR object `cid`: it is not marked, or (critical
@@ -246,21 +309,25 @@ impl<'a> Walk<'a> {
         blocks: &[Option<Vec<u8>>],
         in_flight: &[Cid],
     ) -> Result<(), Error> {
-        let mut below: Vec<&[u8]> = Vec::with_capacity(blocks.len());
+        let mut below: Vec<(&Cid, &[u8])> = Vec::with_capacity(blocks.len());
         {
             let mut l = live.lock();
             for (cid, bytes) in chunk.iter().zip(blocks) {
                 match bytes {
                     Some(_) if l.purging_cid(cid) => self.missing(cid)?,
-                    Some(b) if self.claim(&mut l, cid) => below.push(b),
+                    Some(b) if self.claim(&mut l, cid) => below.push((cid, b)),
                     Some(_) => {}
                     None => self.missing(cid)?,
                 }
             }
         }
         let mut children = Vec::new();
-        for b in below {
+        for (cid, b) in below {
+            let start = children.len();
             self.scan(b, &mut children);
+            if let Some(g) = self.opts.graph.as_mut() {
+                g.record.record(cid, &children[start..]);
+            }
         }
         // Links to objects already marked (often the same few, from many parents) are dropped
         // before the sort, which then orders only what may need loading.
@@ -336,6 +403,14 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let mut loaded: Option<Loaded> = None;
         let mut since_yield = 0usize;
         loop {
+            // Objects the kept graph knows are marked from it, a yield's worth at a time.
+            while !w.known.is_empty() {
+                since_yield += w.mark_known(live, self.config.yield_every);
+                if w.opts.yielding && since_yield >= self.config.yield_every {
+                    since_yield = 0;
+                    self.yield_point().await?;
+                }
+            }
             let next = w.take_batch(live, batch);
             let done = match (loaded.take(), next.is_empty()) {
                 (None, true) => break,

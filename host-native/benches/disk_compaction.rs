@@ -6,7 +6,9 @@
 //! 2. `mark`: mark throughput from a warm store with one and two read threads, and the raw
 //!    `get_many` rates behind it. The store is read as opened, its memtable refilled from the
 //!    journal; with `--flush-memtable`, after its memtable was written out (`Kv::reclaim`,
-//!    which merges nothing in a store without deletions).
+//!    which merges nothing in a store without deletions). With `--kept-graph`, the store keeps
+//!    the graph (`Config::kept_graph_bytes`): the first compaction records it and finishes, and
+//!    a second from the same head marks from it.
 //! 3. `foreground`: latency of a fixed-rate get/put mix while the purge runs with its default
 //!    pacing, against the same mix on the same store when idle.
 //! 4. `recovery`: `splitstore compact` killed early, midway and late in its purge; time to
@@ -18,8 +20,8 @@
 //!    part of `all`; run it at several `--objects` to see how each phase grows.
 //!
 //! `cargo bench -p splitstore-native --bench disk_compaction -- [--objects N] [--runs R]
-//! [--section all|phases|mark|foreground|recovery|info|scale] [--flush-memtable]` (defaults: 1,000,000 objects, 3 runs, all;
-//! `phases` also runs `mark`; a universal run costs about three discard runs, so section 1 runs
+//! [--section all|phases|mark|foreground|recovery|info|scale] [--flush-memtable] [--kept-graph]`
+//! (defaults: 1,000,000 objects, 3 runs, all; `phases` also runs `mark`; a universal run costs about three discard runs, so section 1 runs
 //! discard mode R times and universal mode ⌈R/3⌉ times). Stores live in a temporary directory under Cargo's target
 //! directory (on disk, not tmpfs), deleted at the end. Prints medians of the runs, ratios, and
 //! a markdown summary last.
@@ -57,10 +59,13 @@ struct Args {
     section: Section,
     /// The mark section reads a store whose memtable was written out first.
     flush_memtable: bool,
+    /// The mark section keeps the graph and times a second compaction's mark from it.
+    kept_graph: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { objects: 1_000_000, runs: 3, section: Section::All, flush_memtable: false };
+    let mut args =
+        Args { objects: 1_000_000, runs: 3, section: Section::All, flush_memtable: false, kept_graph: false };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -84,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--flush-memtable" => args.flush_memtable = true,
+            "--kept-graph" => args.kept_graph = true,
             // Cargo passes `--bench` to every bench binary.
             "--bench" => {}
             s => return Err(format!("unknown argument {s:?}")),
@@ -150,7 +156,7 @@ fn run(args: Args) -> BenchResult<()> {
     }
     if matches!(s, Section::All | Section::Phases | Section::Mark) {
         let live = live_set(&fx, &mut live)?;
-        section_mark(&fx, live, &cold_mark, args.flush_memtable, &mut summary)?;
+        section_mark(&fx, live, &cold_mark, args.flush_memtable, args.kept_graph, &mut summary)?;
     }
     if matches!(s, Section::All | Section::Foreground) {
         let live = live_set(&fx, &mut live)?;

@@ -78,6 +78,10 @@ pub struct RepoConfig {
     pub reify_limit: usize,
     /// Reify: the most DAG roots waiting to be copied.
     pub reify_queue: usize,
+    /// The most memory, MiB, the kept graph may hold between compactions: the links of the
+    /// blocks a compaction's walk loaded, so that the next one marks them without reading
+    /// them (about 45 bytes per object; 0, the default: off).
+    pub kept_graph_mb: usize,
     /// Where the cold store is: empty for `DIR/cold` (fjall), or `s3://BUCKET/PREFIX?endpoint=URL`
     /// for an S3 service (the `s3` feature; credentials from `AWS_ACCESS_KEY_ID` and
     /// `AWS_SECRET_ACCESS_KEY`; the locator in `DIR/cold`).
@@ -108,6 +112,7 @@ impl Default for RepoConfig {
             prune_retention: c.prune_retention,
             reify_limit: c.reify_limit,
             reify_queue: c.reify_queue,
+            kept_graph_mb: c.kept_graph_bytes >> 20,
             cold: String::new(),
         }
     }
@@ -135,6 +140,7 @@ impl RepoConfig {
             prune_retention: self.prune_retention,
             reify_limit: self.reify_limit,
             reify_queue: self.reify_queue,
+            kept_graph_bytes: self.kept_graph_mb.saturating_mul(1 << 20),
             ..Config::default()
         };
         c.validate().map_err(|e| e.to_string())?;

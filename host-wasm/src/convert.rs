@@ -111,6 +111,12 @@ export interface SplitStoreConfig {
   /** Reify: the most DAGs waiting to be copied (default 1024); reads beyond it copy nothing. */
   reifyQueue?: number;
   /**
+   * The most bytes of memory the kept graph may hold between compactions: the links of the
+   * blocks a compaction loaded, so that the next one marks them without reading them (about
+   * 45 bytes per object; default 0, off).
+   */
+  keptGraphBytes?: number;
+  /**
    * Give deleted blocks' space back: after a compaction (hot) or a prune (cold), copy the
    * database's live entries into a new database and delete the old one, once the blocks
    * deleted since its last rotation reach this multiple of the live entries (default 1; 0: every
@@ -422,6 +428,7 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
             "pruneRetention" => cfg.prune_retention = int(&val, &name)?,
             "reifyLimit" => cfg.reify_limit = usize_of(&val, &name)?,
             "reifyQueue" => cfg.reify_queue = usize_of(&val, &name)?,
+            "keptGraphBytes" => cfg.kept_graph_bytes = usize_of(&val, &name)?,
             // The browser's purge writes the same size whether or not the page is reading.
             "purgeLockedDeletes" => {
                 cfg.purge_locked_deletes = usize_of(&val, &name)?;

@@ -1,5 +1,8 @@
 //! Compaction throughput on a synthetic chain in memory, against the raw backend cost of the
-//! same I/O measured in the same run. Prints medians of `SPLITSTORE_BENCH_RUNS` runs (default 5).
+//! same I/O measured in the same run. Then the mark of the next compaction, after another
+//! threshold's worth of epochs, from the kept graph against a store that reads every block
+//! (and the first compaction's mark, which records the graph, against that store's). Prints
+//! medians of `SPLITSTORE_BENCH_RUNS` runs (default 5).
 //!
 //! `cargo bench -p splitstore-conformance --bench compaction [-- --objects N]`
 
@@ -69,6 +72,18 @@ fn main() {
         epochs.push(e.tipset);
     }
     println!("chain: {} epochs, {} blocks", epochs.len(), total);
+    // The epochs until the next compaction is due: a compaction leaves the base at its boundary,
+    // and the next is due once the head is the threshold past it.
+    let more: Vec<_> = (0..(cfg.threshold_finalities - cfg.boundary_finalities) * cfg.finality + 1)
+        .map(|_| gen.next_epoch())
+        .collect();
+    let reading = cfg.clone();
+    let cfg = Config { kept_graph_bytes: 256 << 20, ..cfg };
+    let mark_ms = |r: &splitstore_core::CompactionReport| {
+        r.phases.iter().find(|(p, _)| *p == Phase::Mark).map(|(_, ms)| *ms).unwrap_or(0) as f64
+    };
+    let (mut first_reading, mut second_graph, mut second_reading, mut from_graph) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
 
     let mut mark_rate = Vec::new();
     let mut bytes_per_obj = Vec::new();
@@ -82,8 +97,18 @@ fn main() {
         let t = Instant::now();
         let report = block_on(store.compact(&NoProgress)).expect("compact");
         let took = t.elapsed().as_secs_f64();
-        let mark_ms = report.phases.iter().find(|(p, _)| *p == Phase::Mark).map(|(_, ms)| *ms).unwrap_or(0) as f64;
-        mark_rate.push(report.marked as f64 / (mark_ms.max(1.0) / 1000.0));
+        mark_rate.push(report.marked as f64 / (mark_ms(&report).max(1.0) / 1000.0));
+        // The same compaction on a store that keeps no graph.
+        let plain = block_on(SplitStore::open(
+            base.crash_image(usize::MAX),
+            MemKv::new(),
+            WallClock(Instant::now()),
+            reading.clone(),
+        ))
+        .expect("open");
+        drop(block_on(plain.head_change(&[], &[epochs.last().expect("epochs").clone()])).expect("head"));
+        let r = block_on(plain.compact(&NoProgress)).expect("compact");
+        first_reading.push(r.marked as f64 / (mark_ms(&r).max(1.0) / 1000.0));
         bytes_per_obj.push(report.markset_bytes_per_object);
         total_s.push(took);
 
@@ -133,9 +158,42 @@ fn main() {
             "run: compaction {:.3}s (marked {}, purged {}), raw I/O {:.3}s; phases {:?}",
             took, report.marked, report.purged, raw_s, report.phases
         );
+
+        // The next compaction of each store, after the same new epochs.
+        for s in [&store, &plain] {
+            for e in &more {
+                block_on(s.put_many(e.blocks.clone())).expect("put");
+            }
+            drop(block_on(s.head_change(&[], &[more.last().expect("epochs").tipset.clone()])).expect("head"));
+        }
+        let g = block_on(store.compact(&NoProgress)).expect("compact");
+        let r = block_on(plain.compact(&NoProgress)).expect("compact");
+        assert_eq!(g.marked, r.marked, "both stores mark the same set");
+        second_graph.push(g.marked as f64 / (mark_ms(&g).max(1.0) / 1000.0));
+        second_reading.push(r.marked as f64 / (mark_ms(&r).max(1.0) / 1000.0));
+        from_graph.push(g.graph_marked as f64 / g.marked as f64);
+        println!(
+            "next compaction, {} epochs later: mark {} ms from the kept graph ({} of {} objects from it), {} ms reading",
+            more.len(),
+            mark_ms(&g),
+            g.graph_marked,
+            g.marked,
+            mark_ms(&r)
+        );
     }
     println!("median compaction time:          {:.3} s", median(total_s));
-    println!("median mark throughput:          {:.0} objects/s (1 thread)", median(mark_rate));
+    let (m, m0) = (median(mark_rate), median(first_reading));
+    println!(
+        "median mark throughput:          {m:.0} objects/s (1 thread), recording the graph; {m0:.0} without ({:.2}x)",
+        m / m0
+    );
+    let (g, r) = (median(second_graph), median(second_reading));
+    println!(
+        "median next mark throughput:     {g:.0} objects/s from the kept graph ({:.0}% of the objects), {r:.0} reading \
+         ({:.2}x)",
+        100.0 * median(from_graph),
+        g / r
+    );
     println!("median markset bytes/object:     {:.1}", median(bytes_per_obj));
     println!("median compaction / raw KV cost: {:.2}x", median(ratio));
 }

@@ -44,7 +44,7 @@ pub async fn chunks_match_anchor<K: Kv>(kv: &K) {
 /// generator emits them (children first), header first (the messages and receipts still being
 /// fetched go to `late`, for the caller to write later), or parents first, a few blocks per
 /// call.
-fn epoch_writes(rng: &mut Rng, e: &Epoch, late: &mut Blocks) -> Vec<Blocks> {
+pub fn epoch_writes(rng: &mut Rng, e: &Epoch, late: &mut Blocks) -> Vec<Blocks> {
     match rng.below(3) {
         0 => vec![e.blocks.clone()],
         1 => {

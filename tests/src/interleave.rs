@@ -55,6 +55,8 @@ pub struct SeedStats {
     pub purged: u64,
     /// Compactions that marked the old chain from the chain index.
     pub indexed: u64,
+    /// Compactions that marked objects from the kept graph.
+    pub from_graph: u64,
 }
 
 impl SeedStats {
@@ -67,6 +69,7 @@ impl SeedStats {
         self.heads += o.heads;
         self.purged += o.purged;
         self.indexed += o.indexed;
+        self.from_graph += o.from_graph;
     }
 }
 
@@ -101,6 +104,8 @@ fn config(rng: &mut Rng) -> (Mode, Config, bool) {
     let mut cfg = small_config(mode);
     cfg.batch_size = 16 + rng.below(48);
     cfg.yield_every = 4 + rng.below(28);
+    // A seed that compacts before the interleaved compaction marks from the graph it kept.
+    cfg.kept_graph_bytes = 64 << 20;
     let sync = rng.percent(50);
     if sync {
         cfg.sync_gap_secs = Some(60);
@@ -302,6 +307,7 @@ where
         heads: rec.applied.len() as u64,
         purged: report.purged,
         indexed: u64::from(report.chain_index_keys > 0),
+        from_graph: u64::from(report.graph_marked > 0),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod executor;
 pub mod fault;
 pub mod full;
 pub mod interleave;
+pub mod kept_graph;
 pub mod kv_contract;
 pub mod liveness;
 pub mod oracle;

@@ -14,12 +14,14 @@ fn foreground_survives_every_interleaving() {
     let t = block_on(many_seeds(1, seeds));
     println!(
         "interleavings: {seeds} seeds, {} scheduling steps; during compactions {} reads found, {} writes, \
-         {} writes dropped, {} heads applied; {} blocks purged; {} compactions marked the old chain from its index",
-        t.steps, t.reads, t.writes, t.dropped, t.heads, t.purged, t.indexed
+         {} writes dropped, {} heads applied; {} blocks purged; {} compactions marked the old chain from its index, {} from the kept graph",
+        t.steps, t.reads, t.writes, t.dropped, t.heads, t.purged, t.indexed, t.from_graph
     );
     assert!(t.reads > seeds && t.writes > seeds && t.dropped > 0 && t.heads > seeds && t.purged > 0);
     // Even seeds compact once before; messages mode (a third of them) walks without the index.
     assert!(t.indexed > seeds / 5, "the chain index was used by {} compactions of {seeds}", t.indexed);
+    // Likewise the graph the first compaction kept.
+    assert!(t.from_graph > seeds / 5, "the kept graph was used by {} compactions of {seeds}", t.from_graph);
 }
 
 #[test]

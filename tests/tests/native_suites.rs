@@ -6,8 +6,8 @@
 use std::sync::Mutex;
 
 use splitstore_conformance::{
-    blockstore_contract, chain_index, crash, executor::block_on, interleave, pins, prune, realdata, reify, scenarios,
-    testdata::testdata_path, warmup,
+    blockstore_contract, chain_index, crash, executor::block_on, interleave, kept_graph, pins, prune, realdata, reify,
+    scenarios, testdata::testdata_path, warmup,
 };
 use splitstore_core::Mode;
 use splitstore_native::{FjallKv, KvOptions};
@@ -66,6 +66,19 @@ fn chain_index_matches_the_full_walk_on_disk() {
         let s = block_on(chain_index::indexed_equals_full_walk(&|| disks.make(), mode, 3, 50, 9));
         assert!(s.indexed >= 3, "{mode:?}: {s:?}");
         block_on(chain_index::reorg_below_the_anchor(&|| disks.make(), mode));
+    }
+}
+
+/// The kept graph on disk: compactions that mark from it leave the stores exactly as
+/// compactions that read every block, with late messages (seed 3) and deletions (seed 2).
+#[test]
+fn kept_graph_matches_reading_walks_on_disk() {
+    let disks = Disks::new();
+    for mode in [Mode::Discard, Mode::Universal] {
+        for seed in [2, 3] {
+            let s = block_on(kept_graph::kept_equals_reads(&|| disks.make(), mode, seed, 50, 9));
+            assert_eq!(s.from_graph + s.deletions + 1, s.compactions, "{mode:?}, seed {seed}: {s:?}");
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use crate::{
     clock::Clock,
     config::{Boundaries, HeaderRetention},
     error::Error,
+    graph::{GraphBuilder, KeptGraph},
     header,
     key::BlockKey,
     kv::{Kv, Space, WriteBatch},
@@ -17,8 +18,18 @@ use crate::{
     markset::Marks,
     meta,
     store::SplitStore,
-    walk::{OnMissing, WalkOpts},
+    walk::{GraphUse, OnMissing, WalkOpts},
 };
+
+/// A compaction's chain walk's use of the kept graph (`crate::graph`).
+struct ChainGraph {
+    /// The previous compaction's graph, marked from.
+    kept: Option<KeptGraph>,
+    /// [`crate::store::state::Shared::graph_drops`] when the walk began.
+    drops: u64,
+    /// The next graph.
+    next: GraphBuilder,
+}
 
 /// Roots of DAGs below headers (state, messages, receipts) collected before they are walked
 /// together: enough generations for wide reads, few enough to keep the list small.
@@ -117,6 +128,15 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             ChainPolicy::Compaction(b) if cold_marks.is_none() => Some(self.chain_indexer(b).await?),
             _ => None,
         };
+        // The kept graph serves the same walks as the index: a prune's state may be gone.
+        let mut graph = (index.is_some() && self.config.kept_graph_bytes > 0).then(|| {
+            let mut s = self.shared.lock();
+            ChainGraph {
+                kept: s.kept_graph.take(),
+                drops: s.graph_drops,
+                next: GraphBuilder::new(self.config.kept_graph_bytes),
+            }
+        });
         progress.report(&Progress { phase: Phase::Mark, done: 0, total: None });
         while !generation.is_empty() {
             self.yield_point().await?;
@@ -208,12 +228,22 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 self.write_chain_chunks(ix.after_generation(g)).await?;
             }
             if state_roots.len() + msg_roots.len() >= ROOTS_PER_WALK {
-                self.walk_below_headers(&mut state_roots, &mut msg_roots, state_missing, live, report).await?;
+                self.walk_below_headers(&mut state_roots, &mut msg_roots, state_missing, graph.as_mut(), live, report)
+                    .await?;
             }
             progress.report(&Progress { phase: Phase::Mark, done: headers_seen, total: None });
             generation = next;
         }
-        self.walk_below_headers(&mut state_roots, &mut msg_roots, state_missing, live, report).await?;
+        self.walk_below_headers(&mut state_roots, &mut msg_roots, state_missing, graph.as_mut(), live, report).await?;
+        if let Some(ChainGraph { kept, drops, next }) = graph {
+            drop(kept);
+            let built = next.build();
+            report.graph_objects = built.as_ref().map_or(0, |g| g.len() as u64);
+            let mut s = self.shared.lock();
+            if s.graph_drops == drops {
+                s.kept_graph = built;
+            }
+        }
         if let Some(ix) = index {
             self.finish_chain_index(ix).await?;
         }
@@ -230,17 +260,26 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         state_roots: &mut Vec<Cid>,
         msg_roots: &mut Vec<Cid>,
         state_missing: OnMissing,
+        mut graph: Option<&mut ChainGraph>,
         live: &LiveRef,
         report: &mut CompactionReport,
     ) -> Result<(), Error> {
-        let s = self.walk(state_roots, live, WalkOpts::compaction(state_missing, None)).await?;
+        fn opts(on_missing: OnMissing, graph: Option<&mut ChainGraph>) -> WalkOpts<'_> {
+            match graph {
+                Some(g) => WalkOpts::chain(on_missing, GraphUse { kept: g.kept.as_ref(), record: &mut g.next }),
+                None => WalkOpts::compaction(on_missing, None),
+            }
+        }
+        let s = self.walk(state_roots, live, opts(state_missing, graph.as_deref_mut())).await?;
         report.missing += s.missing;
         report.unreadable += s.unreadable;
+        report.graph_marked += s.graph_marked;
         // Messages may arrive after the header that names them: a missing one is left
         // unmarked, and its write protects it.
-        let s = self.walk(msg_roots, live, WalkOpts::compaction(OnMissing::Record, None)).await?;
+        let s = self.walk(msg_roots, live, opts(OnMissing::Record, graph)).await?;
         report.missing += s.missing;
         report.unreadable += s.unreadable;
+        report.graph_marked += s.graph_marked;
         state_roots.clear();
         msg_roots.clear();
         Ok(())

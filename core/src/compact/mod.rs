@@ -166,6 +166,13 @@ pub struct CompactionReport {
     /// back to genesis; see `docs/design.md`, "The chain index").
     #[serde(default)]
     pub chain_index_keys: u64,
+    /// Objects marked from the kept graph instead of by reading their blocks (see
+    /// `docs/design.md`, "The kept graph").
+    #[serde(default)]
+    pub graph_marked: u64,
+    /// Nodes of the kept graph this compaction's walk left for the next one (0: none kept).
+    #[serde(default)]
+    pub graph_objects: u64,
     /// Heap bytes of the mark set.
     pub markset_bytes: u64,
     /// `markset_bytes / marked`.

@@ -54,6 +54,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             // Exclusive: a write of the same block is never in flight meanwhile, so the block
             // and its membership of the deleted set always follow the batch that landed last.
             let _exclusive = self.txn_lock.write().await;
+            // The kept graph would mark what the deleted blocks link to as if they were still
+            // here.
+            self.shared.lock().drop_kept_graph();
             let mut batch = WriteBatch::with_capacity(keys.len() * 2);
             for k in &keys {
                 batch.delete(Space::Blocks, k.clone());

@@ -13,6 +13,7 @@ use siphasher::sip::SipHasher13;
 
 use crate::{
     compact::{CompactionReport, Progress, PruneReport, RecoveryReport, Target},
+    graph::KeptGraph,
     live::LiveRef,
     meta::{Head, PruneRecord, PurgeRecord, StoreState},
 };
@@ -97,6 +98,19 @@ pub(crate) struct Shared {
     pub warmup_epoch: Option<i64>,
     /// Roots whose cold DAGs wait to be copied into hot ([`crate::SplitStore::hot_view`]).
     pub reify: super::reify::ReifyQueue,
+    /// The links the last compaction's chain walk loaded (`crate::graph`), for the next one.
+    pub kept_graph: Option<KeptGraph>,
+    /// Times the kept graph was dropped because blocks were deleted: a walk that began before
+    /// one keeps nothing it recorded.
+    pub graph_drops: u64,
+}
+
+impl Shared {
+    /// Drops the kept graph before blocks are deleted (through the API or by a cold prune).
+    pub fn drop_kept_graph(&mut self) {
+        self.kept_graph = None;
+        self.graph_drops += 1;
+    }
 }
 
 pub(crate) type SharedRef = Arc<Mutex<Shared>>;

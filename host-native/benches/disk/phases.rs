@@ -296,15 +296,29 @@ pub struct MarkRun {
     pub raw_mark_batch: (f64, f64),
     /// The same in batches large enough to be split over the read threads.
     pub raw_large_batch: (f64, f64),
+    /// With the kept graph on: the mark of a second compaction from the same head, once the
+    /// first has finished, every object from the graph the first kept. Wall and thread CPU
+    /// seconds, and objects marked from the graph.
+    pub from_graph: Option<((f64, f64), u64)>,
 }
 
 /// On a fresh copy read with `threads` threads (its memtable written out first with
 /// `flush_memtable`): a full read of the hot store, then the live blocks twice in raw
 /// `get_many` calls (timed), then a compaction, stopped (by closing the store) as soon as its
 /// mark is done; the mark is timed from the progress events.
-pub fn mark_run(fx: &Fixture, live: &LiveSet, threads: usize, flush_memtable: bool) -> BenchResult<MarkRun> {
+pub fn mark_run(
+    fx: &Fixture,
+    live: &LiveSet,
+    threads: usize,
+    flush_memtable: bool,
+    kept_graph: bool,
+) -> BenchResult<MarkRun> {
     let dir = fx.copy("mark")?;
-    let store = Arc::new(open_store(&dir, engine_config(Mode::Discard, false)?, threads)?);
+    let mut config = engine_config(Mode::Discard, false)?;
+    if kept_graph {
+        config.kept_graph_bytes = 256 << 20;
+    }
+    let store = Arc::new(open_store(&dir, config, threads)?);
     let hot = store.hot();
     if flush_memtable {
         block_on(hot.reclaim())?;
@@ -327,25 +341,41 @@ pub fn mark_run(fx: &Fixture, live: &LiveSet, threads: usize, flush_memtable: bo
     let raw_mark_batch = timed(read_batch)?;
     let raw_large_batch = timed(PAGE)?;
 
-    let clock = Arc::new(PhaseClock::default());
-    let compaction = {
-        let (store, clock) = (store.clone(), clock.clone());
-        std::thread::spawn(move || block_on(store.compact(&*clock)))
-    };
-    let mark = loop {
-        match (clock.start(Phase::Mark), clock.start(Phase::Collect)) {
-            (Some(a), Some(b)) => break ((b.at - a.at).as_secs_f64(), b.thread_cpu - a.thread_cpu),
-            _ if compaction.is_finished() => return Err("the compaction ended before its mark was timed".into()),
-            _ => std::thread::sleep(Duration::from_millis(1)),
+    // A compaction on its own thread; its mark's wall and thread CPU time, and its report if
+    // it was let `finish` (else the store is closed: it stops at its next yield, before any
+    // purge, and the copy is thrown away).
+    let timed_compaction = |finish: bool| -> BenchResult<((f64, f64), Option<CompactionReport>)> {
+        let clock = Arc::new(PhaseClock::default());
+        let compaction = {
+            let (store, clock) = (store.clone(), clock.clone());
+            std::thread::spawn(move || block_on(store.compact(&*clock)))
+        };
+        let mark = loop {
+            match (clock.start(Phase::Mark), clock.start(Phase::Collect)) {
+                (Some(a), Some(b)) => break ((b.at - a.at).as_secs_f64(), b.thread_cpu - a.thread_cpu),
+                _ if compaction.is_finished() => return Err("the compaction ended before its mark was timed".into()),
+                _ => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        if !finish {
+            block_on(store.close())?;
+        }
+        match compaction.join().map_err(|_| "the compaction thread panicked")? {
+            Ok(r) => Ok((mark, Some(r))),
+            Err(splitstore_core::Error::Closed) if !finish => Ok((mark, None)),
+            Err(e) => Err(e.into()),
         }
     };
-    // The compaction stops at its next yield, before any purge; the copy is thrown away.
-    block_on(store.close())?;
-    match compaction.join().map_err(|_| "the compaction thread panicked")? {
-        Ok(_) | Err(splitstore_core::Error::Closed) => {}
-        Err(e) => return Err(e.into()),
-    }
+    let (mark, _) = timed_compaction(kept_graph)?;
+    let from_graph = match kept_graph {
+        true => {
+            let (m, r) = timed_compaction(true)?;
+            block_on(store.close())?;
+            Some((m, r.map_or(0, |r| r.graph_marked)))
+        }
+        false => None,
+    };
     drop(store);
     fx.remove(&dir)?;
-    Ok(MarkRun { mark, read_batch, raw_mark_batch, raw_large_batch })
+    Ok(MarkRun { mark, read_batch, raw_mark_batch, raw_large_batch, from_graph })
 }
