@@ -115,7 +115,7 @@ pub struct Config {
     pub reify_queue: usize,
     /// The most bytes of memory the kept graph may hold: the links of the objects a
     /// compaction's chain walk loaded, kept until the next compaction so that it marks them
-    /// without reading their blocks (about 45 bytes per object; `docs/design.md`, "The kept
+    /// without reading their blocks (about 60 bytes per object; `docs/design.md`, "The kept
     /// graph", has what it gains and costs). A walk whose graph would be larger keeps none.
     /// `0` (the default) turns it off.
     pub kept_graph_bytes: usize,

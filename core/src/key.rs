@@ -70,9 +70,19 @@ impl KeyBuf {
     /// The key of `cid`'s block.
     pub fn of(cid: &Cid) -> Self {
         let mh = cid.hash();
+        Self::of_multihash(mh.code(), mh.digest())
+    }
+
+    /// The key of a block whose BLAKE2b-256 digest is `digest`.
+    pub fn of_blake2b_256(digest: &[u8; 32]) -> Self {
+        Self::of_multihash(BLAKE2B_256, digest)
+    }
+
+    /// The key of a block whose multihash is `code` and `digest` (at most 64 bytes).
+    fn of_multihash(code: u64, digest: &[u8]) -> Self {
         let mut k = KeyBuf { len: 0, bytes: [0; KEY_MAX] };
         let mut at = 0;
-        let mut code = mh.code();
+        let mut code = code;
         loop {
             let low = (code & 0x7f) as u8;
             code >>= 7;
@@ -85,7 +95,6 @@ impl KeyBuf {
             at += 1;
         }
         // `Multihash<64>` holds at most 64 digest bytes: the size is one varint byte.
-        let digest = mh.digest();
         k.bytes[at] = digest.len() as u8;
         at += 1;
         k.bytes[at..at + digest.len()].copy_from_slice(digest);
@@ -179,6 +188,9 @@ mod tests {
             // The multihash crate's own encoding is the reference.
             assert_eq!(KeyBuf::of(cid).as_bytes(), cid.hash().to_bytes(), "{cid}");
             assert_eq!(BlockKey::of(cid).as_bytes(), cid.hash().to_bytes(), "{cid}");
+            if let (BLAKE2B_256, Ok(d)) = (cid.hash().code(), <&[u8; 32]>::try_from(cid.hash().digest())) {
+                assert_eq!(KeyBuf::of_blake2b_256(d).as_bytes(), cid.hash().to_bytes(), "{cid}");
+            }
         }
     }
 }

@@ -100,6 +100,11 @@ impl Live {
         !self.purging.is_empty() && self.purging.contains(KeyBuf::of(cid).as_bytes())
     }
 
+    /// True when the purge's write in flight deletes the block of `key`.
+    pub fn purging_key(&self, key: &KeyBuf) -> bool {
+        !self.purging.is_empty() && self.purging.contains(key.as_bytes())
+    }
+
     /// Records that the dead-list deletions of `keys` have landed.
     pub fn settle<'a>(&mut self, keys: impl IntoIterator<Item = &'a BlockKey>) {
         for k in keys {

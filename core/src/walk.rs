@@ -6,7 +6,9 @@
 //! or the critical-section write's walk) finds it unmarked and walks its whole DAG. Hence,
 //! outside the walk in progress, a marked DAG-CBOR object has had its DAG walked: every child
 //! present at that time is marked too. Leaves (other codecs) have nothing below them and are
-//! marked without being loaded.
+//! marked without being loaded. The one exception is a compaction's chain walk with the kept
+//! graph (`crate::graph`): it marks an object the previous walk loaded from the links that walk
+//! recorded, and with it the whole DAG they name, so the rule above holds of what it marks.
 //!
 //! A walk never descends below an object that was already marked, except, in the critical
 //! section, below an unsettled one, and never marks nor descends into a block the purge's
@@ -171,24 +173,29 @@ impl<'a> Walk<'a> {
     /// below it: it was not marked, or (critical walk) it is unsettled and not walked through
     /// yet.
     fn claim(&mut self, live: &mut Live, cid: &Cid) -> bool {
+        self.claim_key(live, &KeyBuf::of(cid), Some(cid))
+    }
+
+    /// [`Walk::claim`] by key; `cid` names it, and must be given in a critical walk.
+    fn claim_key(&mut self, live: &mut Live, key: &KeyBuf, cid: Option<&Cid>) -> bool {
         // A block the purge's write in flight deletes is as good as gone (see `crate::live`).
-        if live.purging_cid(cid) {
+        if live.purging_key(key) {
             return false;
         }
-        let key = KeyBuf::of(cid);
         if live.marks.mark(key.as_bytes()) {
             self.stats.marked += 1;
             if self.opts.critical {
+                let cid = cid.expect("a critical walk claims by CID");
                 live.unsettled.insert(key.as_bytes().to_vec(), *cid);
                 self.through.insert(key.as_bytes().to_vec());
             }
-            self.report(&key);
+            self.report(key);
             true
         } else if self.opts.critical
             && live.unsettled.contains_key(key.as_bytes())
             && self.through.insert(key.as_bytes().to_vec())
         {
-            self.report(&key);
+            self.report(key);
             true
         } else {
             false
@@ -232,7 +239,7 @@ impl<'a> Walk<'a> {
     /// that loaded each would: a node marked already is not gone below; a link is taken in
     /// as the link of a loaded block is. Returns the nodes taken off the queue.
     fn mark_known(&mut self, live: &Mutex<Live>, n: usize) -> usize {
-        let Some(kept) = self.opts.graph.as_ref().and_then(|g| g.kept) else {
+        let Some(GraphUse { kept: Some(kept), .. }) = self.opts.graph else {
             self.known.clear();
             return 0;
         };
@@ -241,16 +248,23 @@ impl<'a> Walk<'a> {
         while done < n {
             let Some(i) = self.known.pop() else { break };
             done += 1;
-            if !self.claim(&mut l, &kept.cid(i)) {
+            // Marked from the graph already (by this walk or an earlier one of the chain's).
+            if self.opts.graph.as_ref().is_some_and(|g| g.record.is_reused(i)) {
+                continue;
+            }
+            if !self.claim_key(&mut l, &kept.key(i), None) {
                 continue;
             }
             self.stats.graph_marked += 1;
             if let Some(g) = self.opts.graph.as_mut() {
-                g.record.record_known(kept, i);
+                g.record.reuse(i);
             }
             for link in kept.links(i) {
                 match link {
                     Link::Known(j) => self.known.push(j),
+                    Link::Leaf(j) => {
+                        self.claim_key(&mut l, &kept.key(j), None);
+                    }
                     Link::Cid(c) => {
                         if self.needs_loading(&mut l, &c) {
                             self.stack.push(c);

@@ -80,7 +80,7 @@ pub struct RepoConfig {
     pub reify_queue: usize,
     /// The most memory, MiB, the kept graph may hold between compactions: the links of the
     /// blocks a compaction's walk loaded, so that the next one marks them without reading
-    /// them (about 45 bytes per object; 0, the default: off).
+    /// them (about 60 bytes per object; 0, the default: off).
     pub kept_graph_mb: usize,
     /// Where the cold store is: empty for `DIR/cold` (fjall), or `s3://BUCKET/PREFIX?endpoint=URL`
     /// for an S3 service (the `s3` feature; credentials from `AWS_ACCESS_KEY_ID` and

@@ -113,7 +113,7 @@ export interface SplitStoreConfig {
   /**
    * The most bytes of memory the kept graph may hold between compactions: the links of the
    * blocks a compaction loaded, so that the next one marks them without reading them (about
-   * 45 bytes per object; default 0, off).
+   * 60 bytes per object; default 0, off).
    */
   keptGraphBytes?: number;
   /**

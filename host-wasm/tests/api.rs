@@ -99,6 +99,7 @@ async fn put_get_has_and_argument_errors() {
         (object(&[("compactAtShare", 0.into())]), "compactAtShare"),
         (object(&[("storageLimit", (-1).into())]), "storageLimit"),
         (object(&[("storageLimit", 0.into())]), "storageLimit"),
+        (object(&[("keptGraphBytes", (-1).into())]), "keptGraphBytes"),
     ] {
         let err = call(JsSplitStore::open(unique("api-cfg"), Some(bad.into()), None)).await.expect_err(what);
         assert_eq!(code(&err), "InvalidArgument");
@@ -399,6 +400,24 @@ async fn prune_drops_old_state_from_cold_and_checks_its_options() {
     call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
     let e = call(store.prune(object(&[("retention", 0.into())]).into())).await.expect_err("discard");
     assert_eq!(code(&e), "PruneInDiscardMode");
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn with_the_kept_graph_the_next_compaction_marks_the_same_without_reading() {
+    let name = unique("api-graph");
+    let config = small_config("discard");
+    Reflect::set(&config, &"keptGraphBytes".into(), &(8 << 20).into()).unwrap();
+    let store = open(&name, config).await.expect("open");
+    call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
+    let first = call(store.compact(None)).await.expect("compact");
+    assert!(num(&first, "graphObjects") > 0.0 && num(&first, "graphBytes") > 0.0, "{first:?}");
+    assert_eq!(num(&first, "graphMarked"), 0.0, "no graph before the first compaction");
+    let second = call(store.compact(None)).await.expect("compact");
+    assert!(num(&second, "graphMarked") > 0.0, "{second:?}");
+    assert_eq!(num(&second, "marked"), num(&first, "marked"));
+    assert_eq!(num(&call(store.check()).await.unwrap(), "missing"), 0.0);
     call(store.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
 }

@@ -173,12 +173,15 @@ fn main() {
         second_reading.push(r.marked as f64 / (mark_ms(&r).max(1.0) / 1000.0));
         from_graph.push(g.graph_marked as f64 / g.marked as f64);
         println!(
-            "next compaction, {} epochs later: mark {} ms from the kept graph ({} of {} objects from it), {} ms reading",
+            "next compaction, {} epochs later: mark {} ms from the kept graph ({} of {} objects from it), {} ms \
+             reading; graph kept: {} nodes, {:.1} bytes per object marked",
             more.len(),
             mark_ms(&g),
             g.graph_marked,
             g.marked,
-            mark_ms(&r)
+            mark_ms(&r),
+            g.graph_objects,
+            g.graph_bytes as f64 / g.marked as f64
         );
     }
     println!("median compaction time:          {:.3} s", median(total_s));

@@ -131,11 +131,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         // The kept graph serves the same walks as the index: a prune's state may be gone.
         let mut graph = (index.is_some() && self.config.kept_graph_bytes > 0).then(|| {
             let mut s = self.shared.lock();
-            ChainGraph {
-                kept: s.kept_graph.take(),
-                drops: s.graph_drops,
-                next: GraphBuilder::new(self.config.kept_graph_bytes),
-            }
+            let kept = s.kept_graph.take();
+            let next = GraphBuilder::new(self.config.kept_graph_bytes, kept.as_ref());
+            ChainGraph { kept, drops: s.graph_drops, next }
         });
         progress.report(&Progress { phase: Phase::Mark, done: 0, total: None });
         while !generation.is_empty() {
@@ -236,9 +234,10 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
         self.walk_below_headers(&mut state_roots, &mut msg_roots, state_missing, graph.as_mut(), live, report).await?;
         if let Some(ChainGraph { kept, drops, next }) = graph {
+            let built = next.build(kept.as_ref());
             drop(kept);
-            let built = next.build();
             report.graph_objects = built.as_ref().map_or(0, |g| g.len() as u64);
+            report.graph_bytes = built.as_ref().map_or(0, |g| g.bytes() as u64);
             let mut s = self.shared.lock();
             if s.graph_drops == drops {
                 s.kept_graph = built;

@@ -173,6 +173,9 @@ pub struct CompactionReport {
     /// Nodes of the kept graph this compaction's walk left for the next one (0: none kept).
     #[serde(default)]
     pub graph_objects: u64,
+    /// Heap bytes of that graph.
+    #[serde(default)]
+    pub graph_bytes: u64,
     /// Heap bytes of the mark set.
     pub markset_bytes: u64,
     /// `markset_bytes / marked`.
