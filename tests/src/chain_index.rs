@@ -44,7 +44,7 @@ pub async fn chunks_match_anchor<K: Kv>(kv: &K) {
 /// generator emits them (children first), header first (the messages and receipts still being
 /// fetched go to `late`, for the caller to write later), or parents first, a few blocks per
 /// call.
-pub fn epoch_writes(rng: &mut Rng, e: &Epoch, late: &mut Blocks) -> Vec<Blocks> {
+fn epoch_writes(rng: &mut Rng, e: &Epoch, late: &mut Blocks) -> Vec<Blocks> {
     match rng.below(3) {
         0 => vec![e.blocks.clone()],
         1 => {
@@ -92,6 +92,56 @@ async fn compact_checked<K: Kv>(store: &Store<K>, at: &str) -> CompactionReport 
     r
 }
 
+/// Feeds the small chain of `seed` to both stores of `pair` as a node syncs it, for `epochs`
+/// epochs: each epoch's blocks in an order the seed's generator picks ([`epoch_writes`]), then
+/// its head change (a compaction the head decides is dropped unrun). Messages and receipts
+/// fetched after their headers land after the next head change; with odd seeds, those of the
+/// epochs since the last compaction land only after the next one (its walk meets them
+/// absent), otherwise before it. Every `every` epochs `compact(rng, epoch, complete)` runs
+/// the compactions (`complete`: no block is still being fetched); what is still being
+/// fetched lands after it.
+pub async fn sync_pair<K: Kv>(
+    pair: [&Store<K>; 2],
+    seed: u64,
+    epochs: usize,
+    every: usize,
+    mut compact: impl AsyncFnMut(&mut Rng, usize, bool),
+) {
+    let mut chain = small_chain(seed);
+    let mut rng = Rng::new(seed);
+    let mut late = Blocks::new();
+    let hold_across = seed % 2 == 1;
+    let put_both = |blocks: Blocks| async move {
+        for s in pair {
+            s.put_many(blocks.clone()).await.expect("put");
+        }
+    };
+    for i in 1..=epochs {
+        let e = chain.next_epoch();
+        let mut fetched_late = Blocks::new();
+        for blocks in epoch_writes(&mut rng, &e, &mut fetched_late) {
+            put_both(blocks).await;
+        }
+        for s in pair {
+            // Compactions are run by `compact`; one a head decides is dropped unrun.
+            drop(s.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head"));
+        }
+        if hold_across {
+            late.extend(fetched_late);
+        } else {
+            put_both(std::mem::take(&mut late)).await;
+            late = fetched_late;
+        }
+        if i % every == 0 {
+            if !hold_across {
+                put_both(std::mem::take(&mut late)).await;
+            }
+            compact(&mut rng, i, late.is_empty()).await;
+            put_both(std::mem::take(&mut late)).await;
+        }
+    }
+}
+
 /// What [`indexed_equals_full_walk`] saw.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IndexStats {
@@ -101,12 +151,10 @@ pub struct IndexStats {
     pub indexed: u64,
 }
 
-/// Grows one chain into two pairs of stores, in orders a node produces, and compacts both
-/// every `every` epochs: one pair keeps its chain index, the other loses it before each
-/// compaction. They must end every compaction with the same blocks. Messages and receipts
-/// fetched after their headers land after the next head change; with odd seeds, those of the
-/// epochs since the last compaction land only after the next one (its walk meets them
-/// absent), otherwise before it, and the first pair is checked against the oracle too.
+/// Grows one chain into two stores ([`sync_pair`]) and compacts both every `every` epochs: one
+/// keeps its chain index, the other loses it before each compaction. They must end every
+/// compaction with the same blocks; the first is checked against the oracle too when no block
+/// is still being fetched.
 pub async fn indexed_equals_full_walk<K: Kv>(
     make: &dyn Fn() -> K,
     mode: Mode,
@@ -119,51 +167,20 @@ pub async fn indexed_equals_full_walk<K: Kv>(
         SplitStore::open(make(), make(), clock, small_config(mode)).await.expect("open")
     };
     let (indexed, full) = (open().await, open().await);
-    let mut chain = small_chain(seed);
-    let mut rng = Rng::new(seed);
-    let mut late = Blocks::new();
     let mut stats = IndexStats::default();
-    let hold_across = seed % 2 == 1;
-    let pair = [&indexed, &full];
-    let put_both = |blocks: Blocks| async move {
-        for s in pair {
-            s.put_many(blocks.clone()).await.expect("put");
-        }
-    };
-    for i in 1..=epochs {
-        let e = chain.next_epoch();
-        let mut fetched_late = Blocks::new();
-        for blocks in epoch_writes(&mut rng, &e, &mut fetched_late) {
-            put_both(blocks).await;
-        }
-        for s in [&indexed, &full] {
-            // Compactions are run by hand below; one a head decides is dropped unrun.
-            drop(s.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head"));
-        }
-        if hold_across {
-            late.extend(fetched_late);
+    sync_pair([&indexed, &full], seed, epochs, every, async |_: &mut Rng, i: usize, complete: bool| {
+        let at = format!("{mode:?}, seed {seed}, epoch {i}");
+        let had_anchor = anchor(indexed.hot()).await.is_some();
+        let r = compact_both(&indexed, &full, complete, &at).await;
+        stats.compactions += 1;
+        stats.indexed += u64::from(r.chain_index_keys > 0);
+        if mode == Mode::Messages {
+            assert_eq!(r.chain_index_keys, 0, "{at}: messages mode walks every header");
         } else {
-            put_both(std::mem::take(&mut late)).await;
-            late = fetched_late;
+            assert_eq!(r.chain_index_keys > 0, had_anchor, "{at}: an anchor recorded was not used");
         }
-        if i % every == 0 {
-            let at = format!("{mode:?}, seed {seed}, epoch {i}");
-            if !hold_across {
-                put_both(std::mem::take(&mut late)).await;
-            }
-            let had_anchor = anchor(indexed.hot()).await.is_some();
-            let r = compact_both(&indexed, &full, late.is_empty(), &at).await;
-            stats.compactions += 1;
-            stats.indexed += u64::from(r.chain_index_keys > 0);
-            if mode == Mode::Messages {
-                assert_eq!(r.chain_index_keys, 0, "{at}: messages mode walks every header");
-            } else {
-                assert_eq!(r.chain_index_keys > 0, had_anchor, "{at}: an anchor recorded was not used");
-            }
-            // Messages and receipts still being fetched land after the compaction.
-            put_both(std::mem::take(&mut late)).await;
-        }
-    }
+    })
+    .await;
     stats
 }
 

@@ -12,11 +12,10 @@ use splitstore_core::{
 };
 
 use crate::{
-    chain::{keys, small_chain, small_config, universe_of},
-    chain_index::epoch_writes,
+    chain::{keys, small_config, universe_of},
+    chain_index::sync_pair,
     executor::Rng,
     scenarios::verify_compaction,
-    workload::Blocks,
 };
 
 type Store<K> = SplitStore<K, ManualClock>;
@@ -106,60 +105,27 @@ pub async fn kept_equals_reads<K: Kv>(
         |config: Config| async { SplitStore::open(make(), make(), ManualClock::new(0), config).await.expect("open") };
     let kept = open(Config { kept_graph_bytes: 64 << 20, ..config.clone() }).await;
     let read = open(Config { kept_graph_bytes: 0, ..config }).await;
-    let mut chain = small_chain(seed);
-    let mut rng = Rng::new(seed);
-    let mut late = Blocks::new();
     let mut stats = GraphStats::default();
-    let hold_across = seed % 2 == 1;
     let mut deleted_any = false;
-    let put_both = |blocks: Blocks| {
-        let (kept, read) = (&kept, &read);
-        async move {
-            for s in [kept, read] {
-                s.put_many(blocks.clone()).await.expect("put");
-            }
-        }
-    };
-    for i in 1..=epochs {
-        let e = chain.next_epoch();
-        let mut fetched_late = Blocks::new();
-        for blocks in epoch_writes(&mut rng, &e, &mut fetched_late) {
-            put_both(blocks).await;
-        }
-        for s in [&kept, &read] {
-            // Compactions are run by hand below; one a head decides is dropped unrun.
-            drop(s.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head"));
-        }
-        if hold_across {
-            late.extend(fetched_late);
+    sync_pair([&kept, &read], seed, epochs, every, async |rng: &mut Rng, i: usize, complete: bool| {
+        let at = format!("{mode:?}, seed {seed}, epoch {i}");
+        let deleted =
+            deleting && stats.compactions > 0 && rng.percent(50) && delete_some(rng, [&kept, &read]).await > 0;
+        deleted_any |= deleted;
+        stats.deletions += u64::from(deleted);
+        let had_graph = stats.compactions > 0 && !deleted && mode != Mode::Messages;
+        let r = compact_both(&kept, &read, complete && !deleted_any, &at).await;
+        stats.compactions += 1;
+        stats.from_graph += u64::from(r.graph_marked > 0);
+        if mode == Mode::Messages {
+            assert_eq!((r.graph_marked, r.graph_objects), (0, 0), "{at}: messages mode keeps no graph");
         } else {
-            put_both(std::mem::take(&mut late)).await;
-            late = fetched_late;
-        }
-        if i % every == 0 {
-            let at = format!("{mode:?}, seed {seed}, epoch {i}");
-            if !hold_across {
-                put_both(std::mem::take(&mut late)).await;
+            assert!(r.graph_objects > 0, "{at}: no graph kept");
+            if !had_graph {
+                assert_eq!(r.graph_marked, 0, "{at}: marked from a graph that a deletion dropped");
             }
-            let deleted =
-                deleting && stats.compactions > 0 && rng.percent(50) && delete_some(&mut rng, [&kept, &read]).await > 0;
-            deleted_any |= deleted;
-            stats.deletions += u64::from(deleted);
-            let had_graph = stats.compactions > 0 && !deleted && mode != Mode::Messages;
-            let r = compact_both(&kept, &read, late.is_empty() && !deleted_any, &at).await;
-            stats.compactions += 1;
-            stats.from_graph += u64::from(r.graph_marked > 0);
-            if mode == Mode::Messages {
-                assert_eq!((r.graph_marked, r.graph_objects), (0, 0), "{at}: messages mode keeps no graph");
-            } else {
-                assert!(r.graph_objects > 0, "{at}: no graph kept");
-                if !had_graph {
-                    assert_eq!(r.graph_marked, 0, "{at}: marked from a graph that a deletion dropped");
-                }
-            }
-            // Messages and receipts still being fetched land after the compaction.
-            put_both(std::mem::take(&mut late)).await;
         }
-    }
+    })
+    .await;
     stats
 }
