@@ -116,8 +116,9 @@ pub struct Config {
     /// The most bytes of memory the kept graph may hold: the links of the objects a
     /// compaction's chain walk loaded, kept until the next compaction so that it marks them
     /// without reading their blocks (about 60 bytes per object; `docs/design.md`, "The kept
-    /// graph", has what it gains and costs). A walk whose graph would be larger keeps none.
-    /// `0` (the default) turns it off.
+    /// graph", has what it gains and costs). The DAG-CBOR blocks written between two
+    /// compactions are recorded with their links too, and the next walk marks them the same
+    /// way. A walk whose graph would be larger keeps none. `0` (the default) turns it off.
     pub kept_graph_bytes: usize,
 }
 
@@ -257,6 +258,12 @@ pub struct HeadAge {
 }
 
 impl Config {
+    /// Whether compactions keep a graph (`crate::graph`): they do where the chain index serves
+    /// their walks too, outside messages mode.
+    pub(crate) fn keeps_graph(&self) -> bool {
+        self.kept_graph_bytes > 0 && self.mode != Mode::Messages
+    }
+
     /// The waits before each walk of missing references (the reference's
     /// `waitForMissingRefs`: 0, 1 and 2 minutes), in milliseconds.
     pub fn missing_retry_waits(&self) -> impl Iterator<Item = u64> + '_ {

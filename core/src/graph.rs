@@ -18,9 +18,14 @@
 //! The next graph is built from what the walk loaded and from the nodes of this one it marked
 //! (*reused*): those keep their place in sorted order, so a build sorts only what was loaded.
 
+mod chunked;
+
 use alloc::vec::Vec;
+use core::future::Future;
 
 use cid::Cid;
+
+use self::chunked::Chunked;
 
 use crate::key::{is_unitary, may_have_links, KeyBuf, BLAKE2B_256, DAG_CBOR};
 
@@ -34,8 +39,6 @@ const INDEX: u32 = LEAF - 1;
 /// Bytes a node costs at most in a built graph: its digest, its entry in the link offsets, the
 /// radix table's share, its bit, and one link.
 const NODE_BYTES: usize = 32 + 4 + 4 + 1 + 4;
-/// Bytes a recorded loaded object or link costs the builder.
-const RECORD_BYTES: usize = 36;
 /// Occurrences of digests in a build: this flag marks a node of the graph built from.
 const BASE: u32 = 1 << 31;
 
@@ -161,6 +164,34 @@ impl KeptGraph {
     }
 }
 
+/// The links of DAG-CBOR blocks about to be written, read before their bytes go into the write
+/// and recorded ([`WrittenLinks::record_into`]) once it returned. A malformed block is
+/// recorded with the links readable before the damage, as a walk that loads it records it.
+#[derive(Debug, Default)]
+pub(crate) struct WrittenLinks {
+    /// Each object, with the start of its links in `links`.
+    objects: Vec<(Cid, u32)>,
+    links: Vec<Cid>,
+}
+
+impl WrittenLinks {
+    pub fn of(blocks: &[(Cid, Vec<u8>)]) -> Self {
+        let mut w = WrittenLinks::default();
+        for (cid, bytes) in blocks.iter().filter(|(c, _)| c.codec() == DAG_CBOR && digest_of(c).is_some()) {
+            w.objects.push((*cid, w.links.len() as u32));
+            let _ = crate::links::for_each_link(bytes, |l| w.links.push(l));
+        }
+        w
+    }
+
+    pub fn record_into(&self, builder: &mut GraphBuilder) {
+        for (i, (cid, start)) in self.objects.iter().enumerate() {
+            let end = self.objects.get(i + 1).map_or(self.links.len(), |o| o.1 as usize);
+            builder.record(cid, &self.links[*start as usize..end]);
+        }
+    }
+}
+
 /// A recorded link: a BLAKE2b-256 digest with [`LEAF`], or [`EXTERNAL`] and an index.
 #[derive(Clone, Copy)]
 struct Child {
@@ -169,14 +200,15 @@ struct Child {
 }
 
 /// Records what a walk loaded and which nodes of the graph it marked, and builds the next
-/// [`KeptGraph`] from them.
+/// [`KeptGraph`] from them. Also records the blocks the store writes between two walks
+/// (`SplitStore::written`), which the next walk's graph then holds.
 pub(crate) struct GraphBuilder {
     /// Most bytes the builder, then the built graph, may hold; past it nothing is kept.
     limit: usize,
     over: bool,
     /// Loaded objects, each with the start of its links in `children`.
-    parents: Vec<([u8; 32], u32)>,
-    children: Vec<Child>,
+    parents: Chunked<([u8; 32], u32)>,
+    children: Chunked<Child>,
     external: Vec<Cid>,
     /// One bit per node of the graph walked from: marked from it.
     reused: Vec<u64>,
@@ -190,22 +222,52 @@ impl GraphBuilder {
         GraphBuilder {
             limit,
             over: limit == 0,
-            parents: Vec::new(),
-            children: Vec::new(),
+            parents: Chunked::default(),
+            children: Chunked::default(),
             external: Vec::new(),
             reused: alloc::vec![0; base.map_or(0, |b| b.len().div_ceil(64))],
             reused_count: 0,
         }
     }
 
+    /// Objects recorded.
+    pub fn recorded(&self) -> usize {
+        self.parents.len()
+    }
+
+    /// Empties this builder (its limit stays).
+    pub fn clear(&mut self) {
+        *self = GraphBuilder::new(self.limit, None);
+    }
+
+    /// What this builder recorded, leaving it empty.
+    pub fn take(&mut self) -> GraphBuilder {
+        core::mem::replace(self, GraphBuilder::new(self.limit, None))
+    }
+
+    /// This builder (made with no graph), to be built on `base` whole: every loaded node of
+    /// `base` goes into the graph with its links, beside what was recorded.
+    pub fn keeping_all(mut self, base: &KeptGraph) -> Self {
+        self.reused = base.loaded.clone();
+        self.reused_count = base.loaded.iter().map(|w| w.count_ones() as usize).sum();
+        self.check();
+        self
+    }
+
+    /// Heap bytes the records hold. Past the limit by at most a chunk of each kind (a push
+    /// that starts a chunk allocates it whole), and only until the next record finds it over.
+    fn held(&self) -> usize {
+        self.parents.bytes() + self.children.bytes() + self.external.capacity() * core::mem::size_of::<Cid>()
+    }
+
     fn check(&mut self) -> bool {
         if !self.over {
             let records = self.parents.len() + self.children.len();
-            let held = records * RECORD_BYTES + self.external.len() * core::mem::size_of::<Cid>();
+            let held = self.held();
             let built = (records + 2 * self.reused_count) * NODE_BYTES;
             if held.max(built) > self.limit {
                 self.over = true;
-                (self.parents, self.children, self.external) = (Vec::new(), Vec::new(), Vec::new());
+                (self.parents, self.children, self.external) = Default::default();
             }
         }
         !self.over
@@ -246,17 +308,24 @@ impl GraphBuilder {
     }
 
     /// The graph of everything recorded and reused from `base` (the graph walked from), or
-    /// `None` when it would exceed the limit (or holds nothing).
+    /// `None` when it would exceed the limit (or holds nothing). Awaits `pause()` after about
+    /// every `every` elements of work, so that no stretch between two pauses grows with the
+    /// graph (the browser's one thread must not be held for a long task).
     ///
     /// Every digest is an *occurrence*: each loaded object's, each link's, and each node of
     /// `base` that stays (a reused node, or one a reused node links to). Sorted as (leading
     /// eight bytes, occurrence) pairs, whole digests compared only when those bytes tie, they
     /// number the nodes and tell each occurrence its node at once. `base`'s nodes are in
     /// order already: only the recorded occurrences are sorted, then merged with them.
-    pub fn build(self, base: Option<&KeptGraph>) -> Option<KeptGraph> {
+    pub async fn build<P, F>(self, base: Option<&KeptGraph>, every: usize, pause: P) -> Option<KeptGraph>
+    where
+        P: FnMut() -> F,
+        F: Future<Output = ()>,
+    {
         if self.over || (self.parents.is_empty() && self.reused_count == 0) {
             return None;
         }
+        let mut pace = Pace { every: every.max(1), done: 0, pause };
         let GraphBuilder { limit, parents, children, external, reused, .. } = self;
         let empty = KeptGraph::default();
         let base = base.filter(|_| !reused.is_empty()).unwrap_or(&empty);
@@ -266,12 +335,15 @@ impl GraphBuilder {
         }
         // Nodes of `base` that stay: the reused ones and what they link to.
         let mut stays = reused.clone();
-        for i in (0..base.len()).filter(|&i| get(&reused, i)) {
-            for &e in base.edges_of(i as u32) {
-                if e & EXTERNAL == 0 {
-                    set(&mut stays, (e & INDEX) as usize);
+        for i in 0..base.len() {
+            if get(&reused, i) {
+                for &e in base.edges_of(i as u32) {
+                    if e & EXTERNAL == 0 {
+                        set(&mut stays, (e & INDEX) as usize);
+                    }
                 }
             }
+            pace.step(1).await;
         }
         let digest = |occ: u32| -> &[u8; 32] {
             let o = occ as usize;
@@ -284,26 +356,35 @@ impl GraphBuilder {
             }
         };
         let mut fresh: Vec<(u64, u32)> = Vec::with_capacity(np + nc);
-        fresh.extend(parents.iter().enumerate().map(|(i, (d, _))| (lead(d), i as u32)));
-        fresh.extend(
-            children
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.flags & EXTERNAL == 0)
-                .map(|(i, c)| (lead(&c.digest), (np + i) as u32)),
-        );
-        fresh.sort_unstable();
-        let staying = (0..base.len()).filter(|&i| get(&stays, i)).map(|i| (lead(&base.digests[i]), BASE | i as u32));
+        for (i, (d, _)) in parents.iter().enumerate() {
+            fresh.push((lead(d), i as u32));
+            pace.step(1).await;
+        }
+        for (i, c) in children.iter().enumerate() {
+            if c.flags & EXTERNAL == 0 {
+                fresh.push((lead(&c.digest), (np + i) as u32));
+            }
+            pace.step(1).await;
+        }
+        let fresh = sort_paced(fresh, &mut pace).await;
         let mut occs: Vec<(u64, u32)> = Vec::with_capacity(fresh.len() + base.len());
         {
-            let mut staying = staying.peekable();
+            let mut staying = (0..base.len())
+                .filter(|&i| get(&stays, i))
+                .map(|i| (lead(&base.digests[i]), BASE | i as u32))
+                .peekable();
             for f in fresh {
                 while let Some(s) = staying.next_if(|s| s.0 <= f.0) {
                     occs.push(s);
+                    pace.step(1).await;
                 }
                 occs.push(f);
+                pace.step(1).await;
             }
-            occs.extend(staying);
+            for s in staying {
+                occs.push(s);
+                pace.step(1).await;
+            }
         }
         // Node of each occurrence (recorded ones, then `base`'s); digests in node order. A run
         // of equal leading bytes with other digests among them is sorted by whole digest.
@@ -330,6 +411,7 @@ impl GraphBuilder {
                     node_of[occ as usize] = node;
                 }
             }
+            pace.step(end - at).await;
             at = end;
         }
         drop(occs);
@@ -343,9 +425,11 @@ impl GraphBuilder {
         let mut radix = alloc::vec![0u32; (1usize << bits) + 1];
         for (i, d) in graph.digests.iter().enumerate() {
             radix[graph.top(d) + 1] = i as u32 + 1;
+            pace.step(1).await;
         }
         for p in 1..radix.len() {
             radix[p] = radix[p].max(radix[p - 1]);
+            pace.step(1).await;
         }
         graph.radix = radix;
         // Where each loaded node's links come from: a record, or `base`. One source per
@@ -357,13 +441,17 @@ impl GraphBuilder {
             Base(u32),
         }
         let mut source = alloc::vec![Source::None; n];
-        for (i, &node) in base_node.iter().enumerate().filter(|(i, _)| get(&reused, *i)) {
-            source[node as usize] = Source::Base(i as u32);
+        for (i, &node) in base_node.iter().enumerate() {
+            if get(&reused, i) {
+                source[node as usize] = Source::Base(i as u32);
+            }
+            pace.step(1).await;
         }
         for (k, &node) in node_of[..np].iter().enumerate() {
             if matches!(source[node as usize], Source::None) {
                 source[node as usize] = Source::Record(k as u32);
             }
+            pace.step(1).await;
         }
         let mut loaded = alloc::vec![0u64; n.div_ceil(64)];
         let mut first = Vec::with_capacity(n + 1);
@@ -371,8 +459,9 @@ impl GraphBuilder {
         let mut external = external;
         for (i, s) in source.iter().enumerate() {
             first.push(edges.len() as u32);
+            let from = edges.len();
             match *s {
-                Source::None => continue,
+                Source::None => {}
                 Source::Record(k) => {
                     let k = k as usize;
                     let end = parents.get(k + 1).map_or(nc, |p| p.1 as usize);
@@ -380,6 +469,7 @@ impl GraphBuilder {
                         let flags = children[c].flags;
                         edges.push(if flags & EXTERNAL != 0 { flags } else { node_of[np + c] | (flags & LEAF) });
                     }
+                    set(&mut loaded, i);
                 }
                 Source::Base(b) => {
                     for &e in base.edges_of(b) {
@@ -390,9 +480,10 @@ impl GraphBuilder {
                             base_node[(e & INDEX) as usize] | (e & LEAF)
                         });
                     }
+                    set(&mut loaded, i);
                 }
             }
-            set(&mut loaded, i);
+            pace.step(1 + edges.len() - from).await;
         }
         first.push(edges.len() as u32);
         if edges.len() >= INDEX as usize || external.len() >= INDEX as usize {
@@ -406,10 +497,98 @@ impl GraphBuilder {
     }
 }
 
+impl core::fmt::Debug for GraphBuilder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GraphBuilder")
+            .field("limit", &self.limit)
+            .field("over", &self.over)
+            .field("recorded", &self.parents.len())
+            .field("links", &self.children.len())
+            .field("reused", &self.reused_count)
+            .finish()
+    }
+}
+
+/// Counts a build's elements of work and awaits `pause()` once `every` have been done.
+struct Pace<P> {
+    every: usize,
+    done: usize,
+    pause: P,
+}
+
+impl<P: FnMut() -> F, F: Future<Output = ()>> Pace<P> {
+    async fn step(&mut self, work: usize) {
+        self.done += work;
+        if self.done >= self.every {
+            self.done = 0;
+            (self.pause)().await;
+        }
+    }
+}
+
+/// `pairs` sorted, in steps of about `pace.every` elements: distributed into buckets by their
+/// leading bits (a counting sort; the leads are digest bytes, so evenly spread), then each
+/// bucket sorted on its own. A bucket is sorted in one step: one that holds far more than its
+/// share (digests chosen to share their leading bits) delays the next pause, never the order.
+async fn sort_paced<P, F>(pairs: Vec<(u64, u32)>, pace: &mut Pace<P>) -> Vec<(u64, u32)>
+where
+    P: FnMut() -> F,
+    F: Future<Output = ()>,
+{
+    let mut pairs = pairs;
+    if pairs.len() <= pace.every {
+        pairs.sort_unstable();
+        pace.step(pairs.len()).await;
+        return pairs;
+    }
+    // About eight pairs per bucket, at most 2^20 buckets.
+    let bits = (usize::BITS - 1 - (pairs.len() / 8).max(1).leading_zeros()).min(20);
+    let bucket = |p: &(u64, u32)| p.0.checked_shr(64 - bits).unwrap_or(0) as usize;
+    let mut start = alloc::vec![0usize; (1 << bits) + 1];
+    for p in &pairs {
+        start[bucket(p) + 1] += 1;
+        pace.step(1).await;
+    }
+    for b in 1..start.len() {
+        start[b] += start[b - 1];
+        pace.step(1).await;
+    }
+    let mut sorted = alloc::vec![(0u64, 0u32); pairs.len()];
+    let mut next = start.clone();
+    for p in pairs {
+        let b = bucket(&p);
+        sorted[next[b]] = p;
+        next[b] += 1;
+        pace.step(1).await;
+    }
+    drop(next);
+    for b in 0..start.len() - 1 {
+        let run = &mut sorted[start[b]..start[b + 1]];
+        run.sort_unstable();
+        pace.step(1 + run.len()).await;
+    }
+    sorted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::key::{dag_cbor_blake2b_cid, RAW};
+
+    /// `b` built from `base` at once (no pause).
+    fn built(b: GraphBuilder, base: Option<&KeptGraph>) -> Option<KeptGraph> {
+        futures::executor::block_on(b.build(base, usize::MAX, || async {}))
+    }
+
+    /// `b` built from `base` with a pause every `every` elements, and the pauses it took.
+    fn built_pausing(b: GraphBuilder, base: Option<&KeptGraph>, every: usize) -> (Option<KeptGraph>, usize) {
+        let mut pauses = 0;
+        let g = futures::executor::block_on(b.build(base, every, || {
+            pauses += 1;
+            async {}
+        }));
+        (g, pauses)
+    }
 
     fn raw(i: u32) -> Cid {
         Cid::new_v1(RAW, *dag_cbor_blake2b_cid(&i.to_be_bytes()).hash())
@@ -473,7 +652,7 @@ mod tests {
         for i in (0..400).rev() {
             b.record(&objs[i], &links_of(i));
         }
-        let g = b.build(None).expect("within the limit");
+        let g = built(b, None).expect("within the limit");
         holds_sample(&g, &objs, &links_of);
     }
 
@@ -484,7 +663,7 @@ mod tests {
         for (i, c) in objs.iter().enumerate().take(400) {
             b.record(c, &links_of(i));
         }
-        let g = b.build(None).unwrap();
+        let g = built(b, None).unwrap();
         // Every node reused; then every other one reused and the rest recorded again.
         for every in [1, 2, 3] {
             let mut again = GraphBuilder::new(1 << 20, Some(&g));
@@ -494,7 +673,7 @@ mod tests {
                     _ => again.record(c, &links_of(i)),
                 }
             }
-            let h = again.build(Some(&g)).unwrap();
+            let h = built(again, Some(&g)).unwrap();
             holds_sample(&h, &objs, &links_of);
             // The same nodes with the same links (external links may be numbered otherwise).
             assert!(g.digests == h.digests && g.first == h.first && g.loaded == h.loaded, "every {every}");
@@ -504,12 +683,33 @@ mod tests {
         for c in objs.iter().take(100) {
             part.reuse(g.find(c).unwrap());
         }
-        let p = part.build(Some(&g)).unwrap();
+        let p = built(part, Some(&g)).unwrap();
         for (i, c) in objs.iter().enumerate() {
             assert_eq!(p.find(c).is_some(), i < 100, "object {i}");
         }
         let got: Vec<Cid> = p.links(p.find(&objs[99]).unwrap()).map(|l| cid_of(&p, l)).collect();
         assert_eq!(got, links_of(99));
+    }
+
+    #[test]
+    fn a_builder_holds_at_most_its_limit_and_a_chunk_of_each_kind() {
+        let limit = 3 << 20;
+        let mut b = GraphBuilder::new(limit, None);
+        let links: Vec<Cid> = (0u32..8).map(|i| dag_cbor_blake2b_cid(&i.to_be_bytes())).collect();
+        let most = limit + chunked::CHUNK * (size_of::<([u8; 32], u32)>() + size_of::<Child>());
+        let mut i = 0u32;
+        while !b.over {
+            b.record(&dag_cbor_blake2b_cid(&i.to_le_bytes()), &links);
+            assert!(b.held() <= most, "{} bytes held after {i} records", b.held());
+            i += 1;
+        }
+        assert!(i > 5_000, "over after {i} records");
+        assert_eq!((b.held(), b.recorded()), (0, 0), "what it held is given back");
+        b.record(&links[0], &links[1..]);
+        assert_eq!(b.recorded(), 0, "nothing more is recorded");
+        b.clear();
+        b.record(&links[0], &links[1..]);
+        assert_eq!(b.recorded(), 1, "a cleared builder records again");
     }
 
     #[test]
@@ -519,10 +719,87 @@ mod tests {
         for c in &objs {
             b.record(c, &[]);
         }
-        assert!(b.build(None).is_none());
-        assert!(GraphBuilder::new(0, None).build(None).is_none(), "a limit of 0 keeps nothing");
+        assert!(built(b, None).is_none());
+        assert!(built(GraphBuilder::new(0, None), None).is_none(), "a limit of 0 keeps nothing");
         let mut small = GraphBuilder::new(10_000, None);
         small.record(&objs[0], &objs[1..3]);
-        assert_eq!(small.build(None).map(|g| g.len()), Some(3));
+        assert_eq!(built(small, None).map(|g| g.len()), Some(3));
+    }
+
+    /// The same records and reuses, built with pauses every `every` elements.
+    fn sample_graphs(every: usize) -> (KeptGraph, KeptGraph, usize) {
+        let (objs, links_of) = sample();
+        let mut b = GraphBuilder::new(1 << 20, None);
+        for i in (0..400).rev() {
+            b.record(&objs[i], &links_of(i));
+        }
+        let (g, p1) = built_pausing(b, None, every);
+        let g = g.unwrap();
+        let mut again = GraphBuilder::new(1 << 20, Some(&g));
+        for (i, c) in objs.iter().enumerate().take(400) {
+            match (i % 3 == 0, g.find(c)) {
+                (true, Some(n)) => again.reuse(n),
+                _ => again.record(c, &links_of(i)),
+            }
+        }
+        let (h, p2) = built_pausing(again, Some(&g), every);
+        (g, h.unwrap(), p1 + p2)
+    }
+
+    #[test]
+    fn a_build_pauses_as_often_as_asked_and_builds_the_same_graph() {
+        let (g, h, _) = sample_graphs(usize::MAX);
+        let same = |a: &KeptGraph, b: &KeptGraph| {
+            a.digests == b.digests
+                && a.radix == b.radix
+                && a.first == b.first
+                && a.loaded == b.loaded
+                && a.edges == b.edges
+                && a.external == b.external
+        };
+        // Two builds of 400 loaded objects and about 1,300 links each: with a pause after
+        // every element, each of them is followed by at least one.
+        let (_, _, most) = sample_graphs(1);
+        assert!(most >= 2 * 1_700, "{most} pauses");
+        let mut fewer = most;
+        for every in [2, 7, 64, 1000] {
+            let (g2, h2, pauses) = sample_graphs(every);
+            assert!(same(&g, &g2) && same(&h, &h2), "every {every}");
+            assert!(pauses > 0 && pauses <= fewer, "every {every}: {pauses} pauses");
+            fewer = pauses;
+        }
+    }
+
+    #[test]
+    fn a_paced_sort_sorts() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for (len, skew) in [(0, 0), (1, 0), (2, 0), (9, 0), (1000, 0), (5000, 0), (5000, 40), (5000, 64)] {
+            // `skew` leading bits shared by every lead: one bucket holds them all.
+            let pairs: Vec<(u64, u32)> =
+                (0..len).map(|i| (next().checked_shr(skew).unwrap_or(0), (next() % 7) as u32 + i as u32 % 3)).collect();
+            let mut want = pairs.clone();
+            want.sort_unstable();
+            for every in [1, 3, 100, usize::MAX] {
+                let mut pauses = 0;
+                let mut pace = Pace {
+                    every,
+                    done: 0,
+                    pause: || {
+                        pauses += 1;
+                        async {}
+                    },
+                };
+                let got = futures::executor::block_on(sort_paced(pairs.clone(), &mut pace));
+                assert_eq!(got, want, "{len} pairs, skew {skew}, every {every}");
+                // Counting the buckets alone steps once per pair.
+                assert!(pauses >= len / every, "{len} pairs, every {every}: {pauses} pauses");
+            }
+        }
     }
 }

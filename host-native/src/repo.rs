@@ -79,8 +79,8 @@ pub struct RepoConfig {
     /// Reify: the most DAG roots waiting to be copied.
     pub reify_queue: usize,
     /// The most memory, MiB, the kept graph may hold between compactions: the links of the
-    /// blocks a compaction's walk loaded, so that the next one marks them without reading
-    /// them (about 60 bytes per object; 0, the default: off).
+    /// blocks a compaction's walk loaded and of those written since, so that the next one
+    /// marks them without reading them (about 60 bytes per object; 0, the default: off).
     pub kept_graph_mb: usize,
     /// Where the cold store is: empty for `DIR/cold` (fjall), or `s3://BUCKET/PREFIX?endpoint=URL`
     /// for an S3 service (the `s3` feature; credentials from `AWS_ACCESS_KEY_ID` and

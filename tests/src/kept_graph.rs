@@ -1,5 +1,6 @@
-//! The kept graph: a compaction that marks from the links the previous one loaded must leave
-//! the stores exactly as one that reads every block, whatever order the node wrote in, with
+//! The kept graph: a compaction that marks from the links the previous one loaded, and from
+//! the links of the blocks written since, must leave the stores exactly as one that reads
+//! every block, whatever order the node wrote in, with
 //! messages that land only after the compaction that met them absent, and with blocks deleted
 //! through the API between compactions.
 
@@ -27,6 +28,8 @@ pub struct GraphStats {
     pub compactions: u64,
     /// Of those, the ones that marked objects from the kept graph.
     pub from_graph: u64,
+    /// Of those, the ones whose graph held blocks recorded as they were written.
+    pub from_writes: u64,
     /// Rounds that deleted blocks through the API before compacting.
     pub deletions: u64,
 }
@@ -76,6 +79,16 @@ async fn compact_both<K: Kv>(kept: &Store<K>, read: &Store<K>, oracle: bool, at:
         (f.marked, f.purged, f.moved, f.missing > 0),
         "{at}: reports differ"
     );
+    // Below the headers, each object the reading store read the other read or took from the
+    // graph, never both.
+    assert_eq!(
+        r.loaded_below_headers + r.graph_marked,
+        f.loaded_below_headers,
+        "{at}: read {} and marked {} from the graph, against {} read",
+        r.loaded_below_headers,
+        r.graph_marked,
+        f.loaded_below_headers
+    );
     let (ck, cr) = (kept.check().await.expect("check"), read.check().await.expect("check"));
     assert_eq!(ck.missing_cids, cr.missing_cids, "{at}: the stores' checks differ");
     if oracle {
@@ -85,8 +98,8 @@ async fn compact_both<K: Kv>(kept: &Store<K>, read: &Store<K>, oracle: bool, at:
 }
 
 /// Grows one chain into two stores in orders a node produces and compacts both every `every`
-/// epochs: one keeps its graph between compactions, the other (`kept_graph_bytes` 0) reads
-/// every block. They must end every compaction with the same blocks. With odd seeds the
+/// epochs: one keeps its graph between compactions and records the blocks written since, the
+/// other (`kept_graph_bytes` 0) reads every block. They must end every compaction with the same blocks. With odd seeds the
 /// messages and receipts of the epochs since the last compaction land only after the next one
 /// (its walk meets them absent, and a graph built then must not stand in for them later);
 /// with seeds of 2 or more mod 4, some rounds first delete blocks through the API (the
@@ -113,16 +126,21 @@ pub async fn kept_equals_reads<K: Kv>(
             deleting && stats.compactions > 0 && rng.percent(50) && delete_some(rng, [&kept, &read]).await > 0;
         deleted_any |= deleted;
         stats.deletions += u64::from(deleted);
-        let had_graph = stats.compactions > 0 && !deleted && mode != Mode::Messages;
         let r = compact_both(&kept, &read, complete && !deleted_any, &at).await;
         stats.compactions += 1;
         stats.from_graph += u64::from(r.graph_marked > 0);
+        stats.from_writes += u64::from(r.graph_written > 0);
         if mode == Mode::Messages {
-            assert_eq!((r.graph_marked, r.graph_objects), (0, 0), "{at}: messages mode keeps no graph");
+            assert_eq!(
+                (r.graph_marked, r.graph_objects, r.graph_written),
+                (0, 0, 0),
+                "{at}: messages mode keeps no graph"
+            );
         } else {
             assert!(r.graph_objects > 0, "{at}: no graph kept");
-            if !had_graph {
-                assert_eq!(r.graph_marked, 0, "{at}: marked from a graph that a deletion dropped");
+            if deleted {
+                // The deletion dropped the kept graph and the records of the blocks written.
+                assert_eq!((r.graph_marked, r.graph_written), (0, 0), "{at}: marked from a dropped graph");
             }
         }
     })

@@ -21,9 +21,13 @@ use crate::{
     walk::{GraphUse, OnMissing, WalkOpts},
 };
 
+/// Elements of a kept graph's build per object of a walk, between two yields: an element (a
+/// sort key moved, a node numbered) costs about a sixty-fourth of marking an object.
+const BUILD_STEPS_PER_OBJECT: usize = 64;
+
 /// A compaction's chain walk's use of the kept graph (`crate::graph`).
 struct ChainGraph {
-    /// The previous compaction's graph, marked from.
+    /// The previous compaction's graph with the blocks written since, marked from.
     kept: Option<KeptGraph>,
     /// [`crate::store::state::Shared::graph_drops`] when the walk began.
     drops: u64,
@@ -97,6 +101,40 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// A compaction outside messages mode stops at the chain index's anchor, if it meets it,
     /// and marks the index's keys instead of walking the headers below; it records the keys of
     /// the generations below its boundaries for the next one (`chain_index`).
+    /// Takes the kept graph and the records of the blocks written since it was built, and
+    /// builds them into one graph for a chain walk to mark from. Every write that returned
+    /// before this is recorded (the caller's transaction waited for the writes in flight when
+    /// it opened); every later one is in the transaction, protected, and recorded for the
+    /// next walk.
+    async fn take_graph(&self, report: &mut CompactionReport) -> ChainGraph {
+        let (kept, written, drops) = {
+            let mut s = self.shared.lock();
+            let written = self.written.lock().as_mut().map(GraphBuilder::take);
+            (s.kept_graph.take(), written, s.graph_drops)
+        };
+        let kept = match written.filter(|w| w.recorded() > 0) {
+            Some(w) => {
+                let recorded = w.recorded() as u64;
+                let w = match &kept {
+                    Some(k) => w.keeping_all(k),
+                    None => w,
+                };
+                let every = self.config.yield_every.saturating_mul(BUILD_STEPS_PER_OBJECT);
+                match w.build(kept.as_ref(), every, || self.clock.yield_now()).await {
+                    Some(both) => {
+                        report.graph_written = recorded;
+                        Some(both)
+                    }
+                    // Past the limit: the kept graph alone, the written blocks read.
+                    None => kept,
+                }
+            }
+            None => kept,
+        };
+        let next = GraphBuilder::new(self.config.kept_graph_bytes, kept.as_ref());
+        ChainGraph { kept, drops, next }
+    }
+
     pub(crate) async fn mark_chain(
         &self,
         head: &[Cid],
@@ -129,12 +167,10 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             _ => None,
         };
         // The kept graph serves the same walks as the index: a prune's state may be gone.
-        let mut graph = (index.is_some() && self.config.kept_graph_bytes > 0).then(|| {
-            let mut s = self.shared.lock();
-            let kept = s.kept_graph.take();
-            let next = GraphBuilder::new(self.config.kept_graph_bytes, kept.as_ref());
-            ChainGraph { kept, drops: s.graph_drops, next }
-        });
+        let mut graph = match &index {
+            Some(_) if self.config.keeps_graph() => Some(self.take_graph(report).await),
+            _ => None,
+        };
         progress.report(&Progress { phase: Phase::Mark, done: 0, total: None });
         while !generation.is_empty() {
             self.yield_point().await?;
@@ -234,7 +270,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
         self.walk_below_headers(&mut state_roots, &mut msg_roots, state_missing, graph.as_mut(), live, report).await?;
         if let Some(ChainGraph { kept, drops, next }) = graph {
-            let built = next.build(kept.as_ref());
+            let every = self.config.yield_every.saturating_mul(BUILD_STEPS_PER_OBJECT);
+            let built = next.build(kept.as_ref(), every, || self.clock.yield_now()).await;
             drop(kept);
             report.graph_objects = built.as_ref().map_or(0, |g| g.len() as u64);
             report.graph_bytes = built.as_ref().map_or(0, |g| g.bytes() as u64);
@@ -273,12 +310,14 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         report.missing += s.missing;
         report.unreadable += s.unreadable;
         report.graph_marked += s.graph_marked;
+        report.loaded_below_headers += s.loaded;
         // Messages may arrive after the header that names them: a missing one is left
         // unmarked, and its write protects it.
         let s = self.walk(msg_roots, live, opts(OnMissing::Record, graph)).await?;
         report.missing += s.missing;
         report.unreadable += s.unreadable;
         report.graph_marked += s.graph_marked;
+        report.loaded_below_headers += s.loaded;
         state_roots.clear();
         msg_roots.clear();
         Ok(())

@@ -166,10 +166,18 @@ pub struct CompactionReport {
     /// back to genesis; see `docs/design.md`, "The chain index").
     #[serde(default)]
     pub chain_index_keys: u64,
+    /// Blocks the chain walk read below the headers (states, messages, receipts) to find their
+    /// links: the part of the mark the kept graph spares.
+    #[serde(default)]
+    pub loaded_below_headers: u64,
     /// Objects marked from the kept graph instead of by reading their blocks (see
     /// `docs/design.md`, "The kept graph").
     #[serde(default)]
     pub graph_marked: u64,
+    /// Blocks recorded as they were written since the last compaction, which the graph this
+    /// one marked from held.
+    #[serde(default)]
+    pub graph_written: u64,
     /// Nodes of the kept graph this compaction's walk left for the next one (0: none kept).
     #[serde(default)]
     pub graph_objects: u64,

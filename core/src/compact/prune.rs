@@ -144,7 +144,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             s.compacting = true;
             s.out_of_sync = false;
             // The kept graph holds objects loaded from cold, which the prune may delete.
-            s.drop_kept_graph();
+            s.drop_kept_graph(&self.written);
             if s.txn.is_none() {
                 s.txn = Some(Txn { target: Target::Cold, ..Txn::default() });
             }

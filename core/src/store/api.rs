@@ -9,6 +9,7 @@ use crate::{
     clock::Clock,
     compact::Target,
     error::Error,
+    graph::WrittenLinks,
     key::{self, is_identity, is_unitary, BlockKey},
     kv::{Kv, Space, WriteBatch},
     live::LiveRef,
@@ -295,6 +296,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
         }
         let keys: Vec<Vec<u8>> = blocks.iter().map(|(c, _)| BlockKey::of(c).into_bytes()).collect();
+        // Recorded once the write returned, for the next chain walk's graph (`SplitStore::written`).
+        let links = self.config.keeps_graph().then(|| WrittenLinks::of(&blocks));
         // A block deleted earlier is back: its deletion record goes in the same batch.
         let undeleted: Vec<Vec<u8>> = {
             let s = self.shared.lock();
@@ -321,6 +324,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             for k in &undeleted {
                 s.deleted.remove(k);
             }
+        }
+        if let (Some(l), Some(w)) = (&links, self.written.lock().as_mut()) {
+            l.record_into(w);
         }
         match critical {
             Some(live) => live.lock().settle(&revived),

@@ -56,7 +56,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let _exclusive = self.txn_lock.write().await;
             // The kept graph would mark what the deleted blocks link to as if they were still
             // here.
-            self.shared.lock().drop_kept_graph();
+            self.shared.lock().drop_kept_graph(&self.written);
             let mut batch = WriteBatch::with_capacity(keys.len() * 2);
             for k in &keys {
                 batch.delete(Space::Blocks, k.clone());

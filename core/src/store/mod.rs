@@ -23,12 +23,13 @@ pub use self::head::HeadOutcome;
 pub use self::list::{BlockPage, ListCursor};
 pub use self::reify::{HotView, ReifyReport};
 pub use self::report::{CheckReport, Counts, Info};
-use self::state::{Shared, SharedRef};
+use self::state::{Shared, SharedRef, Written};
 use self::txn_lock::TxnLock;
 use crate::{
     clock::Clock,
     config::Config,
     error::{Error, KvError},
+    graph::GraphBuilder,
     kv::Kv,
     markset::MarkSetKind,
     metrics::Counters,
@@ -100,6 +101,8 @@ pub struct SplitStore<K: Kv, C: Clock> {
     pub(crate) protectors: Mutex<Vec<Box<dyn Protector>>>,
     /// Running counters ([`crate::metrics`]).
     pub(crate) counters: Counters,
+    /// The blocks written since the last chain walk took them, with their links ([`Written`]).
+    pub(crate) written: Written,
 }
 
 impl<K: Kv, C: Clock> core::fmt::Debug for SplitStore<K, C> {
@@ -127,6 +130,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         markset_kind: MarkSetKind,
     ) -> Result<Self, Error> {
         config.validate()?;
+        let written = config.keeps_graph().then(|| GraphBuilder::new(config.kept_graph_bytes, None));
         let store = SplitStore {
             hot,
             cold,
@@ -141,6 +145,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             reify_lock: AsyncMutex::new(()),
             protectors: Mutex::new(Vec::new()),
             counters: Counters::default(),
+            written: Mutex::new(written),
         };
         store.load_meta().await?;
         store.recover().await?;

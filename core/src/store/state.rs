@@ -13,7 +13,7 @@ use siphasher::sip::SipHasher13;
 
 use crate::{
     compact::{CompactionReport, Progress, PruneReport, RecoveryReport, Target},
-    graph::KeptGraph,
+    graph::{GraphBuilder, KeptGraph},
     live::LiveRef,
     meta::{Head, PruneRecord, PurgeRecord, StoreState},
 };
@@ -105,10 +105,21 @@ pub(crate) struct Shared {
     pub graph_drops: u64,
 }
 
+/// The DAG-CBOR blocks written since the last chain walk took them, with their links
+/// (`crate::graph`): the next walk's graph holds them beside the kept one. `None` where no
+/// graph is kept. Behind a lock of its own, so that a write recording its blocks (which may
+/// grow the record) holds up no reader; taken and cleared only under [`Shared`]'s lock as
+/// well (that lock first), so a walk takes the records and the drop count together.
+pub(crate) type Written = Mutex<Option<GraphBuilder>>;
+
 impl Shared {
-    /// Drops the kept graph before blocks are deleted (through the API or by a cold prune).
-    pub fn drop_kept_graph(&mut self) {
+    /// Drops the kept graph and the written blocks' records before blocks are deleted (through
+    /// the API or by a cold prune).
+    pub fn drop_kept_graph(&mut self, written: &Written) {
         self.kept_graph = None;
+        if let Some(w) = written.lock().as_mut() {
+            w.clear();
+        }
         self.graph_drops += 1;
     }
 }
