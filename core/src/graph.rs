@@ -530,12 +530,11 @@ impl<P: FnMut() -> F, F: Future<Output = ()>> Pace<P> {
 /// leading bits (a counting sort; the leads are digest bytes, so evenly spread), then each
 /// bucket sorted on its own. A bucket is sorted in one step: one that holds far more than its
 /// share (digests chosen to share their leading bits) delays the next pause, never the order.
-async fn sort_paced<P, F>(pairs: Vec<(u64, u32)>, pace: &mut Pace<P>) -> Vec<(u64, u32)>
+async fn sort_paced<P, F>(mut pairs: Vec<(u64, u32)>, pace: &mut Pace<P>) -> Vec<(u64, u32)>
 where
     P: FnMut() -> F,
     F: Future<Output = ()>,
 {
-    let mut pairs = pairs;
     if pairs.len() <= pace.every {
         pairs.sort_unstable();
         pace.step(pairs.len()).await;

@@ -21,8 +21,9 @@ use crate::{
     walk::{GraphUse, OnMissing, WalkOpts},
 };
 
-/// Elements of a kept graph's build per object of a walk, between two yields: an element (a
-/// sort key moved, a node numbered) costs about a sixty-fourth of marking an object.
+/// Elements of work a kept graph's build does between two yields, per object a walk marks
+/// between two: an element (a sort key moved, a node numbered) is a few memory accesses, where
+/// marking an object is a mark-set probe and a pass over its links.
 const BUILD_STEPS_PER_OBJECT: usize = 64;
 
 /// A compaction's chain walk's use of the kept graph (`crate::graph`).
@@ -87,20 +88,6 @@ pub(crate) enum PurgeOf {
 }
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
-    /// Walks the chain from `head`, one parent generation at a time, marking every header back
-    /// to genesis and the tipset-key objects of the head and of every header's parents, and
-    /// the DAGs `policy` keeps: for a compaction, state of headers at or above the boundary
-    /// and of genesis, messages and receipts at or above the message epoch (in `messages`
-    /// mode, old messages and receipts still in the hot store are marked into the returned
-    /// cold set); for a prune, see [`ChainPolicy::Prune`].
-    ///
-    /// A missing header fails the walk unless `lenient_state` is set and another header of
-    /// the same generation names the parents (every header of a tipset names the same ones):
-    /// the headers below are live, and a walk that stopped there would purge them.
-    ///
-    /// A compaction outside messages mode stops at the chain index's anchor, if it meets it,
-    /// and marks the index's keys instead of walking the headers below; it records the keys of
-    /// the generations below its boundaries for the next one (`chain_index`).
     /// Takes the kept graph and the records of the blocks written since it was built, and
     /// builds them into one graph for a chain walk to mark from. Every write that returned
     /// before this is recorded (the caller's transaction waited for the writes in flight when
@@ -135,6 +122,20 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         ChainGraph { kept, drops, next }
     }
 
+    /// Walks the chain from `head`, one parent generation at a time, marking every header back
+    /// to genesis and the tipset-key objects of the head and of every header's parents, and
+    /// the DAGs `policy` keeps: for a compaction, state of headers at or above the boundary
+    /// and of genesis, messages and receipts at or above the message epoch (in `messages`
+    /// mode, old messages and receipts still in the hot store are marked into the returned
+    /// cold set); for a prune, see [`ChainPolicy::Prune`].
+    ///
+    /// A missing header fails the walk unless `lenient_state` is set and another header of
+    /// the same generation names the parents (every header of a tipset names the same ones):
+    /// the headers below are live, and a walk that stopped there would purge them.
+    ///
+    /// A compaction outside messages mode stops at the chain index's anchor, if it meets it,
+    /// and marks the index's keys instead of walking the headers below; it records the keys of
+    /// the generations below its boundaries for the next one (`chain_index`).
     pub(crate) async fn mark_chain(
         &self,
         head: &[Cid],
