@@ -1,8 +1,8 @@
 //! The kept graph: a compaction that marks from the links the previous one loaded, and from
 //! the links of the blocks written since, must leave the stores exactly as one that reads
-//! every block, whatever order the node wrote in, with
-//! messages that land only after the compaction that met them absent, and with blocks deleted
-//! through the API between compactions.
+//! every block, whatever order the node wrote in, with messages that land only after the
+//! compaction that met them absent, and with blocks deleted through the API between
+//! compactions.
 
 use splitstore_core::{
     header,
@@ -98,13 +98,13 @@ async fn compact_both<K: Kv>(kept: &Store<K>, read: &Store<K>, oracle: bool, at:
 }
 
 /// Grows one chain into two stores in orders a node produces and compacts both every `every`
-/// epochs: one keeps its graph between compactions and records the blocks written since, the
-/// other (`kept_graph_bytes` 0) reads every block. They must end every compaction with the same blocks. With odd seeds the
-/// messages and receipts of the epochs since the last compaction land only after the next one
-/// (its walk meets them absent, and a graph built then must not stand in for them later);
-/// with seeds of 2 or more mod 4, some rounds first delete blocks through the API (the
-/// stores walk leniently, so a deleted state block is counted missing in both). Rounds
-/// without either are also checked against the oracle.
+/// epochs: one keeps its graph between compactions and records the blocks written since, the other
+/// (`kept_graph_bytes` 0) reads every block. They must end every compaction with the same blocks.
+/// With odd seeds the messages and receipts of the epochs since the last compaction land only after
+/// the next one (its walk meets them absent, and a graph built then must not stand in for them
+/// later); with seeds of 2 or more mod 4, some rounds first delete blocks through the API (the
+/// stores walk leniently, so a deleted state block is counted missing in both). Rounds without
+/// either are also checked against the oracle.
 pub async fn kept_equals_reads<K: Kv>(
     make: &dyn Fn() -> K,
     mode: Mode,

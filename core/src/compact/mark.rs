@@ -88,6 +88,11 @@ pub(crate) enum PurgeOf {
 }
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
+    /// Elements of work a graph build does between two yields.
+    fn build_every(&self) -> usize {
+        self.config.yield_every.saturating_mul(BUILD_STEPS_PER_OBJECT)
+    }
+
     /// Takes the kept graph and the records of the blocks written since it was built, and
     /// builds them into one graph for a chain walk to mark from. Every write that returned
     /// before this is recorded (the caller's transaction waited for the writes in flight when
@@ -106,8 +111,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                     Some(k) => w.keeping_all(k),
                     None => w,
                 };
-                let every = self.config.yield_every.saturating_mul(BUILD_STEPS_PER_OBJECT);
-                match w.build(kept.as_ref(), every, || self.clock.yield_now()).await {
+                match w.build(kept.as_ref(), self.build_every(), || self.clock.yield_now()).await {
                     Some(both) => {
                         report.graph_written = recorded;
                         Some(both)
@@ -271,8 +275,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
         self.walk_below_headers(&mut state_roots, &mut msg_roots, state_missing, graph.as_mut(), live, report).await?;
         if let Some(ChainGraph { kept, drops, next }) = graph {
-            let every = self.config.yield_every.saturating_mul(BUILD_STEPS_PER_OBJECT);
-            let built = next.build(kept.as_ref(), every, || self.clock.yield_now()).await;
+            let built = next.build(kept.as_ref(), self.build_every(), || self.clock.yield_now()).await;
             drop(kept);
             report.graph_objects = built.as_ref().map_or(0, |g| g.len() as u64);
             report.graph_bytes = built.as_ref().map_or(0, |g| g.bytes() as u64);
