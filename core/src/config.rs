@@ -120,6 +120,13 @@ pub struct Config {
     /// compactions are recorded with their links too, and the next walk marks them the same
     /// way. A walk whose graph would be larger keeps none. `0` (the default) turns it off.
     pub kept_graph_bytes: usize,
+    /// The most bytes of memory the hot key list may hold: the keys of the hot store's blocks
+    /// but final headers, kept between compactions so that collect visits them instead of
+    /// scanning the hot store, whose every header back to genesis a scan would pass (32 bytes
+    /// per key; `docs/design.md`, "The hot key list"). The first compaction of a process
+    /// scans, and so does one after a deletion through the API or once the list would pass
+    /// this. `0` (the default) turns it off.
+    pub hot_key_list_bytes: usize,
 }
 
 impl Default for Config {
@@ -150,6 +157,7 @@ impl Default for Config {
             reify_limit: 16384,
             reify_queue: 1024,
             kept_graph_bytes: 0,
+            hot_key_list_bytes: 0,
         }
     }
 }
@@ -262,6 +270,11 @@ impl Config {
     /// their walks too, outside messages mode.
     pub(crate) fn keeps_graph(&self) -> bool {
         self.kept_graph_bytes > 0 && self.mode != Mode::Messages
+    }
+
+    /// Whether compactions keep the hot key list (`crate::hot_keys`).
+    pub(crate) fn lists_hot_keys(&self) -> bool {
+        self.hot_key_list_bytes > 0
     }
 
     /// The waits before each walk of missing references (the reference's

@@ -18,14 +18,12 @@
 //! The next graph is built from what the walk loaded and from the nodes of this one it marked
 //! (*reused*): those keep their place in sorted order, so a build sorts only what was loaded.
 
-mod chunked;
-
 use alloc::vec::Vec;
 use core::future::Future;
 
 use cid::Cid;
 
-use self::chunked::Chunked;
+use crate::chunked::Chunked;
 
 use crate::key::{is_unitary, may_have_links, KeyBuf, BLAKE2B_256, DAG_CBOR};
 
@@ -695,7 +693,7 @@ mod tests {
         let limit = 3 << 20;
         let mut b = GraphBuilder::new(limit, None);
         let links: Vec<Cid> = (0u32..8).map(|i| dag_cbor_blake2b_cid(&i.to_be_bytes())).collect();
-        let most = limit + chunked::CHUNK * (size_of::<([u8; 32], u32)>() + size_of::<Child>());
+        let most = limit + crate::chunked::CHUNK * (size_of::<([u8; 32], u32)>() + size_of::<Child>());
         let mut i = 0u32;
         while !b.over {
             b.record(&dag_cbor_blake2b_cid(&i.to_le_bytes()), &links);

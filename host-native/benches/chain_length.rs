@@ -10,8 +10,9 @@
 //! per compaction when some do the periodic work and others not.
 //!
 //! `cargo bench -p splitstore-native --bench chain_length -- [--epochs N] [--factor F]
-//! [--runs R] [--state S] [--kept-graph]` (defaults: 1,000 epochs, 10×, 10 runs, 2,000 actors). Stores live in
-//! a temporary directory under Cargo's target directory, deleted at the end.
+//! [--runs R] [--state S] [--kept-graph] [--hot-key-list]` (defaults: 1,000 epochs, 10×, 10 runs,
+//! 2,000 actors). Stores live in a temporary directory under Cargo's target directory, deleted
+//! at the end.
 
 // The compaction returns the core's `Error`, which holds CIDs by value.
 #![allow(clippy::result_large_err)]
@@ -40,10 +41,12 @@ struct Args {
     state: usize,
     /// Keep the graph between compactions (`Config::kept_graph_bytes`).
     kept_graph: bool,
+    /// Keep the hot key list between compactions (`Config::hot_key_list_bytes`).
+    hot_key_list: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { epochs: 1000, factor: 10, runs: 10, state: 2000, kept_graph: false };
+    let mut a = Args { epochs: 1000, factor: 10, runs: 10, state: 2000, kept_graph: false, hot_key_list: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| -> Result<u64, String> {
@@ -55,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
             "--runs" => a.runs = value("--runs")? as usize,
             "--state" => a.state = value("--state")? as usize,
             "--kept-graph" => a.kept_graph = true,
+            "--hot-key-list" => a.hot_key_list = true,
             // Cargo passes `--bench` to every bench target.
             "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
@@ -66,9 +70,10 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn config(kept_graph: bool) -> Config {
+fn config(a: &Args) -> Config {
     Config {
-        kept_graph_bytes: if kept_graph { 256 << 20 } else { 0 },
+        kept_graph_bytes: if a.kept_graph { 256 << 20 } else { 0 },
+        hot_key_list_bytes: if a.hot_key_list { 256 << 20 } else { 0 },
         mode: Mode::Discard,
         finality: FINALITY,
         threshold_finalities: 3,
@@ -90,12 +95,12 @@ struct Grown {
 
 impl Grown {
     /// A store under `dir` grown for `epochs` epochs, running every compaction a head decides.
-    fn new(dir: &Path, epochs: u64, state: usize, kept_graph: bool) -> BenchResult<Self> {
+    fn new(dir: &Path, epochs: u64, a: &Args) -> BenchResult<Self> {
         let opts = KvOptions { cache_bytes: 64 << 20, read_threads: 1, ..KvOptions::default() };
         let hot = FjallKv::open(&dir.join("hot"), &opts)?;
         let cold = FjallKv::open(&dir.join("cold"), &opts)?;
-        let store = block_on(SplitStore::open(hot.into(), cold.into(), SystemClock, config(kept_graph)))?;
-        let mut g = Grown { store, chain: ChainGen::new(synth_config(11, state)), compactions: 0 };
+        let store = block_on(SplitStore::open(hot.into(), cold.into(), SystemClock, config(a)))?;
+        let mut g = Grown { store, chain: ChainGen::new(synth_config(11, a.state)), compactions: 0 };
         g.grow(epochs, true)?;
         Ok(g)
     }
@@ -175,14 +180,14 @@ impl Series {
 
 fn run(a: &Args) -> BenchResult<()> {
     let root = tempfile::Builder::new().prefix("chain-length").tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
-    let interval = (config(true).threshold_finalities * FINALITY) as u64;
+    let interval = (config(a).threshold_finalities * FINALITY) as u64;
     let long_epochs = a.epochs * a.factor;
     println!("building: {} and {long_epochs} epochs, {} actors, finality {FINALITY}", a.epochs, a.state);
     let t = Instant::now();
-    let mut short = Grown::new(&root.path().join("short"), a.epochs, a.state, a.kept_graph)?;
+    let mut short = Grown::new(&root.path().join("short"), a.epochs, a)?;
     let short_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let mut long = Grown::new(&root.path().join("long"), long_epochs, a.state, a.kept_graph)?;
+    let mut long = Grown::new(&root.path().join("long"), long_epochs, a)?;
     let long_secs = t.elapsed().as_secs_f64();
     println!(
         "short: {} hot blocks after {} compactions ({short_secs:.1} s); long: {} hot blocks after {} compactions \

@@ -82,6 +82,10 @@ pub struct RepoConfig {
     /// blocks a compaction's walk loaded and of those written since, so that the next one
     /// marks them without reading them (about 60 bytes per object; 0, the default: off).
     pub kept_graph_mb: usize,
+    /// The most memory, MiB, the hot key list may hold between compactions: the keys of the
+    /// hot blocks but final headers, so that collect visits them instead of scanning the hot
+    /// store (32 bytes per key; 0, the default: off).
+    pub hot_key_list_mb: usize,
     /// Where the cold store is: empty for `DIR/cold` (fjall), or `s3://BUCKET/PREFIX?endpoint=URL`
     /// for an S3 service (the `s3` feature; credentials from `AWS_ACCESS_KEY_ID` and
     /// `AWS_SECRET_ACCESS_KEY`; the locator in `DIR/cold`).
@@ -113,6 +117,7 @@ impl Default for RepoConfig {
             reify_limit: c.reify_limit,
             reify_queue: c.reify_queue,
             kept_graph_mb: c.kept_graph_bytes >> 20,
+            hot_key_list_mb: c.hot_key_list_bytes >> 20,
             cold: String::new(),
         }
     }
@@ -141,6 +146,7 @@ impl RepoConfig {
             reify_limit: self.reify_limit,
             reify_queue: self.reify_queue,
             kept_graph_bytes: self.kept_graph_mb.saturating_mul(1 << 20),
+            hot_key_list_bytes: self.hot_key_list_mb.saturating_mul(1 << 20),
             ..Config::default()
         };
         c.validate().map_err(|e| e.to_string())?;

@@ -117,6 +117,12 @@ export interface SplitStoreConfig {
    */
   keptGraphBytes?: number;
   /**
+   * The most bytes of memory the hot key list may hold between compactions: the keys of the
+   * hot blocks but final headers, so that collect visits them instead of reading every key of
+   * the hot database (32 bytes per key; default 0, off).
+   */
+  hotKeyListBytes?: number;
+  /**
    * Give deleted blocks' space back: after a compaction (hot) or a prune (cold), copy the
    * database's live entries into a new database and delete the old one, once the blocks
    * deleted since its last rotation reach this multiple of the live entries (default 1; 0: every
@@ -429,6 +435,7 @@ pub fn parse_config(v: &JsValue) -> Result<OpenOptions, JsValue> {
             "reifyLimit" => cfg.reify_limit = usize_of(&val, &name)?,
             "reifyQueue" => cfg.reify_queue = usize_of(&val, &name)?,
             "keptGraphBytes" => cfg.kept_graph_bytes = usize_of(&val, &name)?,
+            "hotKeyListBytes" => cfg.hot_key_list_bytes = usize_of(&val, &name)?,
             // The browser's purge writes the same size whether or not the page is reading.
             "purgeLockedDeletes" => {
                 cfg.purge_locked_deletes = usize_of(&val, &name)?;

@@ -100,6 +100,7 @@ async fn put_get_has_and_argument_errors() {
         (object(&[("storageLimit", (-1).into())]), "storageLimit"),
         (object(&[("storageLimit", 0.into())]), "storageLimit"),
         (object(&[("keptGraphBytes", (-1).into())]), "keptGraphBytes"),
+        (object(&[("hotKeyListBytes", (-1).into())]), "hotKeyListBytes"),
     ] {
         let err = call(JsSplitStore::open(unique("api-cfg"), Some(bad.into()), None)).await.expect_err(what);
         assert_eq!(code(&err), "InvalidArgument");
@@ -437,6 +438,26 @@ async fn with_the_kept_graph_the_next_compaction_marks_the_same_without_reading(
         "{first:?} {reading:?}"
     );
     assert!(num(&first, "loadedBelowHeaders") < num(&reading, "loadedBelowHeaders"));
+    call(store.close()).await.unwrap();
+    call(JsSplitStore::destroy(name)).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn with_the_hot_key_list_the_next_collect_visits_fewer_keys_and_lists_the_same() {
+    let name = unique("api-keys");
+    let config = small_config("discard");
+    Reflect::set(&config, &"hotKeyListBytes".into(), &(8 << 20).into()).unwrap();
+    let store = open(&name, config).await.expect("open");
+    call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
+    let first = call(store.compact(None)).await.expect("compact");
+    assert_eq!(Reflect::get(&first, &"hotKeysListed".into()).unwrap(), false, "a new store's collect scans");
+    let second = call(store.compact(None)).await.expect("compact");
+    assert_eq!(Reflect::get(&second, &"hotKeysListed".into()).unwrap(), true, "{second:?}");
+    // The chain index marks the headers below the first compaction's boundary: the list
+    // leaves them out, and nothing was dead.
+    assert!(num(&second, "hotScanned") < num(&first, "hotScanned") - num(&first, "dead"), "{first:?} {second:?}");
+    assert_eq!((num(&second, "dead"), num(&second, "marked")), (0.0, num(&first, "marked")));
+    assert_eq!(num(&call(store.check()).await.unwrap(), "missing"), 0.0);
     call(store.close()).await.unwrap();
     call(JsSplitStore::destroy(name)).await.unwrap();
 }

@@ -11,6 +11,7 @@ use splitstore_conformance::{
     blockstore_contract::blockstore_contract,
     chain_index,
     crash::crash_matrix_on,
+    hot_keys,
     interleave::{one_seed_on, SeedStats},
     kv_contract, pins, prune,
     realdata::import_and_compact,
@@ -227,6 +228,17 @@ async fn chain_index_matches_the_full_walk_on_indexeddb() {
     chain_index::reorg_below_the_anchor(&|| LazyIdb::fresh("index-reorg"), Mode::Discard).await;
     support::cleanup().await;
     log(&format!("chain index on IndexedDB: {s:?}, {:.0} ms", js::perf_now() - t0));
+}
+
+/// The hot key list on IndexedDB: compactions whose collect visits it leave the stores exactly
+/// as compactions that read every key, with late messages and the kept graph (seed 5).
+#[wasm_bindgen_test]
+async fn hot_key_list_matches_scans_on_indexeddb() {
+    let t0 = js::perf_now();
+    let s = hot_keys::listed_equals_scanned(&|| LazyIdb::fresh("keys"), Mode::Universal, 5, 50, 9).await;
+    assert!(s.listed + 1 == s.compactions && s.indexed > 0 && s.fewer == s.indexed, "{s:?}");
+    support::cleanup().await;
+    log(&format!("hot key list on IndexedDB: {s:?}, {:.0} ms", js::perf_now() - t0));
 }
 
 /// The crash matrix on IndexedDB: a compaction fails at backend call `k` as if the page died

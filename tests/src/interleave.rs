@@ -57,6 +57,8 @@ pub struct SeedStats {
     pub indexed: u64,
     /// Compactions that marked objects from the kept graph.
     pub from_graph: u64,
+    /// Compactions after the interleaved one whose collect visited the hot key list.
+    pub listed: u64,
 }
 
 impl SeedStats {
@@ -70,6 +72,7 @@ impl SeedStats {
         self.purged += o.purged;
         self.indexed += o.indexed;
         self.from_graph += o.from_graph;
+        self.listed += o.listed;
     }
 }
 
@@ -106,6 +109,8 @@ fn config(rng: &mut Rng) -> (Mode, Config, bool) {
     cfg.yield_every = 4 + rng.below(28);
     // A seed that compacts before the interleaved compaction marks from the graph it kept.
     cfg.kept_graph_bytes = 64 << 20;
+    // The compaction after the interleaved one visits the list it started.
+    cfg.hot_key_list_bytes = 64 << 20;
     let sync = rng.percent(50);
     if sync {
         cfg.sync_gap_secs = Some(60);
@@ -294,11 +299,26 @@ where
     };
     verify("after the compaction").await;
     agrees(store.check().await.expect("check"), "after the compaction");
-    drop(store);
     // The same holds for a fresh process on the same data.
-    let store = open(p.cfg.clone()).await.expect("reopen");
-    agrees(store.check().await.expect("check"), "after reopen");
+    let reopened = open(p.cfg.clone()).await.expect("reopen");
+    agrees(reopened.check().await.expect("check"), "after reopen");
     verify("after reopen").await;
+    drop(reopened);
+    // A compaction in the first process once the foreground is gone finds what it wrote
+    // during the interleaved one and no longer needs through the hot key list that compaction
+    // started while it wrote: a compaction of a new process, which scans, at the same head,
+    // finds nothing left to delete.
+    let next = store.compact(&NoProgress).await.unwrap_or_else(|e| panic!("{at}: the next compaction failed: {e}"));
+    drop(store);
+    let again = open(p.cfg.clone()).await.expect("reopen");
+    let scanned = again.compact(&NoProgress).await.unwrap_or_else(|e| panic!("{at}: the scan failed: {e}"));
+    assert!(!scanned.hot_keys_listed, "{at}: a new process's first compaction listed");
+    assert_eq!(
+        (scanned.head_epoch, scanned.dead),
+        (next.head_epoch, 0),
+        "{at}: the compaction from the list (listed: {}) left dead blocks behind",
+        next.hot_keys_listed
+    );
     SeedStats {
         steps,
         reads: rec.read.len() as u64,
@@ -308,6 +328,7 @@ where
         purged: report.purged,
         indexed: u64::from(report.chain_index_keys > 0),
         from_graph: u64::from(report.graph_marked > 0),
+        listed: u64::from(next.hot_keys_listed),
     }
 }
 

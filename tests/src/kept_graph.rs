@@ -36,7 +36,7 @@ pub struct GraphStats {
 
 /// Deletes, through the API of both stores, a few of `store`'s hot blocks that are not
 /// headers (a deleted header would fail every later compaction). Returns how many.
-async fn delete_some<K: Kv>(rng: &mut Rng, stores: [&Store<K>; 2]) -> usize {
+pub(crate) async fn delete_some<K: Kv>(rng: &mut Rng, stores: [&Store<K>; 2]) -> usize {
     let mut hot: Vec<Vec<u8>> = keys(stores[0].hot(), Space::Blocks).await.into_iter().collect();
     hot.sort();
     let mut cids = Vec::new();

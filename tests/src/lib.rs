@@ -8,6 +8,7 @@ pub mod drive;
 pub mod executor;
 pub mod fault;
 pub mod full;
+pub mod hot_keys;
 pub mod interleave;
 pub mod kept_graph;
 pub mod kv_contract;

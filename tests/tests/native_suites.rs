@@ -6,8 +6,8 @@
 use std::sync::Mutex;
 
 use splitstore_conformance::{
-    blockstore_contract, chain_index, crash, executor::block_on, interleave, kept_graph, pins, prune, realdata, reify,
-    scenarios, testdata::testdata_path, warmup,
+    blockstore_contract, chain_index, crash, executor::block_on, hot_keys, interleave, kept_graph, pins, prune,
+    realdata, reify, scenarios, testdata::testdata_path, warmup,
 };
 use splitstore_core::Mode;
 use splitstore_native::{FjallKv, KvOptions};
@@ -79,6 +79,22 @@ fn kept_graph_matches_reading_walks_on_disk() {
             let s = block_on(kept_graph::kept_equals_reads(&|| disks.make(), mode, seed, 50, 9));
             assert_eq!(s.from_graph + s.deletions, s.compactions, "{mode:?}, seed {seed}: {s:?}");
             assert_eq!(s.from_writes + s.deletions, s.compactions, "{mode:?}, seed {seed}: {s:?}");
+        }
+    }
+}
+
+/// The hot key list on disk: compactions whose collect visits it leave the stores exactly as
+/// compactions that scan, with late messages (seed 1), and the kept graph (seed 5), and with
+/// deletions too (seed 6, where most rounds delete, and the collect after each scans).
+#[test]
+fn hot_key_list_matches_scans_on_disk() {
+    let disks = Disks::new();
+    for mode in [Mode::Discard, Mode::Universal] {
+        for seed in [1, 5, 6] {
+            let s = block_on(hot_keys::listed_equals_scanned(&|| disks.make(), mode, seed, 50, 9));
+            assert_eq!(s.listed + s.deletions + 1, s.compactions, "{mode:?}, seed {seed}: {s:?}");
+            assert_eq!(s.fewer, s.indexed, "{mode:?}, seed {seed}: {s:?}");
+            assert!(s.deletions > 0 || s.indexed > 0, "{mode:?}, seed {seed}: {s:?}");
         }
     }
 }

@@ -35,6 +35,7 @@ use crate::{
     clock::Clock,
     config::Boundaries,
     error::Error,
+    hot_keys::IndexedKeys,
     key::BlockKey,
     kv::{Kv, Space, WriteBatch},
     live::LiveRef,
@@ -199,6 +200,11 @@ impl ChainIndexer {
         Some(batch)
     }
 
+    /// True while the walk records the generations it takes in.
+    pub(crate) fn recording(&self) -> bool {
+        matches!(self.building, Building::Recording(_))
+    }
+
     /// Records that the walk reached the stored anchor and marked its chunks.
     pub(crate) fn met(&mut self) {
         self.met = true;
@@ -220,6 +226,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         &self,
         ix: &ChainIndexer,
         live: &LiveRef,
+        mut indexed: Option<&mut IndexedKeys>,
         state_missing: OnMissing,
         report: &mut CompactionReport,
     ) -> Result<Option<Reached>, Error> {
@@ -233,9 +240,14 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             let values = self.hot.get_many(Space::Meta, &keys).await.map_err(|e| self.hot_err(e))?;
             for v in values {
                 let Some(keys) = v.as_deref().and_then(|v| ChainChunk::keys_in(v).ok()) else { return Ok(None) };
-                let mut l = live.lock();
-                for k in &keys {
-                    l.marks.mark(k);
+                {
+                    let mut l = live.lock();
+                    for k in &keys {
+                        l.marks.mark(k);
+                    }
+                }
+                if let Some(x) = indexed.as_deref_mut() {
+                    x.marked_from_chunk(&keys);
                 }
                 marked += keys.len() as u64;
             }
@@ -257,13 +269,14 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
 
     /// Ends a walk's upkeep of the index: writes the new anchor, if the walk recorded a range,
     /// with the deletion of every chunk outside that range (the stored range when it was
-    /// rebuilt, and chunks of a walk that never wrote its anchor).
-    pub(crate) async fn finish_chain_index(&self, ix: ChainIndexer) -> Result<(), Error> {
-        let Some((first, end)) = ix.recorded_range() else { return Ok(()) };
+    /// rebuilt, and chunks of a walk that never wrote its anchor). True when it wrote one.
+    pub(crate) async fn finish_chain_index(&self, ix: ChainIndexer) -> Result<bool, Error> {
+        let Some((first, end)) = ix.recorded_range() else { return Ok(false) };
         let (first_key, end_key) = (meta::chain_chunk_key(first), meta::chain_chunk_key(end));
         let mut stale = self.meta_keys(meta::CHAIN_CHUNK_PREFIX).await?;
         stale.retain(|k| *k < first_key || *k >= end_key);
-        self.write_chain_chunks(ix.finish(stale)).await
+        self.write_chain_chunks(ix.finish(stale)).await?;
+        Ok(true)
     }
 }
 

@@ -236,11 +236,14 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 t.marks = Some(live.clone());
             }
             let policy = ChainPolicy::Compaction(plan.boundaries);
-            let cold_marks = self.mark_chain(&plan.head.tipset, policy, &live, progress, &mut report).await?;
+            let mut indexed = self.indexed_keys();
+            let cold_marks =
+                self.mark_chain(&plan.head.tipset, policy, &live, indexed.as_mut(), progress, &mut report).await?;
             report.protected_refs += self.protect_txn_refs(&live, false, true).await?;
             laps.lap(&mut report, Phase::Mark, self.clock.now_millis());
 
-            let cold_listed = self.collect(&live, cold_marks.as_ref(), progress, &mut report).await?;
+            let cold_listed = self.collect(&live, cold_marks.as_ref(), indexed.as_ref(), progress, &mut report).await?;
+            drop(indexed);
             drop(cold_marks);
             report.protected_refs += self.protect_txn_refs(&live, true, true).await?;
             laps.lap(&mut report, Phase::Collect, self.clock.now_millis());
@@ -262,6 +265,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
             laps.lap(&mut report, Phase::Critical, self.clock.now_millis());
             self.purge(Some(&live), Target::Hot, progress, &mut report).await?;
+            self.settle_hot_keys(&live);
             live
         };
         laps.lap(&mut report, Phase::Purge, self.clock.now_millis());

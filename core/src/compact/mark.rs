@@ -12,6 +12,7 @@ use crate::{
     error::Error,
     graph::{GraphBuilder, KeptGraph},
     header,
+    hot_keys::IndexedKeys,
     key::BlockKey,
     kv::{Kv, Space, WriteBatch},
     live::{Live, LiveRef},
@@ -145,6 +146,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         head: &[Cid],
         policy: ChainPolicy,
         live: &LiveRef,
+        mut indexed: Option<&mut IndexedKeys>,
         progress: &dyn ProgressSink,
         report: &mut CompactionReport,
     ) -> Result<Option<LiveRef>, Error> {
@@ -182,7 +184,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             generation.sort_unstable();
             generation.dedup();
             let reached = match index.as_ref().filter(|ix| ix.meets(&generation)) {
-                Some(ix) => self.mark_from_chain_index(ix, live, state_missing, report).await?,
+                Some(ix) => self.mark_from_chain_index(ix, live, indexed.as_deref_mut(), state_missing, report).await?,
                 None => None,
             };
             if let (Some(reached), Some(ix)) = (reached, index.as_mut()) {
@@ -263,8 +265,12 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
             if let Some(ix) = index.as_mut() {
                 let complete = missing_header.is_none();
+                let keys = indexed.is_some().then(|| marked_keys.clone());
                 let g = Generation { cids: &generation, keys: marked_keys, max_height, genesis_state, complete };
                 self.write_chain_chunks(ix.after_generation(g)).await?;
+                if let (Some(x), Some(keys), true) = (indexed.as_deref_mut(), keys, ix.recording()) {
+                    x.recorded(&keys);
+                }
             }
             if state_roots.len() + msg_roots.len() >= ROOTS_PER_WALK {
                 self.walk_below_headers(&mut state_roots, &mut msg_roots, state_missing, graph.as_mut(), live, report)
@@ -285,7 +291,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
         }
         if let Some(ix) = index {
-            self.finish_chain_index(ix).await?;
+            if self.finish_chain_index(ix).await? {
+                if let Some(x) = indexed {
+                    x.anchored();
+                }
+            }
         }
         if let Some(cm) = &cold_marks {
             self.walk_incomplete(cm, &walked_cold, &mut incomplete, report).await?;

@@ -148,6 +148,10 @@ pub struct CompactionReport {
     pub marked: u64,
     /// Hot objects scanned by collect.
     pub hot_scanned: u64,
+    /// Collect visited the hot key list instead of scanning the hot store (see
+    /// `docs/design.md`, "The hot key list").
+    #[serde(default)]
+    pub hot_keys_listed: bool,
     /// Objects collect listed as dead.
     pub dead: u64,
     /// Objects copied to the cold store.

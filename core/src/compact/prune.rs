@@ -194,7 +194,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 t.marks = Some(live.clone());
             }
             let policy = ChainPolicy::Prune { retain_state_from, all_messages: self.config.mode == Mode::Messages };
-            self.mark_chain(&head.tipset, policy, &live, progress, &mut report).await?;
+            self.mark_chain(&head.tipset, policy, &live, None, progress, &mut report).await?;
             self.mark_below_hot(&live, progress, &mut report).await?;
             report.protected_refs += self.protect_txn_refs(&live, false, true).await?;
             laps.lap(&mut report, Phase::Mark, self.clock.now_millis());

@@ -67,6 +67,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             ..WarmupReport::default()
         };
         progress.report(&Progress { phase: Phase::Warmup, done: 0, total: None });
+        // Its copies are written outside the hot key list's sight.
+        self.drop_hot_keys();
         self.write_warmup(WarmupRecord { epoch, done: false }, None).await?;
 
         let mut seen = KeySet::default();

@@ -296,6 +296,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
         }
         let keys: Vec<Vec<u8>> = blocks.iter().map(|(c, _)| BlockKey::of(c).into_bytes()).collect();
+        let listed = self.list_write(&keys);
         // Recorded once the write returned, for the next chain walk's graph (`SplitStore::written`).
         let links = self.config.keeps_graph().then(|| WrittenLinks::of(&blocks));
         // A block deleted earlier is back: its deletion record goes in the same batch.
@@ -315,6 +316,9 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             batch.put(Space::Blocks, key, bytes);
         }
         self.hot.write(batch).await.map_err(|e| self.hot_err(e))?;
+        if let Some(l) = listed {
+            l.landed();
+        }
         self.counters.written(count, bytes_total);
         if let Some(u) = unknown {
             u.returned();

@@ -57,6 +57,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             // The kept graph would mark what the deleted blocks link to as if they were still
             // here.
             self.shared.lock().drop_kept_graph(&self.written);
+            self.drop_hot_keys();
             let mut batch = WriteBatch::with_capacity(keys.len() * 2);
             for k in &keys {
                 batch.delete(Space::Blocks, k.clone());

@@ -30,6 +30,7 @@ use crate::{
     config::Config,
     error::{Error, KvError},
     graph::GraphBuilder,
+    hot_keys::HotKeys,
     kv::Kv,
     markset::MarkSetKind,
     metrics::Counters,
@@ -103,6 +104,9 @@ pub struct SplitStore<K: Kv, C: Clock> {
     pub(crate) counters: Counters,
     /// The blocks written since the last chain walk took them, with their links ([`Written`]).
     pub(crate) written: Written,
+    /// The hot key list (`crate::hot_keys`): `None` where none is kept, or until the next
+    /// collect starts one.
+    pub(crate) hot_keys: Mutex<Option<HotKeys>>,
 }
 
 impl<K: Kv, C: Clock> core::fmt::Debug for SplitStore<K, C> {
@@ -146,6 +150,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             protectors: Mutex::new(Vec::new()),
             counters: Counters::default(),
             written: Mutex::new(written),
+            hot_keys: Mutex::new(None),
         };
         store.load_meta().await?;
         store.recover().await?;
