@@ -141,13 +141,14 @@ pub(crate) struct HotKeys {
     /// `kept` leaves out keys the chain index marks: a collect may visit the list only after
     /// a walk that marked from the index.
     leans_on_index: bool,
-    /// Set when `kept` holds keys the chain index marks (a scan that could not tell them):
-    /// the next collect scans, and leaves them out.
+    /// Set until a collect has filled `kept`, and when `kept` holds keys the chain index
+    /// marks (a scan that could not tell them): the next collect scans.
     rescan: bool,
 }
 
 impl HotKeys {
-    /// An empty list of at most `limit` bytes, for the keys written from now on.
+    /// An empty list of at most `limit` bytes, for the keys written from now on; usable once
+    /// a collect has taken in what it visited.
     pub fn new(limit: usize) -> Self {
         HotKeys {
             limit,
@@ -156,7 +157,7 @@ impl HotKeys {
             dead: KeyBag::default(),
             uncertain: KeyBag::default(),
             leans_on_index: false,
-            rescan: false,
+            rescan: true,
         }
     }
 
@@ -509,6 +510,8 @@ mod tests {
     #[test]
     fn a_list_is_usable_only_when_whole() {
         let mut l = HotKeys::new(usize::MAX);
+        assert!(!l.usable(true), "no collect has filled it");
+        assert!(l.collected(KeyBag::default(), KeyBag::default(), false, true));
         assert!(l.usable(false));
         let mut dead = KeyBag::default();
         dead.push(&key(1));

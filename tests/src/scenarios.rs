@@ -338,8 +338,10 @@ pub async fn missing_reference_retries<K: Kv>(make: &dyn Fn() -> K) {
 
 /// Dropping a running compaction at any await is survivable, in every mode: the same store
 /// keeps serving, rescues what it is given, and its next compaction (or a fresh process, from
-/// what was durable or from everything written) finishes the job. Returns how many drop
-/// points left a purge to resume.
+/// what was durable or from everything written) finishes the job. The store keeps a hot key
+/// list and compacted once before, so the dropped compaction collects from the list; the next
+/// one leaves nothing that a fresh process's scan would delete. Returns how many drop points
+/// left a purge to resume.
 pub async fn dropped_compaction_future(stride: usize) -> u64 {
     let mut resumed = 0;
     for mode in [Mode::Discard, Mode::Universal, Mode::Messages] {
@@ -360,15 +362,19 @@ async fn dropped_compaction_future_in(mode: Mode, stride: usize) -> u64 {
     let mut k = 1;
     loop {
         let (hot, cold) = (MemKv::with_crash_tracking(), MemKv::with_crash_tracking());
-        let store = SplitStore::open(&hot, &cold, ManualClock::new(0), small_config(mode)).await.expect("open");
+        let config = Config { hot_key_list_bytes: 1 << 20, ..small_config(mode) };
+        let store = SplitStore::open(&hot, &cold, ManualClock::new(0), config.clone()).await.expect("open");
         let mut chain = small_chain(77);
         let mut old = Vec::new();
-        for _ in 0..20 {
+        for i in 0..20 {
             let e = chain.next_epoch();
             // Not headers: a header's own DAG reaches old state, which goes by design.
             old.extend(e.blocks.iter().filter(|(c, _)| !e.tipset.contains(c)).map(|(c, _)| *c));
             store.put_many(e.blocks.clone()).await.expect("put");
             drop(store.head_change(&[], std::slice::from_ref(&e.tipset)).await.expect("head"));
+            if i == 12 {
+                store.compact(&NoProgress).await.expect("earlier compaction");
+            }
         }
         store.hot().flush().await.expect("flush");
         let pending = store.begin_compaction().expect("begin");
@@ -420,7 +426,7 @@ async fn dropped_compaction_future_in(mode: Mode, stride: usize) -> u64 {
         for keep in [usize::MAX, 0] {
             let (h, c) = (hot.crash_image(keep), cold.crash_image(keep));
             let image = universe_of(&h, &c).await;
-            let other = SplitStore::open(h, c, ManualClock::new(0), small_config(mode)).await.expect("reopen");
+            let other = SplitStore::open(h, c, ManualClock::new(0), config.clone()).await.expect("reopen");
             assert_eq!(other.check().await.expect("check").missing, 0, "{at}: reopened keeping {keep}");
             let after = universe_of(other.hot(), other.cold()).await;
             // …or from what was durable: a touched block the crash kept stays, with its DAG.
@@ -430,11 +436,24 @@ async fn dropped_compaction_future_in(mode: Mode, stride: usize) -> u64 {
             check(&after, keep == usize::MAX, &format!("reopened keeping {keep} (purge pending: {in_txn})"));
         }
         // …and so does the same store's next compaction, which finishes the purge.
-        store.compact(&NoProgress).await.unwrap_or_else(|e| panic!("{at}: next compaction: {e}"));
+        let next = store.compact(&NoProgress).await.unwrap_or_else(|e| panic!("{at}: next compaction: {e}"));
         assert_eq!(store.check().await.expect("check").missing, 0);
         if in_txn {
             check(&universe_of(&hot, &cold).await, true, "after the next compaction");
         }
+        // A run that finished the dropped one's purge kept what that transaction protected;
+        // the compaction after it decides afresh. Whether that one collected from the list
+        // (dropped before its collect took it) or scanned (after: the list it started was never
+        // filled), it left nothing dead behind.
+        let next = if next.resumed {
+            store.compact(&NoProgress).await.unwrap_or_else(|e| panic!("{at}: compaction after: {e}"))
+        } else {
+            next
+        };
+        drop(store);
+        let fresh = SplitStore::open(&hot, &cold, ManualClock::new(0), config.clone()).await.expect("reopen");
+        let scanned = fresh.compact(&NoProgress).await.unwrap_or_else(|e| panic!("{at}: scan: {e}"));
+        assert_eq!(scanned.dead, 0, "{at}: the next compaction (listed: {}) left dead blocks", next.hot_keys_listed);
         k += stride;
     }
 }
