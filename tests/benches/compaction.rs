@@ -2,8 +2,9 @@
 //! same I/O measured in the same run. Then the mark of the next compaction, after another
 //! threshold's worth of epochs written through the store, from the kept graph and the records
 //! of those writes against a store that reads every block
-//! (and the first compaction's mark, which records the graph, against that store's). Prints
-//! medians of `SPLITSTORE_BENCH_RUNS` runs (default 5).
+//! (and the first compaction's mark, which records the graph, against that store's), and the
+//! next collect and the writes before it of a store that keeps a hot key list against that
+//! store's. Prints medians of `SPLITSTORE_BENCH_RUNS` runs (default 5).
 //!
 //! `cargo bench -p splitstore-conformance --bench compaction [-- --objects N]`
 
@@ -79,13 +80,16 @@ fn main() {
         .map(|_| gen.next_epoch())
         .collect();
     let reading = cfg.clone();
+    let listing_cfg = Config { hot_key_list_bytes: 256 << 20, ..cfg.clone() };
     let cfg = Config { kept_graph_bytes: 256 << 20, ..cfg };
-    let mark_ms = |r: &splitstore_core::CompactionReport| {
-        r.phases.iter().find(|(p, _)| *p == Phase::Mark).map(|(_, ms)| *ms).unwrap_or(0) as f64
+    let phase_ms = |r: &splitstore_core::CompactionReport, phase: Phase| {
+        r.phases.iter().find(|(p, _)| *p == phase).map(|(_, ms)| *ms).unwrap_or(0) as f64
     };
+    let mark_ms = |r: &splitstore_core::CompactionReport| phase_ms(r, Phase::Mark);
     let (mut first_reading, mut second_graph, mut second_reading, mut from_graph) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut put_ratio = Vec::new();
+    let (mut put_ratio_listing, mut collect_listed, mut collect_scanned) = (Vec::new(), Vec::new(), Vec::new());
 
     let mut mark_rate = Vec::new();
     let mut bytes_per_obj = Vec::new();
@@ -161,9 +165,20 @@ fn main() {
             took, report.marked, report.purged, raw_s, report.phases
         );
 
+        // A store that keeps a hot key list, from the same base: its first collect scans.
+        let listing = block_on(SplitStore::open(
+            base.crash_image(usize::MAX),
+            MemKv::new(),
+            WallClock(Instant::now()),
+            listing_cfg.clone(),
+        ))
+        .expect("open");
+        drop(block_on(listing.head_change(&[], &[epochs.last().expect("epochs").clone()])).expect("head"));
+        block_on(listing.compact(&NoProgress)).expect("compact");
+
         // The next compaction of each store, after the same new epochs.
-        let mut put_s = [0.0; 2];
-        for (s, took) in [&store, &plain].into_iter().zip(&mut put_s) {
+        let mut put_s = [0.0; 3];
+        for (s, took) in [&store, &plain, &listing].into_iter().zip(&mut put_s) {
             let batches: Vec<_> = more.iter().map(|e| e.blocks.clone()).collect();
             let t = Instant::now();
             for b in batches {
@@ -173,9 +188,22 @@ fn main() {
             drop(block_on(s.head_change(&[], &[more.last().expect("epochs").tipset.clone()])).expect("head"));
         }
         put_ratio.push(put_s[0] / put_s[1]);
+        put_ratio_listing.push(put_s[2] / put_s[1]);
         let g = block_on(store.compact(&NoProgress)).expect("compact");
         let r = block_on(plain.compact(&NoProgress)).expect("compact");
+        let l = block_on(listing.compact(&NoProgress)).expect("compact");
         assert_eq!(g.marked, r.marked, "both stores mark the same set");
+        assert!(l.hot_keys_listed && !r.hot_keys_listed);
+        assert_eq!((l.marked, l.dead, l.purged), (r.marked, r.dead, r.purged), "the list lists what the scan does");
+        collect_listed.push(phase_ms(&l, Phase::Collect));
+        collect_scanned.push(phase_ms(&r, Phase::Collect));
+        println!(
+            "next collect: {} ms visiting the hot key list ({} keys), {} ms scanning ({} keys)",
+            phase_ms(&l, Phase::Collect),
+            l.hot_scanned,
+            phase_ms(&r, Phase::Collect),
+            r.hot_scanned
+        );
         second_graph.push(g.marked as f64 / (mark_ms(&g).max(1.0) / 1000.0));
         second_reading.push(r.marked as f64 / (mark_ms(&r).max(1.0) / 1000.0));
         from_graph.push(g.graph_marked as f64 / g.marked as f64);
@@ -211,6 +239,15 @@ fn main() {
     println!(
         "median put_many time:            {:.2}x recording the links of what is written, against not",
         median(put_ratio)
+    );
+    println!(
+        "median put_many time:            {:.2}x recording the keys of what is written (hot key list), against not",
+        median(put_ratio_listing)
+    );
+    let (cl, cs) = (median(collect_listed), median(collect_scanned));
+    println!(
+        "median next collect:             {cl:.0} ms from the hot key list, {cs:.0} ms scanning ({:.2}x)",
+        cs / cl.max(1.0)
     );
     println!("median markset bytes/object:     {:.1}", median(bytes_per_obj));
     println!("median compaction / raw KV cost: {:.2}x", median(ratio));
