@@ -140,7 +140,8 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     ///
     /// A compaction outside messages mode stops at the chain index's anchor, if it meets it,
     /// and marks the index's keys instead of walking the headers below; it records the keys of
-    /// the generations below its boundaries for the next one (`chain_index`).
+    /// the generations below its boundaries for the next one (`chain_index`). `indexed` takes
+    /// in the keys it marked from the index or recorded into it, for the hot key list.
     pub(crate) async fn mark_chain(
         &self,
         head: &[Cid],
