@@ -23,7 +23,10 @@ use core::future::Future;
 
 use cid::Cid;
 
-use crate::chunked::Chunked;
+use crate::{
+    chunked::Chunked,
+    pace::{sort_paced, Pace},
+};
 
 use crate::key::{is_unitary, may_have_links, KeyBuf, BLAKE2B_256, DAG_CBOR};
 
@@ -323,7 +326,7 @@ impl GraphBuilder {
         if self.over || (self.parents.is_empty() && self.reused_count == 0) {
             return None;
         }
-        let mut pace = Pace { every: every.max(1), done: 0, pause };
+        let mut pace = Pace::new(every, pause);
         let GraphBuilder { limit, parents, children, external, reused, .. } = self;
         let empty = KeptGraph::default();
         let base = base.filter(|_| !reused.is_empty()).unwrap_or(&empty);
@@ -364,7 +367,7 @@ impl GraphBuilder {
             }
             pace.step(1).await;
         }
-        let fresh = sort_paced(fresh, &mut pace).await;
+        let fresh = sort_paced(fresh, |p| p.0, &mut pace).await;
         let mut occs: Vec<(u64, u32)> = Vec::with_capacity(fresh.len() + base.len());
         {
             let mut staying = (0..base.len())
@@ -505,66 +508,6 @@ impl core::fmt::Debug for GraphBuilder {
             .field("reused", &self.reused_count)
             .finish()
     }
-}
-
-/// Counts a build's elements of work and awaits `pause()` once `every` have been done.
-struct Pace<P> {
-    every: usize,
-    done: usize,
-    pause: P,
-}
-
-impl<P: FnMut() -> F, F: Future<Output = ()>> Pace<P> {
-    async fn step(&mut self, work: usize) {
-        self.done += work;
-        if self.done >= self.every {
-            self.done = 0;
-            (self.pause)().await;
-        }
-    }
-}
-
-/// `pairs` sorted, in steps of about `pace.every` elements: distributed into buckets by their
-/// leading bits (a counting sort; the leads are digest bytes, so evenly spread), then each
-/// bucket sorted on its own. A bucket is sorted in one step: one that holds far more than its
-/// share (digests chosen to share their leading bits) delays the next pause, never the order.
-async fn sort_paced<P, F>(mut pairs: Vec<(u64, u32)>, pace: &mut Pace<P>) -> Vec<(u64, u32)>
-where
-    P: FnMut() -> F,
-    F: Future<Output = ()>,
-{
-    if pairs.len() <= pace.every {
-        pairs.sort_unstable();
-        pace.step(pairs.len()).await;
-        return pairs;
-    }
-    // About eight pairs per bucket, at most 2^20 buckets.
-    let bits = (usize::BITS - 1 - (pairs.len() / 8).max(1).leading_zeros()).min(20);
-    let bucket = |p: &(u64, u32)| p.0.checked_shr(64 - bits).unwrap_or(0) as usize;
-    let mut start = alloc::vec![0usize; (1 << bits) + 1];
-    for p in &pairs {
-        start[bucket(p) + 1] += 1;
-        pace.step(1).await;
-    }
-    for b in 1..start.len() {
-        start[b] += start[b - 1];
-        pace.step(1).await;
-    }
-    let mut sorted = alloc::vec![(0u64, 0u32); pairs.len()];
-    let mut next = start.clone();
-    for p in pairs {
-        let b = bucket(&p);
-        sorted[next[b]] = p;
-        next[b] += 1;
-        pace.step(1).await;
-    }
-    drop(next);
-    for b in 0..start.len() - 1 {
-        let run = &mut sorted[start[b]..start[b + 1]];
-        run.sort_unstable();
-        pace.step(1 + run.len()).await;
-    }
-    sorted
 }
 
 #[cfg(test)]
@@ -784,15 +727,11 @@ mod tests {
             want.sort_unstable();
             for every in [1, 3, 100, usize::MAX] {
                 let mut pauses = 0;
-                let mut pace = Pace {
-                    every,
-                    done: 0,
-                    pause: || {
-                        pauses += 1;
-                        async {}
-                    },
-                };
-                let got = futures::executor::block_on(sort_paced(pairs.clone(), &mut pace));
+                let mut pace = Pace::new(every, || {
+                    pauses += 1;
+                    async {}
+                });
+                let got = futures::executor::block_on(sort_paced(pairs.clone(), |p| p.0, &mut pace));
                 assert_eq!(got, want, "{len} pairs, skew {skew}, every {every}");
                 // Counting the buckets alone steps once per pair.
                 assert!(pauses >= len / every, "{len} pairs, every {every}: {pauses} pauses");

@@ -40,6 +40,7 @@
 //! and starts a new one.
 
 use alloc::vec::Vec;
+use core::future::Future;
 
 use crate::{
     chunked::Chunked,
@@ -49,6 +50,7 @@ use crate::{
     kv::{Kv, Space},
     live::LiveRef,
     markset::{AnyMarks, MarkSetKind, Marks},
+    pace::{sort_paced, Pace},
     store::SplitStore,
     sync::Mutex,
 };
@@ -209,10 +211,13 @@ impl HotKeys {
     }
 
     /// The keys to visit, each once: `kept` merged with `added` in key order, then keys of
-    /// other hashes in order.
-    pub fn into_listing(self) -> Listing {
-        let mut added: Vec<[u8; 32]> = self.added.digests.iter().copied().collect();
-        added.sort_unstable();
+    /// other hashes in order. Sorts `added` in steps, pausing every `every` elements.
+    pub async fn into_listing<P: FnMut() -> F, F: Future<Output = ()>>(self, every: usize, pause: P) -> Listing {
+        let mut pace = Pace::new(every, pause);
+        let added: Vec<[u8; 32]> = self.added.digests.iter().copied().collect();
+        let mut added =
+            sort_paced(added, |d| u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]), &mut pace)
+                .await;
         added.dedup();
         let mut other = self.kept.other;
         other.extend(self.added.other);
@@ -374,7 +379,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
                 }
             }
         }
-        Ok(Some(last.into_listing()))
+        Ok(Some(last.into_listing(self.build_every(), || self.clock.yield_now()).await))
     }
 
     /// Takes in what the collect visited ([`HotKeys::collected`]); `None` drops the list (the
@@ -389,20 +394,33 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     }
 
     /// After the purge: the keys collect listed as dead that the compaction marked later may
-    /// have stayed; the next collect reads which.
-    pub(crate) fn settle_hot_keys(&self, live: &LiveRef) {
+    /// have stayed; the next collect reads which. Yields between steps of `build_every` keys.
+    pub(crate) async fn settle_hot_keys(&self, live: &LiveRef) {
         let dead = match self.hot_keys.lock().as_mut() {
             Some(l) => l.take_dead(),
             None => return,
         };
         let mut marked = KeyBag::default();
+        let mut pace = Pace::new(self.build_every(), || self.clock.yield_now());
+        for chunk in dead.digests.chunks() {
+            {
+                let l = live.lock();
+                for d in chunk {
+                    let key = KeyBuf::of_blake2b_256(d);
+                    if l.marks.contains(key.as_bytes()) {
+                        marked.digests.push(*d);
+                    }
+                }
+            }
+            pace.step(chunk.len()).await;
+        }
         {
             let l = live.lock();
-            dead.for_each(|k| {
+            for k in &dead.other {
                 if l.marks.contains(k) {
                     marked.push(k);
                 }
-            });
+            }
         }
         let mut list = self.hot_keys.lock();
         if let Some(l) = list.as_mut() {
@@ -454,6 +472,11 @@ mod tests {
         mh.to_bytes()
     }
 
+    /// The listing of `l`, sorted in steps of three elements.
+    fn listing(l: HotKeys) -> Listing {
+        futures::executor::block_on(l.into_listing(3, || async {}))
+    }
+
     fn drain(mut l: Listing, page: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         loop {
@@ -499,7 +522,7 @@ mod tests {
         for page in [1, 7, 16_384] {
             let list = filled();
             assert!(list.usable(false));
-            let got = drain(list.into_listing(), page);
+            let got = drain(listing(list), page);
             assert_eq!(got.len(), model.len(), "page {page}: every key once");
             let (g_blake, g_other) = got.split_at(blake.len());
             assert!(g_blake.iter().eq(blake.iter().copied()), "page {page}: BLAKE2b-256 keys in key order");

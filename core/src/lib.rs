@@ -35,6 +35,7 @@ pub mod markset;
 pub mod mem;
 pub mod meta;
 pub mod metrics;
+mod pace;
 pub mod send;
 pub mod store;
 mod sync;

@@ -5,13 +5,16 @@
 // it caused, and the page's memory: the module's linear memory (which never shrinks, so its
 // size is the peak of the wasm heap) and the JS heap, before and after.
 //
-//   node bench/idb-scale.mjs [--blocks 1000000] [--state 60000] [--kept-graph-mb 0]
+//   node bench/idb-scale.mjs [--blocks 1000000] [--state 60000] [--kept-graph-mb 0] [--hot-key-list-mb 0]
+//     [--rounds N]
 //
 // `--state` is the synthetic state tree's size (about 4 hot blocks per state object stay live).
 // `--kept-graph-mb` above 0 keeps the compaction's graph (`keptGraphBytes`): the imported
 // blocks are recorded as they are written (within that memory), the first compaction marks
 // from those records and builds the graph at the end of its mark, and a second one, right
-// after, marks from it.
+// after, marks from it. `--hot-key-list-mb` above 0 keeps the hot key list (`hotKeyListBytes`):
+// the first compaction scans and fills it, a second one collects from it. `--rounds` sets the
+// number of compactions (default 2 with either option, else 1).
 // Needs the page's dependencies (scripts/test-www.sh installs them) and Chromium.
 
 import { arg, bytesUnder, withPagePersisted } from './common.mjs';
@@ -19,11 +22,13 @@ import { arg, bytesUnder, withPagePersisted } from './common.mjs';
 const BLOCKS = arg('blocks', 1_000_000);
 const STATE = arg('state', 60_000);
 const KEPT_GRAPH_MB = arg('kept-graph-mb', 0);
+const HOT_KEY_LIST_MB = arg('hot-key-list-mb', 0);
+const ROUNDS = arg('rounds', KEPT_GRAPH_MB > 0 || HOT_KEY_LIST_MB > 0 ? 2 : 1);
 
 await withPagePersisted('idb-scale', async ({ ctx, page, idbDir }) => {
   const config = {
     mode: 'discard', finality: 10, thresholdFinalities: 1_000_000, boundaryFinalities: 1, syncGapSecs: null,
-    persist: false, keptGraphBytes: KEPT_GRAPH_MB * 2 ** 20,
+    persist: false, keptGraphBytes: KEPT_GRAPH_MB * 2 ** 20, hotKeyListBytes: HOT_KEY_LIST_MB * 2 ** 20,
   };
   const imported = await page.evaluate(async ({ config, BLOCKS, STATE }) => {
     const pkg = await import('splitstore-wasm');
@@ -72,13 +77,14 @@ await withPagePersisted('idb-scale', async ({ ctx, page, idbDir }) => {
         graphMarked: Number(report.graphMarked), graphObjects: Number(report.graphObjects),
         graphBytes: Number(report.graphBytes), graphWritten: Number(report.graphWritten),
         loaded: Number(report.loadedBelowHeaders),
+        visited: Number(report.hotScanned), listed: report.hotKeysListed,
         phases: report.phases.map((p) => [p.phase, Number(p.ms)]),
       });
     }
     const after = memory();
     await window.store.close();
     return { before, after, compactions };
-  }, { rounds: KEPT_GRAPH_MB > 0 ? 2 : 1 });
+  }, { rounds: ROUNDS });
   const diskAfter = bytesUnder(idbDir);
 
   const mib = (n) => (n / 2 ** 20).toFixed(1);
@@ -91,7 +97,8 @@ await withPagePersisted('idb-scale', async ({ ctx, page, idbDir }) => {
       + `below the headers), dead ${c.dead}, purged ${c.purged}; `
       + `mark set ${mib(c.markset)} MiB (${c.perObject.toFixed(1)} B/object)`
       + (KEPT_GRAPH_MB > 0 ? `; kept graph ${c.graphObjects} objects, ${mib(c.graphBytes)} MiB.` : '.'));
-    console.log(`  Phases: ${c.phases.map(([p, ms]) => `${p} ${s(ms)} s`).join(', ')}.`);
+    console.log(`  Phases: ${c.phases.map(([p, ms]) => `${p} ${s(ms)} s`).join(', ')}; collect `
+      + `${c.listed ? 'visited the hot key list' : 'read every hot key'} (${c.visited} keys).`);
     console.log(`  Tasks >= 50 ms during the compaction: ${c.tasks.length}`
       + (c.tasks.length ? ` (longest ${Math.max(...c.tasks.map((t) => t.ms)).toFixed(0)} ms)` : '') + '.');
     for (const t of c.tasks) console.log(`    ${t.ms.toFixed(0)} ms in ${t.phase}`);

@@ -265,7 +265,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             }
             laps.lap(&mut report, Phase::Critical, self.clock.now_millis());
             self.purge(Some(&live), Target::Hot, progress, &mut report).await?;
-            self.settle_hot_keys(&live);
+            self.settle_hot_keys(&live).await;
             live
         };
         laps.lap(&mut report, Phase::Purge, self.clock.now_millis());

@@ -90,7 +90,7 @@ pub(crate) enum PurgeOf {
 
 impl<K: Kv, C: Clock> SplitStore<K, C> {
     /// Elements of work a graph build does between two yields.
-    fn build_every(&self) -> usize {
+    pub(crate) fn build_every(&self) -> usize {
         self.config.yield_every.saturating_mul(BUILD_STEPS_PER_OBJECT)
     }
 
