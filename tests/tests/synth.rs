@@ -103,7 +103,8 @@ fn different_seeds_differ() {
     let b = chain(&SynthConfig { seed: 2, ..small() }, 30);
     assert_ne!(a[0].blocks, b[0].blocks);
     let a_cids: HashSet<Cid> = a.iter().flat_map(|e| e.blocks.iter().map(|b| b.0)).collect();
-    let shared = b.iter().flat_map(|e| &e.blocks).filter(|b| a_cids.contains(&b.0)).count();
+    let shared =
+        b.iter().flat_map(|e| &e.blocks).map(|b| b.0).filter(|c| a_cids.contains(c)).collect::<HashSet<_>>().len();
     // Only seed-independent constants (info object, empty AMT/TxMeta) may coincide.
     assert!(shared <= 3, "{shared} blocks shared between seeds");
     assert_ne!(a.iter().map(|e| e.height).collect::<Vec<_>>(), b.iter().map(|e| e.height).collect::<Vec<_>>());
@@ -130,15 +131,24 @@ fn every_cid_hashes_its_bytes() {
     }
 }
 
+/// No block is emitted twice in an epoch, and across epochs only the two constant objects a
+/// node builds again whenever a block has no messages of a kind (the empty AMT, the empty
+/// TxMeta) are: their earlier copy may have been discarded by a compaction since.
 #[test]
-fn no_block_is_emitted_twice() {
+fn no_block_is_emitted_twice_but_the_empty_message_objects() {
     let cfg = SynthConfig { messages_per_block: 1, max_blocks_per_tipset: 5, ..small() };
     let mut seen = HashSet::new();
+    let mut again = HashSet::new();
     for e in chain(&cfg, 300) {
+        let mut this_epoch = HashSet::new();
         for (cid, _) in &e.blocks {
-            assert!(seen.insert(*cid), "{cid} emitted twice (height {})", e.height);
+            assert!(this_epoch.insert(*cid), "{cid} emitted twice at height {}", e.height);
+            if !seen.insert(*cid) {
+                again.insert(*cid);
+            }
         }
     }
+    assert!(!again.is_empty() && again.len() <= 2, "blocks emitted in more than one epoch: {again:?}");
 }
 
 /// Every link resolves to a block of this or an earlier epoch, and within an epoch to a block

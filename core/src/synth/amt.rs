@@ -50,9 +50,8 @@ fn root_head(out: &mut Vec<u8>, height: u64, count: usize) {
 /// Builds an AMT of `count` values, `value(i, out)` writing value `i`, emitting every node
 /// (children before parents, root last) and returning the root's CID.
 ///
-/// The empty AMT is the same object every time, so it goes through `Sink::put_const`; other
-/// nodes go through `put_dedup`, since blocks of one tipset that share messages can build
-/// identical message AMTs.
+/// Every node goes through `Sink::put_dedup`: blocks of one tipset that share messages can
+/// build identical message AMTs, and the empty AMT is the same object in every epoch.
 pub(crate) fn build(sink: &mut Sink, count: usize, mut value: impl FnMut(usize, &mut Vec<u8>)) -> Cid {
     let mut height = 0u64;
     let mut capacity = WIDTH;
@@ -64,7 +63,7 @@ pub(crate) fn build(sink: &mut Sink, count: usize, mut value: impl FnMut(usize, 
     root_head(&mut root, height, count);
     if height == 0 {
         leaf_node(&mut root, 0..count, &mut value);
-        return if count == 0 { sink.put_const(root) } else { sink.put_dedup(root) };
+        return sink.put_dedup(root);
     }
     let mut level: Vec<Cid> = (0..count.div_ceil(WIDTH))
         .map(|leaf| {

@@ -67,11 +67,7 @@ pub(crate) fn txmeta(sink: &mut Sink, bls: &[Cid], secp: &[Cid]) -> Cid {
     cbor::array(&mut out, 2);
     cbor::link(&mut out, &bls_root);
     cbor::link(&mut out, &secp_root);
-    if bls.is_empty() && secp.is_empty() {
-        sink.put_const(out)
-    } else {
-        sink.put_dedup(out)
-    }
+    sink.put_dedup(out)
 }
 
 /// A message `[version, to, from, nonce, value, gas_limit, gas_fee_cap, gas_premium, method,

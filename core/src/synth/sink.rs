@@ -38,16 +38,16 @@ impl BuildHasher for DigestHasher {
 
 /// Collects the blocks of one epoch.
 ///
-/// Invariant: a block enters `blocks` at most once per epoch, and never when it was emitted in
-/// an earlier epoch. `put_new` callers guarantee novelty by construction (the bytes embed a
-/// serial or a version); `put_dedup` covers objects that can repeat inside one epoch (message
-/// AMTs and TxMeta of blocks that share messages); `put_const` covers the few objects that
-/// can repeat across epochs (the empty AMT, the empty TxMeta).
+/// Invariant: a block enters `blocks` at most once per epoch. `put_new` callers guarantee
+/// novelty by construction (the bytes embed a serial or a version); `put_dedup` covers objects
+/// that can repeat, inside one epoch (message AMTs and TxMeta of blocks that share messages)
+/// or across epochs (the empty AMT, the empty TxMeta): a node writes those again whenever it
+/// builds them, as a syncing node does with every block's message AMTs, so an epoch that uses
+/// one emits it even if an earlier epoch did (a compaction may have discarded it since).
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
     blocks: Vec<(Cid, Vec<u8>)>,
     epoch_seen: HashSet<[u8; 32], DigestHasher>,
-    consts: Vec<Cid>,
     total_blocks: u64,
     total_bytes: u64,
 }
@@ -73,17 +73,6 @@ impl Sink {
         let mut digest = [0u8; 32];
         digest.copy_from_slice(cid.hash().digest());
         if self.epoch_seen.insert(digest) {
-            self.push(cid, bytes);
-        }
-        cid
-    }
-
-    /// Emits a DAG-CBOR block unless any epoch already emitted it. Only for a handful of
-    /// constant objects: the list is scanned linearly.
-    pub(crate) fn put_const(&mut self, bytes: Vec<u8>) -> Cid {
-        let cid = dag_cbor_blake2b_cid(&bytes);
-        if !self.consts.contains(&cid) {
-            self.consts.push(cid);
             self.push(cid, bytes);
         }
         cid
@@ -117,17 +106,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dedup_is_per_epoch_and_const_is_forever() {
+    fn dedup_is_per_epoch() {
         let mut s = Sink::default();
         let a = s.put_dedup(alloc::vec![0x80]);
         assert_eq!(s.put_dedup(alloc::vec![0x80]), a);
-        let c = s.put_const(alloc::vec![0xa0]);
-        assert_eq!(s.take_epoch().len(), 2);
-        assert_eq!(s.put_dedup(alloc::vec![0x80]), a);
-        assert_eq!(s.put_const(alloc::vec![0xa0]), c);
         assert_eq!(s.take_epoch().len(), 1);
-        assert_eq!(s.total_blocks(), 3);
-        assert_eq!(s.total_bytes(), 3);
+        assert_eq!(s.put_dedup(alloc::vec![0x80]), a);
+        assert_eq!(s.take_epoch().len(), 1, "a later epoch emits it again");
+        assert_eq!(s.total_blocks(), 2);
+        assert_eq!(s.total_bytes(), 2);
     }
 
     #[test]
