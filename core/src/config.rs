@@ -123,9 +123,11 @@ pub struct Config {
     /// The most bytes of memory the hot key list may hold: the keys of the hot store's blocks
     /// but final headers, kept between compactions so that collect visits them instead of
     /// scanning the hot store, whose every header back to genesis a scan would pass (32 bytes
-    /// per key; `docs/design.md`, "The hot key list"). The first compaction of a process
-    /// scans, and so does one after a deletion through the API or once the list would pass
-    /// this. `0` (the default) turns it off.
+    /// per key; `docs/design.md`, "The hot key list"). A compaction's set of the keys the
+    /// chain index marks, held from its mark to its collect, is bounded by it too. The first
+    /// compaction of a process scans, and so does one after a deletion through the API or
+    /// once the list or that set would pass this. Default 32 MiB (a million keys); `0` turns
+    /// it off.
     pub hot_key_list_bytes: usize,
 }
 
@@ -157,7 +159,7 @@ impl Default for Config {
             reify_limit: 16384,
             reify_queue: 1024,
             kept_graph_bytes: 0,
-            hot_key_list_bytes: 0,
+            hot_key_list_bytes: 32 << 20,
         }
     }
 }

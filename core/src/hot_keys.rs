@@ -229,6 +229,9 @@ impl HotKeys {
 
 /// The keys a compaction's walk marks from the chain index or records into it: its collect
 /// leaves them out of the next list, since every compaction that uses the index marks them.
+/// Bounded by the list's limit: past it the set is freed and the collect keeps no list (it
+/// could not tell which keys to leave out), so a chain too long for the limit costs its
+/// memory once, not a second mark set over every header.
 #[derive(Debug)]
 pub(crate) struct IndexedKeys {
     keys: AnyMarks,
@@ -237,25 +240,32 @@ pub(crate) struct IndexedKeys {
     pub with_stored: bool,
     /// Keys recorded into chunks, until the anchor that names them is written.
     staged: Vec<BlockKey>,
+    limit: usize,
+    /// The set passed `limit` and was freed.
+    overflowed: bool,
 }
 
 impl IndexedKeys {
-    pub fn new(kind: MarkSetKind, seed: u128, with_stored: bool) -> Self {
-        IndexedKeys { keys: AnyMarks::new(kind, 0, seed), with_stored, staged: Vec::new() }
+    pub fn new(kind: MarkSetKind, seed: u128, with_stored: bool, limit: usize) -> Self {
+        IndexedKeys { keys: AnyMarks::new(kind, 0, seed), with_stored, staged: Vec::new(), limit, overflowed: false }
     }
 
     /// Takes in keys marked from a stored chunk.
     pub fn marked_from_chunk(&mut self, keys: &[&[u8]]) {
-        if self.with_stored {
+        if self.with_stored && !self.overflowed {
             for k in keys {
                 self.keys.mark(k);
             }
+            self.check_limit();
         }
     }
 
     /// Takes in the keys of a generation recorded into the index.
     pub fn recorded(&mut self, keys: &[BlockKey]) {
-        self.staged.extend_from_slice(keys);
+        if !self.overflowed {
+            self.staged.extend_from_slice(keys);
+            self.check_limit();
+        }
     }
 
     /// The anchor naming the recorded keys was written: they are indexed.
@@ -263,6 +273,30 @@ impl IndexedKeys {
         for k in self.staged.drain(..) {
             self.keys.mark(k.as_bytes());
         }
+        self.check_limit();
+    }
+
+    /// Heap bytes held, about: the fingerprint table's allocation (an exact set, used by
+    /// tests, is counted by its keys, since summing its allocations costs a pass over it).
+    fn held(&self) -> usize {
+        let keys = match &self.keys {
+            AnyMarks::Fingerprint(s) => s.heap_bytes(),
+            AnyMarks::Exact(s) => s.len() * 64,
+        };
+        keys + self.staged.len() * 64
+    }
+
+    fn check_limit(&mut self) {
+        if !self.overflowed && self.held() > self.limit {
+            self.overflowed = true;
+            self.keys = AnyMarks::new(MarkSetKind::default(), 0, 0);
+            self.staged = Vec::new();
+        }
+    }
+
+    /// Whether the set passed its limit: the collect keeps no list.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     pub fn contains(&self, key: &[u8]) -> bool {
@@ -356,7 +390,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         }
         // A collect that will scan meets the stored chunks' keys; one from the list does not.
         let scans = self.hot_keys.lock().as_ref().is_none_or(|l| !l.usable(true));
-        Some(IndexedKeys::new(self.markset_kind, self.clock.random_seed(), scans))
+        Some(IndexedKeys::new(self.markset_kind, self.clock.random_seed(), scans, self.config.hot_key_list_bytes))
     }
 
     /// Starts the list the writes from now on go to, for a collect about to begin, and
@@ -383,14 +417,20 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
     }
 
     /// Takes in what the collect visited ([`HotKeys::collected`]); `None` drops the list (the
-    /// collect's own keys passed the limit).
-    pub(crate) fn hot_keys_collected(&self, visited: Option<(KeyBag, KeyBag)>, leans_on_index: bool, tight: bool) {
+    /// collect's own keys passed the limit). Whether a list is kept.
+    pub(crate) fn hot_keys_collected(
+        &self,
+        visited: Option<(KeyBag, KeyBag)>,
+        leans_on_index: bool,
+        tight: bool,
+    ) -> bool {
         let mut list = self.hot_keys.lock();
-        let Some(l) = list.as_mut() else { return };
+        let Some(l) = list.as_mut() else { return false };
         let fits = visited.is_some_and(|(kept, dead)| l.collected(kept, dead, leans_on_index, tight));
         if !fits {
             *list = None;
         }
+        fits
     }
 
     /// After the purge: the keys collect listed as dead that the compaction marked later may
@@ -557,5 +597,30 @@ mod tests {
         let mut l = HotKeys::new(100);
         assert!(l.add(&sha_key(1)), "a key of another hash costs its bytes and its vector");
         assert!(!l.add(&sha_key(2)));
+    }
+
+    #[test]
+    fn the_index_keys_set_is_freed_past_the_limit() {
+        let keys: Vec<Vec<u8>> = (0..4096).map(key).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        for kind in [MarkSetKind::Fingerprint, MarkSetKind::Exact] {
+            let mut roomy = IndexedKeys::new(kind, 7, true, 1 << 20);
+            let mut tight = IndexedKeys::new(kind, 7, true, 16 << 10);
+            for chunk in refs.chunks(64) {
+                roomy.marked_from_chunk(chunk);
+                tight.marked_from_chunk(chunk);
+                assert!(tight.held() <= 16 << 10, "{kind:?}: {} bytes held", tight.held());
+            }
+            assert!(!roomy.overflowed() && keys.iter().all(|k| roomy.contains(k)), "{kind:?}");
+            assert!(tight.overflowed() && !tight.contains(&keys[0]), "{kind:?}");
+            // Recorded keys count too, staged or anchored.
+            let mut recorded = IndexedKeys::new(kind, 7, false, 16 << 10);
+            recorded.marked_from_chunk(&refs);
+            assert!(!recorded.overflowed() && !recorded.contains(&keys[0]), "{kind:?}: stored keys taken in");
+            let block_keys: Vec<BlockKey> = keys.iter().map(|k| BlockKey::from_bytes(k.clone())).collect();
+            recorded.recorded(&block_keys);
+            recorded.anchored();
+            assert!(recorded.overflowed() && recorded.held() <= 16 << 10, "{kind:?}");
+        }
     }
 }

@@ -257,10 +257,9 @@ async fn run(data: &[u8]) {
     let reify = setup / 72 % 2 == 1;
     // Cold prunes for inputs whose third byte has bit 4 set (no recorded finding has it).
     let prunes = yield_byte & 0x10 != 0;
-    // A hot key list for those with bit 5 set: collects after the first visit it.
-    if yield_byte & 0x20 != 0 {
-        cfg.hot_key_list_bytes = 1 << 20;
-    }
+    // A hot key list for those with bit 5 set (collects after the first visit it); the
+    // others scan.
+    cfg.hot_key_list_bytes = if yield_byte & 0x20 != 0 { 1 << 20 } else { 0 };
     let alphabet = Alphabet { orders, deletes, reify, prunes };
     let steps = if orders {
         [WriteSteps::Never, WriteSteps::PerEntry, WriteSteps::AfterApplying][usize::from(setup / 12 % 3)]

@@ -50,12 +50,14 @@ fn main() {
     let runs: usize = std::env::var("SPLITSTORE_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
 
     // A chain whose hot store holds `objects` blocks, about half of them live.
-    // Pacing off: this measures the engine, not the foreground share it leaves.
+    // Pacing off: this measures the engine, not the foreground share it leaves. No hot key
+    // list: the stores below turn on what each measures.
     let cfg = Config {
         mode: Mode::Discard,
         finality: 20,
         sync_gap_secs: None,
         purge_pace_after_ms: u64::MAX,
+        hot_key_list_bytes: 0,
         ..Config::default()
     };
     let mut gen =

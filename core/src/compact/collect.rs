@@ -63,8 +63,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             None => Source::Scan(None),
         };
         report.hot_keys_listed = matches!(source, Source::List(_));
-        // What this collect visits, for the next list: `None` once past its limit.
-        let mut next = self.config.lists_hot_keys().then(|| (KeyBag::default(), KeyBag::default()));
+        // What this collect visits, for the next list: `None` once past its limit, and from
+        // the start if the walk's set of the index's keys passed it (the list could not leave
+        // them out).
+        let mut next = (self.config.lists_hot_keys() && !indexed.is_some_and(|x| x.overflowed()))
+            .then(|| (KeyBag::default(), KeyBag::default()));
         let mut left_out = 0u64;
         let mut cold_listed = 0u64;
         loop {
@@ -125,7 +128,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             // A scan after a walk that marked from the index without taking in the stored
             // chunks' keys could not leave them out.
             let tight = !(used_index && !report.hot_keys_listed && !indexed.is_some_and(|x| x.with_stored));
-            self.hot_keys_collected(next, left_out > 0, tight);
+            report.hot_keys_kept = self.hot_keys_collected(next, left_out > 0, tight);
         }
         if let Some(t) = self.shared.lock().txn.as_mut() {
             t.collected = true;

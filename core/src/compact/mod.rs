@@ -152,6 +152,11 @@ pub struct CompactionReport {
     /// `docs/design.md`, "The hot key list").
     #[serde(default)]
     pub hot_keys_listed: bool,
+    /// Collect kept a hot key list for the next compaction: false where the store keeps none,
+    /// or where the list, or the walk's set of the keys the chain index marks, would pass
+    /// `Config::hot_key_list_bytes` (the next collect scans).
+    #[serde(default)]
+    pub hot_keys_kept: bool,
     /// Objects collect listed as dead.
     pub dead: u64,
     /// Objects copied to the cold store.
