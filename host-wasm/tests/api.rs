@@ -442,24 +442,42 @@ async fn with_the_kept_graph_the_next_compaction_marks_the_same_without_reading(
     call(JsSplitStore::destroy(name)).await.unwrap();
 }
 
+/// The hot key list is on by default; `hotKeyListBytes: 0` turns it off.
 #[wasm_bindgen_test]
 async fn with_the_hot_key_list_the_next_collect_visits_fewer_keys_and_lists_the_same() {
-    let name = unique("api-keys");
-    let config = small_config("discard");
-    Reflect::set(&config, &"hotKeyListBytes".into(), &(8 << 20).into()).unwrap();
-    let store = open(&name, config).await.expect("open");
-    call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
-    let first = call(store.compact(None)).await.expect("compact");
-    assert_eq!(Reflect::get(&first, &"hotKeysListed".into()).unwrap(), false, "a new store's collect scans");
-    let second = call(store.compact(None)).await.expect("compact");
-    assert_eq!(Reflect::get(&second, &"hotKeysListed".into()).unwrap(), true, "{second:?}");
+    let mut reports = Vec::new();
+    for limit in [None, Some(0)] {
+        let name = unique("api-keys");
+        let config = small_config("discard");
+        if let Some(l) = limit {
+            Reflect::set(&config, &"hotKeyListBytes".into(), &l.into()).unwrap();
+        }
+        let store = open(&name, config).await.expect("open");
+        call(store.import_car(CHAIN_128.to_vec(), JsValue::UNDEFINED)).await.expect("importCar");
+        let first = call(store.compact(None)).await.expect("compact");
+        let second = call(store.compact(None)).await.expect("compact");
+        assert_eq!(num(&call(store.check()).await.unwrap(), "missing"), 0.0);
+        call(store.close()).await.unwrap();
+        call(JsSplitStore::destroy(name)).await.unwrap();
+        reports.push((first, second));
+    }
+    let flag = |r: &JsValue, f: &str| Reflect::get(r, &f.into()).unwrap().as_bool();
+    let [(first, second), (off_first, off_second)] = &reports[..] else { unreachable!() };
+    assert_eq!(flag(first, "hotKeysListed"), Some(false), "a new store's collect scans");
+    assert_eq!(flag(first, "hotKeysKept"), Some(true), "{first:?}");
+    assert_eq!(flag(second, "hotKeysListed"), Some(true), "{second:?}");
     // The chain index marks the headers below the first compaction's boundary: the list
     // leaves them out, and nothing was dead.
-    assert!(num(&second, "hotScanned") < num(&first, "hotScanned") - num(&first, "dead"), "{first:?} {second:?}");
-    assert_eq!((num(&second, "dead"), num(&second, "marked")), (0.0, num(&first, "marked")));
-    assert_eq!(num(&call(store.check()).await.unwrap(), "missing"), 0.0);
-    call(store.close()).await.unwrap();
-    call(JsSplitStore::destroy(name)).await.unwrap();
+    assert!(num(second, "hotScanned") < num(first, "hotScanned") - num(first, "dead"), "{first:?} {second:?}");
+    assert_eq!((num(second, "dead"), num(second, "marked")), (0.0, num(first, "marked")));
+    // Off: both collects scan, and the stores end the same.
+    for r in [off_first, off_second] {
+        assert_eq!((flag(r, "hotKeysListed"), flag(r, "hotKeysKept")), (Some(false), Some(false)), "{r:?}");
+    }
+    assert_eq!(num(off_second, "hotScanned"), num(first, "hotScanned") - num(first, "dead"));
+    for f in ["marked", "dead", "purged"] {
+        assert_eq!((num(off_first, f), num(off_second, f)), (num(first, f), num(second, f)), "{f}");
+    }
 }
 
 /// Resolves with the `detail` of the next `kind` event on `target`.
