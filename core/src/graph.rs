@@ -257,7 +257,7 @@ impl GraphBuilder {
 
     /// Heap bytes the records hold. Past the limit by at most a chunk of each kind (a push
     /// that starts a chunk allocates it whole), and only until the next record finds it over.
-    fn held(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.parents.bytes() + self.children.bytes() + self.external.capacity() * core::mem::size_of::<Cid>()
     }
 

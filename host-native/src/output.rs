@@ -120,6 +120,11 @@ pub fn info_text(i: &Info, disk: &DiskUsage, counts: Option<&Counts>) -> String 
         human_bytes(m.bytes_written),
         m.blocks_deleted
     );
+    s += &format!(
+        "held in memory:   hot key list {}, kept graph {}\n",
+        human_bytes(i.held.hot_key_list),
+        human_bytes(i.held.kept_graph)
+    );
     if let Some(e) = &i.last_error {
         s += &format!("last error:       {e}\n");
     }

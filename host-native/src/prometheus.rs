@@ -185,6 +185,15 @@ fn encode(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     }
     gauge(
         enc,
+        "splitstore_held_bytes",
+        "Heap bytes the store holds between compactions, by what holds them",
+        &[
+            (&[("holder", "hot_key_list")], i.held.hot_key_list as f64),
+            (&[("holder", "kept_graph")], i.held.kept_graph as f64),
+        ],
+    )?;
+    gauge(
+        enc,
         "splitstore_last_compaction_failed",
         "1 when the last compaction ended in an error",
         &[(&[], flag(i.last_error.is_some()))],

@@ -202,6 +202,11 @@ fn counters_follow_reads_writes_and_compactions() {
     assert_eq!(sample(&samples, "splitstore_lookups_total", &[("result", "miss")]), 1.0);
     assert_eq!(sample(&samples, "splitstore_compactions_total", &[("outcome", "finished")]), 1.0);
     assert_eq!(sample(&samples, "splitstore_compaction_objects_total", &[("action", "moved")]), m.moved as f64);
+    // The hot key list is on by default: the compaction left one, and the gauge reports it.
+    let held = block_on(open.store.info()).unwrap().held;
+    assert!(held.hot_key_list > 0 && held.kept_graph == 0, "{held:?}");
+    let holder = |h| sample(&samples, "splitstore_held_bytes", &[("holder", h)]);
+    assert_eq!((holder("hot_key_list"), holder("kept_graph")), (held.hot_key_list as f64, 0.0));
     open.close().unwrap();
 }
 

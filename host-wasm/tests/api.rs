@@ -457,6 +457,9 @@ async fn with_the_hot_key_list_the_next_collect_visits_fewer_keys_and_lists_the_
         let first = call(store.compact(None)).await.expect("compact");
         let second = call(store.compact(None)).await.expect("compact");
         assert_eq!(num(&call(store.check()).await.unwrap(), "missing"), 0.0);
+        let held = get(&call(store.info()).await.unwrap(), "held");
+        assert_eq!(num(&held, "hotKeyList") > 0.0, limit.is_none(), "{held:?}");
+        assert_eq!(num(&held, "keptGraph"), 0.0, "{held:?}");
         call(store.close()).await.unwrap();
         call(JsSplitStore::destroy(name)).await.unwrap();
         reports.push((first, second));

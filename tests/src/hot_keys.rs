@@ -50,6 +50,10 @@ async fn compact_both<K: Kv>(
         verify_compaction(listing, &r, &hot_before, &cold_before, &before).await;
     }
     assert!(!f.hot_keys_listed, "{at}: the scanning store listed");
+    let held = listing.info().await.expect("info").held;
+    assert_eq!(held.hot_key_list > 0, r.hot_keys_kept, "{at}: {held:?} held, kept: {}", r.hot_keys_kept);
+    assert!(held.hot_key_list <= listing.config().hot_key_list_bytes as u64, "{at}: {held:?} held");
+    assert_eq!(scanning.info().await.expect("info").held.hot_key_list, 0, "{at}: the scanning store holds a list");
     assert_eq!(
         keys(listing.hot(), Space::Blocks).await,
         keys(scanning.hot(), Space::Blocks).await,

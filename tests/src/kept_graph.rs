@@ -66,6 +66,10 @@ async fn compact_both<K: Kv>(kept: &Store<K>, read: &Store<K>, oracle: bool, at:
         verify_compaction(kept, &r, &hot_before, &cold_before, &before).await;
     }
     assert_eq!((f.graph_marked, f.graph_objects), (0, 0), "{at}: the reading store kept a graph");
+    // Right after the compaction the store holds the graph its walk left (nothing written since).
+    let held = kept.info().await.expect("info").held;
+    assert_eq!(held.kept_graph, r.graph_bytes, "{at}: {held:?} held, the report's graph {} bytes", r.graph_bytes);
+    assert_eq!(read.info().await.expect("info").held.kept_graph, 0, "{at}: the reading store holds a graph");
     assert_eq!(keys(kept.hot(), Space::Blocks).await, keys(read.hot(), Space::Blocks).await, "{at}: hot stores differ");
     assert_eq!(
         keys(kept.cold(), Space::Blocks).await,

@@ -22,7 +22,7 @@ use cid::Cid;
 pub use self::head::HeadOutcome;
 pub use self::list::{BlockPage, ListCursor};
 pub use self::reify::{HotView, ReifyReport};
-pub use self::report::{CheckReport, Counts, Info};
+pub use self::report::{CheckReport, Counts, HeldMemory, Info};
 use self::state::{Shared, SharedRef, Written};
 use self::txn_lock::TxnLock;
 use crate::{

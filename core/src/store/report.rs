@@ -60,6 +60,22 @@ pub struct Info {
     pub last_error: Option<String>,
     /// Running counters since the store was opened.
     pub metrics: Metrics,
+    /// Memory the store holds between compactions.
+    #[serde(default)]
+    pub held: HeldMemory,
+}
+
+/// Heap bytes the store holds between compactions, by what holds them (each bounded by its
+/// `Config` limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct HeldMemory {
+    /// The hot key list (`Config::hot_key_list_bytes`).
+    pub hot_key_list: u64,
+    /// The kept graph and the records of the blocks written since (`Config::kept_graph_bytes`).
+    pub kept_graph: u64,
 }
 
 /// Exact block counts and value bytes of both stores, from a scan of each.
@@ -100,7 +116,11 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
         let hot = self.hot.estimate(Space::Blocks).await.map_err(|e| self.hot_err(e))?;
         let cold = self.cold.estimate(Space::Blocks).await.map_err(|e| self.cold_err(e))?;
         let metrics = self.counters.snapshot();
+        let hot_key_list = self.hot_keys.lock().as_ref().map_or(0, |l| l.held());
+        let written = self.written.lock().as_ref().map_or(0, |w| w.held());
         let s = self.shared.lock();
+        let kept_graph = s.kept_graph.as_ref().map_or(0, |g| g.bytes()) + written;
+        let held = HeldMemory { hot_key_list: hot_key_list as u64, kept_graph: kept_graph as u64 };
         Ok(Info {
             head: s.head.as_ref().map(|h| h.tipset.clone()),
             head_epoch: s.head.as_ref().map(|h| h.height),
@@ -118,6 +138,7 @@ impl<K: Kv, C: Clock> SplitStore<K, C> {
             last_prune: s.last_prune.clone(),
             last_error: s.last_error.clone(),
             metrics,
+            held,
         })
     }
 
