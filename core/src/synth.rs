@@ -118,7 +118,7 @@ fn next_height(prev: i64, rng: &mut Rng, null_per_mille: u32) -> i64 {
     h
 }
 
-/// One generated tipset and every new block it brought.
+/// One generated tipset and every block it brought.
 #[derive(Clone, Debug)]
 pub struct Epoch {
     /// Height of the tipset.
@@ -127,7 +127,7 @@ pub struct Epoch {
     pub tipset: Vec<Cid>,
     /// Timestamp of the tipset's headers.
     pub timestamp: u64,
-    /// New blocks (headers, tipset-key objects, messages, receipts, state), children first:
+    /// Its blocks (headers, tipset-key objects, messages, receipts, state), children first:
     /// every link of a block names a block listed before it here or in an earlier epoch,
     /// except the dangling-by-design links of the module contract.
     pub blocks: Vec<(Cid, Vec<u8>)>,
@@ -135,6 +135,9 @@ pub struct Epoch {
     pub state_root: Cid,
     /// The parent tipset's key object, emitted in this epoch (`None` at genesis).
     pub parent_key: Option<Cid>,
+    /// Of `blocks`, how many an earlier epoch emitted too, and their bytes: the empty message
+    /// AMT and TxMeta, which a node writes again whenever it builds them.
+    pub repeated: (usize, u64),
 }
 
 /// A deterministic chain generator. The genesis state is built on the first
@@ -281,7 +284,8 @@ impl ChainGen {
         self.height = height;
         self.weight += 1_000 * tipset.len() as u128;
         self.head_messages = messages;
-        Epoch { height, tipset, timestamp, blocks: self.sink.take_epoch(), state_root, parent_key }
+        let (blocks, repeated) = self.sink.take_epoch();
+        Epoch { height, tipset, timestamp, blocks, state_root, parent_key, repeated }
     }
 
     /// Epochs produced so far.

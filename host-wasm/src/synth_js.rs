@@ -44,7 +44,10 @@ export interface SyntheticEpoch {
   /** Header CIDs of the tipset: pass to `headChange`. */
   tipset: string[];
   timestamp: number;
-  /** `[cid, bytes]` pairs not emitted by any earlier epoch. */
+  /**
+   * `[cid, bytes]` pairs: the epoch's new blocks, and the empty message AMT and TxMeta where it
+   * builds them, which a node writes again each time (an earlier epoch may have emitted them).
+   */
   blocks: [string, Uint8Array][];
   stateRoot: string;
   /** The parent tipset's key object (absent at genesis). */
@@ -60,6 +63,10 @@ export interface SyntheticEpochCar {
   blocks: number;
   /** Data bytes of those blocks. */
   bytes: number;
+  /** Of those blocks, the ones no earlier epoch emitted. */
+  newBlocks: number;
+  /** Data bytes of those. */
+  newBytes: number;
   car: Uint8Array;
 }
 "#;
@@ -190,6 +197,8 @@ impl SyntheticChain {
             ("timestamp", JsValue::from_f64(e.timestamp as f64)),
             ("blocks", JsValue::from_f64(e.blocks.len() as f64)),
             ("bytes", JsValue::from_f64(bytes as f64)),
+            ("newBlocks", JsValue::from_f64((e.blocks.len() - e.repeated.0) as f64)),
+            ("newBytes", JsValue::from_f64((bytes as u64 - e.repeated.1) as f64)),
             ("car", Uint8Array::from(car.as_slice()).into()),
         ])
         .into()

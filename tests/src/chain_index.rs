@@ -200,6 +200,7 @@ fn fork(base: &[splitstore_core::Cid], from_height: u64, n: usize, state: &split
                 blocks: vec![(cid, bytes)],
                 state_root: *state,
                 parent_key: None,
+                repeated: (0, 0),
             }
         })
         .collect()

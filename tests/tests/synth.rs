@@ -141,12 +141,15 @@ fn no_block_is_emitted_twice_but_the_empty_message_objects() {
     let mut again = HashSet::new();
     for e in chain(&cfg, 300) {
         let mut this_epoch = HashSet::new();
-        for (cid, _) in &e.blocks {
+        let mut repeated = (0, 0);
+        for (cid, bytes) in &e.blocks {
             assert!(this_epoch.insert(*cid), "{cid} emitted twice at height {}", e.height);
             if !seen.insert(*cid) {
                 again.insert(*cid);
+                repeated = (repeated.0 + 1, repeated.1 + bytes.len() as u64);
             }
         }
+        assert_eq!(e.repeated, repeated, "the epoch's count of repeats, at height {}", e.height);
     }
     assert!(!again.is_empty() && again.len() <= 2, "blocks emitted in more than one epoch: {again:?}");
 }

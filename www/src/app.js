@@ -258,7 +258,7 @@ async function importCar(file) {
 
 function onSynthEpoch(epoch) {
   $('synth-status').textContent = `Epoch ${formatCount(epoch.height)}: ${epoch.tipset.length} block${epoch.tipset.length > 1 ? 's' : ''}, `
-    + `${formatCount(epoch.blocks)} new objects. ${formatCount(state.synth.epochs)} epochs grown.`;
+    + `${formatCount(epoch.newBlocks)} new objects. ${formatCount(state.synth.epochs)} epochs grown.`;
   // The head is known at once; sizes follow with the next `info` read.
   $('stat-head').textContent = formatCount(epoch.height);
   $('stat-head').dataset.value = String(epoch.height);

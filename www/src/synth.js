@@ -47,7 +47,7 @@ export class SynthDriver {
     return this.position?.epochs ?? 0;
   }
 
-  /** Blocks and bytes of the epochs written so far (each block is new: the generator never repeats one). */
+  /** Blocks and bytes the epochs written so far brought that no earlier epoch had (each counted once). */
   get written() {
     return { blocks: this.position?.blocks ?? 0, bytes: this.position?.bytes ?? 0 };
   }
@@ -97,8 +97,8 @@ export class SynthDriver {
     this.position = {
       ...this.position,
       epochs: this.position.epochs + 1,
-      blocks: (this.position.blocks ?? 0) + epoch.blocks,
-      bytes: (this.position.bytes ?? 0) + epoch.bytes,
+      blocks: (this.position.blocks ?? 0) + epoch.newBlocks,
+      bytes: (this.position.bytes ?? 0) + epoch.newBytes,
     };
     this.onPosition?.(this.position);
     this.onEpoch?.(epoch);

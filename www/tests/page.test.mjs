@@ -251,8 +251,8 @@ describe('splitstore page', () => {
     assert.equal(shown.coldBytes, info.coldBytes);
     assert.ok(info.compactions >= 4);
 
-    // Universal mode loses nothing: every block the generator emitted (it never repeats one)
-    // is in hot or cold. A block written while a compaction copied it to cold stays hot too.
+    // Universal mode loses nothing: every block the generator emitted (each counted once) is
+    // in hot or cold. A block written while a compaction copied it to cold stays hot too.
     const written = await page.evaluate(() => window.splitstore.synth.written);
     const all = carSummary(await exportCar(page, 'all'));
     assert.equal(all.storable, written.blocks);

@@ -95,7 +95,7 @@ mod tests {
     fn uint_values(count: usize) -> (Cid, Vec<(Cid, Vec<u8>)>) {
         let mut sink = Sink::default();
         let root = build(&mut sink, count, |i, out| cbor::uint(out, i as u64));
-        (root, sink.take_epoch())
+        (root, sink.take_epoch().0)
     }
 
     #[test]

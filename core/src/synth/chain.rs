@@ -182,7 +182,7 @@ mod tests {
             let t = tipset_messages(&mut rng, &mut sink, &mut serial, 3, 6, 100);
             total_unique += t.unique;
             assert_eq!(t.txmetas.len(), 3);
-            let blocks = sink.take_epoch();
+            let blocks = sink.take_epoch().0;
             let messages = blocks.iter().filter(|(_, b)| b[0] == 0x8a || (b[0] == 0x82 && b[1] == 0x8a)).count();
             assert_eq!(messages, t.unique);
             shared_seen |= t.unique < 18;
@@ -202,7 +202,7 @@ mod tests {
         let mut serial = 10;
         receipts(&mut rng, &mut sink, &mut serial, 20);
         assert_eq!(serial, 30);
-        let blocks = sink.take_epoch();
+        let blocks = sink.take_epoch().0;
         // 20 values at 8 per node: 3 leaves and the root.
         assert_eq!(blocks.len(), 4);
         let root = &blocks[3].1;

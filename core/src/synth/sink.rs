@@ -44,10 +44,17 @@ impl BuildHasher for DigestHasher {
 /// or across epochs (the empty AMT, the empty TxMeta): a node writes those again whenever it
 /// builds them, as a syncing node does with every block's message AMTs, so an epoch that uses
 /// one emits it even if an earlier epoch did (a compaction may have discarded it since).
+/// A block as emitted: its CID and bytes.
+pub(crate) type Block = (Cid, Vec<u8>);
+
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
-    blocks: Vec<(Cid, Vec<u8>)>,
+    blocks: Vec<Block>,
     epoch_seen: HashSet<[u8; 32], DigestHasher>,
+    /// Every block `put_dedup` emitted, any epoch: to count the epoch's repeats.
+    ever_deduped: HashSet<[u8; 32], DigestHasher>,
+    /// Blocks and bytes of this epoch that an earlier epoch emitted too.
+    repeated: (usize, u64),
     total_blocks: u64,
     total_bytes: u64,
 }
@@ -73,6 +80,10 @@ impl Sink {
         let mut digest = [0u8; 32];
         digest.copy_from_slice(cid.hash().digest());
         if self.epoch_seen.insert(digest) {
+            if !self.ever_deduped.insert(digest) {
+                self.repeated.0 += 1;
+                self.repeated.1 += bytes.len() as u64;
+            }
             self.push(cid, bytes);
         }
         cid
@@ -84,10 +95,11 @@ impl Sink {
         self.blocks.push((cid, bytes));
     }
 
-    /// Hands over the epoch's blocks and starts the next epoch.
-    pub(crate) fn take_epoch(&mut self) -> Vec<(Cid, Vec<u8>)> {
+    /// Hands over the epoch's blocks, with the count and bytes of those an earlier epoch
+    /// emitted too, and starts the next epoch.
+    pub(crate) fn take_epoch(&mut self) -> (Vec<Block>, (usize, u64)) {
         self.epoch_seen.clear();
-        core::mem::take(&mut self.blocks)
+        (core::mem::take(&mut self.blocks), core::mem::take(&mut self.repeated))
     }
 
     /// Blocks emitted so far, all epochs.
@@ -110,9 +122,9 @@ mod tests {
         let mut s = Sink::default();
         let a = s.put_dedup(alloc::vec![0x80]);
         assert_eq!(s.put_dedup(alloc::vec![0x80]), a);
-        assert_eq!(s.take_epoch().len(), 1);
+        assert_eq!(s.take_epoch().0.len(), 1);
         assert_eq!(s.put_dedup(alloc::vec![0x80]), a);
-        assert_eq!(s.take_epoch().len(), 1, "a later epoch emits it again");
+        assert_eq!(s.take_epoch(), (alloc::vec![(a, alloc::vec![0x80])], (1, 1)), "a later epoch emits it again");
         assert_eq!(s.total_blocks(), 2);
         assert_eq!(s.total_bytes(), 2);
     }

@@ -321,7 +321,7 @@ mod tests {
         let mut rng = Rng::new(1, 0);
         let mut sink = Sink::default();
         let s = State::genesis(&mut rng, &mut sink, actors, 16, true);
-        (s, sink.take_epoch())
+        (s, sink.take_epoch().0)
     }
 
     #[test]
@@ -354,7 +354,7 @@ mod tests {
         let old_root = s.root();
         let new_root = s.churn(&mut rng, &mut sink, 10);
         assert_ne!(new_root, old_root);
-        let blocks = sink.take_epoch();
+        let blocks = sink.take_epoch().0;
         let changed_leaves = s.levels[0].iter().zip(&before[0]).filter(|(a, b)| a != b).count();
         assert!((1..=10).contains(&changed_leaves));
         // heads (+ vesting) + leaves + path nodes + wrapper: far below the state size.
@@ -372,7 +372,7 @@ mod tests {
         let mut sink = Sink::default();
         let root = s.root();
         assert_eq!(s.churn(&mut Rng::new(1, 1), &mut sink, 0), root);
-        assert!(sink.take_epoch().is_empty());
+        assert!(sink.take_epoch().0.is_empty());
     }
 
     #[test]
