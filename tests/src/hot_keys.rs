@@ -89,8 +89,11 @@ pub async fn listed_equals_scanned<K: Kv>(
     epochs: usize,
     every: usize,
 ) -> ListStats {
-    listed_within_equals_scanned(make, mode, seed, epochs, every, 64 << 20).await
+    listed_within_equals_scanned(make, mode, seed, epochs, every, ROOMY).await
 }
+
+/// A limit no list or index set of these chains comes near.
+const ROOMY: usize = 64 << 20;
 
 /// [`listed_equals_scanned`] with the list's limit `limit`: below what the list or the walk's
 /// set of the chain index's keys needs, compactions drop the list or keep none, and must still
@@ -124,7 +127,7 @@ pub async fn listed_within_equals_scanned<K: Kv>(
         let (r, f) = compact_both(&listing, &scanning, complete && !deleted_any, &at).await;
         // The first compaction scans, and so does the one after a deletion; every other one
         // visits the list.
-        if limit >= 64 << 20 {
+        if limit >= ROOMY {
             assert_eq!(r.hot_keys_listed, !(scan_due || deleted), "{at}: listed");
             assert!(r.hot_keys_kept, "{at}: no list kept");
         }

@@ -36,6 +36,9 @@ impl BuildHasher for DigestHasher {
     }
 }
 
+/// A block as emitted: its CID and bytes.
+pub(crate) type Block = (Cid, Vec<u8>);
+
 /// Collects the blocks of one epoch.
 ///
 /// Invariant: a block enters `blocks` at most once per epoch. `put_new` callers guarantee
@@ -44,9 +47,6 @@ impl BuildHasher for DigestHasher {
 /// or across epochs (the empty AMT, the empty TxMeta): a node writes those again whenever it
 /// builds them, as a syncing node does with every block's message AMTs, so an epoch that uses
 /// one emits it even if an earlier epoch did (a compaction may have discarded it since).
-/// A block as emitted: its CID and bytes.
-pub(crate) type Block = (Cid, Vec<u8>);
-
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
     blocks: Vec<Block>,
